@@ -1,0 +1,23 @@
+//! Validated types: the answers file schema ([`Answers`]) and what it validates into ([`Project`]).
+
+pub mod answers;
+mod age_recipient;
+mod board;
+mod error;
+mod hostname;
+mod layout;
+mod node;
+mod platform;
+mod project;
+mod ssh_public_key;
+
+pub use age_recipient::AgeRecipient;
+pub use answers::{Answers, SCHEMA_VERSION};
+pub use board::Board;
+pub use error::InvalidAnswer;
+pub use hostname::Hostname;
+pub use layout::Layout;
+pub use node::{Ipv4Cidr, Node};
+pub use platform::Platform;
+pub use project::{Bootloader, Project, BUILD_SYSTEMS};
+pub use ssh_public_key::SshPublicKey;

@@ -1,0 +1,495 @@
+//! The validated model: what the templates render from. Building a `Project` is the only way
+//! answers reach the renderer, so every template can trust what it is given.
+
+use std::{collections::BTreeSet, net::IpAddr, net::Ipv4Addr};
+
+use serde::Serialize;
+
+use super::{
+    answers::{ForeignBuild, NodeRecipients, SecretsMode, SLOTS_PER_BOARD},
+    board::check_host_or_ip,
+    Answers, AgeRecipient, Board, Hostname, InvalidAnswer, Ipv4Cidr, Layout, Node, Platform,
+    SshPublicKey,
+};
+
+/// Build systems flakesmith generates `packages.<system>` for. Darwin hosts need a Linux builder
+/// (nix-darwin's `nix.linux-builder`) and then build as that builder's system.
+pub const BUILD_SYSTEMS: [&str; 2] = ["x86_64-linux", "aarch64-linux"];
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Project {
+    pub name: String,
+    pub layout: Layout,
+    pub platforms: Vec<Platform>,
+    pub nixpkgs_branch: String,
+    pub admin_user: String,
+    pub ssh_keys: Vec<SshPublicKey>,
+    pub secrets: Secrets,
+    pub build: Build,
+    pub dots: Option<String>,
+    pub bootloader: Bootloader,
+    pub network: Network,
+    pub boards: Vec<Board>,
+    pub nodes: Vec<Node>,
+    /// The answers this project was validated from, written back as flakesmith.yaml.
+    #[serde(skip)]
+    pub answers: Answers,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Secrets {
+    pub mode: SecretsMode,
+    pub admin_age_recipients: Vec<AgeRecipient>,
+    pub node_recipients: NodeRecipients,
+    pub deployment_key: Option<SshPublicKey>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Build {
+    pub systems: Vec<String>,
+    pub foreign: ForeignBuild,
+    pub rk1_remote_builders: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "source", rename_all = "kebab-case")]
+pub enum Bootloader {
+    /// `pkgs.ubootTuringRK1`, built from source by nixpkgs.
+    Nixpkgs,
+    /// A user's extracted blob, carried in the repo as `rk1-bootloader.bin`.
+    Blob { path: String },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Network {
+    pub gateway: Option<Ipv4Addr>,
+    pub nameservers: Vec<IpAddr>,
+    pub time_zone: String,
+}
+
+impl Project {
+    pub fn has(&self, platform: Platform) -> bool {
+        self.platforms.contains(&platform)
+    }
+
+    pub fn node(&self, host: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.host.as_str() == host)
+    }
+
+    pub fn board(&self, name: &str) -> Option<&Board> {
+        self.boards.iter().find(|b| b.name == name)
+    }
+
+    /// Validates answers field by field; the first problem is returned, naming its field.
+    pub fn from_answers(answers: &Answers) -> Result<Self, InvalidAnswer> {
+        let name = check_project_name(&answers.name).map_err(|m| InvalidAnswer::new("name", m))?;
+        let platforms = platforms_of(answers)?;
+        let has_rk1 = platforms.contains(&Platform::Rk1);
+
+        if answers.nixpkgs_branch.is_empty()
+            || !answers
+                .nixpkgs_branch
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b))
+        {
+            return Err(InvalidAnswer::new(
+                "nixpkgs-branch",
+                format!(
+                    "'{}' is not a branch name (letters, digits, '.', '_', '-', '/'; e.g. nixos-unstable or nixos-25.05)",
+                    answers.nixpkgs_branch
+                ),
+            ));
+        }
+        let admin_user = check_user_name(&answers.admin_user)
+            .map_err(|m| InvalidAnswer::new("admin-user", m))?;
+
+        let ssh_keys = answers
+            .ssh_keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                SshPublicKey::parse(k).map_err(|m| InvalidAnswer::new(format!("ssh-keys[{i}]"), m))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut seen = BTreeSet::new();
+        for (i, key) in ssh_keys.iter().enumerate() {
+            if !seen.insert(key.fingerprint_part().to_owned()) {
+                return Err(InvalidAnswer::new(
+                    format!("ssh-keys[{i}]"),
+                    "this key is listed twice",
+                ));
+            }
+        }
+
+        let secrets = secrets_of(answers)?;
+        let build = build_of(answers)?;
+        let dots = answers
+            .dots
+            .as_deref()
+            .filter(|d| !d.trim().is_empty())
+            .map(|d| check_flake_url(d.trim()).map_err(|m| InvalidAnswer::new("dots", m)))
+            .transpose()?;
+        let bootloader = match answers.bootloader.blob.as_deref().map(str::trim) {
+            None | Some("") => Bootloader::Nixpkgs,
+            Some(path) => Bootloader::Blob {
+                path: path.to_owned(),
+            },
+        };
+        let network = network_of(answers)?;
+        let (boards, nodes) = if has_rk1 {
+            cluster_of(answers)?
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        if nodes.iter().any(|n| n.address.is_some()) && network.gateway.is_none() {
+            return Err(InvalidAnswer::new(
+                "network.gateway",
+                "nodes with a static address need a gateway (e.g. 10.0.0.1)",
+            ));
+        }
+
+        Ok(Self {
+            name,
+            layout: answers.layout,
+            platforms,
+            nixpkgs_branch: answers.nixpkgs_branch.clone(),
+            admin_user,
+            ssh_keys,
+            secrets,
+            build,
+            dots,
+            bootloader,
+            network,
+            boards,
+            nodes,
+            answers: answers.clone(),
+        })
+    }
+}
+
+fn check_project_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.as_bytes()[0].is_ascii_alphabetic()
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "'{s}' is not a project name (1-64 letters, digits, '-' or '_', starting with a letter)"
+        ))
+    }
+}
+
+fn check_user_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 32
+        && (s.as_bytes()[0].is_ascii_lowercase() || s.starts_with('_'))
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if !ok {
+        return Err(format!(
+            "'{s}' is not a user name (1-32 lowercase letters, digits, '_' or '-', starting with a letter)"
+        ));
+    }
+    if s == "root" || s == "nixos" {
+        return Err(format!(
+            "'{s}' is reserved; choose the name of the admin account to create"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+/// A flake reference that can be written into a Nix string as it is.
+fn check_flake_url(s: &str) -> Result<String, String> {
+    let scheme_ok = ["github:", "gitlab:", "sourcehut:", "git+", "path:", "https://", "http://", "tarball+", "file:", "flake:"]
+        .iter()
+        .any(|p| s.starts_with(p));
+    let chars_ok = s
+        .chars()
+        .all(|c| !c.is_whitespace() && c != '"' && c != '\\' && c != '$');
+    if scheme_ok && chars_ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "'{s}' is not a flake URL (e.g. github:you/dots, git+https://…, path:/home/you/dots)"
+        ))
+    }
+}
+
+fn platforms_of(answers: &Answers) -> Result<Vec<Platform>, InvalidAnswer> {
+    match answers.layout {
+        Layout::Rk1Cluster => {
+            if answers.platforms.iter().any(|p| *p != Platform::Rk1) {
+                return Err(InvalidAnswer::new(
+                    "platforms",
+                    "the rk1-cluster layout builds rk1 only; use layout multi-cloud for other platforms",
+                ));
+            }
+            Ok(vec![Platform::Rk1])
+        }
+        Layout::MultiCloud => {
+            let set: BTreeSet<Platform> = answers.platforms.iter().copied().collect();
+            if set.is_empty() {
+                return Err(InvalidAnswer::new(
+                    "platforms",
+                    format!(
+                        "choose at least one of {}",
+                        Platform::ALL.map(Platform::name).join(", ")
+                    ),
+                ));
+            }
+            if set.len() != answers.platforms.len() {
+                return Err(InvalidAnswer::new("platforms", "a platform is listed twice"));
+            }
+            Ok(set.into_iter().collect())
+        }
+    }
+}
+
+fn secrets_of(answers: &Answers) -> Result<Secrets, InvalidAnswer> {
+    let s = &answers.secrets;
+    let admin_age_recipients = s
+        .admin_age_recipients
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            AgeRecipient::parse(r)
+                .map_err(|m| InvalidAnswer::new(format!("secrets.admin-age-recipients[{i}]"), m))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let deployment_key = s
+        .deployment_key
+        .as_deref()
+        .map(|k| SshPublicKey::parse(k).map_err(|m| InvalidAnswer::new("secrets.deployment-key", m)))
+        .transpose()?;
+    if s.mode == SecretsMode::Sops && deployment_key.is_some() {
+        return Err(InvalidAnswer::new(
+            "secrets.deployment-key",
+            "only used with secrets mode deployment-keys",
+        ));
+    }
+    Ok(Secrets {
+        mode: s.mode,
+        admin_age_recipients,
+        node_recipients: s.node_recipients,
+        deployment_key,
+    })
+}
+
+fn build_of(answers: &Answers) -> Result<Build, InvalidAnswer> {
+    let b = &answers.build;
+    if b.systems.is_empty() {
+        return Err(InvalidAnswer::new(
+            "build.systems",
+            format!("list at least one of {}", BUILD_SYSTEMS.join(", ")),
+        ));
+    }
+    let mut systems = Vec::new();
+    for (i, system) in b.systems.iter().enumerate() {
+        let field = format!("build.systems[{i}]");
+        if system.ends_with("-darwin") {
+            return Err(InvalidAnswer::new(
+                field,
+                format!("{system} cannot build NixOS images itself: run a Linux builder (nix-darwin's nix.linux-builder) and list its system instead"),
+            ));
+        }
+        if !BUILD_SYSTEMS.contains(&system.as_str()) {
+            return Err(InvalidAnswer::new(
+                field,
+                format!("'{system}' is not one of {}", BUILD_SYSTEMS.join(", ")),
+            ));
+        }
+        if systems.contains(system) {
+            return Err(InvalidAnswer::new(field, format!("{system} is listed twice")));
+        }
+        systems.push(system.clone());
+    }
+    Ok(Build {
+        systems,
+        foreign: b.foreign,
+        rk1_remote_builders: b.rk1_remote_builders,
+    })
+}
+
+fn network_of(answers: &Answers) -> Result<Network, InvalidAnswer> {
+    let n = &answers.network;
+    let gateway = n
+        .gateway
+        .as_deref()
+        .filter(|g| !g.trim().is_empty())
+        .map(|g| {
+            g.trim().parse::<Ipv4Addr>().map_err(|_| {
+                InvalidAnswer::new("network.gateway", format!("'{g}' is not an IPv4 address"))
+            })
+        })
+        .transpose()?;
+    let nameservers = n
+        .nameservers
+        .iter()
+        .enumerate()
+        .map(|(i, ns)| {
+            ns.trim().parse::<IpAddr>().map_err(|_| {
+                InvalidAnswer::new(
+                    format!("network.nameservers[{i}]"),
+                    format!("'{ns}' is not an IP address"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let tz_ok = !n.time_zone.is_empty()
+        && n.time_zone
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_+-/".contains(&b));
+    if !tz_ok {
+        return Err(InvalidAnswer::new(
+            "network.time-zone",
+            format!("'{}' is not a tz database name (e.g. UTC, Europe/Berlin)", n.time_zone),
+        ));
+    }
+    Ok(Network {
+        gateway,
+        nameservers,
+        time_zone: n.time_zone.clone(),
+    })
+}
+
+fn cluster_of(answers: &Answers) -> Result<(Vec<Board>, Vec<Node>), InvalidAnswer> {
+    if answers.nodes.is_empty() {
+        return Err(InvalidAnswer::new("nodes", "an RK1 cluster needs at least one node"));
+    }
+    if answers.boards.is_empty() {
+        return Err(InvalidAnswer::new("boards", "list the Turing Pi 2 board(s) the nodes sit in"));
+    }
+    let mut boards: Vec<Board> = Vec::new();
+    for (i, b) in answers.boards.iter().enumerate() {
+        Hostname::parse(&b.name)
+            .map_err(|m| InvalidAnswer::new(format!("boards[{i}].name"), m))?;
+        if boards.iter().any(|o| o.name == b.name) {
+            return Err(InvalidAnswer::new(
+                format!("boards[{i}].name"),
+                format!("board '{}' is listed twice", b.name),
+            ));
+        }
+        check_host_or_ip(&b.bmc_host)
+            .map_err(|m| InvalidAnswer::new(format!("boards[{i}].bmc-host"), m))?;
+        boards.push(Board {
+            name: b.name.clone(),
+            bmc_host: b.bmc_host.clone(),
+        });
+    }
+    let capacity = boards.len() * SLOTS_PER_BOARD as usize;
+    if answers.nodes.len() > capacity {
+        return Err(InvalidAnswer::new(
+            "nodes",
+            format!(
+                "{} nodes do not fit the {} slots of {} board(s) ({} slots per Turing Pi 2): add a board",
+                answers.nodes.len(),
+                capacity,
+                boards.len(),
+                SLOTS_PER_BOARD
+            ),
+        ));
+    }
+    let mut nodes: Vec<Node> = Vec::new();
+    for (i, n) in answers.nodes.iter().enumerate() {
+        let field = |f: &str| format!("nodes[{i}].{f}");
+        let host = Hostname::parse(&n.host).map_err(|m| InvalidAnswer::new(field("host"), m))?;
+        if nodes.iter().any(|o| o.host == host) {
+            return Err(InvalidAnswer::new(
+                field("host"),
+                format!("host '{host}' is listed twice; host names must be unique"),
+            ));
+        }
+        if !boards.iter().any(|b| b.name == n.board) {
+            return Err(InvalidAnswer::new(
+                field("board"),
+                format!(
+                    "'{}' is not a board (boards: {})",
+                    n.board,
+                    boards.iter().map(|b| b.name.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        if !(1..=SLOTS_PER_BOARD).contains(&n.slot) {
+            return Err(InvalidAnswer::new(
+                field("slot"),
+                format!("slot {} does not exist (a Turing Pi 2 has slots 1-{SLOTS_PER_BOARD})", n.slot),
+            ));
+        }
+        if let Some(other) = nodes.iter().find(|o| o.board == n.board && o.slot == n.slot) {
+            return Err(InvalidAnswer::new(
+                field("slot"),
+                format!("slot {} of board '{}' is already taken by {}", n.slot, n.board, other.host),
+            ));
+        }
+        let address = n
+            .address
+            .as_deref()
+            .filter(|a| !a.trim().is_empty())
+            .map(|a| Ipv4Cidr::parse(a).map_err(|m| InvalidAnswer::new(field("address"), m)))
+            .transpose()?;
+        if let Some(addr) = address {
+            if let Some(other) = nodes.iter().find(|o| o.address.map(|a| a.ip) == Some(addr.ip)) {
+                return Err(InvalidAnswer::new(
+                    field("address"),
+                    format!("{} is already the address of {}", addr.ip, other.host),
+                ));
+            }
+        }
+        nodes.push(Node {
+            host,
+            board: n.board.clone(),
+            slot: n.slot,
+            address,
+        });
+    }
+    Ok((boards, nodes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invalid(edit: impl FnOnce(&mut Answers)) -> InvalidAnswer {
+        let mut a = Answers::default();
+        edit(&mut a);
+        Project::from_answers(&a).unwrap_err()
+    }
+
+    #[test]
+    fn the_defaults_validate() {
+        let p = Project::from_answers(&Answers::default()).unwrap();
+        assert_eq!(p.nodes.len(), 4);
+        assert_eq!(p.platforms, vec![Platform::Rk1]);
+    }
+
+    #[test]
+    fn each_bad_answer_names_its_field() {
+        assert_eq!(invalid(|a| a.nodes[1].host = "Node_1".into()).field, "nodes[1].host");
+        assert_eq!(invalid(|a| a.nodes[2].host = "rk1-node1".into()).field, "nodes[2].host");
+        assert_eq!(invalid(|a| a.nodes[2].slot = 1).field, "nodes[2].slot");
+        assert_eq!(invalid(|a| a.nodes[0].slot = 5).field, "nodes[0].slot");
+        assert_eq!(
+            invalid(|a| {
+                a.nodes.push(a.nodes[0].clone());
+                a.nodes[4].host = "extra".into();
+            })
+            .field,
+            "nodes"
+        );
+        assert_eq!(invalid(|a| a.ssh_keys = vec!["nope".into()]).field, "ssh-keys[0]");
+        assert_eq!(
+            invalid(|a| a.secrets.admin_age_recipients = vec!["age1nope".into()]).field,
+            "secrets.admin-age-recipients[0]"
+        );
+        assert_eq!(invalid(|a| a.admin_user = "root".into()).field, "admin-user");
+        assert_eq!(
+            invalid(|a| a.build.systems = vec!["aarch64-darwin".into()]).field,
+            "build.systems[0]"
+        );
+        assert_eq!(
+            invalid(|a| a.nodes[0].address = Some("10.0.0.5/24".into())).field,
+            "network.gateway"
+        );
+    }
+}

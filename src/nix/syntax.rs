@@ -1,0 +1,64 @@
+use thiserror::Error;
+
+use crate::render::Tree;
+
+/// A generated `.nix` file that does not parse: always a flakesmith bug, reported before any
+/// file is written.
+#[derive(Debug, Error)]
+#[error("generated {path} is not valid Nix at line {line}, column {column}: {message} (a flakesmith template bug; nothing was written)")]
+pub struct SyntaxError {
+    pub path: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+/// Parses every `.nix` file of the tree with rnix.
+pub fn check_syntax(tree: &Tree) -> Result<(), SyntaxError> {
+    for (path, file) in tree.iter().filter(|(p, _)| p.ends_with(".nix")) {
+        let text = file.as_text().unwrap_or_default();
+        check_text(path, text)?;
+    }
+    Ok(())
+}
+
+pub fn check_text(path: &str, text: &str) -> Result<(), SyntaxError> {
+    let parse = rnix::Root::parse(text);
+    if let Some(error) = parse.errors().first() {
+        let offset = error_offset(error).min(text.len());
+        let before = &text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let column = offset - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        return Err(SyntaxError {
+            path: path.to_owned(),
+            line,
+            column,
+            message: error.to_string(),
+        });
+    }
+    Ok(())
+}
+
+fn error_offset(error: &rnix::ParseError) -> usize {
+    use rnix::ParseError as E;
+    match error {
+        E::Unexpected(r)
+        | E::UnexpectedExtra(r)
+        | E::UnexpectedWanted(_, r, _)
+        | E::UnexpectedDoubleBind(r)
+        | E::DuplicatedArgs(r, _) => usize::from(r.start()),
+        _ => usize::MAX,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_the_position_of_a_syntax_error() {
+        let e = check_text("x.nix", "{\n  a = 1;\n  b = ;\n}\n").unwrap_err();
+        assert_eq!((e.line, e.path.as_str()), (3, "x.nix"));
+        assert!(check_text("ok.nix", "{ a = 1; }\n").is_ok());
+    }
+}
