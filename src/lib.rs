@@ -8,6 +8,8 @@ pub mod model;
 pub mod nix;
 pub mod render;
 pub mod sync;
+pub mod secrets;
+pub mod check;
 pub mod cli;
 pub mod cmd;
 mod error;

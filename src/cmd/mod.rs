@@ -1,5 +1,6 @@
 //! One plain function per subcommand.
 
+pub mod check;
 pub mod init;
 
 use anyhow::{bail, Result};
@@ -18,6 +19,7 @@ pub enum Outcome {
 pub fn run(cli: Cli) -> Result<Outcome> {
     match cli.command {
         Command::Init(args) => init::run(args),
+        Command::Check(args) => check::run(args),
         Command::Completions(args) => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(args.shell, &mut command, "flakesmith", &mut std::io::stdout());
