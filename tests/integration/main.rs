@@ -1,1 +1,4 @@
-fn main(){}
+//! flakesmith's integration tests: one binary, one module per area.
+
+mod check;
+mod secrets;
