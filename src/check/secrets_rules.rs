@@ -27,7 +27,7 @@ pub fn plaintext_secrets(files: &RepoFiles, _: &Answers) -> Result<Vec<Finding>>
             continue;
         }
         let text = files.read_text(path)?;
-        if has_no_data(&text) || has_sops_metadata(path, &text) {
+        if has_no_data(&text) || has_sops_metadata(path, &text) || is_generated_placeholder(files, path)? {
             continue;
         }
         findings.push(Finding::new(
@@ -144,6 +144,16 @@ pub fn sops_nodes(files: &RepoFiles, answers: &Answers) -> Result<Vec<Finding>> 
         }
     }
     Ok(findings)
+}
+
+/// flakesmith's own unencrypted placeholder, unmodified (byte for byte what its base record
+/// says it generated): it holds no secret, and changing it in any way makes it a finding.
+fn is_generated_placeholder(files: &RepoFiles, path: &str) -> Result<bool> {
+    let base = files.path(crate::sync::BASE_DIR).join(path);
+    if !base.is_file() {
+        return Ok(false);
+    }
+    Ok(fs_err::read(base)? == fs_err::read(files.path(path))?)
 }
 
 fn has_no_data(text: &str) -> bool {

@@ -382,6 +382,7 @@ fn print_next_steps(project: &Project, dir: &Path) {
         }
         println!("  ./build-all-images.sh       # every image, in one nix build");
         println!("  ./deploy/rk1-deploy.sh --dry-run");
+        println!("  ./deploy/post-deploy.sh --dry-run  # after first boot: pin host keys, hand over keys, switch");
     } else {
         println!("  ./build-all-images.sh");
     }

@@ -174,3 +174,236 @@ pub fn recipients_for(sops_yaml: &str, path: &str) -> Vec<String> {
 pub fn anchors_of(sops_yaml: &str) -> SopsYaml {
     SopsYaml::parse(sops_yaml)
 }
+
+/// `flakesmith init DIR --yes` with the given extra flags, in a temporary HOME (so no key of
+/// the machine running the tests is picked up). Returns the repo directory's parent.
+fn init(extra: &[&str]) -> (tempfile::TempDir, std::path::PathBuf) {
+    use assert_cmd::cargo::CommandCargoExt;
+    let home = tempfile::tempdir().unwrap();
+    let repo = home.path().join("cluster");
+    let out = Command::cargo_bin("flakesmith")
+        .unwrap()
+        .arg("init")
+        .arg(&repo)
+        .args(["--yes", "--ssh-key", crate::support::ADMIN_SSH_KEY])
+        .args(extra)
+        .env("HOME", home.path())
+        .env_remove("SOPS_AGE_KEY_FILE")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "init failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (home, repo)
+}
+
+#[test]
+fn init_makes_node_identities_and_sops_yaml_encrypts_to_them() {
+    let (_home, repo) = init(&["--age-recipient", ADMIN_AGE_RECIPIENT]);
+    let sops_yaml = std::fs::read_to_string(repo.join(".sops.yaml")).unwrap();
+    let anchors = anchors_of(&sops_yaml);
+    assert_eq!(anchors.anchors["admin_1"], ADMIN_AGE_RECIPIENT);
+    let hosts = ["rk1-node1", "rk1-node2", "rk1-node3", "rk1-node4"];
+    for host in hosts {
+        let key = repo.join(format!("keys/{host}.age"));
+        assert_eq!(mode(&key), 0o600);
+        // The recipient in .sops.yaml is the one the identity file has (as age-keygen sees it).
+        let derived = Command::new("age-keygen").arg("-y").arg(&key).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&derived.stdout).trim(), anchors.anchors[host], "{host}");
+        assert!(anchors.aliases.contains(host), "{host} is used by a rule");
+        // A node's own file: that node and the admin, nobody else.
+        let own = recipients_for(&sops_yaml, &format!("secrets/{host}.yaml"));
+        assert_eq!(own, [ADMIN_AGE_RECIPIENT, anchors.anchors[host].as_str()], "secrets/{host}.yaml");
+    }
+    // The shared file: the admin and every node.
+    let shared = recipients_for(&sops_yaml, "secrets/secrets.yaml");
+    let mut expected = vec![ADMIN_AGE_RECIPIENT.to_owned()];
+    expected.extend(hosts.iter().map(|h| anchors.anchors[*h].clone()));
+    assert_eq!(shared, expected);
+    assert!(recipients_for(&sops_yaml, "README.md").is_empty(), "files outside secrets/ are not sops files");
+
+    // A secret encrypted to the shared rule's recipients (as sops would wrap its data key)
+    // opens with any node's identity from keys/.
+    let mut args = Vec::new();
+    for r in &shared {
+        args.extend(["-r", r.as_str()]);
+    }
+    let ciphertext = age(&args, b"token: s3cret\n").unwrap();
+    let node3 = repo.join("keys/rk1-node3.age");
+    assert_eq!(age(&["-d", "-i", node3.to_str().unwrap()], &ciphertext).unwrap(), b"token: s3cret\n");
+
+    // git (init ran `git add --all`) tracks no key.
+    let tracked = Command::new("git").args(["ls-files"]).current_dir(&repo).output().unwrap();
+    let tracked = String::from_utf8(tracked.stdout).unwrap();
+    assert!(tracked.contains(".sops.yaml"), "{tracked}");
+    assert!(!tracked.contains("keys/"), "keys are never tracked:\n{tracked}");
+}
+
+#[test]
+fn check_passes_on_freshly_generated_repos() {
+    use assert_cmd::cargo::CommandCargoExt;
+    let deploy_key = crate::support::DEPLOY_SSH_KEY;
+    for flags in [
+        vec!["--age-recipient", ADMIN_AGE_RECIPIENT],
+        vec!["--secrets", "deployment-keys", "--deployment-key", deploy_key],
+        vec!["--nodes", "6", "--age-recipient", ADMIN_AGE_RECIPIENT],
+    ] {
+        let (_home, repo) = init(&flags);
+        let out = Command::cargo_bin("flakesmith").unwrap().args(["check", "-C"]).arg(&repo).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{flags:?}: check on a fresh repo:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
+
+#[test]
+fn check_lists_ssh_host_key_nodes_until_their_recipients_are_recorded() {
+    use assert_cmd::cargo::CommandCargoExt;
+    let (_home, repo) = init(&["--age-recipient", ADMIN_AGE_RECIPIENT, "--node-recipients", "ssh-host-keys", "--nodes", "2"]);
+    assert!(!repo.join("keys").exists(), "ssh-host-keys mode makes no identities");
+    let run = || {
+        let out = Command::cargo_bin("flakesmith").unwrap().args(["check", "-C"]).arg(&repo).output().unwrap();
+        (out.status.code(), String::from_utf8(out.stdout).unwrap())
+    };
+    let (code, stdout) = run();
+    assert_eq!(code, Some(1));
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    assert!(stdout.contains(".sops.yaml: node rk1-node2 has no age recipient"), "{stdout}");
+    assert!(stdout.contains("deploy/post-deploy.sh --host rk1-node2"), "{stdout}");
+
+    // Recording the recipients (as the README says, from ssh-to-age) clears the findings.
+    let mut text = std::fs::read_to_string(repo.join(".sops.yaml")).unwrap();
+    for host in ["rk1-node1", "rk1-node2"] {
+        let recipient = age::x25519::Identity::generate().to_public().to_string();
+        text = text
+            .replace(&format!("# - &{host} age1…   (not known yet: `flakesmith check` lists it)"), &format!("- &{host} {recipient}"))
+            .replace(&format!("# - *{host}\n"), &format!("- *{host}\n"));
+    }
+    std::fs::write(repo.join(".sops.yaml"), text).unwrap();
+    assert_eq!(run(), (Some(0), String::new()));
+}
+
+/// Stand-ins for the tools deploy/post-deploy.sh calls on the network: `ssh-keyscan` answers
+/// with a real ed25519 public key, `ssh` and `nixos-rebuild` record their arguments (and what
+/// `ssh` reads on stdin) in order. ssh-keygen is the real one. What they cannot show: that a
+/// node's sshd, sudo and sops-nix accept what the script sends.
+struct StandIns {
+    dir: tempfile::TempDir,
+}
+
+impl StandIns {
+    fn new(ssh_exit_for_deployment_key: i32) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let host_key = dir.path().join("host_key");
+        let made = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&host_key)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let public = std::fs::read_to_string(host_key.with_extension("pub")).unwrap();
+        let public: Vec<&str> = public.split_whitespace().take(2).collect();
+        let log = dir.path().join("log");
+        let scripts = [
+            ("ssh-keyscan", format!("#!/bin/sh\nfor a; do last=\"$a\"; done\necho \"$last {} {}\"\n", public[0], public[1])),
+            (
+                "ssh",
+                format!(
+                    "#!/bin/sh\necho \"ssh $*\" >> '{log}'\ncase \"$*\" in *'-i '*root@*) exit {ssh_exit_for_deployment_key} ;; esac\ncase \"$*\" in *sudo*) cat > '{log}.stdin' ;; esac\nexit 0\n",
+                    log = log.display()
+                ),
+            ),
+            ("nixos-rebuild", format!("#!/bin/sh\necho \"nixos-rebuild $* NIX_SSHOPTS=$NIX_SSHOPTS\" >> '{}'\n", log.display())),
+        ];
+        for (name, text) in scripts {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        Self { dir }
+    }
+
+    fn run(&self, repo: &Path, args: &[&str]) -> std::process::Output {
+        let path = format!("{}:{}", self.dir.path().display(), std::env::var("PATH").unwrap());
+        Command::new(repo.join("deploy/post-deploy.sh")).args(args).env("PATH", path).output().unwrap()
+    }
+
+    fn log(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join("log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn stdin(&self) -> Vec<u8> {
+        std::fs::read(self.dir.path().join("log.stdin")).unwrap_or_default()
+    }
+}
+
+#[test]
+fn post_deploy_pins_the_host_key_and_installs_the_identity_before_the_switch() {
+    let (_home, repo) = init(&["--age-recipient", ADMIN_AGE_RECIPIENT, "--nodes", "2"]);
+    let tools = StandIns::new(0);
+    let out = tools.run(&repo, &["--host", "rk1-node2", "--address", "rk1-node2=10.9.9.2"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let log = tools.log();
+    assert_eq!(log.len(), 2, "one ssh, then one nixos-rebuild, for rk1-node2 only: {log:#?}");
+    let known_hosts = repo.join("deploy/known_hosts");
+    assert!(log[0].starts_with("ssh -o UserKnownHostsFile="), "{}", log[0]);
+    assert!(log[0].contains(&format!("UserKnownHostsFile={}", known_hosts.display())), "{}", log[0]);
+    assert!(log[0].contains("StrictHostKeyChecking=yes admin@10.9.9.2 sudo sh -c 'umask 077 && mkdir -p /var/lib/sops-nix && cat > /var/lib/sops-nix/key.txt.new && mv /var/lib/sops-nix/key.txt.new /var/lib/sops-nix/key.txt'"), "{}", log[0]);
+    assert_eq!(tools.stdin(), std::fs::read(repo.join("keys/rk1-node2.age")).unwrap(), "the identity travels on stdin, nowhere else");
+    assert!(
+        log[1].starts_with(&format!("nixos-rebuild switch --flake {}#rk1-node2 --target-host admin@10.9.9.2 --use-remote-sudo NIX_SSHOPTS=", repo.display())),
+        "{}",
+        log[1]
+    );
+    assert!(log[1].contains("StrictHostKeyChecking=yes"), "{}", log[1]);
+    let pinned = std::fs::read_to_string(&known_hosts).unwrap();
+    assert!(pinned.starts_with("10.9.9.2 ssh-ed25519 AAAA"), "{pinned}");
+
+    // A second run keeps the pinned key rather than scanning again.
+    assert!(tools.run(&repo, &["--host", "rk1-node2", "--address", "rk1-node2=10.9.9.2", "--no-switch"]).status.success());
+    assert_eq!(std::fs::read_to_string(&known_hosts).unwrap(), pinned);
+
+    // Without its identity a node is refused, before anything is sent.
+    std::fs::remove_file(repo.join("keys/rk1-node1.age")).unwrap();
+    let out = tools.run(&repo, &["--host", "rk1-node1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("keys/rk1-node1.age is missing"));
+}
+
+#[test]
+fn post_deploy_swaps_the_deployment_key_for_the_admins_keys() {
+    let deploy_key = crate::support::DEPLOY_SSH_KEY;
+    let (home, repo) = init(&["--secrets", "deployment-keys", "--deployment-key", deploy_key, "--nodes", "1"]);
+    let identity = home.path().join("deploy-key");
+    std::fs::write(&identity, "stand-in private key\n").unwrap();
+
+    let refused = StandIns::new(0).run(&repo, &[]);
+    assert_eq!(refused.status.code(), Some(2), "--identity is required");
+
+    // The deployment key still works after the switch: the script must fail.
+    let still_open = StandIns::new(0);
+    let out = still_open.run(&repo, &["--identity", identity.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("still accepts the deployment key"));
+
+    let tools = StandIns::new(255);
+    let out = tools.run(&repo, &["--identity", identity.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let log = tools.log();
+    assert_eq!(log.len(), 3, "{log:#?}");
+    assert!(log[0].starts_with(&format!("nixos-rebuild switch --flake {}#rk1-node1 --target-host root@rk1-node1 NIX_SSHOPTS=", repo.display())), "{}", log[0]);
+    assert!(log[0].contains(&format!("-o IdentitiesOnly=yes -i {}", identity.display())), "{}", log[0]);
+    assert!(log[1].contains(&format!("-i {} root@rk1-node1 true", identity.display())), "then the deployment key is tried: {}", log[1]);
+    assert!(log[2].ends_with("-o BatchMode=yes admin@rk1-node1 true"), "and the admin's key: {}", log[2]);
+}
