@@ -101,6 +101,17 @@ pub fn identity_path(repo: &Path, host: &str) -> PathBuf {
     repo.join(KEYS_DIR).join(format!("{host}.age"))
 }
 
+/// For commands that only look (`diff`, `--dry-run`): every node's recipient that exists
+/// already (in `keys/` or `.sops.yaml`), making none, so the output is the same on every run.
+/// A node without one renders as a placeholder line in `.sops.yaml`.
+pub fn existing_node_recipients(repo: &Path, project: &Project) -> Result<BTreeMap<String, AgeRecipient>> {
+    let mut keys = NodeKeys::prepare(repo, project)?;
+    for identity in std::mem::take(&mut keys.new) {
+        keys.recipients.remove(&identity.host);
+    }
+    Ok(keys.recipients)
+}
+
 /// For commands that grow an existing repo (`add-node`, `update`): makes the missing node
 /// identities on disk and returns every node's recipient, to be put into
 /// `project.node_age_recipients` before rendering.

@@ -407,3 +407,13 @@ fn post_deploy_swaps_the_deployment_key_for_the_admins_keys() {
     assert!(log[1].contains(&format!("-i {} root@rk1-node1 true", identity.display())), "then the deployment key is tried: {}", log[1]);
     assert!(log[2].ends_with("-o BatchMode=yes admin@rk1-node1 true"), "and the admin's key: {}", log[2]);
 }
+
+#[test]
+fn looking_makes_no_identity() {
+    let repo = tempfile::tempdir().unwrap();
+    ensure_node_keys(repo.path(), &project(|a| a.set_node_count(1, "n"))).unwrap();
+    let grown = project(|a| a.set_node_count(2, "n"));
+    let seen = flakesmith::secrets::existing_node_recipients(repo.path(), &grown).unwrap();
+    assert_eq!(seen.keys().collect::<Vec<_>>(), ["n1"]);
+    assert!(!identity_path(repo.path(), "n2").exists());
+}
