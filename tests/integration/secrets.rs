@@ -298,6 +298,13 @@ struct StandIns {
 }
 
 impl StandIns {
+    const HOST_KEY_RECIPIENT: &str = "age1n2s3macghfa7zj0g7re4v42zd2gn2hkfcsaddwcsu9mmk4y2s5xs80uu30";
+
+    fn without(self, tool: &str) -> Self {
+        std::fs::remove_file(self.dir.path().join(tool)).unwrap();
+        self
+    }
+
     fn new(ssh_exit_for_deployment_key: i32) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let host_key = dir.path().join("host_key");
@@ -320,6 +327,9 @@ impl StandIns {
                 ),
             ),
             ("nixos-rebuild", format!("#!/bin/sh\necho \"nixos-rebuild $* NIX_SSHOPTS=$NIX_SSHOPTS\" >> '{}'\n", log.display())),
+            // ssh-to-age's real conversion (ed25519 → X25519) is not shown: any valid recipient.
+            ("ssh-to-age", format!("#!/bin/sh\ncat > /dev/null\necho {}\n", Self::HOST_KEY_RECIPIENT)),
+            ("sops", format!("#!/bin/sh\necho \"sops $*\" >> '{}'\n", log.display())),
         ];
         for (name, text) in scripts {
             let path = dir.path().join(name);
@@ -416,4 +426,41 @@ fn looking_makes_no_identity() {
     let seen = flakesmith::secrets::existing_node_recipients(repo.path(), &grown).unwrap();
     assert_eq!(seen.keys().collect::<Vec<_>>(), ["n1"]);
     assert!(!identity_path(repo.path(), "n2").exists());
+}
+
+#[test]
+fn post_deploy_records_an_ssh_host_key_recipient_and_re_encrypts() {
+    use assert_cmd::cargo::CommandCargoExt;
+    let (_home, repo) = init(&["--age-recipient", ADMIN_AGE_RECIPIENT, "--node-recipients", "ssh-host-keys", "--nodes", "2"]);
+    let secret = repo.join("secrets/wifi.yaml");
+    std::fs::write(&secret, "psk: ENC[AES256_GCM,data:eA==,iv:aQ==,tag:dA==,type:str]\nsops:\n    mac: ENC[x]\n").unwrap();
+
+    // Without sops, the recipient is recorded but nothing is switched.
+    let tools = StandIns::new(0).without("sops");
+    let out = tools.run(&repo, &["--host", "rk1-node1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sops is not on PATH"));
+    assert!(!tools.log().iter().any(|l| l.starts_with("nixos-rebuild")), "{:?}", tools.log());
+
+    let sops_yaml = std::fs::read_to_string(repo.join(".sops.yaml")).unwrap();
+    let recorded = anchors_of(&sops_yaml);
+    assert_eq!(recorded.anchors["rk1-node1"], StandIns::HOST_KEY_RECIPIENT);
+    assert!(recorded.aliases.contains("rk1-node1") && !recorded.aliases.contains("rk1-node2"), "{sops_yaml}");
+    assert!(recipients_for(&sops_yaml, "secrets/secrets.yaml").contains(&StandIns::HOST_KEY_RECIPIENT.to_owned()));
+
+    // With sops, a second run re-encrypts the sops files (not the placeholder), then switches.
+    let tools = StandIns::new(0);
+    let out = tools.run(&repo, &["--host", "rk1-node1"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let log = tools.log();
+    assert_eq!(log.len(), 2, "{log:#?}");
+    assert_eq!(log[0], format!("sops updatekeys --yes {}", secret.display()));
+    assert!(log[1].starts_with("nixos-rebuild switch"), "{}", log[1]);
+    assert_eq!(std::fs::read_to_string(repo.join(".sops.yaml")).unwrap(), sops_yaml, "recorded once");
+
+    // check now misses only the node that has not booted.
+    let out = Command::cargo_bin("flakesmith").unwrap().args(["check", "-C"]).arg(&repo).output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.contains("node rk1-node2 has no age recipient"), "{stdout}");
 }

@@ -239,5 +239,8 @@ pub fn all_variants() -> Vec<(String, Tree)> {
         ("eight-nodes-static", Project::default().with_nodes(8).with_static_addresses()),
     ];
     trees.extend(extra.into_iter().map(|(name, p)| (name.to_owned(), p.render())));
+    let mut ssh_host_keys = Project::default().with_sops().answers().clone();
+    ssh_host_keys.secrets.node_recipients = flakesmith::model::answers::NodeRecipients::SshHostKeys;
+    trees.push(("sops-ssh-host-keys".to_owned(), Project::from_answers(ssh_host_keys).render()));
     trees
 }
