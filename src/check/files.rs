@@ -21,6 +21,8 @@ pub struct RepoFiles {
     /// What `git ls-files` lists; `None` when the repo is not a git work tree (or git is
     /// missing), in which case the "tracked by git" rules cannot say anything.
     pub tracked: Option<BTreeSet<String>>,
+    /// Files git would add with `git add --all` (untracked and not ignored); `None` as above.
+    pub addable: Option<BTreeSet<String>>,
 }
 
 impl RepoFiles {
@@ -50,7 +52,8 @@ impl RepoFiles {
         Ok(Self {
             root: root.to_path_buf(),
             files,
-            tracked: git_tracked(root),
+            tracked: git_files(root, &["--cached"]),
+            addable: git_files(root, &["--others", "--exclude-standard"]),
         })
     }
 
@@ -73,9 +76,13 @@ impl RepoFiles {
     pub fn is_tracked(&self, relative: &str) -> bool {
         self.tracked.as_ref().is_some_and(|t| t.contains(relative))
     }
+
+    pub fn is_addable(&self, relative: &str) -> bool {
+        self.addable.as_ref().is_some_and(|t| t.contains(relative))
+    }
 }
 
-fn git_tracked(root: &Path) -> Option<BTreeSet<String>> {
+fn git_files(root: &Path, which: &[&str]) -> Option<BTreeSet<String>> {
     let inside = Command::new("git")
         .args(["rev-parse", "--show-prefix"])
         .current_dir(root)
@@ -86,7 +93,9 @@ fn git_tracked(root: &Path) -> Option<BTreeSet<String>> {
     }
     // Paths relative to `root`, even when `root` is a folder inside a bigger work tree.
     let output = Command::new("git")
-        .args(["ls-files", "-z", "--cached", "--", "."])
+        .args(["ls-files", "-z"])
+        .args(which)
+        .args(["--", "."])
         .current_dir(root)
         .output()
         .ok()?;

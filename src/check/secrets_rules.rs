@@ -55,6 +55,13 @@ pub fn private_keys(files: &RepoFiles, _: &Answers) -> Result<Vec<Finding>> {
             continue;
         }
         if in_keys {
+            if files.is_addable(path) {
+                findings.push(Finding::new(
+                    path.clone(),
+                    "not ignored by git: the next `git add --all` would commit a private key",
+                    "add `keys/` to .gitignore (flakesmith also writes keys/.gitignore containing `*`)",
+                ));
+            }
             continue;
         }
         let full = files.path(path);

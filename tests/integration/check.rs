@@ -184,6 +184,19 @@ fn finds_an_identity_tracked_by_git() {
 }
 
 #[test]
+fn finds_identities_git_would_add() {
+    finds(
+        |r| {
+            std::fs::remove_file(r.join("keys/.gitignore")).unwrap();
+            write(r, ".gitignore", "result\n");
+            std::fs::remove_file(r.join("keys/n2.age")).unwrap();
+        },
+        "keys/n1.age: not ignored by git",
+        "add `keys/` to .gitignore",
+    );
+}
+
+#[test]
 fn finds_an_identity_others_can_read() {
     finds(
         |r| std::fs::set_permissions(r.join("keys/n2.age"), std::fs::Permissions::from_mode(0o644)).unwrap(),
