@@ -48,6 +48,7 @@ pub const RULES: &[(&str, fn(&RepoFiles, &Answers) -> Result<Vec<Finding>>)] = &
     ("private-keys", secrets_rules::private_keys),
     ("key-permissions", secrets_rules::key_permissions),
     ("ssh-auth", nix_rules::ssh_auth),
+    ("plaintext-passwords", nix_rules::plaintext_passwords),
     ("rk1-firmware-offset", nix_rules::rk1_firmware_offset),
     ("sops-nodes", secrets_rules::sops_nodes),
 ];

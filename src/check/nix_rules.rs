@@ -67,6 +67,9 @@ pub fn ssh_auth(files: &RepoFiles, _: &Answers) -> Result<Vec<Finding>> {
         }
         // sshd_config text in extraConfig strings.
         for (i, line) in text.lines().enumerate() {
+            if line.trim_start().starts_with('#') {
+                continue;
+            }
             let words: Vec<&str> = line.split_whitespace().collect();
             if let [key, value, ..] = words.as_slice() {
                 if key.eq_ignore_ascii_case("PasswordAuthentication") && value.eq_ignore_ascii_case("yes") {
@@ -76,6 +79,27 @@ pub fn ssh_auth(files: &RepoFiles, _: &Answers) -> Result<Vec<Finding>> {
                         "remove the line; sshd stays key-only (services.openssh.settings.PasswordAuthentication = false)",
                     ));
                 }
+            }
+        }
+    }
+    Ok(findings)
+}
+
+/// No password in clear text in a module: it would be in the world-readable Nix store, and in
+/// every image.
+pub fn plaintext_passwords(files: &RepoFiles, _: &Answers) -> Result<Vec<Finding>> {
+    let mut findings = Vec::new();
+    for path in files.with_extension(".nix") {
+        let text = files.read_text(path)?;
+        let Some(root) = parse(&text) else { continue };
+        for (name, value, offset) in bindings(&root) {
+            let is_string = matches!(value.kind(), SyntaxKind::NODE_STRING);
+            if is_string && matches!(name.as_str(), "password" | "initialPassword") {
+                findings.push(Finding::new(
+                    format!("{path}:{}", line_of(&text, offset)),
+                    format!("{name} is a clear-text password: it ends up in the world-readable Nix store and in every image"),
+                    "use hashedPassword (mkpasswd -m yescrypt) or hashedPasswordFile with a sops secret (neededForUsers = true)",
+                ));
             }
         }
     }

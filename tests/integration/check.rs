@@ -215,6 +215,15 @@ fn finds_password_authentication() {
 }
 
 #[test]
+fn finds_a_clear_text_password() {
+    finds(
+        |r| edit(r, "common.nix", "  services.fail2ban.enable = true;\n", "  services.fail2ban.enable = true;\n  users.users.admin.initialPassword = \"changeme\";\n"),
+        "common.nix:17: initialPassword is a clear-text password",
+        "hashedPassword",
+    );
+}
+
+#[test]
 fn finds_an_rk1_firmware_offset_below_16_mib() {
     finds(
         |r| edit(r, "rk1-base.nix", "firmwarePartitionOffset = 16", "firmwarePartitionOffset = 8"),
