@@ -73,7 +73,7 @@ fn cli_reference() -> String {
             out.push_str(&format!(
                 "| `{}` | {} |\n",
                 spelled.replace('|', "\\|"),
-                help.replace('|', "\\|")
+                help.replace('|', "\\|").replace('<', "&lt;").replace('>', "&gt;")
             ));
         }
     }
