@@ -4,3 +4,4 @@
 mod init_cli;
 mod interactive;
 mod book;
+mod packaging;
