@@ -1,0 +1,3 @@
+//! One plain function per subcommand.
+
+pub mod inject;
