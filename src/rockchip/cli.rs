@@ -32,9 +32,12 @@ pub fn main() -> i32 {
 /// Runs a command line (without the program name), printing to stdout and stderr. `program`
 /// is how help and errors name the tool: "rk-inject" or "flakesmith inject".
 pub fn run(program: &str, args: &[String]) -> i32 {
-    let stdout = std::io::stdout();
-    let stderr = std::io::stderr();
-    run_with(program, args, &mut stdout.lock(), &mut stderr.lock())
+    // Collected, then printed with print!/eprint!, which test harnesses capture.
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = run_with(program, args, &mut out, &mut err);
+    print!("{}", String::from_utf8_lossy(&out));
+    eprint!("{}", String::from_utf8_lossy(&err));
+    code
 }
 
 /// `run` with the output streams given. Exit codes: 0 done (or image good), 1 refused, I/O
