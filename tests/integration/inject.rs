@@ -646,3 +646,23 @@ fn vendored_crate_is_our_source_and_builds_offline_on_its_own() {
     let ours = rk_inject(&["verify", "--image", path_str(&sd.path), "--json"]);
     assert_eq!(stdout(&theirs), stdout(&ours));
 }
+
+#[test]
+fn nix_in_the_book_chapter_parses() {
+    // Real Nix (Debian's nix-bin) parses the flake snippet the chapter tells templates to use.
+    let chapter = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("book/src/rk1-boot.md")).unwrap();
+    let mut blocks = 0;
+    let mut rest = chapter.as_str();
+    while let Some(start) = rest.find("```nix\n") {
+        let body = &rest[start + 7..];
+        let end = body.find("```").expect("closed code block");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("snippet.nix");
+        fs::write(&file, &body[..end]).unwrap();
+        run(Command::new("nix-instantiate").arg("--parse").arg(&file));
+        assert!(body[..end].contains("rk-inject write --image \"$img\" --bootloader"));
+        blocks += 1;
+        rest = &body[end + 3..];
+    }
+    assert_eq!(blocks, 1);
+}
