@@ -660,7 +660,7 @@ fn nix_in_the_book_chapter_parses() {
         let file = dir.path().join("snippet.nix");
         fs::write(&file, &body[..end]).unwrap();
         run(Command::new("nix-instantiate").arg("--parse").arg(&file));
-        assert!(body[..end].contains("rk-inject write --image \"$img\" --bootloader"));
+        assert!(body[..end].contains("write --image \"$img\" --bootloader ${pkgs.ubootTuringRK1}/u-boot-rockchip.bin"));
         blocks += 1;
         rest = &body[end + 3..];
     }
