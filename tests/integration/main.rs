@@ -5,3 +5,4 @@ mod init_cli;
 mod interactive;
 mod book;
 mod packaging;
+mod inject;
