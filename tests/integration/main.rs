@@ -11,5 +11,6 @@ mod nixos_options;
 mod packaging;
 mod rk_inject_call;
 mod shellcheck;
+mod secrets;
 mod snapshots;
 mod support;

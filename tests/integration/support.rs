@@ -6,7 +6,7 @@ use std::process::Command;
 
 use flakesmith::model::{
     answers::{BoardAnswers, ForeignBuild, NodeAnswers, SecretsMode},
-    Answers, Layout,
+    Answers,
 };
 use flakesmith::render::Tree;
 
@@ -94,11 +94,6 @@ impl Project {
 
     pub fn built_on(mut self, systems: &[&str]) -> Self {
         self.answers.build.systems = systems.iter().map(|s| s.to_string()).collect();
-        self
-    }
-
-    pub fn with_layout(mut self, layout: Layout) -> Self {
-        self.answers.layout = layout;
         self
     }
 
@@ -237,6 +232,13 @@ pub fn all_variants() -> Vec<(String, Tree)> {
         ("cross-x86-only", Project::default().built_on(&["x86_64-linux"])),
         ("emulated-deployment-keys", Project::default().emulated().with_deployment_key()),
         ("eight-nodes-static", Project::default().with_nodes(8).with_static_addresses()),
+        (
+            "second-board-ipv6-bmc-dots",
+            Project::default()
+                .with_board("rack2", "fd00::2")
+                .with_node("storage", "rack2", 3)
+                .with_dots("git+https://example.org/dots.git"),
+        ),
     ];
     trees.extend(extra.into_iter().map(|(name, p)| (name.to_owned(), p.render())));
     trees
