@@ -11,12 +11,18 @@ fn no_generated_file_holds_private_key_material() {
         for (path, file) in tree.iter() {
             let text = String::from_utf8_lossy(&file.contents);
             for marker in ["PRIVATE KEY", "AGE-SECRET-KEY-", "sops:\n"] {
-                assert!(!text.contains(marker), "{variant}: {path} contains {marker:?}");
+                assert!(
+                    !text.contains(marker),
+                    "{variant}: {path} contains {marker:?}"
+                );
             }
         }
         let gitignore = tree.get(".gitignore").unwrap().as_text().unwrap();
         for line in ["result", "result-*", "keys/", "*.key", ".direnv/"] {
-            assert!(gitignore.lines().any(|l| l == line), "{variant}: .gitignore lacks {line}");
+            assert!(
+                gitignore.lines().any(|l| l == line),
+                "{variant}: .gitignore lacks {line}"
+            );
         }
     }
 }
@@ -44,7 +50,8 @@ fn sops_yaml_gives_the_admins_recipients_to_every_secrets_file() {
 
     // The placeholder secrets file is plain YAML without sops metadata and without secrets.
     let secrets: Value =
-        serde_yaml_ng::from_str(tree.get("secrets/secrets.yaml").unwrap().as_text().unwrap()).unwrap();
+        serde_yaml_ng::from_str(tree.get("secrets/secrets.yaml").unwrap().as_text().unwrap())
+            .unwrap();
     assert_eq!(secrets["example"].as_str(), Some("not-a-secret"));
     assert!(secrets.get("sops").is_none());
 }
@@ -55,7 +62,10 @@ fn deployment_keys_mode_has_no_sops_files_and_authorises_the_key_for_first_acces
     assert!(tree.get(".sops.yaml").is_none() && tree.get("secrets/secrets.yaml").is_none());
     let common = tree.get("common.nix").unwrap().as_text().unwrap();
     assert!(common.contains("users.users.root.openssh.authorizedKeys.keys = [\n    \"ssh-ed25519 "));
-    assert!(common.contains("After the first deploy"), "the post-deploy step is explained");
+    assert!(
+        common.contains("After the first deploy"),
+        "the post-deploy step is explained"
+    );
     assert!(!common.contains("sops."));
     let flake = tree.get("flake.nix").unwrap().as_text().unwrap();
     assert!(!flake.contains("sops-nix"));

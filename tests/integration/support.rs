@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use flakesmith::model::{
-    answers::{BoardAnswers, ForeignBuild, NodeAnswers, SecretsMode},
+    answers::{BoardAnswers, ForeignBuild, NodeAnswers, NodeRecipients, SecretsMode},
     Answers,
 };
 use flakesmith::render::Tree;
@@ -59,6 +59,12 @@ impl Project {
         self.answers.secrets.mode = SecretsMode::Sops;
         self.answers.secrets.deployment_key = None;
         self.answers.secrets.admin_age_recipients = vec![ADMIN_AGE_RECIPIENT.to_owned()];
+        self
+    }
+
+    /// Nodes decrypt with their SSH host keys (ssh-to-age) rather than an age identity.
+    pub fn with_ssh_host_key_recipients(mut self) -> Self {
+        self.answers.secrets.node_recipients = NodeRecipients::SshHostKeys;
         self
     }
 
@@ -163,7 +169,11 @@ pub fn snapshot_cases() -> Vec<SnapshotCase> {
         })
         .collect();
     cases.sort_by(|a, b| a.name.cmp(&b.name));
-    assert!(cases.len() >= 3, "expected at least three snapshot cases, found {}", cases.len());
+    assert!(
+        cases.len() >= 3,
+        "expected at least three snapshot cases, found {}",
+        cases.len()
+    );
     cases
 }
 
@@ -183,8 +193,11 @@ impl TempRepo {
             repo.write(path, &file.contents);
             if file.executable {
                 use std::os::unix::fs::PermissionsExt;
-                fs_err::set_permissions(repo.path().join(path), std::fs::Permissions::from_mode(0o755))
-                    .unwrap();
+                fs_err::set_permissions(
+                    repo.path().join(path),
+                    std::fs::Permissions::from_mode(0o755),
+                )
+                .unwrap();
             }
         }
         repo
@@ -228,10 +241,31 @@ pub fn all_variants() -> Vec<(String, Tree)> {
         .map(|case| (case.name.clone(), case.render()))
         .collect();
     let extra = [
-        ("one-node-blob-sops", Project::default().with_nodes(1).with_sops().with_bootloader_blob()),
-        ("cross-x86-only", Project::default().built_on(&["x86_64-linux"])),
-        ("emulated-deployment-keys", Project::default().emulated().with_deployment_key()),
-        ("eight-nodes-static", Project::default().with_nodes(8).with_static_addresses()),
+        (
+            "one-node-blob-sops",
+            Project::default()
+                .with_nodes(1)
+                .with_sops()
+                .with_bootloader_blob(),
+        ),
+        (
+            "cross-x86-only",
+            Project::default().built_on(&["x86_64-linux"]),
+        ),
+        (
+            "ssh-host-key-recipients",
+            Project::default()
+                .with_sops()
+                .with_ssh_host_key_recipients(),
+        ),
+        (
+            "emulated-deployment-keys",
+            Project::default().emulated().with_deployment_key(),
+        ),
+        (
+            "eight-nodes-static",
+            Project::default().with_nodes(8).with_static_addresses(),
+        ),
         (
             "second-board-ipv6-bmc-dots",
             Project::default()
@@ -240,6 +274,10 @@ pub fn all_variants() -> Vec<(String, Tree)> {
                 .with_dots("git+https://example.org/dots.git"),
         ),
     ];
-    trees.extend(extra.into_iter().map(|(name, p)| (name.to_owned(), p.render())));
+    trees.extend(
+        extra
+            .into_iter()
+            .map(|(name, p)| (name.to_owned(), p.render())),
+    );
     trees
 }
