@@ -7,12 +7,15 @@
 pub mod model;
 pub mod nix;
 pub mod render;
+pub mod rockchip;
+pub mod rockchip_vendor;
 pub mod sync;
 pub mod secrets;
 pub mod check;
 pub mod cli;
 pub mod cmd;
 mod error;
+pub mod failpoint;
 pub mod prompt;
 
 pub use error::UsageError;

@@ -6,7 +6,7 @@ use std::{os::unix::fs::PermissionsExt, path::Path, process::Command};
 use assert_cmd::cargo::CommandCargoExt;
 use flakesmith::{model::Answers, secrets::ensure_node_keys};
 
-use crate::secrets::ADMIN_AGE_RECIPIENT;
+use crate::support::ADMIN_AGE_RECIPIENT;
 
 /// What sops writes: every value `ENC[…]`, and a `sops:` block with the recipients' wrapped
 /// data keys and the MAC. A stand-in made by hand (sops is not installable here): it shows the

@@ -1,12 +1,6 @@
-//! Node age identities: made with the age crate, read back by the real `age` CLI (Debian's
-//! `age` package), kept out of git.
-//!
-//! sops itself is not installable here, so what these tests cannot show is that sops accepts
-//! the generated `.sops.yaml` and encrypts to its recipients, nor that sops-nix decrypts with
-//! `/var/lib/sops-nix/key.txt` on a node. What they do show: the identity files are what
-//! `age`/sops read (`age -d -i` takes the same age-keygen format sops reads via
-//! SOPS_AGE_KEY_FILE and sops-nix via sops.age.keyFile), each node's recipient decrypts only
-//! with that node's identity, and the `.sops.yaml` rules give each recipient what it should get.
+//! Secrets hygiene of what is generated: no private key anywhere, key files git-ignored, and a
+//! .sops.yaml that sops can read (its aliases resolve to the admins' age recipients); node age
+//! identities and deploy/post-deploy.sh (see the note above the node tests).
 
 use std::{
     os::unix::fs::PermissionsExt,
@@ -15,17 +9,94 @@ use std::{
 };
 
 use flakesmith::{
-    model::{answers::NodeRecipients, answers::SecretsMode, Answers, Project},
+    model::{answers::NodeRecipients, answers::SecretsMode, Answers},
     secrets::{ensure_node_keys, identity_path, NodeKeys, SopsYaml},
 };
+use serde_yaml_ng::Value;
 
-pub const ADMIN_AGE_RECIPIENT: &str = "age1ur8c0ddspyrwel4838hzzr0t8v35djjspg9ehs2tfwfmhxssauvqcj38vc";
+use crate::support::{all_variants, Project, ADMIN_AGE_RECIPIENT};
 
-pub fn project(edit: impl FnOnce(&mut Answers)) -> Project {
+#[test]
+fn no_generated_file_holds_private_key_material() {
+    for (variant, tree) in all_variants() {
+        for (path, file) in tree.iter() {
+            let text = String::from_utf8_lossy(&file.contents);
+            for marker in ["PRIVATE KEY", "AGE-SECRET-KEY-", "sops:\n"] {
+                assert!(
+                    !text.contains(marker),
+                    "{variant}: {path} contains {marker:?}"
+                );
+            }
+        }
+        let gitignore = tree.get(".gitignore").unwrap().as_text().unwrap();
+        for line in ["result", "result-*", "keys/", "*.key", ".direnv/"] {
+            assert!(
+                gitignore.lines().any(|l| l == line),
+                "{variant}: .gitignore lacks {line}"
+            );
+        }
+    }
+}
+
+#[test]
+fn sops_yaml_gives_the_admins_recipients_to_every_secrets_file() {
+    let second = "age1wmfkqkvf6ru7gvt93qd6n65uxk2va5cg9ug3lhgp4r0wc30lsysqe9pdgf";
+    let mut project = Project::default().with_sops();
+    let mut answers = project.answers().clone();
+    answers.secrets.admin_age_recipients.push(second.to_owned());
+    project = Project::from_answers(answers);
+    let tree = project.render();
+
+    let sops: Value = serde_yaml_ng::from_str(tree.get(".sops.yaml").unwrap().as_text().unwrap())
+        .expect(".sops.yaml is YAML (aliases resolved)");
+    let rule = &sops["creation_rules"][0];
+    assert_eq!(rule["path_regex"].as_str(), Some(r"secrets/[^/]+\.(yaml|json|env|ini)$"));
+    let recipients: Vec<&str> = rule["key_groups"][0]["age"]
+        .as_sequence()
+        .expect("an age key group")
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(recipients, [ADMIN_AGE_RECIPIENT, second]);
+
+    // The placeholder secrets file is plain YAML without sops metadata and without secrets.
+    let secrets: Value =
+        serde_yaml_ng::from_str(tree.get("secrets/secrets.yaml").unwrap().as_text().unwrap())
+            .unwrap();
+    assert_eq!(secrets["example"].as_str(), Some("not-a-secret"));
+    assert!(secrets.get("sops").is_none());
+}
+
+#[test]
+fn deployment_keys_mode_has_no_sops_files_and_authorises_the_key_in_the_images_only() {
+    let tree = Project::default().with_deployment_key().render();
+    assert!(tree.get(".sops.yaml").is_none() && tree.get("secrets/secrets.yaml").is_none());
+    let common = tree.get("common.nix").unwrap().as_text().unwrap();
+    assert!(!common.contains(crate::support::DEPLOY_SSH_KEY), "the running configuration never has the deployment key");
+    assert!(common.contains("deploy/post-deploy.sh"), "the post-deploy step is explained");
+    assert!(!common.contains("sops."));
+    let images_only = tree.get("deployment-key.nix").unwrap().as_text().unwrap();
+    assert!(images_only.contains(&format!("users.users.root.openssh.authorizedKeys.keys = lib.mkForce [\n    \"{}\"", crate::support::DEPLOY_SSH_KEY)));
+    let flake = tree.get("flake.nix").unwrap().as_text().unwrap();
+    assert!(!flake.contains("sops-nix"));
+    assert!(flake.contains("node.extendModules { modules = [ ./deployment-key.nix ]; }"));
+}
+
+// Node age identities: made with the age crate, read back by the real `age` CLI (Debian's
+// `age` package), kept out of git.
+//
+// sops itself is not installable here, so what these tests cannot show is that sops accepts
+// the generated `.sops.yaml` and encrypts to its recipients, nor that sops-nix decrypts with
+// `/var/lib/sops-nix/key.txt` on a node. What they do show: the identity files are what
+// `age`/sops read (`age -d -i` takes the same age-keygen format sops reads via
+// SOPS_AGE_KEY_FILE and sops-nix via sops.age.keyFile), each node's recipient decrypts only
+// with that node's identity, and the `.sops.yaml` rules give each recipient what it should get.
+
+pub fn project(edit: impl FnOnce(&mut Answers)) -> flakesmith::model::Project {
     let mut answers = Answers::default();
     answers.secrets.admin_age_recipients = vec![ADMIN_AGE_RECIPIENT.to_owned()];
     edit(&mut answers);
-    Project::from_answers(&answers).expect("valid test answers")
+    flakesmith::model::Project::from_answers(&answers).expect("valid test answers")
 }
 
 fn mode(path: &Path) -> u32 {

@@ -52,7 +52,10 @@ fn compare(case: &SnapshotCase) -> String {
     let mut report = String::new();
     for (path, file) in rendered.iter() {
         let Some((old, old_executable)) = committed.get(path) else {
-            report.push_str(&format!("{}: missing from the snapshot: {path}\n", case.name));
+            report.push_str(&format!(
+                "{}: missing from the snapshot: {path}\n",
+                case.name
+            ));
             continue;
         };
         if *old != file.contents {
@@ -73,7 +76,10 @@ fn compare(case: &SnapshotCase) -> String {
         }
     }
     for path in committed.keys().filter(|p| rendered.get(p).is_none()) {
-        report.push_str(&format!("{}: extra file in the snapshot (no longer rendered): {path}\n", case.name));
+        report.push_str(&format!(
+            "{}: extra file in the snapshot (no longer rendered): {path}\n",
+            case.name
+        ));
     }
     report
 }

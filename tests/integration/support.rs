@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use flakesmith::model::{
-    answers::{BoardAnswers, ForeignBuild, NodeAnswers, SecretsMode},
-    Answers, Layout,
+    answers::{BoardAnswers, ForeignBuild, NodeAnswers, NodeRecipients, SecretsMode},
+    Answers,
 };
 use flakesmith::render::Tree;
 
@@ -62,6 +62,12 @@ impl Project {
         self
     }
 
+    /// Nodes decrypt with their SSH host keys (ssh-to-age) rather than an age identity.
+    pub fn with_ssh_host_key_recipients(mut self) -> Self {
+        self.answers.secrets.node_recipients = NodeRecipients::SshHostKeys;
+        self
+    }
+
     pub fn with_deployment_key(mut self) -> Self {
         self.answers.secrets.mode = SecretsMode::DeploymentKeys;
         self.answers.secrets.deployment_key = Some(DEPLOY_SSH_KEY.to_owned());
@@ -94,11 +100,6 @@ impl Project {
 
     pub fn built_on(mut self, systems: &[&str]) -> Self {
         self.answers.build.systems = systems.iter().map(|s| s.to_string()).collect();
-        self
-    }
-
-    pub fn with_layout(mut self, layout: Layout) -> Self {
-        self.answers.layout = layout;
         self
     }
 
@@ -168,7 +169,11 @@ pub fn snapshot_cases() -> Vec<SnapshotCase> {
         })
         .collect();
     cases.sort_by(|a, b| a.name.cmp(&b.name));
-    assert!(cases.len() >= 3, "expected at least three snapshot cases, found {}", cases.len());
+    assert!(
+        cases.len() >= 3,
+        "expected at least three snapshot cases, found {}",
+        cases.len()
+    );
     cases
 }
 
@@ -188,8 +193,11 @@ impl TempRepo {
             repo.write(path, &file.contents);
             if file.executable {
                 use std::os::unix::fs::PermissionsExt;
-                fs_err::set_permissions(repo.path().join(path), std::fs::Permissions::from_mode(0o755))
-                    .unwrap();
+                fs_err::set_permissions(
+                    repo.path().join(path),
+                    std::fs::Permissions::from_mode(0o755),
+                )
+                .unwrap();
             }
         }
         repo
@@ -233,14 +241,43 @@ pub fn all_variants() -> Vec<(String, Tree)> {
         .map(|case| (case.name.clone(), case.render()))
         .collect();
     let extra = [
-        ("one-node-blob-sops", Project::default().with_nodes(1).with_sops().with_bootloader_blob()),
-        ("cross-x86-only", Project::default().built_on(&["x86_64-linux"])),
-        ("emulated-deployment-keys", Project::default().emulated().with_deployment_key()),
-        ("eight-nodes-static", Project::default().with_nodes(8).with_static_addresses()),
+        (
+            "one-node-blob-sops",
+            Project::default()
+                .with_nodes(1)
+                .with_sops()
+                .with_bootloader_blob(),
+        ),
+        (
+            "cross-x86-only",
+            Project::default().built_on(&["x86_64-linux"]),
+        ),
+        (
+            "ssh-host-key-recipients",
+            Project::default()
+                .with_sops()
+                .with_ssh_host_key_recipients(),
+        ),
+        (
+            "emulated-deployment-keys",
+            Project::default().emulated().with_deployment_key(),
+        ),
+        (
+            "eight-nodes-static",
+            Project::default().with_nodes(8).with_static_addresses(),
+        ),
+        (
+            "second-board-ipv6-bmc-dots",
+            Project::default()
+                .with_board("rack2", "fd00::2")
+                .with_node("storage", "rack2", 3)
+                .with_dots("git+https://example.org/dots.git"),
+        ),
     ];
-    trees.extend(extra.into_iter().map(|(name, p)| (name.to_owned(), p.render())));
-    let mut ssh_host_keys = Project::default().with_sops().answers().clone();
-    ssh_host_keys.secrets.node_recipients = flakesmith::model::answers::NodeRecipients::SshHostKeys;
-    trees.push(("sops-ssh-host-keys".to_owned(), Project::from_answers(ssh_host_keys).render()));
+    trees.extend(
+        extra
+            .into_iter()
+            .map(|(name, p)| (name.to_owned(), p.render())),
+    );
     trees
 }

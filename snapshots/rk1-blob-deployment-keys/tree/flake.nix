@@ -98,6 +98,8 @@
         }
       );
 
-      formatter = lib.genAttrs shellSystems (system: nixpkgs.legacyPackages.${system}.nixfmt);
+      formatter = lib.genAttrs shellSystems (
+        system: nixpkgs.legacyPackages.${system}.nixfmt
+      );
     };
 }
