@@ -27,7 +27,10 @@ pub fn plaintext_secrets(files: &RepoFiles, _: &Answers) -> Result<Vec<Finding>>
             continue;
         }
         let text = files.read_text(path)?;
-        if has_no_data(&text) || has_sops_metadata(path, &text) || is_generated_placeholder(files, path)? {
+        if has_no_data(&text)
+            || has_sops_metadata(path, &text)
+            || is_generated_placeholder(files, path)?
+        {
             continue;
         }
         findings.push(Finding::new(
@@ -171,11 +174,12 @@ fn has_no_data(text: &str) -> bool {
 
 /// What sops writes into every file it encrypts, per format.
 fn has_sops_metadata(path: &str, text: &str) -> bool {
-    let with_mac = |v: Option<&serde_json::Value>| {
-        v.and_then(|s| s.get("mac")).is_some_and(|m| m.is_string())
-    };
+    let with_mac =
+        |v: Option<&serde_json::Value>| v.and_then(|s| s.get("mac")).is_some_and(|m| m.is_string());
     if path.ends_with(".env") {
-        return text.lines().any(|l| l.trim_start().starts_with("sops_mac="));
+        return text
+            .lines()
+            .any(|l| l.trim_start().starts_with("sops_mac="));
     }
     if path.ends_with(".ini") {
         let mut in_sops = false;
@@ -213,13 +217,17 @@ fn find_private_key(text: &str) -> Option<(&'static str, usize)> {
     // PEM-style blocks: a BEGIN line, base64 lines and the matching END line.
     for (offset, _) in text.match_indices("-----BEGIN ") {
         let rest = &text[offset + "-----BEGIN ".len()..];
-        let Some(label_end) = rest.find("-----") else { continue };
+        let Some(label_end) = rest.find("-----") else {
+            continue;
+        };
         let label = &rest[..label_end];
         if !(label.ends_with("PRIVATE KEY") || label == "PGP PRIVATE KEY BLOCK") {
             continue;
         }
         let end_marker = format!("-----END {label}-----");
-        let Some(body_len) = rest[label_end + 5..].find(&end_marker) else { continue };
+        let Some(body_len) = rest[label_end + 5..].find(&end_marker) else {
+            continue;
+        };
         let body = &rest[label_end + 5..label_end + 5 + body_len];
         if body.trim().len() >= 32 {
             let kind = if label == "OPENSSH PRIVATE KEY" {
@@ -242,9 +250,15 @@ mod tests {
 
     #[test]
     fn sops_metadata_is_recognised_per_format() {
-        assert!(has_sops_metadata("a.yaml", "x: ENC[AES256_GCM,data:a]\nsops:\n  mac: ENC[x]\n  version: 3.9.0\n"));
+        assert!(has_sops_metadata(
+            "a.yaml",
+            "x: ENC[AES256_GCM,data:a]\nsops:\n  mac: ENC[x]\n  version: 3.9.0\n"
+        ));
         assert!(!has_sops_metadata("a.yaml", "password: hunter2\n"));
-        assert!(has_sops_metadata("a.json", r#"{"data": "ENC[x]", "sops": {"mac": "ENC[y]"}}"#));
+        assert!(has_sops_metadata(
+            "a.json",
+            r#"{"data": "ENC[x]", "sops": {"mac": "ENC[y]"}}"#
+        ));
         assert!(has_sops_metadata("a.env", "A=ENC[x]\nsops_mac=ENC[y]\n"));
         assert!(!has_sops_metadata("a.env", "A=plain\n"));
         assert!(has_no_data("# nothing yet\n\n"));
@@ -254,9 +268,18 @@ mod tests {
     fn finds_real_keys_and_not_their_names() {
         let identity = age::x25519::Identity::generate();
         use age::secrecy::ExposeSecret;
-        let text = format!("# see AGE-SECRET-KEY-1… in docs\nkey: {}\n", identity.to_string().expose_secret());
-        assert_eq!(find_private_key(&text).map(|(_, o)| line_of(&text, o)), Some(2));
+        let text = format!(
+            "# see AGE-SECRET-KEY-1… in docs\nkey: {}\n",
+            identity.to_string().expose_secret()
+        );
+        assert_eq!(
+            find_private_key(&text).map(|(_, o)| line_of(&text, o)),
+            Some(2)
+        );
         assert_eq!(find_private_key("AGE-SECRET-KEY-1 is the prefix"), None);
-        assert_eq!(find_private_key("-----BEGIN OPENSSH PRIVATE KEY----- is a marker"), None);
+        assert_eq!(
+            find_private_key("-----BEGIN OPENSSH PRIVATE KEY----- is a marker"),
+            None
+        );
     }
 }

@@ -100,8 +100,16 @@ fn edit(repo: &Path, path: &str, from: &str, to: &str) {
 }
 
 fn git(repo: &Path, args: &[&str]) {
-    let out = Command::new("git").args(args).current_dir(repo).output().unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(repo)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Runs `flakesmith check -C repo`: (exit code, stdout lines).
@@ -129,9 +137,15 @@ fn finds(plant: impl FnOnce(&Path), expected_start: &str, fix_mentions: &str) {
     assert_eq!(code, 1, "a finding exits 1: {lines:?}");
     assert_eq!(lines.len(), 1, "one finding: {lines:#?}");
     let line = &lines[0];
-    assert!(line.starts_with(expected_start), "{line}\n  does not start with {expected_start}");
+    assert!(
+        line.starts_with(expected_start),
+        "{line}\n  does not start with {expected_start}"
+    );
     let (_, fix) = line.split_once(" — ").expect("path: problem — fix");
-    assert!(fix.contains(fix_mentions), "{line}\n  fix does not mention {fix_mentions}");
+    assert!(
+        fix.contains(fix_mentions),
+        "{line}\n  fix does not mention {fix_mentions}"
+    );
 }
 
 #[test]
@@ -143,18 +157,30 @@ fn a_clean_repo_passes() {
 
 #[test]
 fn finds_nix_that_does_not_parse() {
-    finds(|r| write(r, "nodes/n1.nix", "{\n  networking.hostName = ;\n}\n"), "nodes/n1.nix:2:", "nix-instantiate --parse");
+    finds(
+        |r| write(r, "nodes/n1.nix", "{\n  networking.hostName = ;\n}\n"),
+        "nodes/n1.nix:2:",
+        "nix-instantiate --parse",
+    );
 }
 
 #[test]
 fn finds_a_plaintext_file_under_secrets() {
-    finds(|r| write(r, "secrets/wifi.yaml", "wifi_password: hunter2\n"), "secrets/wifi.yaml: not encrypted by sops", "sops --encrypt --in-place secrets/wifi.yaml");
+    finds(
+        |r| write(r, "secrets/wifi.yaml", "wifi_password: hunter2\n"),
+        "secrets/wifi.yaml: not encrypted by sops",
+        "sops --encrypt --in-place secrets/wifi.yaml",
+    );
 }
 
 #[test]
 fn finds_an_age_identity_outside_keys() {
     finds(
-        |r| std::fs::copy(r.join("keys/n1.age"), r.join("deploy-key.txt")).map(|_| ()).unwrap(),
+        |r| {
+            std::fs::copy(r.join("keys/n1.age"), r.join("deploy-key.txt"))
+                .map(|_| ())
+                .unwrap()
+        },
         "deploy-key.txt:4: contains an age identity",
         "move it into keys/",
     );
@@ -180,7 +206,11 @@ fn finds_an_ssh_private_key_outside_keys() {
 
 #[test]
 fn finds_an_identity_tracked_by_git() {
-    finds(|r| git(r, &["add", "--force", "keys/n1.age"]), "keys/n1.age: tracked by git", "git rm --cached keys/n1.age");
+    finds(
+        |r| git(r, &["add", "--force", "keys/n1.age"]),
+        "keys/n1.age: tracked by git",
+        "git rm --cached keys/n1.age",
+    );
 }
 
 #[test]
@@ -199,7 +229,13 @@ fn finds_identities_git_would_add() {
 #[test]
 fn finds_an_identity_others_can_read() {
     finds(
-        |r| std::fs::set_permissions(r.join("keys/n2.age"), std::fs::Permissions::from_mode(0o644)).unwrap(),
+        |r| {
+            std::fs::set_permissions(
+                r.join("keys/n2.age"),
+                std::fs::Permissions::from_mode(0o644),
+            )
+            .unwrap()
+        },
         "keys/n2.age: mode 0644",
         "chmod 600 keys/n2.age",
     );
@@ -208,7 +244,14 @@ fn finds_an_identity_others_can_read() {
 #[test]
 fn finds_password_authentication() {
     finds(
-        |r| edit(r, "common.nix", "PasswordAuthentication = false", "PasswordAuthentication = true"),
+        |r| {
+            edit(
+                r,
+                "common.nix",
+                "PasswordAuthentication = false",
+                "PasswordAuthentication = true",
+            )
+        },
         "common.nix:11: PasswordAuthentication is enabled",
         "PasswordAuthentication = false",
     );
@@ -217,16 +260,41 @@ fn finds_password_authentication() {
 #[test]
 fn finds_a_clear_text_password() {
     finds(
-        |r| edit(r, "common.nix", "  services.fail2ban.enable = true;\n", "  services.fail2ban.enable = true;\n  users.users.admin.initialPassword = \"changeme\";\n"),
+        |r| {
+            edit(r, "common.nix", "  services.fail2ban.enable = true;\n", "  services.fail2ban.enable = true;\n  users.users.admin.initialPassword = \"changeme\";\n")
+        },
         "common.nix:17: initialPassword is a clear-text password",
         "hashedPassword",
     );
 }
 
 #[test]
+fn finds_a_private_key_named_by_a_nix_path() {
+    finds(
+        |r| {
+            edit(
+                r,
+                "common.nix",
+                "sops.age.keyFile = \"/var/lib/sops-nix/key.txt\";",
+                "sops.age.keyFile = ./keys/n1.age;",
+            )
+        },
+        "common.nix:18: the path ./keys/n1.age names a private key",
+        "/var/lib/sops-nix/key.txt",
+    );
+}
+
+#[test]
 fn finds_an_rk1_firmware_offset_below_16_mib() {
     finds(
-        |r| edit(r, "rk1-base.nix", "firmwarePartitionOffset = 16", "firmwarePartitionOffset = 8"),
+        |r| {
+            edit(
+                r,
+                "rk1-base.nix",
+                "firmwarePartitionOffset = 16",
+                "firmwarePartitionOffset = 8",
+            )
+        },
         "rk1-base.nix:6: sdImage.firmwarePartitionOffset is 8 MiB",
         "firmwarePartitionOffset = 16",
     );
@@ -241,7 +309,9 @@ fn finds_an_rk1_firmware_offset_below_16_mib() {
 fn finds_a_node_missing_from_sops_yaml() {
     finds(
         |r| {
-            let mut answers = Answers::from_yaml(&std::fs::read_to_string(r.join("flakesmith.yaml")).unwrap()).unwrap();
+            let mut answers =
+                Answers::from_yaml(&std::fs::read_to_string(r.join("flakesmith.yaml")).unwrap())
+                    .unwrap();
             answers.set_node_count(3, "n");
             write(r, "flakesmith.yaml", &answers.to_yaml());
         },
@@ -258,7 +328,12 @@ fn finds_a_node_missing_from_sops_yaml() {
 #[test]
 fn a_directory_without_answers_is_bad_input() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::cargo_bin("flakesmith").unwrap().args(["check", "-C"]).arg(dir.path()).output().unwrap();
+    let out = Command::cargo_bin("flakesmith")
+        .unwrap()
+        .args(["check", "-C"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no flakesmith.yaml"));
 }
