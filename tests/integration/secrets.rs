@@ -758,3 +758,45 @@ fn post_deploy_records_an_ssh_host_key_recipient_and_re_encrypts() {
         "{stdout}"
     );
 }
+
+#[test]
+fn post_deploy_dry_run_prints_every_step_and_runs_nothing() {
+    let (_home, repo) = init(&["--age-recipient", ADMIN_AGE_RECIPIENT, "--nodes", "2"]);
+    let tools = StandIns::new(0);
+    let out = tools.run(&repo, &["--dry-run"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines.len(),
+        6,
+        "three steps for each of two nodes:\n{stdout}"
+    );
+    assert_eq!(
+        lines[0],
+        "ssh-keyscan -t ed25519 rk1-node1 >> deploy/known_hosts"
+    );
+    assert!(
+        lines[1].starts_with("ssh admin@rk1-node1 sudo sh -c ")
+            && lines[1].ends_with("< keys/rk1-node1.age"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2].contains("nixos-rebuild switch --flake")
+            && lines[2].contains("#rk1-node1 --target-host admin@rk1-node1"),
+        "{}",
+        lines[2]
+    );
+    assert!(lines[3].contains("rk1-node2"));
+    assert!(
+        tools.log().is_empty(),
+        "a dry run calls nothing: {:?}",
+        tools.log()
+    );
+    assert!(!repo.join("deploy/known_hosts").exists());
+}
