@@ -120,9 +120,26 @@ impl Layout {
             None
         };
         let protective = matches!(&parsed, MbrParse::Mbr(m) if m.is_protective());
+        let mut stale_gpt = None;
         if gpt_sector.is_some() || protective {
-            layout.read_gpt(disk, gpt_sector.unwrap_or(512), &parsed, protective)?;
-            return Ok(layout);
+            let mut gpt = layout.clone();
+            match gpt.read_gpt(disk, gpt_sector.unwrap_or(512), &parsed, protective) {
+                Ok(()) => return Ok(gpt),
+                // A damaged "EFI PART" left behind by an earlier GPT, under a valid MBR that
+                // does not point to it: the MBR is the table in use.
+                Err(e)
+                    if !protective
+                        && matches!(&parsed, MbrParse::Mbr(m) if !m.entries.is_empty()) =>
+                {
+                    stale_gpt = Some(e.message)
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(reason) = stale_gpt {
+            layout.notes.push(format!(
+                "ignored a leftover GPT signature, the MBR is in use: {reason}"
+            ));
         }
         match parsed {
             MbrParse::Mbr(table) => {

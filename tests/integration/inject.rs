@@ -1162,3 +1162,35 @@ fn nix_in_the_book_chapter_parses() {
     }
     assert_eq!(blocks, 1);
 }
+
+#[test]
+fn leftover_gpt_signature_under_a_valid_mbr_is_ignored_with_a_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = rk35_payloads(dir.path());
+    let image = partitioned(
+        dir.path(),
+        "stale.img",
+        64,
+        "label: dos\nstart=16M, type=83\n",
+    );
+    let mut file = fs::OpenOptions::new().write(true).open(&image).unwrap();
+    use std::io::{Seek, SeekFrom, Write};
+    file.seek(SeekFrom::Start(512)).unwrap();
+    file.write_all(b"EFI PART").unwrap();
+    drop(file);
+    let out = rk_inject(&[
+        "write",
+        "--image",
+        path_str(&image),
+        "--bootloader",
+        path_str(&p.combined),
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report = json(&out);
+    assert_eq!(report["partition_table"]["scheme"], "mbr");
+    assert!(report["partition_table"]["notes"][0]
+        .as_str()
+        .unwrap()
+        .contains("leftover GPT signature"));
+}
