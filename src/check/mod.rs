@@ -56,6 +56,7 @@ pub const RULES: &[(&str, fn(&RepoFiles, &Answers) -> Result<Vec<Finding>>)] = &
     ("keys-in-store", nix_rules::keys_in_store),
     ("rk1-firmware-offset", nix_rules::rk1_firmware_offset),
     ("sops-nodes", secrets_rules::sops_nodes),
+    ("sops-file-recipients", secrets_rules::sops_file_recipients),
 ];
 
 /// Runs every rule on `repo`, whose answers are `answers` (its flakesmith.yaml).

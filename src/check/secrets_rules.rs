@@ -1,6 +1,6 @@
 //! Rules about secrets: encrypted files, private keys, key file modes, sops recipients.
 
-use std::str::FromStr;
+use std::{collections::BTreeSet, str::FromStr};
 
 use anyhow::Result;
 
@@ -145,6 +145,12 @@ pub fn sops_nodes(files: &RepoFiles, answers: &Answers) -> Result<Vec<Finding>> 
                 format!("node {host} has no age recipient (no `&{host}` anchor with an age1… key): it cannot decrypt its secrets"),
                 how,
             ));
+        } else if let Some(stale) = key_mismatch(files, answers, host, &recipients[host])? {
+            findings.push(Finding::new(
+                SOPS_YAML,
+                format!("node {host}'s recipient is not the public key of keys/{host}.age ({stale}): the node will not decrypt what is encrypted to it"),
+                format!("run `flakesmith update` (it records the recipient of keys/{host}.age), then `sops updatekeys` on each file in secrets/"),
+            ));
         } else if !sops.aliases.contains(host) {
             findings.push(Finding::new(
                 SOPS_YAML,
@@ -164,6 +170,149 @@ fn is_generated_placeholder(files: &RepoFiles, path: &str) -> Result<bool> {
         return Ok(false);
     }
     Ok(fs_err::read(base)? == fs_err::read(files.path(path))?)
+}
+
+/// Every sops file under secrets/ is encrypted to exactly the recipients that the first
+/// `.sops.yaml` rule matching its path names (as sops picks it): a node added since the file was
+/// last re-encrypted cannot read it, and a removed one still can.
+pub fn sops_file_recipients(files: &RepoFiles, answers: &Answers) -> Result<Vec<Finding>> {
+    if answers.secrets.mode != SecretsMode::Sops || !files.files.iter().any(|p| p == SOPS_YAML) {
+        return Ok(Vec::new());
+    }
+    let text = files.read_text(SOPS_YAML)?;
+    let config: serde_json::Value = match serde_yaml_ng::from_str(&text) {
+        Ok(v) => v,
+        Err(e) => {
+            return Ok(vec![Finding::new(
+                SOPS_YAML,
+                format!("not valid YAML: {e}"),
+                "fix the syntax (sops cannot read it either)",
+            )])
+        }
+    };
+    let names: std::collections::BTreeMap<String, String> = SopsYaml::parse(&text)
+        .anchors
+        .into_iter()
+        .map(|(name, recipient)| (recipient, name))
+        .collect();
+    let name_of = |r: &str| match names.get(r) {
+        Some(name) => format!("{name} ({})", abbreviate(r)),
+        None => abbreviate(r),
+    };
+    let mut rules = Vec::new();
+    for (i, rule) in config["creation_rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let pattern = rule["path_regex"].as_str().unwrap_or("");
+        match regex::Regex::new(pattern) {
+            Ok(regex) => rules.push((regex, rule_recipients(rule))),
+            Err(e) => {
+                return Ok(vec![Finding::new(
+                    SOPS_YAML,
+                    format!(
+                        "creation_rules[{i}].path_regex is not a valid regular expression: {e}"
+                    ),
+                    "fix the pattern (sops uses Go's regexp syntax)",
+                )])
+            }
+        }
+    }
+    let mut findings = Vec::new();
+    for path in files.files.iter().filter(|p| p.starts_with(SECRETS_DIR)) {
+        if !(path.ends_with(".yaml") || path.ends_with(".yml") || path.ends_with(".json")) {
+            continue;
+        }
+        let Ok(value) = serde_yaml_ng::from_str::<serde_json::Value>(&files.read_text(path)?)
+        else {
+            continue;
+        };
+        let Some(age) = value.get("sops").and_then(|s| s.get("age")) else {
+            continue;
+        };
+        let actual: BTreeSet<String> = age
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a["recipient"].as_str().map(str::to_owned))
+            .collect();
+        // sops compares the path relative to the directory of .sops.yaml.
+        let Some((_, expected)) = rules.iter().find(|(regex, _)| regex.is_match(path)) else {
+            findings.push(Finding::new(
+                path.clone(),
+                "no creation rule of .sops.yaml matches this file",
+                "add a rule whose path_regex matches it, or move it to a path the rules cover",
+            ));
+            continue;
+        };
+        let missing: Vec<String> = expected.difference(&actual).map(|r| name_of(r)).collect();
+        let extra: Vec<String> = actual.difference(expected).map(|r| name_of(r)).collect();
+        if !missing.is_empty() {
+            findings.push(Finding::new(
+                path.clone(),
+                format!(
+                    "not encrypted to {}, which .sops.yaml lists for it: they cannot decrypt it",
+                    missing.join(", ")
+                ),
+                format!("`sops updatekeys {path}`"),
+            ));
+        }
+        if !extra.is_empty() {
+            findings.push(Finding::new(
+                path.clone(),
+                format!("still encrypted to {}, which .sops.yaml no longer lists for it", extra.join(", ")),
+                format!("`sops updatekeys {path}`, and rotate its secrets if that key may be in the wrong hands"),
+            ));
+        }
+    }
+    Ok(findings)
+}
+
+/// The age recipients of one creation rule: its `key_groups[*].age` lists and its `age` string.
+fn rule_recipients(rule: &serde_json::Value) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for group in rule["key_groups"].as_array().into_iter().flatten() {
+        for r in group["age"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.as_str())
+        {
+            out.insert(r.trim().to_owned());
+        }
+    }
+    if let Some(list) = rule["age"].as_str() {
+        out.extend(
+            list.split(',')
+                .map(|r| r.trim().to_owned())
+                .filter(|r| !r.is_empty()),
+        );
+    }
+    out
+}
+
+fn abbreviate(recipient: &str) -> String {
+    match recipient.get(..12) {
+        Some(start) if recipient.len() > 16 => format!("{start}…"),
+        _ => recipient.to_owned(),
+    }
+}
+
+/// In age-keys mode: the recipient of `keys/<host>.age` when it differs from the recorded one.
+fn key_mismatch(
+    files: &RepoFiles,
+    answers: &Answers,
+    host: &str,
+    recorded: &crate::model::AgeRecipient,
+) -> Result<Option<String>> {
+    let path = crate::secrets::identity_path(&files.root, host);
+    if answers.secrets.node_recipients != NodeRecipients::AgeKeys || !path.is_file() {
+        return Ok(None);
+    }
+    let identity = crate::secrets::read_identity(&path, host)?;
+    Ok((identity.recipient != *recorded).then(|| abbreviate(identity.recipient.as_str())))
 }
 
 fn has_no_data(text: &str) -> bool {

@@ -8,23 +8,19 @@ use flakesmith::{model::Answers, secrets::ensure_node_keys};
 
 use crate::support::ADMIN_AGE_RECIPIENT;
 
-/// What sops writes: every value `ENC[…]`, and a `sops:` block with the recipients' wrapped
-/// data keys and the MAC. A stand-in made by hand (sops is not installable here): it shows the
-/// shape the check looks for, not that sops would decrypt it.
-const ENCRYPTED_YAML: &str = "\
-wifi_password: ENC[AES256_GCM,data:9Xb3XQ==,iv:J6z5l1pG8b2cUQ7m3R1b0e9cXhq4mX1aZ0VxS2d9oYk=,tag:Qm9vb2Jvb2Jvb2Jvb2Jvbw==,type:str]
-sops:
-    age:
-        - recipient: age1ur8c0ddspyrwel4838hzzr0t8v35djjspg9ehs2tfwfmhxssauvqcj38vc
-          enc: |
-            -----BEGIN AGE ENCRYPTED FILE-----
-            YWdlLWVuY3J5cHRpb24ub3JnL3YxCi0+IFgyNTUxOSBzdGFuZC1pbgo=
-            -----END AGE ENCRYPTED FILE-----
-    lastmodified: \"2026-01-01T00:00:00Z\"
-    mac: ENC[AES256_GCM,data:bWFj,iv:aXY=,tag:dGFn,type:str]
-    unencrypted_suffix: _unencrypted
-    version: 3.9.4
-";
+/// What sops writes: every value `ENC[…]`, and a `sops:` block with each recipient's wrapped
+/// data key and the MAC. A stand-in made by hand (sops is not installable here): it shows the
+/// shape the check reads (which recipients a file is encrypted to), not that sops would decrypt it.
+fn encrypted_yaml(recipients: &[&str]) -> String {
+    let mut text = "wifi_password: ENC[AES256_GCM,data:9Xb3XQ==,iv:J6z5l1pG8b2cUQ7m3R1b0e9cXhq4mX1aZ0VxS2d9oYk=,tag:Qm9vb2Jvb2Jvb2Jvb2Jvbw==,type:str]\nsops:\n    age:\n".to_owned();
+    for r in recipients {
+        text.push_str(&format!(
+            "        - recipient: {r}\n          enc: |\n            -----BEGIN AGE ENCRYPTED FILE-----\n            YWdlLWVuY3J5cHRpb24ub3JnL3YxCi0+IFgyNTUxOSBzdGFuZC1pbgo=\n            -----END AGE ENCRYPTED FILE-----\n"
+        ));
+    }
+    text.push_str("    lastmodified: \"2026-01-01T00:00:00Z\"\n    mac: ENC[AES256_GCM,data:bWFj,iv:aXY=,tag:dGFn,type:str]\n    unencrypted_suffix: _unencrypted\n    version: 3.9.4\n");
+    text
+}
 
 const COMMON_NIX: &str = r#"{
   config,
@@ -80,7 +76,10 @@ fn clean_repo() -> tempfile::TempDir {
     write(repo, "flakesmith.yaml", &answers.to_yaml());
     write(repo, "common.nix", COMMON_NIX);
     write(repo, "rk1-base.nix", RK1_BASE_NIX);
-    write(repo, "secrets/secrets.yaml", ENCRYPTED_YAML);
+    let mut all = vec![ADMIN_AGE_RECIPIENT.to_owned()];
+    all.extend(recipients.values().map(|r| r.to_string()));
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    write(repo, "secrets/secrets.yaml", &encrypted_yaml(&all));
     write(repo, ".gitignore", "keys/\nresult\n");
     git(repo, &["init", "--quiet"]);
     git(repo, &["add", "--all"]);
@@ -170,6 +169,62 @@ fn finds_a_plaintext_file_under_secrets() {
         |r| write(r, "secrets/wifi.yaml", "wifi_password: hunter2\n"),
         "secrets/wifi.yaml: not encrypted by sops",
         "sops --encrypt --in-place secrets/wifi.yaml",
+    );
+}
+
+/// The recipients of the clean repo's nodes, from its .sops.yaml.
+fn node_recipient(repo: &Path, host: &str) -> String {
+    let text = std::fs::read_to_string(repo.join(".sops.yaml")).unwrap();
+    flakesmith::secrets::SopsYaml::parse(&text).anchors[host].clone()
+}
+
+#[test]
+fn finds_a_secrets_file_a_node_cannot_decrypt() {
+    finds(
+        |r| {
+            let n1 = node_recipient(r, "n1");
+            write(
+                r,
+                "secrets/secrets.yaml",
+                &encrypted_yaml(&[ADMIN_AGE_RECIPIENT, &n1]),
+            );
+        },
+        "secrets/secrets.yaml: not encrypted to n2 (age1",
+        "`sops updatekeys secrets/secrets.yaml`",
+    );
+}
+
+#[test]
+fn finds_a_secrets_file_still_encrypted_to_a_removed_recipient() {
+    finds(
+        |r| {
+            let (n1, n2) = (node_recipient(r, "n1"), node_recipient(r, "n2"));
+            let gone = age::x25519::Identity::generate().to_public().to_string();
+            write(
+                r,
+                "secrets/secrets.yaml",
+                &encrypted_yaml(&[ADMIN_AGE_RECIPIENT, &n1, &n2, &gone]),
+            );
+        },
+        "secrets/secrets.yaml: still encrypted to age1",
+        "rotate its secrets",
+    );
+}
+
+#[test]
+fn finds_a_recipient_that_is_not_the_nodes_key() {
+    finds(
+        |r| {
+            std::fs::remove_file(r.join("keys/n1.age")).unwrap();
+            let other = tempfile::tempdir().unwrap();
+            let mut answers = Answers::default();
+            answers.set_node_count(1, "n");
+            let project = flakesmith::model::Project::from_answers(&answers).unwrap();
+            ensure_node_keys(other.path(), &project).unwrap();
+            std::fs::copy(other.path().join("keys/n1.age"), r.join("keys/n1.age")).unwrap();
+        },
+        ".sops.yaml: node n1's recipient is not the public key of keys/n1.age",
+        "flakesmith update",
     );
 }
 
@@ -319,7 +374,16 @@ fn finds_a_node_missing_from_sops_yaml() {
         "flakesmith update",
     );
     finds(
-        |r| edit(r, ".sops.yaml", "          - *n2\n", ""),
+        |r| {
+            edit(r, ".sops.yaml", "          - *n2\n", "");
+            // Re-encrypted to what the rule now says, so only the unused recipient remains.
+            let n1 = node_recipient(r, "n1");
+            write(
+                r,
+                "secrets/secrets.yaml",
+                &encrypted_yaml(&[ADMIN_AGE_RECIPIENT, &n1]),
+            );
+        },
         ".sops.yaml: node n2 has a recipient but no creation rule uses it",
         "- *n2",
     );
