@@ -55,6 +55,10 @@ pub const RULES: &[(&str, fn(&RepoFiles, &Answers) -> Result<Vec<Finding>>)] = &
     ("plaintext-passwords", nix_rules::plaintext_passwords),
     ("keys-in-store", nix_rules::keys_in_store),
     ("rk1-firmware-offset", nix_rules::rk1_firmware_offset),
+    (
+        "deployment-key",
+        secrets_rules::deployment_key_in_images_only,
+    ),
     ("sops-nodes", secrets_rules::sops_nodes),
     ("sops-file-recipients", secrets_rules::sops_file_recipients),
 ];

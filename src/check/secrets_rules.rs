@@ -113,6 +113,36 @@ pub fn key_permissions(files: &RepoFiles, _: &Answers) -> Result<Vec<Finding>> {
     Ok(findings)
 }
 
+/// Deployment-keys mode: the deployment key is authorised by `deployment-key.nix` (the image
+/// builds) only, so that switching a machine to its configuration removes it.
+pub fn deployment_key_in_images_only(files: &RepoFiles, answers: &Answers) -> Result<Vec<Finding>> {
+    let Some(key) = answers.secrets.deployment_key.as_deref() else {
+        return Ok(Vec::new());
+    };
+    if answers.secrets.mode != SecretsMode::DeploymentKeys {
+        return Ok(Vec::new());
+    }
+    // The key material, without the comment, is what identifies it.
+    let Some(material) = key.split_whitespace().nth(1) else {
+        return Ok(Vec::new());
+    };
+    let mut findings = Vec::new();
+    for path in files
+        .with_extension(".nix")
+        .filter(|p| *p != "deployment-key.nix")
+    {
+        let text = files.read_text(path)?;
+        if let Some(offset) = text.find(material) {
+            findings.push(Finding::new(
+                format!("{path}:{}", line_of(&text, offset)),
+                "authorises the deployment key in the configuration the machines keep running: switching to it after deploy does not remove the key",
+                "authorise it in deployment-key.nix only (flake.nix adds that module to the image builds), then deploy/post-deploy.sh's switch removes it",
+            ));
+        }
+    }
+    Ok(findings)
+}
+
 /// Every node of flakesmith.yaml is a recipient of the sops rules.
 pub fn sops_nodes(files: &RepoFiles, answers: &Answers) -> Result<Vec<Finding>> {
     let rk1 = answers.layout == Layout::Rk1Cluster || answers.platforms.contains(&Platform::Rk1);

@@ -401,3 +401,31 @@ fn a_directory_without_answers_is_bad_input() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no flakesmith.yaml"));
 }
+
+#[test]
+fn finds_a_deployment_key_in_the_running_configuration() {
+    let deploy = crate::support::DEPLOY_SSH_KEY;
+    let dir = tempfile::tempdir().unwrap();
+    let mut answers = Answers::default();
+    answers.secrets.mode = flakesmith::model::answers::SecretsMode::DeploymentKeys;
+    answers.secrets.deployment_key = Some(deploy.to_owned());
+    answers.set_node_count(1, "n");
+    write(dir.path(), "flakesmith.yaml", &answers.to_yaml());
+    write(dir.path(), "rk1-base.nix", RK1_BASE_NIX);
+    write(dir.path(), "deployment-key.nix", &format!("{{ lib, ... }}:\n{{\n  users.users.root.openssh.authorizedKeys.keys = lib.mkForce [ \"{deploy}\" ];\n}}\n"));
+    assert_eq!(
+        check(dir.path()),
+        (0, Vec::new()),
+        "in deployment-key.nix it is where it belongs"
+    );
+
+    write(dir.path(), "common.nix", &format!("{{ ... }}:\n{{\n  users.users.root.openssh.authorizedKeys.keys = [ \"{deploy}\" ];\n}}\n"));
+    let (code, lines) = check(dir.path());
+    assert_eq!(code, 1);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("common.nix:3: authorises the deployment key"),
+        "{}",
+        lines[0]
+    );
+}
