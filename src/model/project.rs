@@ -165,6 +165,19 @@ impl Project {
         } else {
             (Vec::new(), Vec::new())
         };
+        if answers.layout == Layout::MultiCloud {
+            // Nodes and platform images share the flake's package and configuration names.
+            if let Some((i, n)) = nodes.iter().enumerate().find(|(_, n)| {
+                [Platform::Aws, Platform::Gcp, Platform::GenericArm64]
+                    .iter()
+                    .any(|p| p.name() == n.host.as_str())
+            }) {
+                return Err(InvalidAnswer::new(
+                    format!("nodes[{i}].host"),
+                    format!("'{}' is the name of a platform image in this flake; choose another host name", n.host),
+                ));
+            }
+        }
         if nodes.iter().any(|n| n.address.is_some()) && network.gateway.is_none() {
             return Err(InvalidAnswer::new(
                 "network.gateway",
