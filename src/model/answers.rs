@@ -36,9 +36,11 @@ pub struct Answers {
     pub network: NetworkAnswers,
     pub boards: Vec<BoardAnswers>,
     pub nodes: Vec<NodeAnswers>,
-    /// NixOS `system.stateVersion`: the release the machines were first installed with. Recorded
-    /// once, at `init`, because changing it later changes how stateful services migrate data.
-    pub state_version: String,
+    /// NixOS `system.stateVersion`: the release the machines were first installed with. `init`
+    /// records it, because changing it later changes how stateful services migrate data; when
+    /// absent it follows the nixpkgs branch (nixos-25.05 → 25.05), else DEFAULT_STATE_VERSION.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_version: Option<String>,
     #[serde(skip_serializing_if = "MonitoringAnswers::is_default")]
     pub monitoring: MonitoringAnswers,
     /// A crypt(3) hash (`mkpasswd -m yescrypt`, `openssl passwd -6`) for the admin account's
@@ -247,7 +249,7 @@ impl Default for Answers {
             network: NetworkAnswers::default(),
             boards: Vec::new(),
             nodes: Vec::new(),
-            state_version: DEFAULT_STATE_VERSION.into(),
+            state_version: None,
             monitoring: MonitoringAnswers::default(),
             temporary_password_hash: None,
             aws: AwsAnswers::default(),
@@ -381,7 +383,7 @@ mod tests {
     #[test]
     fn files_without_the_newer_fields_still_load() {
         let a = Answers::from_yaml("schema: 1\nname: x\n").unwrap();
-        assert_eq!(a.state_version, DEFAULT_STATE_VERSION);
+        assert_eq!(a.state_version, None);
         assert!(a.monitoring.node_exporter && !a.monitoring.open_port);
         assert_eq!(a.aws.image_format, AwsImageFormat::Vhd);
         assert!(!a.generic_x86_64.raw_efi);

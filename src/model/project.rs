@@ -185,8 +185,10 @@ impl Project {
             ));
         }
 
-        let state_version = check_state_version(&answers.state_version)
-            .map_err(|m| InvalidAnswer::new("state-version", m))?;
+        let state_version = match answers.state_version.as_deref() {
+            Some(v) => check_state_version(v).map_err(|m| InvalidAnswer::new("state-version", m))?,
+            None => state_version_of_branch(&answers.nixpkgs_branch),
+        };
         let monitoring = monitoring_of(answers)?;
         let temporary_password_hash = answers
             .temporary_password_hash
@@ -270,6 +272,17 @@ fn check_flake_url(s: &str) -> Result<String, String> {
             "'{s}' is not a flake URL (e.g. github:you/dots, git+https://…, path:/home/you/dots)"
         ))
     }
+}
+
+/// The release a branch such as nixos-25.05 or release-25.05 follows; unstable and other
+/// branches get DEFAULT_STATE_VERSION.
+pub fn state_version_of_branch(branch: &str) -> String {
+    branch
+        .rsplit_once('-')
+        .map(|(_, v)| v)
+        .filter(|v| check_state_version(v).is_ok())
+        .unwrap_or(super::answers::DEFAULT_STATE_VERSION)
+        .to_owned()
 }
 
 fn check_state_version(s: &str) -> Result<String, String> {
@@ -614,7 +627,7 @@ mod tests {
             invalid(|a| a.nodes[0].address = Some("10.0.0.5/24".into())).field,
             "network.gateway"
         );
-        assert_eq!(invalid(|a| a.state_version = "unstable".into()).field, "state-version");
+        assert_eq!(invalid(|a| a.state_version = Some("unstable".into())).field, "state-version");
         assert_eq!(
             invalid(|a| a.temporary_password_hash = Some("hunter2hunter2hunter2".into())).field,
             "temporary-password-hash"
@@ -635,6 +648,19 @@ mod tests {
             invalid(|a| a.aws.image_format = AwsImageFormat::Raw).field,
             "aws.image-format"
         );
+    }
+
+    #[test]
+    fn the_state_version_is_recorded_or_follows_the_release_branch() {
+        assert_eq!(state_version_of_branch("nixos-25.05"), "25.05");
+        assert_eq!(state_version_of_branch("release-24.11"), "24.11");
+        assert_eq!(state_version_of_branch("nixos-unstable"), crate::model::answers::DEFAULT_STATE_VERSION);
+        let a = Answers {
+            nixpkgs_branch: "nixos-26.05".into(),
+            state_version: Some("25.05".into()),
+            ..Answers::default()
+        };
+        assert_eq!(Project::from_answers(&a).unwrap().state_version, "25.05", "recorded wins");
     }
 
     #[test]
