@@ -7,3 +7,23 @@
 pub mod model;
 pub mod nix;
 pub mod render;
+pub mod sync;
+pub mod cli;
+pub mod cmd;
+mod error;
+pub mod failpoint;
+pub mod prompt;
+
+pub use error::UsageError;
+
+/// The exit code for an error: 2 when the user asked for something invalid, 1 otherwise.
+pub fn exit_code(error: &anyhow::Error) -> u8 {
+    let bad_input = error
+        .chain()
+        .any(|e| e.is::<UsageError>() || e.is::<model::InvalidAnswer>());
+    if bad_input {
+        2
+    } else {
+        1
+    }
+}

@@ -347,6 +347,12 @@ fn yaml_error(e: &serde_yaml_ng::Error) -> InvalidAnswer {
         Some((path, rest)) if !path.contains(' ') => (path.to_owned(), rest.to_owned()),
         _ => ("flakesmith.yaml".to_owned(), message.clone()),
     };
+    // A misspelt key is best named by the key itself.
+    let field = match rest.strip_prefix("unknown field `").and_then(|r| r.split_once('`')) {
+        Some((key, _)) if field == "flakesmith.yaml" => key.to_owned(),
+        Some((key, _)) => format!("{field}.{key}"),
+        None => field,
+    };
     let rest = rest.lines().next().unwrap_or_default().to_owned();
     InvalidAnswer::new(field, rest)
 }

@@ -22,6 +22,13 @@ impl TreeFile {
         }
     }
 
+    pub fn text_bytes(contents: Vec<u8>) -> Self {
+        Self {
+            contents,
+            executable: false,
+        }
+    }
+
     pub fn mode(&self) -> u32 {
         if self.executable {
             0o755

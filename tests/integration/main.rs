@@ -1,1 +1,17 @@
-fn main(){}
+//! The one integration-test binary: each module covers one area, with real tools where the
+//! machine has them (Nix from Debian's nix-bin 2.8, shellcheck, …), and stand-ins only for what
+//! is not on this machine (a BMC, nixpkgs; see tests/fixtures/README.md).
+
+mod book;
+mod cloud;
+mod init_cli;
+mod interactive;
+mod nix_eval;
+mod nix_syntax;
+mod nixos_options;
+mod packaging;
+mod rk_inject_call;
+mod shellcheck;
+mod secrets;
+mod snapshots;
+mod support;

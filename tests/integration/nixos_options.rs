@@ -15,7 +15,28 @@ use std::collections::{BTreeMap, BTreeSet};
 use rnix::ast::{self, HasEntry};
 use rowan::ast::AstNode;
 
-use crate::cloud;
+use crate::support;
+
+/// The attribute set a module file defines: under `{ … }:` and `let … in`, if any.
+pub fn module_body(expr: ast::Expr) -> Option<ast::AttrSet> {
+    match expr {
+        ast::Expr::Lambda(lambda) => module_body(lambda.body()?),
+        ast::Expr::LetIn(let_in) => module_body(let_in.body()?),
+        ast::Expr::Paren(paren) => module_body(paren.expr()?),
+        ast::Expr::AttrSet(set) => Some(set),
+        _ => None,
+    }
+}
+
+/// The names of an attribute path; interpolated ones become `<name>`.
+pub fn attr_names(path: &ast::Attrpath) -> Vec<String> {
+    path.attrs()
+        .map(|attr| match attr_name(&attr) {
+            name if name == "<dynamic>" => "<name>".to_owned(),
+            name => name,
+        })
+        .collect()
+}
 
 /// One line of nixos_options.txt.
 #[derive(Debug, Clone)]
@@ -36,8 +57,8 @@ fn listed() -> Vec<Listed> {
                 .next()
                 .unwrap_or_else(|| panic!("nixos_options.txt: `{line}` names no declaring file"));
             assert!(
-                file.starts_with("nixos/") || file.starts_with("sops-nix:"),
-                "nixos_options.txt: `{file}` is not a nixpkgs (nixos/…) or sops-nix file"
+                file.starts_with("nixos/") || file.starts_with("pkgs/") || file.starts_with("sops-nix:"),
+                "nixos_options.txt: `{file}` is not a nixpkgs (nixos/…, pkgs/…) or sops-nix file"
             );
             Listed {
                 path: path.split('.').map(str::to_owned).collect(),
@@ -295,7 +316,11 @@ fn collect(trees: &[(String, flakesmith::render::Tree)]) -> BTreeMap<Vec<String>
 #[test]
 fn every_option_the_templates_set_is_listed_with_its_declaring_file() {
     let list = listed();
-    let trees = cloud::option_check_trees();
+    let trees = support::all_variants();
+    assert!(
+        trees.iter().any(|(_, t)| t.get("common/security.nix").is_some()),
+        "the variants include no multi-cloud repository"
+    );
     let found = collect(&trees);
     assert!(
         found.keys().any(|p| p.join(".") == "system.stateVersion"),
@@ -328,7 +353,7 @@ fn every_option_the_templates_set_is_listed_with_its_declaring_file() {
     assert!(
         stale.is_empty(),
         "listed in nixos_options.txt but set by no generated module (remove them, or render a \
-         case that sets them in cloud::option_check_trees):\n{}",
+         case that sets them in support::all_variants):\n{}",
         stale.join("\n")
     );
 }
@@ -386,4 +411,21 @@ fn list_patterns_match_names_and_free_form_sections_only() {
     assert!(matches(&p("nix.settings.*"), &p("nix.settings.experimental-features")));
     assert!(!matches(&p("nix.settings.*"), &p("nix.settings")));
     assert!(!matches(&p("services.openssh.enable"), &p("services.openssh.enable.x")));
+}
+
+#[test]
+fn the_guides_mistakes_are_not_in_the_list() {
+    let listed: Vec<String> = listed().iter().map(|l| l.path.join(".")).collect();
+    for wrong in [
+        // FACTS.md: phone sensors, not for servers or RK1 images.
+        "hardware.sensor.iio.enable",
+        // FACTS.md: nixpkgs wires the guest agent and shutdown scripts as plain systemd units.
+        "services.google-guest-agent.enable",
+        "services.google-shutdown-scripts.enable",
+        // Renamed to image.baseName; the guide's sdImage.image.baseName never existed.
+        "sdImage.imageBaseName",
+        "sdImage.image.baseName",
+    ] {
+        assert!(!listed.iter().any(|l| l == wrong), "{wrong} is listed");
+    }
 }

@@ -1,0 +1,241 @@
+//! The command line: one `Subcommand` enum, one args struct per command.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::model::{
+    answers::{ForeignBuild, NodeRecipients, SecretsMode},
+    Layout,
+};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "flakesmith",
+    version,
+    about = "Scaffold, grow and build Nix flake repositories for custom NixOS images",
+    long_about = "Scaffold, grow and build Nix flake repositories for custom NixOS images: Turing RK1 \
+                  (RK3588) clusters on Turing Pi 2 boards, AWS AMIs, GCP images, generic aarch64 SD \
+                  cards and x86_64 servers.",
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new repository from answers (asked in the terminal, or given as flags or a file)
+    Init(InitArgs),
+    /// Add RK1 nodes to a generated repository
+    AddNode(AddNodeArgs),
+    /// Remove an RK1 node from a generated repository
+    RemoveNode(RemoveNodeArgs),
+    /// Show what `update` would change, as a unified diff (exit 1 when there is a difference)
+    Diff(DiffArgs),
+    /// Re-render from flakesmith.yaml and merge the result with your edits
+    Update(UpdateArgs),
+    /// Build images with nix and write a checksum manifest
+    Build(BuildArgs),
+    /// Lint a generated repository: syntax, secrets hygiene, boot layout
+    Check(CheckArgs),
+    /// Write a Rockchip bootloader into a disk image (the same code as `rk-inject`)
+    #[command(disable_help_flag = true)]
+    Inject(InjectArgs),
+    /// Print a shell completion script
+    Completions(CompletionsArgs),
+    /// Print the man page (roff)
+    Man,
+}
+
+/// The repository a command works on.
+#[derive(Debug, Args, Clone)]
+pub struct RepoArg {
+    /// The generated repository (default: the current directory)
+    #[arg(short = 'C', long = "repo", value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct InitArgs {
+    /// Directory to create; its name is the default project name
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+
+    /// Take the default for every answer not given: never ask
+    #[arg(short = 'y', long, help_heading = "Mode")]
+    pub yes: bool,
+    /// Read the answers from a YAML file (the format of flakesmith.yaml)
+    #[arg(long, value_name = "FILE", help_heading = "Mode")]
+    pub answers: Option<PathBuf>,
+    /// List the files that would be written, and write nothing
+    #[arg(long, help_heading = "Mode")]
+    pub dry_run: bool,
+    /// Write into a non-empty directory; files flakesmith did not generate are never overwritten
+    #[arg(long, help_heading = "Mode")]
+    pub force: bool,
+    /// Do not run `git init` in the new repository
+    #[arg(long, help_heading = "Mode")]
+    pub no_git: bool,
+
+    /// Project name [default: the directory's name]
+    #[arg(long, help_heading = "Answers")]
+    pub name: Option<String>,
+    /// Repository layout
+    #[arg(long, value_enum, help_heading = "Answers")]
+    pub layout: Option<Layout>,
+    /// Platforms of a multi-cloud repo: aws, gcp, rk1, generic-arm64, generic-x86_64
+    #[arg(long = "platform", value_delimiter = ',', value_name = "PLATFORM", help_heading = "Answers")]
+    pub platforms: Vec<String>,
+    /// Number of RK1 nodes, named <host-prefix>1, <host-prefix>2, …
+    #[arg(long, value_name = "N", help_heading = "Answers")]
+    pub nodes: Option<usize>,
+    /// Prefix of generated node host names
+    #[arg(long, value_name = "PREFIX", help_heading = "Answers")]
+    pub host_prefix: Option<String>,
+    /// Node host names, in slot order (instead of --nodes)
+    #[arg(long = "hosts", value_delimiter = ',', value_name = "HOST", conflicts_with = "nodes", help_heading = "Answers")]
+    pub hosts: Vec<String>,
+    /// BMC host of each Turing Pi 2 board, in board order
+    #[arg(long = "bmc-host", value_delimiter = ',', value_name = "HOST", help_heading = "Answers")]
+    pub bmc_hosts: Vec<String>,
+    /// Admin user created on every machine
+    #[arg(long, value_name = "USER", help_heading = "Answers")]
+    pub admin_user: Option<String>,
+    /// SSH public key for the admin: the key itself, or a path to a .pub or authorized_keys file
+    #[arg(long = "ssh-key", value_name = "KEY|FILE", help_heading = "Answers")]
+    pub ssh_keys: Vec<String>,
+    /// How secrets are handled
+    #[arg(long, value_enum, help_heading = "Answers")]
+    pub secrets: Option<SecretsMode>,
+    /// Age recipient (age1…) of an admin who edits secrets
+    #[arg(long = "age-recipient", value_name = "AGE1…", help_heading = "Answers")]
+    pub age_recipients: Vec<String>,
+    /// Where the nodes' age recipients come from (sops mode)
+    #[arg(long, value_enum, help_heading = "Answers")]
+    pub node_recipients: Option<NodeRecipients>,
+    /// Public key authorised for first access only (deployment-keys mode)
+    #[arg(long, value_name = "KEY|FILE", help_heading = "Answers")]
+    pub deployment_key: Option<String>,
+    /// nixpkgs branch the flake follows
+    #[arg(long, value_name = "BRANCH", help_heading = "Answers")]
+    pub nixpkgs_branch: Option<String>,
+    /// An extracted RK1 bootloader (u-boot-rockchip.bin) to use instead of nixpkgs' ubootTuringRK1
+    #[arg(long, value_name = "FILE", help_heading = "Answers")]
+    pub bootloader_blob: Option<PathBuf>,
+    /// Your personal flake, whose nixosModules.default every machine imports
+    #[arg(long, value_name = "FLAKE-URL", help_heading = "Answers")]
+    pub dots: Option<String>,
+    /// Systems images are built on
+    #[arg(long = "build-system", value_delimiter = ',', value_name = "SYSTEM", help_heading = "Answers")]
+    pub build_systems: Vec<String>,
+    /// How a build host of the other architecture builds images
+    #[arg(long, value_enum, help_heading = "Answers")]
+    pub foreign: Option<ForeignBuild>,
+}
+
+#[derive(Debug, Args)]
+pub struct AddNodeArgs {
+    #[command(flatten)]
+    pub repo: RepoArg,
+    /// Host name of the new node [default: the next free <prefix><n>]
+    #[arg(value_name = "HOST")]
+    pub host: Option<String>,
+    /// Board to put it on [default: the first with a free slot]
+    #[arg(long)]
+    pub board: Option<String>,
+    /// Slot 1-4 on that board [default: the first free one]
+    #[arg(long)]
+    pub slot: Option<u8>,
+    /// Static IPv4 address with prefix (10.0.0.15/24)
+    #[arg(long, value_name = "CIDR")]
+    pub address: Option<String>,
+    /// Add this many nodes
+    #[arg(long, value_name = "N", default_value_t = 1, conflicts_with_all = ["host", "slot", "address"])]
+    pub count: usize,
+    /// BMC host for a board that has to be added
+    #[arg(long, value_name = "HOST")]
+    pub bmc_host: Option<String>,
+    /// Show the plan and write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RemoveNodeArgs {
+    #[command(flatten)]
+    pub repo: RepoArg,
+    /// Host name of the node to remove
+    #[arg(value_name = "HOST")]
+    pub host: String,
+    /// Also delete the node's files when you edited them
+    #[arg(long)]
+    pub force: bool,
+    /// Show the plan and write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    #[command(flatten)]
+    pub repo: RepoArg,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    #[command(flatten)]
+    pub repo: RepoArg,
+    /// Show the plan (create / update / merge / conflict / unchanged) and write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Recreate generated files that you deleted
+    #[arg(long)]
+    pub restore_deleted: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub repo: RepoArg,
+    /// Targets (packages of the flake) to build
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<String>,
+    /// Build every image target
+    #[arg(long, conflicts_with = "targets")]
+    pub all: bool,
+    /// Build system (the packages.<system> set to build from) [default: this machine's]
+    #[arg(long, value_name = "SYSTEM")]
+    pub system: Option<String>,
+    /// Remote builders, passed to nix as --builders
+    #[arg(long, value_name = "SPEC")]
+    pub builders: Option<String>,
+    /// Sign SHA256SUMS with this SSH key (ssh-keygen -Y sign)
+    #[arg(long, value_name = "KEY")]
+    pub sign_key: Option<PathBuf>,
+    /// Print the nix command and write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub repo: RepoArg,
+}
+
+#[derive(Debug, Args)]
+pub struct InjectArgs {
+    /// Arguments for the injector (see `flakesmith inject --help`)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// Shell to complete for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}

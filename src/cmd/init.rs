@@ -1,0 +1,373 @@
+//! `flakesmith init`: answers → project → rendered tree → a new repository.
+
+use std::{
+    collections::BTreeSet,
+    io::IsTerminal,
+    path::{Path, PathBuf},
+    process::Command as Process,
+};
+
+use anyhow::{Context, Result};
+
+use super::Outcome;
+use crate::{
+    cli::InitArgs,
+    model::{Answers, InvalidAnswer, Layout, Platform, Project, SshPublicKey},
+    prompt::{self, Asking, Question},
+    render,
+    sync::{self, PlanOptions},
+    UsageError,
+};
+
+/// Where an extracted bootloader blob is kept inside the repo.
+pub const BLOB_FILE: &str = "rk1-bootloader.bin";
+
+/// The RK3588 loader is written at 32 KiB and the first partition starts at 16 MiB.
+const MAX_BLOB_SIZE: u64 = 16 * 1024 * 1024 - 32 * 1024;
+
+pub fn run(args: InitArgs) -> Result<Outcome> {
+    let (mut answers, mut given) = starting_answers(&args)?;
+    apply_flags(&args, &mut answers, &mut given)?;
+
+    let asking = if args.yes || args.answers.is_some() {
+        Asking::Defaults
+    } else if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+        Asking::Terminal
+    } else {
+        Asking::Refuse
+    };
+    prompt::complete(&mut answers, &given, asking)?;
+    if answers.layout == Layout::MultiCloud && !answers.platforms.contains(&Platform::Rk1) {
+        answers.nodes.clear();
+        answers.boards.clear();
+    }
+
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&answers.name));
+    let blob = take_blob(&mut answers)?;
+    let project = Project::from_answers(&answers)?;
+    let tree = render::render(&project)?;
+    let extra: Vec<(String, Vec<u8>)> = blob.into_iter().map(|b| (BLOB_FILE.to_owned(), b)).collect();
+
+    let existing = dir_state(&dir)?;
+    if existing == DirState::NonEmpty && !args.force {
+        return Err(UsageError::new(format!(
+            "{} is not empty; use --force to add the generated files (your files are never overwritten), or `flakesmith update` in a generated repo",
+            dir.display()
+        ))
+        .into());
+    }
+
+    if args.dry_run {
+        println!("Would write {} files to {}:", tree.len() + extra.len(), dir.display());
+        for (path, file) in tree.iter() {
+            println!("  {path} ({} bytes)", file.contents.len());
+        }
+        for (path, bytes) in &extra {
+            println!("  {path} ({} bytes, your bootloader blob)", bytes.len());
+        }
+        return Ok(Outcome::Success);
+    }
+
+    if existing == DirState::NonEmpty {
+        let plan = sync::plan(&dir, &tree, PlanOptions { no_merge: true, ..Default::default() })?;
+        let applied = sync::apply(&dir, &plan)?;
+        for (path, bytes) in &extra {
+            if !dir.join(path).exists() {
+                fs_err::write(dir.join(path), bytes)?;
+            }
+        }
+        println!("Wrote {} files to {}.", applied.written.len(), dir.display());
+        for path in &applied.kept_beside {
+            println!(
+                "  kept your {path}; flakesmith's version is in {path}{}",
+                sync::NEW_SUFFIX
+            );
+        }
+    } else {
+        sync::create_project(&dir, &tree, &extra)?;
+        println!(
+            "Created {} ({} layout, {} files).",
+            dir.display(),
+            project.layout,
+            tree.len() + extra.len()
+        );
+    }
+    if !args.no_git {
+        git_init(&dir);
+    }
+    print_next_steps(&project, &dir);
+    Ok(Outcome::Success)
+}
+
+/// The answers to start from, and which questions they already answer.
+fn starting_answers(args: &InitArgs) -> Result<(Answers, BTreeSet<Question>)> {
+    if let Some(path) = &args.answers {
+        let text = fs_err::read_to_string(path)?;
+        let answers = Answers::from_yaml(&text).map_err(|e| {
+            InvalidAnswer::new(format!("{}: {}", path.display(), e.field), e.message)
+        })?;
+        return Ok((answers, Question::ALL.into_iter().collect()));
+    }
+    let mut answers = Answers::default();
+    if let Some(name) = args.dir.as_deref().and_then(Path::file_name) {
+        answers.name = name.to_string_lossy().into_owned();
+    }
+    answers.ssh_keys = detect_ssh_keys();
+    answers.secrets.admin_age_recipients = detect_age_recipient().into_iter().collect();
+    Ok((answers, BTreeSet::new()))
+}
+
+fn apply_flags(args: &InitArgs, a: &mut Answers, given: &mut BTreeSet<Question>) -> Result<()> {
+    let mut answer = |q: Question| {
+        given.insert(q);
+    };
+    if let Some(name) = &args.name {
+        a.name = name.clone();
+        answer(Question::Name);
+    } else if args.dir.is_some() {
+        // The directory names the project unless told otherwise; not worth a question.
+        answer(Question::Name);
+    }
+    if let Some(layout) = args.layout {
+        a.layout = layout;
+        answer(Question::Layout);
+    }
+    if !args.platforms.is_empty() {
+        a.platforms = args
+            .platforms
+            .iter()
+            .map(|p| Platform::parse(p).map_err(|m| InvalidAnswer::new("--platform", m)))
+            .collect::<Result<_, _>>()?;
+        if args.layout.is_none() && a.platforms != [Platform::Rk1] {
+            a.layout = Layout::MultiCloud;
+            answer(Question::Layout);
+        }
+        answer(Question::Platforms);
+    }
+    if !args.hosts.is_empty() {
+        a.set_hosts(args.hosts.clone());
+        answer(Question::Nodes);
+    } else if args.nodes.is_some() || args.host_prefix.is_some() {
+        let count = args.nodes.unwrap_or(a.nodes.len());
+        if count == 0 {
+            return Err(InvalidAnswer::new("--nodes", "an RK1 cluster needs at least one node").into());
+        }
+        let prefix = args
+            .host_prefix
+            .as_deref()
+            .unwrap_or(crate::model::answers::DEFAULT_HOST_PREFIX);
+        a.set_node_count(count, prefix);
+        answer(Question::Nodes);
+    }
+    if !args.bmc_hosts.is_empty() {
+        if args.bmc_hosts.len() != a.boards.len() {
+            return Err(InvalidAnswer::new(
+                "--bmc-host",
+                format!(
+                    "{} nodes sit on {} board(s); give one BMC host per board, not {}",
+                    a.nodes.len(),
+                    a.boards.len(),
+                    args.bmc_hosts.len()
+                ),
+            )
+            .into());
+        }
+        for (board, host) in a.boards.iter_mut().zip(&args.bmc_hosts) {
+            board.bmc_host = host.clone();
+        }
+        answer(Question::BmcHosts);
+    }
+    if let Some(user) = &args.admin_user {
+        a.admin_user = user.clone();
+        answer(Question::AdminUser);
+    }
+    if !args.ssh_keys.is_empty() {
+        a.ssh_keys = read_ssh_keys(&args.ssh_keys)
+            .map_err(|e| InvalidAnswer::new("--ssh-key", format!("{e:#}")))?;
+        answer(Question::SshKeys);
+    }
+    if let Some(mode) = args.secrets {
+        a.secrets.mode = mode;
+        answer(Question::Secrets);
+    }
+    if !args.age_recipients.is_empty() {
+        a.secrets.admin_age_recipients = args.age_recipients.clone();
+    }
+    if let Some(r) = args.node_recipients {
+        a.secrets.node_recipients = r;
+    }
+    if let Some(key) = &args.deployment_key {
+        a.secrets.deployment_key = read_ssh_keys(std::slice::from_ref(key))
+            .map_err(|e| InvalidAnswer::new("--deployment-key", format!("{e:#}")))?
+            .into_iter()
+            .next();
+    }
+    if a.secrets.mode == crate::model::answers::SecretsMode::DeploymentKeys {
+        a.secrets.admin_age_recipients.clear();
+    }
+    if let Some(branch) = &args.nixpkgs_branch {
+        a.nixpkgs_branch = branch.clone();
+        answer(Question::NixpkgsBranch);
+    }
+    if let Some(blob) = &args.bootloader_blob {
+        a.bootloader.blob = Some(blob.to_string_lossy().into_owned());
+        answer(Question::Bootloader);
+    }
+    if let Some(dots) = &args.dots {
+        a.dots = Some(dots.clone()).filter(|d| !d.is_empty());
+        answer(Question::Dots);
+    }
+    if !args.build_systems.is_empty() {
+        a.build.systems = args.build_systems.clone();
+    }
+    if let Some(foreign) = args.foreign {
+        a.build.foreign = foreign;
+    }
+    Ok(())
+}
+
+/// Keys given as text or as files (`.pub`, or an authorized_keys file with several).
+pub fn read_ssh_keys(items: &[String]) -> Result<Vec<String>> {
+    let mut keys = Vec::new();
+    for item in items.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        let looks_like_key = item.split_whitespace().count() >= 2;
+        let text = if looks_like_key {
+            item.to_owned()
+        } else {
+            let path = expand_home(item);
+            fs_err::read_to_string(&path)
+                .with_context(|| format!("'{item}' is neither an SSH public key nor a readable file"))?
+        };
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+            let key = SshPublicKey::parse(line).map_err(anyhow::Error::msg)?;
+            keys.push(key.as_str().to_owned());
+        }
+    }
+    Ok(keys)
+}
+
+fn expand_home(path: &str) -> PathBuf {
+    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(path),
+    }
+}
+
+/// The user's own public key, as the default answer (the first that exists, ed25519 first).
+fn detect_ssh_keys() -> Vec<String> {
+    let Some(home) = std::env::var_os("HOME") else {
+        return Vec::new();
+    };
+    ["id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub"]
+        .iter()
+        .map(|f| Path::new(&home).join(".ssh").join(f))
+        .find_map(|p| read_ssh_keys(&[p.to_string_lossy().into_owned()]).ok())
+        .unwrap_or_default()
+}
+
+/// The recipient of the user's sops age identity, when they have one.
+fn detect_age_recipient() -> Option<String> {
+    use std::str::FromStr;
+    let path = match std::env::var_os("SOPS_AGE_KEY_FILE") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(std::env::var_os("HOME")?).join(".config/sops/age/keys.txt"),
+    };
+    let text = std::fs::read_to_string(path).ok()?;
+    let line = text.lines().find(|l| l.starts_with("AGE-SECRET-KEY-"))?;
+    let identity = age::x25519::Identity::from_str(line.trim()).ok()?;
+    Some(identity.to_public().to_string())
+}
+
+/// Reads a blob named by path (outside the repo) and points the answers at its in-repo copy.
+fn take_blob(answers: &mut Answers) -> Result<Option<Vec<u8>>> {
+    let Some(path) = answers.bootloader.blob.clone() else {
+        return Ok(None);
+    };
+    if path == BLOB_FILE {
+        return Ok(None);
+    }
+    let path = expand_home(&path);
+    let bytes = fs_err::read(&path)
+        .map_err(|e| InvalidAnswer::new("bootloader.blob", format!("cannot read {}: {e}", path.display())))?;
+    if bytes.is_empty() || bytes.len() as u64 > MAX_BLOB_SIZE {
+        return Err(InvalidAnswer::new(
+            "bootloader.blob",
+            format!(
+                "{} is {} bytes; an RK1 loader written at 32 KiB must be 1 to {MAX_BLOB_SIZE} bytes to end before the first partition at 16 MiB",
+                path.display(),
+                bytes.len()
+            ),
+        )
+        .into());
+    }
+    answers.bootloader.blob = Some(BLOB_FILE.to_owned());
+    Ok(Some(bytes))
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum DirState {
+    Missing,
+    Empty,
+    NonEmpty,
+}
+
+fn dir_state(dir: &Path) -> Result<DirState> {
+    if !dir.exists() {
+        return Ok(DirState::Missing);
+    }
+    if !dir.is_dir() {
+        return Err(UsageError::new(format!("{} exists and is not a directory", dir.display())).into());
+    }
+    Ok(if fs_err::read_dir(dir)?.next().is_none() {
+        DirState::Empty
+    } else {
+        DirState::NonEmpty
+    })
+}
+
+/// Flakes only see files git knows about, so a new repo is initialised and its files added.
+fn git_init(dir: &Path) {
+    let inside_repo = Process::new("git")
+        .args(["rev-parse", "--is-inside-work-tree"])
+        .current_dir(dir)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let ok = (inside_repo
+        || Process::new("git")
+            .args(["init", "--quiet"])
+            .current_dir(dir)
+            .status()
+            .is_ok_and(|s| s.success()))
+        && Process::new("git")
+            .args(["add", "--all"])
+            .current_dir(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!(
+            "note: could not run git; run `git init && git add -A` in {} (flakes only see files git tracks)",
+            dir.display()
+        );
+    }
+}
+
+fn print_next_steps(project: &Project, dir: &Path) {
+    println!("\nNext steps:");
+    println!("  cd {}", dir.display());
+    if project.ssh_keys.is_empty() {
+        println!("  # no SSH key was given: add one under ssh-keys in flakesmith.yaml, then `flakesmith update`");
+    }
+    if project.has(Platform::Rk1) {
+        if let Some(node) = project.nodes.first() {
+            println!("  nix build .#{}        # one node's image", node.host);
+        }
+        println!("  ./build-all-images.sh       # every image, in one nix build");
+        println!("  ./deploy/rk1-deploy.sh --dry-run");
+    } else {
+        println!("  ./build-all-images.sh");
+    }
+    println!("  See README.md for flashing and deploying.");
+}

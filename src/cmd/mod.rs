@@ -1,0 +1,33 @@
+//! One plain function per subcommand.
+
+pub mod init;
+
+use anyhow::{bail, Result};
+
+use crate::cli::{Cli, Command};
+
+/// How a command that ran to completion wants the process to exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    /// Not an error, but not "nothing to report" either: `diff` found differences, `check`
+    /// found problems, `update` left conflicts.
+    Findings,
+}
+
+pub fn run(cli: Cli) -> Result<Outcome> {
+    match cli.command {
+        Command::Init(args) => init::run(args),
+        Command::Completions(args) => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(args.shell, &mut command, "flakesmith", &mut std::io::stdout());
+            Ok(Outcome::Success)
+        }
+        Command::Man => {
+            let command = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(command).render(&mut std::io::stdout())?;
+            Ok(Outcome::Success)
+        }
+        other => bail!("{other:?}: not built yet"),
+    }
+}

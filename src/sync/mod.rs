@@ -1,0 +1,11 @@
+//! A rendered [`Tree`](crate::render::Tree) against the disk: plan (create / update / merge /
+//! conflict / unchanged), then apply atomically, recording what was generated as the base of
+//! the next three-way merge.
+
+mod apply;
+mod base;
+mod plan;
+
+pub use apply::{apply, create_project, Applied, NEW_SUFFIX};
+pub use base::{read_base, BASE_DIR};
+pub use plan::{plan, Action, Plan, PlanOptions};
