@@ -1,6 +1,7 @@
 //! One plain function per subcommand.
 
 pub mod init;
+pub mod inject;
 
 use anyhow::{bail, Result};
 
@@ -13,11 +14,17 @@ pub enum Outcome {
     /// Not an error, but not "nothing to report" either: `diff` found differences, `check`
     /// found problems, `update` left conflicts.
     Findings,
+    /// A command that reports its own errors (the injector) and chose this exit code.
+    Exit(u8),
 }
 
 pub fn run(cli: Cli) -> Result<Outcome> {
     match cli.command {
         Command::Init(args) => init::run(args),
+        Command::Inject(args) => Ok(match inject::run(&args.args) {
+            0 => Outcome::Success,
+            code => Outcome::Exit(u8::try_from(code).unwrap_or(1)),
+        }),
         Command::Completions(args) => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(args.shell, &mut command, "flakesmith", &mut std::io::stdout());

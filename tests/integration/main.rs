@@ -5,13 +5,14 @@
 mod book;
 mod cloud;
 mod init_cli;
+mod inject;
 mod interactive;
 mod nix_eval;
 mod nix_syntax;
 mod nixos_options;
 mod packaging;
 mod rk_inject_call;
-mod shellcheck;
 mod secrets;
+mod shellcheck;
 mod snapshots;
 mod support;
