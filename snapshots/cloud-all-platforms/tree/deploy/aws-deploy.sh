@@ -7,8 +7,10 @@
 set -euo pipefail
 
 project=fleet
-# The disk format import-snapshot is told (platforms/aws.nix: amazonImage.format).
+# The disk format import-snapshot is told (platforms/aws.nix: amazonImage.format), and the
+# extension nixpkgs gives that format.
 image_format=VHD
+image_extension=vhd
 
 usage() {
   cat <<EOF
@@ -116,7 +118,7 @@ if [ -f "$info" ]; then
   label="$(jq -r .label "$info")"
   system="$(jq -r .system "$info")"
 elif [ "$dry_run" = 1 ]; then
-  file="<disk image named in $info>"
+  file="$image/<disk image named in image-info.json>.$image_extension"
   boot_mode="<boot_mode from $info>"
   label="<label>"
   system="x86_64-linux"
