@@ -41,7 +41,9 @@ fn edit(p: Project, f: impl FnOnce(&mut Answers)) -> Project {
 /// branch of the multi-cloud templates (support::all_variants adds them to every check).
 pub fn variants() -> Vec<(String, Tree)> {
     let generic_only = edit(
-        multi_cloud(&[Platform::GenericArm64, Platform::GenericX86_64]).with_sops().built_on(&["x86_64-linux"]),
+        multi_cloud(&[Platform::GenericArm64, Platform::GenericX86_64])
+            .with_sops()
+            .built_on(&["x86_64-linux"]),
         |a| {
             a.secrets.node_recipients = NodeRecipients::SshHostKeys;
             a.monitoring.node_exporter = false;
@@ -68,7 +70,10 @@ fn cases() -> Vec<(String, Answers)> {
         .filter(|c| c.answers.layout == Layout::MultiCloud)
         .map(|c| (c.name, c.answers))
         .collect();
-    assert!(cases.len() >= 2, "the multi-cloud snapshot cases are missing");
+    assert!(
+        cases.len() >= 2,
+        "the multi-cloud snapshot cases are missing"
+    );
     let generic_only = edit(
         multi_cloud(&[Platform::GenericArm64, Platform::GenericX86_64]).built_on(&["x86_64-linux"]),
         |a| {
@@ -76,10 +81,18 @@ fn cases() -> Vec<(String, Answers)> {
             a.boards.clear();
         },
     );
-    cases.push(("cloud-generic-x86-only".to_owned(), generic_only.answers().clone()));
+    cases.push((
+        "cloud-generic-x86-only".to_owned(),
+        generic_only.answers().clone(),
+    ));
     cases.push((
         "cloud-rk1-only-blob".to_owned(),
-        multi_cloud(&[Platform::Rk1]).with_nodes(2).with_bootloader_blob().emulated().answers().clone(),
+        multi_cloud(&[Platform::Rk1])
+            .with_nodes(2)
+            .with_bootloader_blob()
+            .emulated()
+            .answers()
+            .clone(),
     ));
     cases
 }
@@ -92,7 +105,11 @@ fn expected_images(project: &flakesmith::model::Project) -> Vec<(String, String,
         match platform {
             Platform::Rk1 => {
                 for node in &project.nodes {
-                    images.push((node.host.to_string(), node.host.to_string(), "aarch64-linux"));
+                    images.push((
+                        node.host.to_string(),
+                        node.host.to_string(),
+                        "aarch64-linux",
+                    ));
                 }
             }
             Platform::GenericX86_64 => {
@@ -154,14 +171,37 @@ fn multi_cloud_flakes_evaluate_with_the_expected_outputs() {
         let build_systems: BTreeSet<String> = project.build.systems.iter().cloned().collect();
 
         let show = flake.show();
-        assert_eq!(keys(&show["nixosConfigurations"]), configs, "{case}: nixosConfigurations");
-        assert_eq!(keys(&show["packages"]), build_systems, "{case}: packages.<system>, no darwin");
-        assert_eq!(keys(&show["devShells"]), build_systems, "{case}: devShells.<system>");
+        assert_eq!(
+            keys(&show["nixosConfigurations"]),
+            configs,
+            "{case}: nixosConfigurations"
+        );
+        assert_eq!(
+            keys(&show["packages"]),
+            build_systems,
+            "{case}: packages.<system>, no darwin"
+        );
+        assert_eq!(
+            keys(&show["devShells"]),
+            build_systems,
+            "{case}: devShells.<system>"
+        );
         for system in &build_systems {
-            assert_eq!(keys(&show["packages"][system]), image_names, "{case}: packages.{system}");
-            let native: BTreeSet<String> =
-                images.iter().filter(|i| i.2 == system).map(|i| i.1.clone()).collect();
-            assert_eq!(keys(&show["checks"][system]), native, "{case}: checks.{system}");
+            assert_eq!(
+                keys(&show["packages"][system]),
+                image_names,
+                "{case}: packages.{system}"
+            );
+            let native: BTreeSet<String> = images
+                .iter()
+                .filter(|i| i.2 == system)
+                .map(|i| i.1.clone())
+                .collect();
+            assert_eq!(
+                keys(&show["checks"][system]),
+                native,
+                "{case}: checks.{system}"
+            );
         }
 
         let packages = flake.eval("packages", PACKAGE_FACTS);
@@ -171,7 +211,11 @@ fn multi_cloud_flakes_evaluate_with_the_expected_outputs() {
                 let p = &packages[system][image];
                 let at = format!("{case}: packages.{system}.{image}");
                 // Natively, under emulation the image's own system, or cross-compiled here.
-                let built_by = if image_system == system || emulated { *image_system } else { system.as_str() };
+                let built_by = if image_system == system || emulated {
+                    *image_system
+                } else {
+                    system.as_str()
+                };
                 assert_eq!(p["system"], built_by, "{at}: built by");
                 match image.as_str() {
                     "aws" => {
@@ -185,16 +229,26 @@ fn multi_cloud_flakes_evaluate_with_the_expected_outputs() {
                     }
                     "gcp" => {
                         assert_eq!(p["kind"], "googleComputeImage", "{at}");
-                        assert_eq!(p["partitionTableType"], "efi", "{at}: UEFI_COMPATIBLE needs EFI");
+                        assert_eq!(
+                            p["partitionTableType"], "efi",
+                            "{at}: UEFI_COMPATIBLE needs EFI"
+                        );
                         assert!(p["name"].as_str().unwrap().ends_with(".raw.tar.gz"), "{at}");
                     }
                     "generic-arm64" => {
                         assert_eq!(p["kind"], "sdImage", "{at}");
-                        assert!(p["firmware"].as_str().unwrap().contains("raspberrypi"), "{at}: sd-image-aarch64.nix");
+                        assert!(
+                            p["firmware"].as_str().unwrap().contains("raspberrypi"),
+                            "{at}: sd-image-aarch64.nix"
+                        );
                     }
                     "generic-x86_64" => {
                         assert_eq!(p["kind"], "isoImage", "{at}");
-                        assert_eq!((&p["efiBootable"], &p["usbBootable"]), (&Value::Bool(true), &Value::Bool(true)), "{at}");
+                        assert_eq!(
+                            (&p["efiBootable"], &p["usbBootable"]),
+                            (&Value::Bool(true), &Value::Bool(true)),
+                            "{at}"
+                        );
                     }
                     "generic-x86_64-raw-efi" => {
                         assert_eq!(p["kind"], "disk-image", "{at}");
@@ -204,9 +258,15 @@ fn multi_cloud_flakes_evaluate_with_the_expected_outputs() {
                     node => {
                         assert_eq!(p["kind"], "sdImage", "{at}");
                         assert_eq!(p["name"], format!("nixos-{node}.img"), "{at}");
-                        assert_eq!(p["firmware"], "", "{at}: no Raspberry Pi firmware on an RK1");
+                        assert_eq!(
+                            p["firmware"], "",
+                            "{at}: no Raspberry Pi firmware on an RK1"
+                        );
                         let post_build = p["postBuild"].as_str().unwrap();
-                        assert!(post_build.contains("/bin/rk-inject write --image \"$img\""), "{at}: {post_build}");
+                        assert!(
+                            post_build.contains("/bin/rk-inject write --image \"$img\""),
+                            "{at}: {post_build}"
+                        );
                     }
                 }
             }
@@ -217,18 +277,27 @@ fn multi_cloud_flakes_evaluate_with_the_expected_outputs() {
             let c = &facts[config];
             let at = format!("{case}: {config}");
             assert_eq!(c["hostPlatform"], *system, "{at}");
-            assert_eq!(c["firewall"], true, "{at}: the firewall stays on (also against GCP's mkDefault false)");
+            assert_eq!(
+                c["firewall"], true,
+                "{at}: the firewall stays on (also against GCP's mkDefault false)"
+            );
             assert_eq!(c["ssh"]["PasswordAuthentication"], false, "{at}");
             assert_eq!(c["ssh"]["KbdInteractiveAuthentication"], false, "{at}");
             assert_eq!(c["ssh"]["PermitRootLogin"], "prohibit-password", "{at}");
             assert_eq!(c["fail2ban"], true, "{at}");
-            assert!(c["journald"].as_str().unwrap().contains("SystemMaxUse="), "{at}");
+            assert!(
+                c["journald"].as_str().unwrap().contains("SystemMaxUse="),
+                "{at}"
+            );
             assert_eq!(c["stateVersion"], project.state_version, "{at}");
             assert_eq!(c["timeZone"], project.network.time_zone, "{at}");
             let exporter = &c["exporter"];
             if project.monitoring.node_exporter {
                 assert_eq!(exporter["enable"], true, "{at}");
-                assert_eq!(exporter["openFirewall"], project.monitoring.open_port, "{at}: port opened only when asked");
+                assert_eq!(
+                    exporter["openFirewall"], project.monitoring.open_port,
+                    "{at}: port opened only when asked"
+                );
             } else {
                 assert!(exporter.is_null(), "{at}: {exporter}");
             }
@@ -237,23 +306,42 @@ fn multi_cloud_flakes_evaluate_with_the_expected_outputs() {
             match &project.temporary_password_hash {
                 Some(hash) => {
                     assert_eq!(admin["initialHashedPassword"], *hash, "{at}");
-                    assert_eq!(c["mutableUsers"], true, "{at}: the changed password must survive rebuilds");
+                    assert_eq!(
+                        c["mutableUsers"], true,
+                        "{at}: the changed password must survive rebuilds"
+                    );
                     assert_eq!(c["sudoPassword"], true, "{at}");
                     let script = c["expire"].as_str().unwrap();
                     assert!(
-                        script.contains(&format!("/bin/chage --lastday 0 {}\n", project.admin_user)),
+                        script
+                            .contains(&format!("/bin/chage --lastday 0 {}\n", project.admin_user)),
                         "{at}: the temporary password is expired at first boot:\n{script}"
                     );
                 }
                 None => {
-                    assert!(admin.get("initialHashedPassword").is_none(), "{at}: no password");
+                    assert!(
+                        admin.get("initialHashedPassword").is_none(),
+                        "{at}: no password"
+                    );
                     assert!(c["expire"].is_null(), "{at}");
                     assert_eq!(c["sudoPassword"], false, "{at}: no password to ask for");
                 }
             }
-            assert_eq!(c["ssmAgent"], config == "aws", "{at}: the SSM agent comes with amazon-image.nix");
-            assert_eq!(c["osLogin"], config == "gcp", "{at}: OS Login comes with google-compute-config.nix");
-            let dots = if project.dots.is_some() { "imported" } else { "absent" };
+            assert_eq!(
+                c["ssmAgent"],
+                config == "aws",
+                "{at}: the SSM agent comes with amazon-image.nix"
+            );
+            assert_eq!(
+                c["osLogin"],
+                config == "gcp",
+                "{at}: OS Login comes with google-compute-config.nix"
+            );
+            let dots = if project.dots.is_some() {
+                "imported"
+            } else {
+                "absent"
+            };
             assert_eq!(c["dots"], dots, "{at}");
         }
     }
@@ -263,13 +351,26 @@ fn multi_cloud_flakes_evaluate_with_the_expected_outputs() {
 fn the_stand_in_would_see_a_firewall_left_to_gcp() {
     // The check above must be able to fail: without common/security.nix's line, GCP's
     // google-compute-config.nix turns the host firewall off.
-    let mut tree = multi_cloud(&[Platform::Gcp]).built_on(&["x86_64-linux"]).render();
-    let security = tree.get("common/security.nix").unwrap().as_text().unwrap().to_owned();
+    let mut tree = multi_cloud(&[Platform::Gcp])
+        .built_on(&["x86_64-linux"])
+        .render();
+    let security = tree
+        .get("common/security.nix")
+        .unwrap()
+        .as_text()
+        .unwrap()
+        .to_owned();
     let line = "  networking.firewall.enable = true;\n";
     assert!(security.contains(line));
-    tree.insert("common/security.nix", flakesmith::render::TreeFile::text(security.replace(line, "")));
+    tree.insert(
+        "common/security.nix",
+        flakesmith::render::TreeFile::text(security.replace(line, "")),
+    );
     let flake = Flake::new(&tree);
-    let firewall = flake.eval("nixosConfigurations.gcp.config.networking.firewall.enable", "x: x");
+    let firewall = flake.eval(
+        "nixosConfigurations.gcp.config.networking.firewall.enable",
+        "x: x",
+    );
     assert_eq!(firewall, false);
 }
 
@@ -307,12 +408,29 @@ fn a_platform_brings_its_files_and_only_its_files() {
     })
     .render();
     let paths: BTreeSet<&str> = clouds.paths().collect();
-    for absent in ["platforms/rk1.nix", "deploy/rk1-deploy.sh", "platforms/generic-arm64.nix", "platforms/generic-x86_64.nix", "common.nix", "rk1-base.nix"] {
+    for absent in [
+        "platforms/rk1.nix",
+        "deploy/rk1-deploy.sh",
+        "platforms/generic-arm64.nix",
+        "platforms/generic-x86_64.nix",
+        "common.nix",
+        "rk1-base.nix",
+    ] {
         assert!(!paths.contains(absent), "aws+gcp: {absent} generated");
     }
-    assert!(!paths.iter().any(|p| p.starts_with("nodes/")), "aws+gcp: nodes/ generated");
-    for script in ["deploy/aws-deploy.sh", "deploy/gcp-deploy.sh", "build-all-images.sh"] {
-        assert!(clouds.get(script).unwrap().executable, "{script} is executable");
+    assert!(
+        !paths.iter().any(|p| p.starts_with("nodes/")),
+        "aws+gcp: nodes/ generated"
+    );
+    for script in [
+        "deploy/aws-deploy.sh",
+        "deploy/gcp-deploy.sh",
+        "build-all-images.sh",
+    ] {
+        assert!(
+            clouds.get(script).unwrap().executable,
+            "{script} is executable"
+        );
     }
 }
 
@@ -331,7 +449,10 @@ fn none_of_the_guides_mistakes_appear() {
                 assert!(!text.contains(wrong), "{variant}: {path} contains {wrong}");
             }
             if path == "platforms/gcp.nix" {
-                assert!(!text.contains("amazonImage"), "{variant}: GCP built as an AMI");
+                assert!(
+                    !text.contains("amazonImage"),
+                    "{variant}: GCP built as an AMI"
+                );
             }
             assert_single_imports(&format!("{variant}: {path}"), text);
         }
@@ -355,14 +476,18 @@ fn assert_single_imports(at: &str, text: &str) {
                         .is_some_and(|a| a.syntax().text() == "imports")
                 })
                 .count();
-            assert!(imports <= 1, "{at}: `imports` defined {imports} times in one attribute set");
+            assert!(
+                imports <= 1,
+                "{at}: `imports` defined {imports} times in one attribute set"
+            );
         }
     }
 }
 
 #[test]
 fn the_imports_check_can_fail() {
-    let guide = "{ config, pkgs, ... }: { imports = [ ./a.nix ]; x = 1; imports = [ ./common.nix ]; }";
+    let guide =
+        "{ config, pkgs, ... }: { imports = [ ./a.nix ]; x = 1; imports = [ ./common.nix ]; }";
     let result = std::panic::catch_unwind(|| assert_single_imports("guide", guide));
     assert!(result.is_err());
 }
@@ -400,13 +525,21 @@ impl Scripts {
 esac"#,
         );
         stand_in(bin.path(), "gcloud", "");
-        stand_in(bin.path(), "nix", "echo 'nix is not run in these tests' >&2; exit 1");
+        stand_in(
+            bin.path(),
+            "nix",
+            "echo 'nix is not run in these tests' >&2; exit 1",
+        );
         Self { repo, bin }
     }
 
     fn run(&self, script: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
         let log = self.repo.path().join("stand-in.log");
-        let path = format!("{}:{}", self.bin.path().display(), std::env::var("PATH").unwrap());
+        let path = format!(
+            "{}:{}",
+            self.bin.path().display(),
+            std::env::var("PATH").unwrap()
+        );
         let mut command = Command::new(self.repo.path().join(script));
         command
             .args(args)
@@ -444,20 +577,46 @@ fn aws_deploy_imports_a_snapshot_and_registers_the_ami() {
     let s = Scripts::new(&tree);
 
     let help = s.run("deploy/aws-deploy.sh", &["--help"], &[]);
-    assert!(help.status.success() && stdout(&help).contains("--dry-run"), "{}", stdout(&help));
+    assert!(
+        help.status.success() && stdout(&help).contains("--dry-run"),
+        "{}",
+        stdout(&help)
+    );
 
     // Nothing is built or uploaded before region and bucket are known.
     let no_region = s.run("deploy/aws-deploy.sh", &["--bucket", "my-images"], &[]);
     assert_eq!(no_region.status.code(), Some(2), "{}", stderr(&no_region));
-    assert!(stderr(&no_region).contains("no region"), "{}", stderr(&no_region));
-    let no_bucket = s.run("deploy/aws-deploy.sh", &[], &[("AWS_REGION", "eu-central-1")]);
+    assert!(
+        stderr(&no_region).contains("no region"),
+        "{}",
+        stderr(&no_region)
+    );
+    let no_bucket = s.run(
+        "deploy/aws-deploy.sh",
+        &[],
+        &[("AWS_REGION", "eu-central-1")],
+    );
     assert_eq!(no_bucket.status.code(), Some(2));
-    assert!(stderr(&no_bucket).contains("no S3 bucket"), "{}", stderr(&no_bucket));
-    assert_eq!(s.log(), "", "a CLI was called before the arguments were checked");
+    assert!(
+        stderr(&no_bucket).contains("no S3 bucket"),
+        "{}",
+        stderr(&no_bucket)
+    );
+    assert_eq!(
+        s.log(),
+        "",
+        "a CLI was called before the arguments were checked"
+    );
 
     // What `nix build .#aws` leaves: the disk and nix-support/image-info.json.
-    let disk = s.repo.path().join("result-aws/nixos-amazon-image-25.11-x86_64-linux.vhd");
-    s.repo.write("result-aws/nixos-amazon-image-25.11-x86_64-linux.vhd", "disk");
+    let disk = s
+        .repo
+        .path()
+        .join("result-aws/nixos-amazon-image-25.11-x86_64-linux.vhd");
+    s.repo.write(
+        "result-aws/nixos-amazon-image-25.11-x86_64-linux.vhd",
+        "disk",
+    );
     let info = serde_json::json!({
         "label": "25.11.20251120.abcdef0",
         "system": "x86_64-linux",
@@ -465,14 +624,36 @@ fn aws_deploy_imports_a_snapshot_and_registers_the_ami() {
         "file": disk.display().to_string(),
         "logical_bytes": "4294967296",
     });
-    s.repo.write("result-aws/nix-support/image-info.json", info.to_string());
+    s.repo
+        .write("result-aws/nix-support/image-info.json", info.to_string());
 
-    let dry = s.run("deploy/aws-deploy.sh", &["--dry-run", "--region", "eu-central-1", "--bucket", "my-images"], &[]);
+    let dry = s.run(
+        "deploy/aws-deploy.sh",
+        &[
+            "--dry-run",
+            "--region",
+            "eu-central-1",
+            "--bucket",
+            "my-images",
+        ],
+        &[],
+    );
     assert!(dry.status.success(), "{}", stderr(&dry));
     assert_eq!(s.log(), "", "--dry-run called the aws CLI");
-    assert!(stderr(&dry).contains("+ aws ec2 import-snapshot"), "{}", stderr(&dry));
+    assert!(
+        stderr(&dry).contains("+ aws ec2 import-snapshot"),
+        "{}",
+        stderr(&dry)
+    );
 
-    let out = s.run("deploy/aws-deploy.sh", &[], &[("AWS_REGION", "eu-central-1"), ("FLAKESMITH_AWS_BUCKET", "my-images")]);
+    let out = s.run(
+        "deploy/aws-deploy.sh",
+        &[],
+        &[
+            ("AWS_REGION", "eu-central-1"),
+            ("FLAKESMITH_AWS_BUCKET", "my-images"),
+        ],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "ami-0def");
     let log = s.log();
@@ -480,11 +661,20 @@ fn aws_deploy_imports_a_snapshot_and_registers_the_ami() {
     let name = "my-cluster-25.11.20251120.abcdef0";
     assert_eq!(
         calls[0],
-        format!("aws s3 cp {} s3://my-images/{name}.vhd --region eu-central-1", disk.display())
+        format!(
+            "aws s3 cp {} s3://my-images/{name}.vhd --region eu-central-1",
+            disk.display()
+        )
     );
-    assert!(calls[1].starts_with("aws ec2 import-snapshot --region eu-central-1 --role-name vmimport"), "{}", calls[1]);
     assert!(
-        calls[1].contains(&format!("--disk-container Format=VHD,UserBucket={{S3Bucket=my-images,S3Key={name}.vhd}}")),
+        calls[1].starts_with("aws ec2 import-snapshot --region eu-central-1 --role-name vmimport"),
+        "{}",
+        calls[1]
+    );
+    assert!(
+        calls[1].contains(&format!(
+            "--disk-container Format=VHD,UserBucket={{S3Bucket=my-images,S3Key={name}.vhd}}"
+        )),
         "{}",
         calls[1]
     );
@@ -500,10 +690,22 @@ fn aws_deploy_imports_a_snapshot_and_registers_the_ami() {
         "--ena-support",
         "--boot-mode uefi",
     ] {
-        assert!(register.contains(part), "register-image lacks {part}: {register}");
+        assert!(
+            register.contains(part),
+            "register-image lacks {part}: {register}"
+        );
     }
-    assert!(calls[4].starts_with("aws ec2 create-tags --region eu-central-1 --resources ami-0def snap-0abc"), "{}", calls[4]);
-    assert_eq!(calls[5], format!("aws s3 rm s3://my-images/{name}.vhd --region eu-central-1"));
+    assert!(
+        calls[4].starts_with(
+            "aws ec2 create-tags --region eu-central-1 --resources ami-0def snap-0abc"
+        ),
+        "{}",
+        calls[4]
+    );
+    assert_eq!(
+        calls[5],
+        format!("aws s3 rm s3://my-images/{name}.vhd --region eu-central-1")
+    );
     assert_eq!(calls.len(), 6, "{log}");
 }
 
@@ -522,11 +724,27 @@ esac"#,
     s.repo.write("result-aws/disk.vhd", "disk");
     let info = serde_json::json!({"label": "x", "system": "x86_64-linux", "boot_mode": "legacy-bios",
         "file": s.repo.path().join("result-aws/disk.vhd").display().to_string()});
-    s.repo.write("result-aws/nix-support/image-info.json", info.to_string());
-    let out = s.run("deploy/aws-deploy.sh", &["--region", "us-east-1", "--bucket", "b-images"], &[]);
-    assert_eq!(out.status.code(), Some(1), "a failed import is not bad input");
-    assert!(stderr(&out).contains("Disk validation failed"), "{}", stderr(&out));
-    assert!(!s.log().contains("register-image"), "registered after a failed import");
+    s.repo
+        .write("result-aws/nix-support/image-info.json", info.to_string());
+    let out = s.run(
+        "deploy/aws-deploy.sh",
+        &["--region", "us-east-1", "--bucket", "b-images"],
+        &[],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failed import is not bad input"
+    );
+    assert!(
+        stderr(&out).contains("Disk validation failed"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !s.log().contains("register-image"),
+        "registered after a failed import"
+    );
 }
 
 #[test]
@@ -543,7 +761,10 @@ fn gcp_deploy_uploads_the_tarball_and_creates_the_image() {
     assert_eq!(no_bucket.status.code(), Some(2));
     assert_eq!(s.log(), "");
 
-    s.repo.write("result-gcp/nixos-image-25.11.20251120.abcdef0-x86_64-linux.raw.tar.gz", "tar");
+    s.repo.write(
+        "result-gcp/nixos-image-25.11.20251120.abcdef0-x86_64-linux.raw.tar.gz",
+        "tar",
+    );
     let out = s.run(
         "deploy/gcp-deploy.sh",
         &["--bucket", "my-images"],
@@ -568,24 +789,52 @@ fn gcp_deploy_uploads_the_tarball_and_creates_the_image() {
         "--family my-cluster",
         "--guest-os-features UEFI_COMPATIBLE,VIRTIO_SCSI_MULTIQUEUE",
     ] {
-        assert!(calls[1].contains(part), "images create lacks {part}: {}", calls[1]);
+        assert!(
+            calls[1].contains(part),
+            "images create lacks {part}: {}",
+            calls[1]
+        );
     }
-    assert_eq!(calls[2], format!("gcloud storage rm {object} --project my-project-1"));
+    assert_eq!(
+        calls[2],
+        format!("gcloud storage rm {object} --project my-project-1")
+    );
     assert_eq!(calls.len(), 3, "{log}");
 
-    let dry = s.run("deploy/gcp-deploy.sh", &["--dry-run", "--project", "my-project-1", "--bucket", "my-images"], &[]);
+    let dry = s.run(
+        "deploy/gcp-deploy.sh",
+        &[
+            "--dry-run",
+            "--project",
+            "my-project-1",
+            "--bucket",
+            "my-images",
+        ],
+        &[],
+    );
     assert!(dry.status.success());
-    assert!(stdout(&dry).contains("+ gcloud compute images create"), "{}", stdout(&dry));
+    assert!(
+        stdout(&dry).contains("+ gcloud compute images create"),
+        "{}",
+        stdout(&dry)
+    );
     assert_eq!(s.log(), log, "--dry-run called gcloud");
 }
 
 #[test]
 fn build_all_images_builds_every_platform_image() {
-    let tree = edit(multi_cloud(&Platform::ALL).with_nodes(2), |a| a.generic_x86_64.raw_efi = true).render();
+    let tree = edit(multi_cloud(&Platform::ALL).with_nodes(2), |a| {
+        a.generic_x86_64.raw_efi = true
+    })
+    .render();
     let s = Scripts::new(&tree);
     let help = s.run("build-all-images.sh", &["--help"], &[]);
     assert!(help.status.success() && stdout(&help).contains("--dry-run"));
-    let out = s.run("build-all-images.sh", &["--dry-run", "--system", "aarch64-linux"], &[]);
+    let out = s.run(
+        "build-all-images.sh",
+        &["--dry-run", "--system", "aarch64-linux"],
+        &[],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let built: Vec<String> = stdout(&out)
         .lines()
@@ -604,9 +853,21 @@ fn build_all_images_builds_every_platform_image() {
         ]
         .map(|i| format!(".#packages.aarch64-linux.{i}"))
     );
-    let unknown = s.run("build-all-images.sh", &["--dry-run", "--system", "x86_64-linux", "nope"], &[]);
+    let unknown = s.run(
+        "build-all-images.sh",
+        &["--dry-run", "--system", "x86_64-linux", "nope"],
+        &[],
+    );
     assert_eq!(unknown.status.code(), Some(2));
-    let darwin = s.run("build-all-images.sh", &["--dry-run", "--system", "aarch64-darwin"], &[]);
+    let darwin = s.run(
+        "build-all-images.sh",
+        &["--dry-run", "--system", "aarch64-darwin"],
+        &[],
+    );
     assert_eq!(darwin.status.code(), Some(2));
-    assert!(stderr(&darwin).contains("Linux builder"), "{}", stderr(&darwin));
+    assert!(
+        stderr(&darwin).contains("Linux builder"),
+        "{}",
+        stderr(&darwin)
+    );
 }

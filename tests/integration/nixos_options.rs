@@ -57,7 +57,9 @@ fn listed() -> Vec<Listed> {
                 .next()
                 .unwrap_or_else(|| panic!("nixos_options.txt: `{line}` names no declaring file"));
             assert!(
-                file.starts_with("nixos/") || file.starts_with("pkgs/") || file.starts_with("sops-nix:"),
+                file.starts_with("nixos/")
+                    || file.starts_with("pkgs/")
+                    || file.starts_with("sops-nix:"),
                 "nixos_options.txt: `{file}` is not a nixpkgs (nixos/…, pkgs/…) or sops-nix file"
             );
             Listed {
@@ -167,7 +169,10 @@ fn module(expr: &ast::Expr, paths: &mut BTreeSet<Vec<String>>) {
             }
             inherited(set, &[], paths);
         }
-        other => panic!("not a module shape the option check knows: {}", other.syntax()),
+        other => panic!(
+            "not a module shape the option check knows: {}",
+            other.syntax()
+        ),
     }
 }
 
@@ -296,7 +301,9 @@ fn attr_name(attr: &ast::Attr) -> String {
 }
 
 /// Option path → the generated files (of which case) that set it.
-fn collect(trees: &[(String, flakesmith::render::Tree)]) -> BTreeMap<Vec<String>, BTreeSet<String>> {
+fn collect(
+    trees: &[(String, flakesmith::render::Tree)],
+) -> BTreeMap<Vec<String>, BTreeSet<String>> {
     let mut found: BTreeMap<Vec<String>, BTreeSet<String>> = BTreeMap::new();
     for (case, tree) in trees {
         for (path, file) in tree.iter().filter(|(p, _)| p.ends_with(".nix")) {
@@ -306,7 +313,10 @@ fn collect(trees: &[(String, flakesmith::render::Tree)]) -> BTreeMap<Vec<String>
             }
             let text = file.as_text().expect("generated Nix is UTF-8");
             for option in option_paths(path, text) {
-                found.entry(option).or_default().insert(format!("{case}: {path}"));
+                found
+                    .entry(option)
+                    .or_default()
+                    .insert(format!("{case}: {path}"));
             }
         }
     }
@@ -318,7 +328,9 @@ fn every_option_the_templates_set_is_listed_with_its_declaring_file() {
     let list = listed();
     let trees = support::all_variants();
     assert!(
-        trees.iter().any(|(_, t)| t.get("common/security.nix").is_some()),
+        trees
+            .iter()
+            .any(|(_, t)| t.get("common/security.nix").is_some()),
         "the variants include no multi-cloud repository"
     );
     let found = collect(&trees);
@@ -375,7 +387,10 @@ fn the_collector_sees_nested_sets_priorities_and_inline_modules() {
         networking = lib.mkMerge [ { hostName = "a"; } { useDHCP = false; } ];
       }
     "#;
-    let got: Vec<String> = option_paths("m.nix", module).into_iter().map(|p| p.join(".")).collect();
+    let got: Vec<String> = option_paths("m.nix", module)
+        .into_iter()
+        .map(|p| p.join("."))
+        .collect();
     assert_eq!(
         got,
         [
@@ -399,18 +414,33 @@ fn the_collector_sees_nested_sets_priorities_and_inline_modules() {
         };
       }
     "#;
-    let got: Vec<String> = option_paths("flake.nix", flake).into_iter().map(|p| p.join(".")).collect();
+    let got: Vec<String> = option_paths("flake.nix", flake)
+        .into_iter()
+        .map(|p| p.join("."))
+        .collect();
     assert_eq!(got, ["isoImage.makeEfiBootable", "nixpkgs.buildPlatform"]);
 }
 
 #[test]
 fn list_patterns_match_names_and_free_form_sections_only() {
     let p = |s: &str| s.split('.').map(str::to_owned).collect::<Vec<_>>();
-    assert!(matches(&p("users.users.<name>.isNormalUser"), &p("users.users.admin.isNormalUser")));
-    assert!(!matches(&p("users.users.<name>.isNormalUser"), &p("users.users.admin.isNormalUsr")));
-    assert!(matches(&p("nix.settings.*"), &p("nix.settings.experimental-features")));
+    assert!(matches(
+        &p("users.users.<name>.isNormalUser"),
+        &p("users.users.admin.isNormalUser")
+    ));
+    assert!(!matches(
+        &p("users.users.<name>.isNormalUser"),
+        &p("users.users.admin.isNormalUsr")
+    ));
+    assert!(matches(
+        &p("nix.settings.*"),
+        &p("nix.settings.experimental-features")
+    ));
     assert!(!matches(&p("nix.settings.*"), &p("nix.settings")));
-    assert!(!matches(&p("services.openssh.enable"), &p("services.openssh.enable.x")));
+    assert!(!matches(
+        &p("services.openssh.enable"),
+        &p("services.openssh.enable.x")
+    ));
 }
 
 #[test]
