@@ -181,11 +181,26 @@ fn multi_cloud_flakes_evaluate_with_the_expected_outputs() {
             build_systems,
             "{case}: packages.<system>, no darwin"
         );
+        // The scripts also run on a Mac (deploying needs no Linux), so it has a dev shell.
+        let mut shell_systems = build_systems.clone();
+        shell_systems.insert("aarch64-darwin".into());
         assert_eq!(
             keys(&show["devShells"]),
-            build_systems,
+            shell_systems,
             "{case}: devShells.<system>"
         );
+        let shell = flake.eval("devShells.aarch64-darwin.default.packages", "x: x");
+        let shell = shell.as_str().unwrap();
+        let secrets = project.secrets.mode == flakesmith::model::answers::SecretsMode::Sops;
+        for (tool, wanted) in [
+            ("-awscli2-", project.has(Platform::Aws)),
+            ("-google-cloud-sdk-", project.has(Platform::Gcp)),
+            ("-tpi-", project.has(Platform::Rk1)),
+            ("-sops-", secrets),
+            ("-jq-", true),
+        ] {
+            assert_eq!(shell.contains(tool), wanted, "{case}: dev shell {tool}: {shell}");
+        }
         for system in &build_systems {
             assert_eq!(
                 keys(&show["packages"][system]),

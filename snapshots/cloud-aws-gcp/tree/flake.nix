@@ -21,6 +21,9 @@
         "aarch64-linux"
       ];
 
+      # Where the scripts run: the build machines, and a Mac for deploying.
+      shellSystems = buildSystems ++ [ "aarch64-darwin" ];
+
       # How a build system makes images for the other architecture (flakesmith.yaml:
       # build.foreign): "cross" compiles on the build system itself (nixpkgs.buildPlatform; fast,
       # but little of it is in the binary cache); "emulated" builds the image's own packages under
@@ -92,9 +95,9 @@
       );
 
       # nix develop: the tools the scripts in deploy/ call.
-      devShells = lib.genAttrs buildSystems (buildSystem: {
-        default = nixpkgs.legacyPackages.${buildSystem}.mkShell {
-          packages = with nixpkgs.legacyPackages.${buildSystem}; [
+      devShells = lib.genAttrs shellSystems (system: {
+        default = nixpkgs.legacyPackages.${system}.mkShell {
+          packages = with nixpkgs.legacyPackages.${system}; [
             jq
             awscli2
             google-cloud-sdk
