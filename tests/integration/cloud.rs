@@ -886,3 +886,42 @@ fn build_all_images_builds_every_platform_image() {
         stderr(&darwin)
     );
 }
+
+#[test]
+fn multi_cloud_deployment_key_is_in_the_images_only() {
+    // As in the RK1 layout (nix_eval::deployment_keys_are_in_the_images_only): the AWS and GCP
+    // images let root in with the deployment key and the admin with nothing; the configurations
+    // the machines are switched to afterwards have the admin's keys and not the deployment key.
+    // The stand-in shows which keys each system holds, not that sshd honours them on a cloud.
+    let tree = multi_cloud(&[Platform::Aws, Platform::Gcp])
+        .with_deployment_key()
+        .built_on(&["x86_64-linux"])
+        .render();
+    let flake = Flake::new(&tree);
+    let keys_of = r#"users: builtins.mapAttrs (_: u: u.openssh.authorizedKeys.keys or [ ]) users"#;
+    for machine in ["aws", "gcp"] {
+        let image_users = flake.eval(
+            &format!("packages.x86_64-linux.{machine}.toplevel.users"),
+            &format!("json: ({keys_of}) (builtins.fromJSON json)"),
+        );
+        assert_eq!(
+            image_users["root"],
+            serde_json::json!([crate::support::DEPLOY_SSH_KEY]),
+            "{machine} image"
+        );
+        assert_eq!(image_users["admin"], serde_json::json!([]), "{machine} image");
+        let running = flake.eval(
+            &format!("nixosConfigurations.{machine}.config.users.users"),
+            keys_of,
+        );
+        assert_eq!(
+            running["admin"],
+            serde_json::json!([crate::support::ADMIN_SSH_KEY]),
+            "{machine}"
+        );
+        assert!(
+            !running.to_string().contains(crate::support::DEPLOY_SSH_KEY),
+            "{machine}: the running configuration must not authorise the deployment key: {running}"
+        );
+    }
+}

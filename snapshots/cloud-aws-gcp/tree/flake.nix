@@ -65,6 +65,10 @@
       # The configurations the machines run (what nixos-rebuild switches to), built natively.
       nixosConfigurations = lib.mapAttrs (_: machine: nixosSystemFor machine machine.system) machines;
 
+      # An image logs in with the deployment key only (deployment-key.nix); the configurations
+      # above, which the machines are switched to after their first boot, never carry it.
+      imageOf = nixos: nixos.extendModules { modules = [ ./deployment-key.nix ]; };
+
       # Every image, as built on buildSystem.
       imagesBuiltOn =
         buildSystem:
@@ -77,7 +81,7 @@
               else
                 nixosSystemFor machine buildSystem;
           in
-          lib.mapAttrs (_: image: image nixos.config) machine.images
+          lib.mapAttrs (_: image: image (imageOf nixos).config) machine.images
         ) machines;
     in
     {

@@ -26,11 +26,12 @@
     extraGroups = [ "wheel" ];
     openssh.authorizedKeys.keys = [
       "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMyS912tw1l5eg1HEyWuK7UbFLlpcqa6nSGAArPLv+Wd admin@example"
-      # Deployment key (secrets mode deployment-keys): for first access only. Remove it from
-      # flakesmith.yaml (secrets.deployment-key) and redeploy once your own keys work.
-      "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEPC1PgFvRk0igWAFdPjGLHr2cn2F0xgGi5pNbWVqR6/ deploy@example"
     ];
   };
+
+  # The images log in with the deployment key instead (deployment-key.nix, which flake.nix adds
+  # to the image builds only). Switching a machine to this configuration after its first boot
+  # (README, "Deployment key") installs the keys above and drops the deployment key.
 
   environment.systemPackages = with pkgs; [
     git
