@@ -925,3 +925,48 @@ fn multi_cloud_deployment_key_is_in_the_images_only() {
         );
     }
 }
+
+#[test]
+fn sops_machines_decrypt_with_keys_they_have() {
+    // Only RK1 nodes get an age identity from flakesmith (keys/<host>.age, copied by
+    // post-deploy.sh to /var/lib/sops-nix/key.txt); a cloud or generic machine pointed at that
+    // file would never find it. They decrypt with their SSH host key instead, whose recipient
+    // .sops.yaml and the README say how to add after first boot. The stand-in sops-nix shows
+    // the settings each machine gets, not that sops-install-secrets decrypts with them.
+    let project = multi_cloud(&[
+        Platform::Rk1,
+        Platform::Aws,
+        Platform::Gcp,
+        Platform::GenericArm64,
+        Platform::GenericX86_64,
+    ])
+    .with_nodes(1)
+    .with_sops()
+    .built_on(&["x86_64-linux", "aarch64-linux"]);
+    let tree = project.render();
+    let flake = Flake::new(&tree);
+    let age = |machine: &str| {
+        flake.eval(
+            &format!("nixosConfigurations.{machine}.config.sops.age"),
+            "a: { keyFile = a.keyFile or null; sshKeyPaths = a.sshKeyPaths or null; }",
+        )
+    };
+    let node = age("rk1-node1");
+    assert_eq!(node["keyFile"], "/var/lib/sops-nix/key.txt", "{node}");
+    let sops_yaml = tree.get(".sops.yaml").unwrap().as_text().unwrap();
+    let readme = tree.get("README.md").unwrap().as_text().unwrap();
+    for machine in ["aws", "gcp", "generic-arm64", "generic-x86_64"] {
+        let a = age(machine);
+        assert_eq!(a["keyFile"], Value::Null, "{machine}: no age identity is provisioned there: {a}");
+        assert_eq!(
+            a["sshKeyPaths"],
+            serde_json::json!(["/etc/ssh/ssh_host_ed25519_key"]),
+            "{machine}"
+        );
+        assert!(
+            sops_yaml.contains(&format!("# - &{machine} age1")),
+            "{machine} has a place in .sops.yaml:\n{sops_yaml}"
+        );
+    }
+    assert!(readme.contains("ssh-keyscan -t ed25519 <address> | ssh-to-age"), "{readme}");
+}

@@ -79,4 +79,9 @@ in
       ${rkInject}/bin/rk-inject write --image "$img" --bootloader ${pkgs.ubootTuringRK1}/u-boot-rockchip.bin --soc rk3588
     '';
   };
+
+  # sops-nix: an RK1 node also decrypts with its own age identity (keys/<host>.age, in
+  # .sops.yaml), which deploy/post-deploy.sh copies here. A string, not a path: a Nix path would
+  # copy the private key into the world-readable Nix store.
+  sops.age.keyFile = "/var/lib/sops-nix/key.txt";
 }
