@@ -349,3 +349,40 @@ fn the_stand_in_refuses_unfree_rkbin_without_the_predicate() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("unfree license"), "{stderr}");
 }
+
+#[test]
+fn rk1_nodes_honour_the_temporary_password() {
+    // temporary-password-hash means the same on an RK1 cluster as on the multi-cloud machines
+    // (cloud::multi_cloud_flakes_evaluate_with_the_expected_outputs): the hash as the initial
+    // password, kept mutable so the new one survives rebuilds, expired at first boot, and sudo
+    // asking for it. The stand-in cannot show that chage really expires it on a node.
+    let hash = crate::support::TEMPORARY_PASSWORD_HASH;
+    let facts = r#"c: {
+      admin = c.users.users.admin;
+      mutableUsers = c.users.mutableUsers or null;
+      sudoPassword = c.security.sudo.wheelNeedsPassword;
+      expire = c.systemd.services.expire-temporary-password.script or null;
+    }"#;
+    let with = Flake::new(
+        &Project::default()
+            .with_temporary_password()
+            .built_on(&["aarch64-linux"])
+            .render(),
+    )
+    .eval("nixosConfigurations.rk1-node1.config", facts);
+    assert_eq!(with["admin"]["initialHashedPassword"], hash, "{with}");
+    assert_eq!(with["mutableUsers"], true);
+    assert_eq!(with["sudoPassword"], true);
+    assert!(
+        with["expire"]
+            .as_str()
+            .is_some_and(|s| s.contains("/bin/chage --lastday 0 admin\n")),
+        "{with}"
+    );
+
+    let without = Flake::new(&Project::default().built_on(&["aarch64-linux"]).render())
+        .eval("nixosConfigurations.rk1-node1.config", facts);
+    assert!(without["admin"].get("initialHashedPassword").is_none(), "{without}");
+    assert_eq!(without["sudoPassword"], false);
+    assert!(without["expire"].is_null(), "{without}");
+}

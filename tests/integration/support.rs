@@ -18,6 +18,9 @@ pub const DEPLOY_SSH_KEY: &str =
 pub const ADMIN_AGE_RECIPIENT: &str =
     "age1ur8c0ddspyrwel4838hzzr0t8v35djjspg9ehs2tfwfmhxssauvqcj38vc";
 
+/// `openssl passwd -6 -salt flakesmithdemo temporary-example`.
+pub const TEMPORARY_PASSWORD_HASH: &str = "$6$flakesmithdemo$AevaT8Oejpadwd3M7v7u01SAzHSG6KXe7DC.ckIjzEY3kqfTgL7HwS.fARe2sV7l2DRBRRGCZ6joaitZklPgq0";
+
 /// The repository this test binary belongs to.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -71,6 +74,12 @@ impl Project {
     pub fn with_deployment_key(mut self) -> Self {
         self.answers.secrets.mode = SecretsMode::DeploymentKeys;
         self.answers.secrets.deployment_key = Some(DEPLOY_SSH_KEY.to_owned());
+        self
+    }
+
+    /// A console password the admin must change at first login (the hash of "temporary-example").
+    pub fn with_temporary_password(mut self) -> Self {
+        self.answers.temporary_password_hash = Some(TEMPORARY_PASSWORD_HASH.to_owned());
         self
     }
 
@@ -283,6 +292,10 @@ pub fn all_variants() -> Vec<(String, Tree)> {
         (
             "emulated-deployment-keys",
             Project::default().emulated().with_deployment_key(),
+        ),
+        (
+            "temporary-password",
+            Project::default().with_temporary_password(),
         ),
         (
             "eight-nodes-static",
