@@ -79,6 +79,8 @@ fn cases() -> Vec<(String, Answers)> {
         |a| {
             a.nodes.clear();
             a.boards.clear();
+            // A release where the RFC 166 formatter is still called nixfmt-rfc-style.
+            a.nixpkgs_branch = "nixos-25.05".into();
         },
     );
     cases.push((
@@ -188,6 +190,20 @@ fn multi_cloud_flakes_evaluate_with_the_expected_outputs() {
             keys(&show["devShells"]),
             shell_systems,
             "{case}: devShells.<system>"
+        );
+        // nix fmt, as in the RK1 layout: the RFC 166 formatter under its name on that branch.
+        assert_eq!(
+            keys(&show["formatter"]),
+            shell_systems,
+            "{case}: formatter.<system>"
+        );
+        let formatter = flake.eval("formatter.aarch64-darwin.name", "x: x");
+        let old_name = ["nixos-24.11", "nixos-25.05"].contains(&project.nixpkgs_branch.as_str());
+        assert_eq!(
+            formatter.as_str().unwrap().starts_with("nixfmt-rfc-style-"),
+            old_name,
+            "{case}: {formatter} on {}",
+            project.nixpkgs_branch
         );
         let shell = flake.eval("devShells.aarch64-darwin.default.packages", "x: x");
         let shell = shell.as_str().unwrap();
