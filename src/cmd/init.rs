@@ -400,19 +400,88 @@ fn git_init(dir: &Path) {
 
 fn print_next_steps(project: &Project, dir: &Path) {
     println!("\nNext steps:");
-    println!("  cd {}", dir.display());
-    if project.ssh_keys.is_empty() {
-        println!("  # no SSH key was given: add one under ssh-keys in flakesmith.yaml, then `flakesmith update`");
+    for line in next_steps(project, dir) {
+        println!("  {line}");
     }
+}
+
+/// What to run next, per chosen platform: each image's build and how it gets onto its machine.
+fn next_steps(project: &Project, dir: &Path) -> Vec<String> {
+    use crate::model::answers::SecretsMode;
+    let mut steps = vec![format!("cd {}", dir.display())];
+    if project.ssh_keys.is_empty() {
+        steps.push("# no SSH key was given: add one under ssh-keys in flakesmith.yaml, then `flakesmith update`".into());
+    }
+    // (command, what it does), aligned as one block.
+    let mut commands: Vec<(String, &str)> = Vec::new();
     if project.has(Platform::Rk1) {
         if let Some(node) = project.nodes.first() {
-            println!("  nix build .#{}        # one node's image", node.host);
+            commands.push((format!("nix build .#{}", node.host), "one RK1 node's eMMC image"));
         }
-        println!("  ./build-all-images.sh       # every image, in one nix build");
-        println!("  ./deploy/rk1-deploy.sh --dry-run");
-        println!("  ./deploy/post-deploy.sh --dry-run  # after first boot: pin host keys, hand over keys, switch");
-    } else {
-        println!("  ./build-all-images.sh");
     }
-    println!("  See README.md for flashing and deploying.");
+    if project.layout == Layout::MultiCloud {
+        for platform in &project.platforms {
+            match platform {
+                Platform::Rk1 => {}
+                Platform::Aws => {
+                    commands.push(("nix build .#aws".into(), "the AMI's disk image"));
+                    commands.push((
+                        "./deploy/aws-deploy.sh --region REGION --bucket BUCKET --dry-run".into(),
+                        "S3 upload, import-snapshot, register-image",
+                    ));
+                }
+                Platform::Gcp => {
+                    commands.push(("nix build .#gcp".into(), "the Compute Engine image"));
+                    commands.push((
+                        "./deploy/gcp-deploy.sh --project PROJECT --bucket BUCKET --dry-run".into(),
+                        "Cloud Storage upload, images create",
+                    ));
+                }
+                Platform::GenericArm64 => commands.push((
+                    "nix build .#generic-arm64".into(),
+                    "SD-card image (result/sd-image/*.img.zst)",
+                )),
+                Platform::GenericX86_64 => {
+                    commands.push((
+                        "nix build .#generic-x86_64".into(),
+                        "bootable ISO (result/iso/*.iso)",
+                    ));
+                    if project.generic_x86_64.raw_efi {
+                        commands.push((
+                            "nix build .#generic-x86_64-raw-efi".into(),
+                            "raw UEFI disk image for the server's disk",
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    commands.push(("./build-all-images.sh".into(), "every image, in one nix build"));
+    if project.has(Platform::Rk1) {
+        commands.push(("./deploy/rk1-deploy.sh --dry-run".into(), "flash the nodes through the BMC"));
+        commands.push((
+            "./deploy/post-deploy.sh --dry-run".into(),
+            "after first boot: pin host keys, hand over keys, switch",
+        ));
+    }
+    let width = commands.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
+    steps.extend(commands.into_iter().map(|(c, what)| format!("{c:width$}  # {what}")));
+    let cloud = project
+        .platforms
+        .iter()
+        .any(|p| *p != Platform::Rk1);
+    if cloud && project.secrets.mode == SecretsMode::DeploymentKeys {
+        steps.push("# after a machine's first boot: switch it with the deployment key, which removes it (README, \"Security\")".into());
+    }
+    if cloud && project.secrets.mode == SecretsMode::Sops {
+        steps.push("# after a machine's first boot: add its host key's recipient to .sops.yaml (README, \"Secrets\")".into());
+    }
+    steps.push(
+        match project.layout {
+            Layout::Rk1Cluster => "See README.md for flashing and deploying.",
+            Layout::MultiCloud => "See README.md for building, uploading and deploying each image.",
+        }
+        .into(),
+    );
+    steps
 }

@@ -200,3 +200,66 @@ fn version_completions_and_man_page() {
     let out = s.flakesmith(&["man"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains(".TH flakesmith"));
 }
+
+/// The "Next steps" lines: every `nix build .#X` names an image the new flake has, every script
+/// exists in the repo, and each chosen platform (and only those) has its build and deploy step.
+fn next_steps(scratch: &Scratch, args: &[&str]) -> (Vec<String>, PathBuf) {
+    let out = scratch.flakesmith(args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let steps: Vec<String> = stdout
+        .split("Next steps:\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no next steps:\n{stdout}"))
+        .lines()
+        .map(|l| l.trim().to_owned())
+        .collect();
+    let repo = scratch.path(args[1]);
+    let flake = std::fs::read_to_string(repo.join("flake.nix")).unwrap();
+    for step in &steps {
+        let command = step.split("  #").next().unwrap().trim();
+        if let Some(image) = command.strip_prefix("nix build .#") {
+            assert!(
+                flake.contains(&format!("images.{image} = "))
+                    || flake.contains(&format!("images.\"{image}\" = "))
+                    || flake.contains(&format!("hosts = [\n        \"{image}\"")),
+                "{step}: no such image in flake.nix"
+            );
+        }
+        if let Some(script) = command.strip_prefix("./").and_then(|c| c.split(' ').next()) {
+            assert!(repo.join(script).is_file(), "{step}: {script} does not exist");
+        }
+    }
+    (steps, repo)
+}
+
+#[test]
+fn next_steps_name_each_chosen_platforms_build_and_deploy() {
+    let scratch = Scratch::new();
+    let (steps, _) = next_steps(
+        &scratch,
+        &["init", "fleet", "--yes", "--ssh-key", KEY, "--platform", "aws,gcp,generic-x86_64", "--raw-efi"],
+    );
+    let text = steps.join("\n");
+    for wanted in [
+        "nix build .#aws ",
+        "./deploy/aws-deploy.sh ",
+        "nix build .#gcp ",
+        "./deploy/gcp-deploy.sh ",
+        "nix build .#generic-x86_64 ",
+        "nix build .#generic-x86_64-raw-efi ",
+        "./build-all-images.sh ",
+    ] {
+        assert!(text.contains(wanted), "{wanted}:\n{text}");
+    }
+    for unwanted in ["rk1", "generic-arm64", "post-deploy", "eMMC"] {
+        assert!(!text.contains(unwanted), "{unwanted}:\n{text}");
+    }
+
+    let (steps, _) = next_steps(&scratch, &["init", "cluster", "--yes", "--ssh-key", KEY]);
+    let text = steps.join("\n");
+    for wanted in ["nix build .#rk1-node1 ", "./deploy/rk1-deploy.sh ", "./deploy/post-deploy.sh "] {
+        assert!(text.contains(wanted), "{wanted}:\n{text}");
+    }
+    assert!(!text.contains("aws"), "{text}");
+}
