@@ -3,13 +3,13 @@
 use std::collections::BTreeSet;
 
 use anyhow::Result;
-use dialoguer::{theme::ColorfulTheme, Input, MultiSelect, Select};
+use dialoguer::{theme::ColorfulTheme, Confirm, Input, MultiSelect, Password, Select};
 
 use crate::{
     error::UsageError,
     model::{
-        answers::{SecretsMode, DEFAULT_HOST_PREFIX},
-        AgeRecipient, Answers, Hostname, Layout, Platform,
+        answers::{AwsImageFormat, SecretsMode, DEFAULT_HOST_PREFIX},
+        check_password_hash, AgeRecipient, Answers, Hostname, Layout, Platform,
     },
 };
 
@@ -23,14 +23,18 @@ pub enum Question {
     BmcHosts,
     AdminUser,
     SshKeys,
+    TemporaryPassword,
     Secrets,
     NixpkgsBranch,
     Bootloader,
+    Monitoring,
+    AwsImageFormat,
+    RawEfi,
     Dots,
 }
 
 impl Question {
-    pub const ALL: [Question; 11] = [
+    pub const ALL: [Question; 15] = [
         Question::Name,
         Question::Layout,
         Question::Platforms,
@@ -38,9 +42,13 @@ impl Question {
         Question::BmcHosts,
         Question::AdminUser,
         Question::SshKeys,
+        Question::TemporaryPassword,
         Question::Secrets,
         Question::NixpkgsBranch,
         Question::Bootloader,
+        Question::Monitoring,
+        Question::AwsImageFormat,
+        Question::RawEfi,
         Question::Dots,
     ];
 
@@ -58,7 +66,23 @@ impl Question {
             Question::NixpkgsBranch => "--nixpkgs-branch",
             Question::Bootloader => "--bootloader-blob",
             Question::Dots => "--dots",
+            Question::TemporaryPassword => "--temporary-password-hash",
+            Question::Monitoring => "--no-node-exporter / --open-exporter-port",
+            Question::AwsImageFormat => "--aws-image-format",
+            Question::RawEfi => "--raw-efi",
         }
+    }
+
+    /// Asked in a terminal, but never missing without one: the default is a complete answer,
+    /// and a flag that turns an option on cannot say "off".
+    fn has_safe_default(self) -> bool {
+        matches!(
+            self,
+            Question::TemporaryPassword
+                | Question::Monitoring
+                | Question::AwsImageFormat
+                | Question::RawEfi
+        )
     }
 
     /// Whether the question means anything for these answers so far.
@@ -67,6 +91,15 @@ impl Question {
         match self {
             Question::Platforms => answers.layout == Layout::MultiCloud,
             Question::Nodes | Question::BmcHosts | Question::Bootloader => rk1,
+            // What only the multi-cloud templates configure, per chosen platform.
+            Question::Monitoring => answers.layout == Layout::MultiCloud,
+            Question::AwsImageFormat => {
+                answers.layout == Layout::MultiCloud && answers.platforms.contains(&Platform::Aws)
+            }
+            Question::RawEfi => {
+                answers.layout == Layout::MultiCloud
+                    && answers.platforms.contains(&Platform::GenericX86_64)
+            }
             _ => true,
         }
     }
@@ -90,7 +123,7 @@ pub fn complete(answers: &mut Answers, given: &BTreeSet<Question>, asking: Askin
         Asking::Refuse => {
             let missing: Vec<&str> = Question::ALL
                 .into_iter()
-                .filter(|q| !given.contains(q) && q.applies(answers))
+                .filter(|q| !given.contains(q) && !q.has_safe_default() && q.applies(answers))
                 .map(Question::flag)
                 .collect();
             if missing.is_empty() {
@@ -312,6 +345,47 @@ fn ask(question: Question, a: &mut Answers, theme: &ColorfulTheme) -> Result<()>
                 Some(path.trim().to_owned())
             };
         }
+        Question::TemporaryPassword => {
+            let wanted = Confirm::with_theme(theme)
+                .with_prompt("Temporary console password for the admin (expired at first boot, so the first login sets a new one)?")
+                .default(a.temporary_password_hash.is_some())
+                .wait_for_newline(true)
+                .interact()?;
+            a.temporary_password_hash = if wanted { Some(ask_password_hash(a, theme)?) } else { None };
+        }
+        Question::Monitoring => {
+            a.monitoring.node_exporter = Confirm::with_theme(theme)
+                .with_prompt("Prometheus node exporter on every machine (port 9100)?")
+                .default(a.monitoring.node_exporter)
+                .wait_for_newline(true)
+                .interact()?;
+            a.monitoring.open_port = a.monitoring.node_exporter
+                && Confirm::with_theme(theme)
+                    .with_prompt("Open port 9100 in the machines' firewall (no: scrape through SSH or a VPN)?")
+                    .default(a.monitoring.open_port)
+                    .wait_for_newline(true)
+                    .interact()?;
+        }
+        Question::AwsImageFormat => {
+            let formats = [AwsImageFormat::Vhd, AwsImageFormat::Raw];
+            let items = [
+                "vhd: sparse, the upload is about the size of the data (recommended)",
+                "raw: the whole disk is uploaded",
+            ];
+            let current = formats.iter().position(|f| *f == a.aws.image_format).unwrap_or(0);
+            a.aws.image_format = formats[Select::with_theme(theme)
+                .with_prompt("AWS image format")
+                .items(items)
+                .default(current)
+                .interact()?];
+        }
+        Question::RawEfi => {
+            a.generic_x86_64.raw_efi = Confirm::with_theme(theme)
+                .with_prompt("generic-x86_64: also a raw UEFI disk image to write onto a server's disk (besides the ISO)?")
+                .default(a.generic_x86_64.raw_efi)
+                .wait_for_newline(true)
+                .interact()?;
+        }
         Question::Dots => {
             let text: String = Input::with_theme(theme)
                 .with_prompt("Your dots flake (its nixosModules.default is imported; empty for none)")
@@ -322,6 +396,61 @@ fn ask(question: Question, a: &mut Answers, theme: &ColorfulTheme) -> Result<()>
         }
     }
     Ok(())
+}
+
+/// The temporary password's crypt(3) hash: the password typed twice and hashed by
+/// `openssl passwd -6` when openssl is installed (the password itself is never stored), or else
+/// a hash made elsewhere.
+fn ask_password_hash(a: &Answers, theme: &ColorfulTheme) -> Result<String> {
+    if openssl_available() {
+        let password = Password::with_theme(theme)
+            .with_prompt("Temporary password")
+            .with_confirmation("Repeat it", "The two entries differ.")
+            .interact()?;
+        return hash_with_openssl(&password);
+    }
+    let hash: String = Input::with_theme(theme)
+        .with_prompt("Hash of the temporary password (openssl is not installed: give the output of `mkpasswd -m yescrypt` or `openssl passwd -6`)")
+        .default(a.temporary_password_hash.clone().unwrap_or_default())
+        .validate_with(|s: &String| check_password_hash(s.trim()).map(|_| ()))
+        .interact_text()?;
+    Ok(hash.trim().to_owned())
+}
+
+fn openssl_available() -> bool {
+    std::process::Command::new("openssl")
+        .arg("version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// SHA-512 crypt, the password passed on stdin (never on a command line others can read).
+fn hash_with_openssl(password: &str) -> Result<String> {
+    use anyhow::Context;
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("openssl")
+        .args(["passwd", "-6", "-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running openssl passwd")?;
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(format!("{password}\n").as_bytes())?;
+    let out = child.wait_with_output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "openssl passwd -6 failed: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    let hash = String::from_utf8(out.stdout)?.trim().to_owned();
+    check_password_hash(&hash).map_err(anyhow::Error::msg)
 }
 
 /// Splits a comma-separated answer, dropping empty items.

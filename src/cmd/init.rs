@@ -257,18 +257,23 @@ fn apply_flags(args: &InitArgs, a: &mut Answers, given: &mut BTreeSet<Question>)
     }
     if let Some(hash) = &args.temporary_password_hash {
         a.temporary_password_hash = Some(hash.clone()).filter(|h| !h.is_empty());
+        answer(Question::TemporaryPassword);
     }
     if args.no_node_exporter {
         a.monitoring.node_exporter = false;
+        answer(Question::Monitoring);
     }
     if args.open_exporter_port {
         a.monitoring.open_port = true;
+        answer(Question::Monitoring);
     }
     if let Some(format) = args.aws_image_format {
         a.aws.image_format = format;
+        answer(Question::AwsImageFormat);
     }
     if args.raw_efi {
         a.generic_x86_64.raw_efi = true;
+        answer(Question::RawEfi);
     }
     Ok(())
 }

@@ -20,6 +20,6 @@ pub use layout::Layout;
 pub use node::{Ipv4Cidr, Node};
 pub use platform::Platform;
 pub use project::{
-    state_version_of_branch, Aws, Bootloader, GenericX86_64, Monitoring, Project, BUILD_SYSTEMS,
+    check_password_hash, state_version_of_branch, Aws, Bootloader, GenericX86_64, Monitoring, Project, BUILD_SYSTEMS,
 };
 pub use ssh_public_key::SshPublicKey;

@@ -332,7 +332,7 @@ fn check_state_version(s: &str) -> Result<String, String> {
 
 /// A crypt(3) hash as `users.users.<name>.initialHashedPassword` takes it. Plain text is refused
 /// so that a password is never written into the repository or the Nix store readable as is.
-fn check_password_hash(h: &str) -> Result<String, String> {
+pub fn check_password_hash(h: &str) -> Result<String, String> {
     const SCHEMES: [&str; 6] = ["$y$", "$gy$", "$7$", "$2b$", "$6$", "$5$"];
     let scheme_ok = SCHEMES.iter().any(|p| h.starts_with(p));
     // The passwd entry format forbids ':' and newlines.

@@ -263,3 +263,17 @@ fn next_steps_name_each_chosen_platforms_build_and_deploy() {
     }
     assert!(!text.contains("aws"), "{text}");
 }
+
+#[test]
+fn without_a_terminal_options_with_safe_defaults_are_not_missing() {
+    // --raw-efi and --open-exporter-port can only turn something on, so their questions cannot
+    // be required without a terminal; the defaults stand.
+    let s = Scratch::new();
+    let out = s.flakesmith(&["init", "c", "--platform", "aws,generic-x86_64"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("--ssh-key"), "{err}");
+    for optional in ["--raw-efi", "--aws-image-format", "--temporary-password-hash", "--no-node-exporter"] {
+        assert!(!err.contains(optional), "{optional}: {err}");
+    }
+}

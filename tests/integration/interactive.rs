@@ -8,11 +8,23 @@ const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsab
 const ENTER: &str = "\r";
 
 fn spawn_init(dir: &std::path::Path) -> expectrl::session::OsSession {
+    spawn_init_named(dir, "cluster", None)
+}
+
+/// `flakesmith init <name> --no-git` in a pty; `path` replaces PATH (to hide openssl).
+fn spawn_init_named(
+    dir: &std::path::Path,
+    name: &str,
+    path: Option<&std::path::Path>,
+) -> expectrl::session::OsSession {
     let home = dir.join("home");
     std::fs::create_dir_all(&home).unwrap();
     let mut command = Command::new(assert_cmd::cargo::cargo_bin("flakesmith"));
+    if let Some(path) = path {
+        command.env("PATH", path);
+    }
     command
-        .args(["init", "cluster", "--no-git"])
+        .args(["init", name, "--no-git"])
         .current_dir(dir)
         .env("HOME", &home)
         .env("NO_COLOR", "1")
@@ -43,6 +55,7 @@ fn enter_throughout_gives_a_working_repo() {
         "BMC host of board 1",
         "Admin user",
         "SSH public key",
+        "Temporary console password",
         "Secrets",
         "Admin age recipients",
         "nixpkgs branch",
@@ -72,6 +85,7 @@ fn typed_answers_and_a_corrected_mistake() {
     answer(&mut s, "BMC host of board 2", "tp-b.local");
     answer(&mut s, "Admin user", "ops");
     answer(&mut s, "SSH public key", KEY);
+    answer(&mut s, "Temporary console password", "");
     answer(&mut s, "Secrets", "");
     answer(&mut s, "Admin age recipients", "");
     answer(&mut s, "nixpkgs branch", "");
@@ -84,4 +98,109 @@ fn typed_answers_and_a_corrected_mistake() {
     for expected in ["admin-user: ops", "bmc-host: tp-b.local", "host: e", "board: tp2", "dots: github:someone/dots", "admin@example"] {
         assert!(answers.contains(expected), "{expected} missing from\n{answers}");
     }
+}
+
+const DOWN: &str = "\u{1b}[B";
+const SPACE: &str = " ";
+
+/// Waits for a prompt, then sends keys as they are (arrows, space) and Enter.
+fn keys(session: &mut expectrl::session::OsSession, prompt: &str, keys: &[&str]) -> String {
+    let found = session
+        .expect(prompt)
+        .unwrap_or_else(|e| panic!("prompt {prompt:?} did not appear: {e}"));
+    let before = String::from_utf8_lossy(found.before()).into_owned();
+    for k in keys {
+        session.send(k).unwrap();
+    }
+    session.send(ENTER).unwrap();
+    before
+}
+
+#[test]
+fn multi_cloud_asks_what_its_chosen_platforms_need() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = spawn_init_named(dir.path(), "fleet", None);
+    keys(&mut s, "Layout", &[DOWN]);
+    // Every platform starts checked: uncheck rk1 (third) and generic-arm64 (fourth).
+    keys(&mut s, "Platforms", &[DOWN, DOWN, SPACE, DOWN, SPACE]);
+    let before = keys(&mut s, "Admin user", &[]);
+    assert!(
+        !before.contains("Number of RK1 nodes") && !before.contains("BMC host"),
+        "no RK1 questions without rk1:\n{before}"
+    );
+    answer(&mut s, "SSH public key", KEY);
+    answer(&mut s, "Temporary console password", "y");
+    // openssl hashes it; the password itself is typed twice and never stored.
+    answer(&mut s, "Temporary password", "temporary-example");
+    answer(&mut s, "Repeat it", "temporary-example");
+    answer(&mut s, "Secrets", "");
+    answer(&mut s, "Admin age recipients", "");
+    answer(&mut s, "nixpkgs branch", "");
+    answer(&mut s, "Prometheus node exporter", "");
+    answer(&mut s, "Open port 9100", "y");
+    keys(&mut s, "AWS image format", &[DOWN]);
+    answer(&mut s, "raw UEFI disk image", "y");
+    answer(&mut s, "dots flake", "");
+    s.expect("Created").expect("init finished");
+    s.expect(Eof).unwrap();
+
+    let text = std::fs::read_to_string(dir.path().join("fleet/flakesmith.yaml")).unwrap();
+    let answers = flakesmith::model::Answers::from_yaml(&text).unwrap();
+    use flakesmith::model::{answers::AwsImageFormat, Layout, Platform};
+    assert_eq!(answers.layout, Layout::MultiCloud);
+    assert_eq!(
+        answers.platforms,
+        [Platform::Aws, Platform::Gcp, Platform::GenericX86_64]
+    );
+    assert!(answers.monitoring.node_exporter && answers.monitoring.open_port, "{text}");
+    assert_eq!(answers.aws.image_format, AwsImageFormat::Raw);
+    assert!(answers.generic_x86_64.raw_efi);
+    assert!(!text.contains("temporary-example"), "the password itself is not stored");
+    // The stored hash is the typed password's, as openssl computes it with the same salt.
+    let hash = answers.temporary_password_hash.expect("a hash");
+    let salt = hash.split('$').nth(2).unwrap();
+    let again = Command::new("openssl")
+        .args(["passwd", "-6", "-salt", salt, "temporary-example"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&again.stdout).trim(), hash);
+}
+
+#[test]
+fn without_openssl_the_password_question_takes_a_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("no-tools");
+    std::fs::create_dir(&empty).unwrap();
+    let mut s = spawn_init_named(dir.path(), "boards", Some(&empty));
+    keys(&mut s, "Layout", &[DOWN]);
+    // Only generic-arm64: uncheck aws, gcp, rk1 and generic-x86_64.
+    keys(&mut s, "Platforms", &[SPACE, DOWN, SPACE, DOWN, SPACE, DOWN, DOWN, SPACE]);
+    answer(&mut s, "Admin user", "");
+    answer(&mut s, "SSH public key", KEY);
+    answer(&mut s, "Temporary console password", "y");
+    // A password typed where the hash belongs is refused, and the prompt asks again.
+    answer(&mut s, "Hash of the temporary password", "hunter2");
+    s.expect("not a password hash").expect("the mistake is explained");
+    s.send(format!("\u{15}{}", crate::support::TEMPORARY_PASSWORD_HASH)).unwrap();
+    s.send(ENTER).unwrap();
+    answer(&mut s, "Secrets", "");
+    answer(&mut s, "Admin age recipients", "");
+    answer(&mut s, "nixpkgs branch", "");
+    // No exporter: the port question does not follow.
+    answer(&mut s, "Prometheus node exporter", "n");
+    let before = keys(&mut s, "dots flake", &[]);
+    for absent in ["Open port", "AWS image format", "raw UEFI"] {
+        assert!(!before.contains(absent), "{absent} asked without its platform:\n{before}");
+    }
+    s.expect("Created").expect("init finished");
+    s.expect(Eof).unwrap();
+
+    let text = std::fs::read_to_string(dir.path().join("boards/flakesmith.yaml")).unwrap();
+    let answers = flakesmith::model::Answers::from_yaml(&text).unwrap();
+    assert_eq!(answers.platforms, [flakesmith::model::Platform::GenericArm64]);
+    assert_eq!(
+        answers.temporary_password_hash.as_deref(),
+        Some(crate::support::TEMPORARY_PASSWORD_HASH)
+    );
+    assert!(!answers.monitoring.node_exporter && !answers.monitoring.open_port);
 }
