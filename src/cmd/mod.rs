@@ -1,5 +1,6 @@
 //! One plain function per subcommand.
 
+pub mod build;
 pub mod init;
 pub mod inject;
 
@@ -21,6 +22,7 @@ pub enum Outcome {
 pub fn run(cli: Cli) -> Result<Outcome> {
     match cli.command {
         Command::Init(args) => init::run(args),
+        Command::Build(args) => build::run(args),
         Command::Inject(args) => Ok(match inject::run(&args.args) {
             0 => Outcome::Success,
             code => Outcome::Exit(u8::try_from(code).unwrap_or(1)),
