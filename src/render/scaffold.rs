@@ -52,6 +52,7 @@ pub fn outputs(project: &Project) -> Vec<Output<'_>> {
     if project.has(Platform::Rk1) {
         out.extend(project.nodes.iter().map(|n| Output::for_node("shared/node.nix.tera", n)));
         out.push(Output::script("shared/rk1-deploy.sh.tera", "deploy/rk1-deploy.sh"));
+        out.push(Output::script("shared/post-deploy.sh.tera", "deploy/post-deploy.sh"));
     }
     out.push(Output::file("shared/gitignore.tera", ".gitignore"));
     out.push(match project.layout {
