@@ -4,6 +4,7 @@
 
 mod book;
 mod build;
+mod deploy;
 mod init_cli;
 mod inject;
 mod interactive;
