@@ -145,9 +145,31 @@ impl SnapshotCase {
         self.dir.join("tree")
     }
 
+    /// The rendered tree as it is committed: the vendored injector sources, which are
+    /// `src/rockchip/` byte for byte (tests/integration/inject.rs checks that), stand in the
+    /// snapshot as one SHA256SUMS file, so an injector change shows as a checksum line per
+    /// generated repo rather than as the same source diff repeated in every case.
     pub fn render(&self) -> Tree {
-        Project::from_answers(self.answers.clone()).render()
+        digest_vendored_sources(Project::from_answers(self.answers.clone()).render())
     }
+}
+
+/// Replaces `rk-inject/src/rockchip/*` with `rk-inject/src/rockchip/SHA256SUMS`.
+pub fn digest_vendored_sources(tree: Tree) -> Tree {
+    use sha2::{Digest, Sha256};
+    const VENDORED: &str = "rk-inject/src/rockchip/";
+    let mut sums = String::new();
+    let mut out = Tree::new();
+    for (path, file) in tree.iter() {
+        match path.strip_prefix(VENDORED) {
+            Some(name) => sums.push_str(&format!("{}  {name}\n", hex::encode(Sha256::digest(&file.contents)))),
+            None => out.insert(path, file.clone()),
+        }
+    }
+    if !sums.is_empty() {
+        out.insert(format!("{VENDORED}SHA256SUMS"), flakesmith::render::TreeFile::text(sums));
+    }
+    out
 }
 
 /// Every snapshots/<case>/answers.yaml, in name order.
