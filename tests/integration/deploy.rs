@@ -534,3 +534,24 @@ fn the_stand_ins_pass_shellcheck() {
         .expect("shellcheck is installed");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
 }
+
+#[test]
+fn multi_cloud_scripts_pass_shellcheck() {
+    // The snapshot cases are RK1 clusters; the cloud scripts are checked here.
+    let tree = multi_cloud(&[Platform::Aws, Platform::Gcp, Platform::Rk1]).render();
+    let repo = TempRepo::new(&tree);
+    let scripts: Vec<PathBuf> = tree
+        .iter()
+        .filter(|(p, _)| p.ends_with(".sh"))
+        .map(|(p, _)| repo.path().join(p))
+        .collect();
+    for expected in ["deploy/aws-deploy.sh", "deploy/gcp-deploy.sh", "deploy/rk1-deploy.sh", "build-all-images.sh"] {
+        assert!(scripts.iter().any(|s| s.ends_with(expected)), "{expected} missing: {scripts:?}");
+    }
+    let output = Command::new("shellcheck")
+        .args(["--shell=bash", "--severity=style", "--external-sources"])
+        .args(&scripts)
+        .output()
+        .expect("shellcheck is installed");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+}
