@@ -98,9 +98,13 @@ pub fn run(args: BuildArgs) -> Result<Outcome> {
     // The systems the targets build on decide whether emulation or a remote builder is needed.
     let builders = request.builders.as_deref().map(prereq::expand_builders).unwrap_or_else(|| info.builders.clone());
     let systems: BTreeSet<&str> = targets.iter().map(|t| t.system.as_str()).collect();
+    let suggested = rk1_builders(&repo);
     let missing: Vec<Check> = systems
         .iter()
-        .map(|s| prereq::check_system(&info, &builders, Path::new("/proc/sys/fs/binfmt_misc"), s))
+        .map(|s| {
+            let binfmt = Path::new("/proc/sys/fs/binfmt_misc");
+            prereq::check_system(&info, &builders, binfmt, s, suggested.as_deref())
+        })
         .filter(|c| c.missing)
         .collect();
     if !missing.is_empty() {
@@ -139,6 +143,25 @@ pub fn run(args: BuildArgs) -> Result<Outcome> {
         bail!("nix build failed");
     }
     Ok(Outcome::Success)
+}
+
+/// The `--builders` value for the repository's RK1 nodes, when flakesmith.yaml makes them remote
+/// builders (remote-builder.nix): one entry per node, with the key the README has users make.
+fn rk1_builders(repo: &Path) -> Option<String> {
+    let text = fs_err::read_to_string(repo.join("flakesmith.yaml")).ok()?;
+    let answers = crate::model::Answers::from_yaml(&text).ok()?;
+    if !answers.build.rk1_remote_builders || answers.nodes.is_empty() {
+        return None;
+    }
+    let entries: Vec<String> = answers
+        .nodes
+        .iter()
+        .map(|node| {
+            let address = node.address.as_deref().and_then(|a| a.split('/').next()).unwrap_or(&node.host);
+            format!("ssh://nixbuilder@{address} aarch64-linux /root/.ssh/nixbuilder 4 1 big-parallel")
+        })
+        .collect();
+    Some(entries.join(" ; "))
 }
 
 fn note_text(check: &Check) -> String {

@@ -243,8 +243,15 @@ pub fn builder_systems(builders: &str, local: &str) -> Vec<String> {
     systems
 }
 
-/// How this machine can build `system`, or the check saying it cannot.
-pub fn check_system(info: &NixInfo, builders: &str, binfmt_dir: &Path, system: &str) -> Check {
+/// How this machine can build `system`, or the check saying it cannot. `suggested_builders` is a
+/// ready `--builders` value for the fix (the repository's RK1 nodes, when they are builders).
+pub fn check_system(
+    info: &NixInfo,
+    builders: &str,
+    binfmt_dir: &Path,
+    system: &str,
+    suggested_builders: Option<&str>,
+) -> Check {
     let name = format!("build {system}");
     if system == info.system || natively_compatible(&info.system, system) {
         return Check::note(&name, "native", None);
@@ -270,6 +277,17 @@ pub fn check_system(info: &NixInfo, builders: &str, binfmt_dir: &Path, system: &
                 ),
                 _ => format!("nix lists {system} in extra-platforms but no {arch} emulator is registered with binfmt_misc"),
             };
+            let remote = match suggested_builders {
+                Some(spec) => format!(
+                    "- a remote builder: the RK1 nodes are builders (remote-builder.nix): \
+                     `flakesmith build --builders '{spec}'`"
+                ),
+                None => format!(
+                    "- a remote builder: `flakesmith build --builders 'ssh://nixbuilder@HOST \
+                     {system}'` (set `build.rk1-remote-builders: true` in flakesmith.yaml and \
+                     `flakesmith update` to make the RK1 nodes builders)"
+                ),
+            };
             Check::missing(
                 &name,
                 why,
@@ -278,9 +296,7 @@ pub fn check_system(info: &NixInfo, builders: &str, binfmt_dir: &Path, system: &
                      - emulation: on NixOS `boot.binfmt.emulatedSystems = [ \"{system}\" ];`; \
                      elsewhere install qemu-user-static and add `extra-platforms = {system}` to \
                      /etc/nix/nix.conf\n\
-                     - a remote builder: `flakesmith build --builders 'ssh://nixbuilder@HOST \
-                     {system}'` (set `build.rk1-remote-builders: true` in flakesmith.yaml and \
-                     `flakesmith update` to make the RK1 nodes builders)\n\
+                     {remote}\n\
                      - cross-compilation: set `build.foreign: cross` in flakesmith.yaml, \
                      `flakesmith update`, and build packages.{} (the default --system)",
                     info.system
@@ -358,20 +374,24 @@ mod tests {
     #[test]
     fn foreign_systems_need_emulation_or_a_builder() {
         let empty = tempfile::tempdir().unwrap();
-        let missing = check_system(&info(), "", empty.path(), "aarch64-linux");
+        let missing = check_system(&info(), "", empty.path(), "aarch64-linux", None);
         assert!(missing.missing);
         let text = missing.to_string();
         for fix in ["boot.binfmt.emulatedSystems", "--builders", "build.foreign: cross"] {
             assert!(text.contains(fix), "{text}");
         }
-        assert!(!check_system(&info(), "ssh://n aarch64-linux", empty.path(), "aarch64-linux").missing);
-        assert!(!check_system(&info(), "", empty.path(), "i686-linux").missing);
+        assert!(!check_system(&info(), "ssh://n aarch64-linux", empty.path(), "aarch64-linux", None).missing);
+        assert!(!check_system(&info(), "", empty.path(), "i686-linux", None).missing);
 
         fs_err::write(empty.path().join("qemu-aarch64"), "enabled\ninterpreter /usr/bin/qemu-aarch64\n").unwrap();
-        let unlisted = check_system(&info(), "", empty.path(), "aarch64-linux");
+        let unlisted = check_system(&info(), "", empty.path(), "aarch64-linux", None);
         assert!(unlisted.missing && unlisted.detail.contains("extra-platforms"), "{unlisted}");
         let mut listed = info();
         listed.extra_platforms.push("aarch64-linux".into());
-        assert!(!check_system(&listed, "", empty.path(), "aarch64-linux").missing);
+        assert!(!check_system(&listed, "", empty.path(), "aarch64-linux", None).missing);
+
+        let spec = "ssh://nixbuilder@10.0.0.11 aarch64-linux /root/.ssh/nixbuilder 4 1 big-parallel";
+        let suggested = check_system(&info(), "", tempfile::tempdir().unwrap().path(), "aarch64-linux", Some(spec));
+        assert!(suggested.to_string().contains(&format!("--builders '{spec}'")), "{suggested}");
     }
 }

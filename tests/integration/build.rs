@@ -289,3 +289,30 @@ fn sign_key_signs_the_manifest_so_ssh_keygen_verifies_it() {
         .unwrap();
     assert!(!verify.status.success());
 }
+
+#[test]
+fn rk1_remote_builders_are_offered_as_the_builders_fix() {
+    let has_binfmt = fs_err::read_dir("/proc/sys/fs/binfmt_misc")
+        .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().contains("aarch64")))
+        .unwrap_or(false);
+    if has_binfmt {
+        eprintln!("skipped: this machine emulates aarch64, so nothing is missing");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    flake(dir.path(), &[("aarch64-linux", "rk1-node1", "/bin/mkdir $out")]);
+    let answers = Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots/rk1-remote-builders/answers.yaml");
+    fs_err::copy(answers, dir.path().join("flakesmith.yaml")).unwrap();
+    let out = flakesmith()
+        .args(["build", "--system", "aarch64-linux", "-C"])
+        .arg(dir.path())
+        .arg("rk1-node1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--builders 'ssh://nixbuilder@10.0.0.11 aarch64-linux /root/.ssh/nixbuilder 4 1 big-parallel ; ssh://nixbuilder@10.0.0.12 aarch64-linux"),
+        "{stderr}"
+    );
+}
