@@ -58,7 +58,9 @@ pub fn sha256_file(path: &Path, mut progress: impl FnMut(u64)) -> Result<String>
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
     loop {
-        let n = file.read(&mut buffer).with_context(|| format!("reading {}", path.display()))?;
+        let n = file
+            .read(&mut buffer)
+            .with_context(|| format!("reading {}", path.display()))?;
         if n == 0 {
             break;
         }
@@ -72,7 +74,10 @@ pub fn sha256_file(path: &Path, mut progress: impl FnMut(u64)) -> Result<String>
 pub fn add_gc_root(store_path: &Path, link: &Path) -> Result<()> {
     if let Ok(meta) = fs_err::symlink_metadata(link) {
         if !meta.file_type().is_symlink() {
-            bail!("{} exists and is not a link flakesmith made; move it away", link.display());
+            bail!(
+                "{} exists and is not a link flakesmith made; move it away",
+                link.display()
+            );
         }
         fs_err::remove_file(link)?;
     }
@@ -102,7 +107,9 @@ pub struct Sum {
 
 /// The manifest text, in the format `sha256sum -c` reads.
 pub fn sums_text(sums: &[Sum]) -> String {
-    sums.iter().map(|s| format!("{}  {}\n", s.sha256, s.path)).collect()
+    sums.iter()
+        .map(|s| format!("{}  {}\n", s.sha256, s.path))
+        .collect()
 }
 
 /// Write `dir/SHA256SUMS` (through a temporary file, so a reader never sees half of it).
@@ -114,7 +121,8 @@ pub fn write_sums(dir: &Path, sums: &[Sum]) -> Result<PathBuf> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        temp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        temp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
     }
     temp.persist(&target)
         .with_context(|| format!("writing {}", target.display()))?;
@@ -124,7 +132,11 @@ pub fn write_sums(dir: &Path, sums: &[Sum]) -> Result<PathBuf> {
 /// The signing command: `ssh-keygen -Y sign -f KEY -n file SHA256SUMS` writes `SHA256SUMS.sig`.
 pub fn sign_command(key: &Path, sums: &Path) -> Command {
     let mut command = Command::new("ssh-keygen");
-    command.args(["-Y", "sign", "-f"]).arg(key).args(["-n", "file"]).arg(sums);
+    command
+        .args(["-Y", "sign", "-f"])
+        .arg(key)
+        .args(["-n", "file"])
+        .arg(sums);
     command
 }
 
@@ -177,7 +189,10 @@ mod tests {
         fs_err::write(out.join("README"), vec![0; 100]).unwrap();
         assert_eq!(find_image(out), Some(out.join("sd-image/node.img")));
         assert_eq!(find_image(&out.join("README")), None);
-        assert_eq!(find_image(&out.join("sd-image/small.img")), Some(out.join("sd-image/small.img")));
+        assert_eq!(
+            find_image(&out.join("sd-image/small.img")),
+            Some(out.join("sd-image/small.img"))
+        );
     }
 
     #[test]
@@ -185,9 +200,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         fs_err::write(dir.path().join("x"), b"abc").unwrap();
         let sum = sha256_file(&dir.path().join("x"), |_| {}).unwrap();
-        assert_eq!(sum, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert_eq!(
-            sums_text(&[Sum { sha256: sum, path: "a/x".into() }]),
+            sum,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            sums_text(&[Sum {
+                sha256: sum,
+                path: "a/x".into()
+            }]),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad  a/x\n"
         );
     }

@@ -33,7 +33,9 @@ pub fn run(args: BuildArgs) -> Result<Outcome> {
         )));
     }
     if args.targets.is_empty() && !args.all {
-        bail!(UsageError::new("TARGET: name at least one target, or pass --all"));
+        bail!(UsageError::new(
+            "TARGET: name at least one target, or pass --all"
+        ));
     }
     for target in &args.targets {
         check_name("TARGET", target)?;
@@ -43,7 +45,10 @@ pub fn run(args: BuildArgs) -> Result<Outcome> {
     }
     if let Some(key) = &args.sign_key {
         if !key.is_file() {
-            bail!(UsageError::new(format!("--sign-key {}: no such file", key.display())));
+            bail!(UsageError::new(format!(
+                "--sign-key {}: no such file",
+                key.display()
+            )));
         }
     }
     let repo = fs_err::canonicalize(repo)?;
@@ -96,7 +101,11 @@ pub fn run(args: BuildArgs) -> Result<Outcome> {
     let targets = targets?;
 
     // The systems the targets build on decide whether emulation or a remote builder is needed.
-    let builders = request.builders.as_deref().map(prereq::expand_builders).unwrap_or_else(|| info.builders.clone());
+    let builders = request
+        .builders
+        .as_deref()
+        .map(prereq::expand_builders)
+        .unwrap_or_else(|| info.builders.clone());
     let systems: BTreeSet<&str> = targets.iter().map(|t| t.system.as_str()).collect();
     let suggested = rk1_builders(&repo);
     let missing: Vec<Check> = systems
@@ -116,7 +125,9 @@ pub fn run(args: BuildArgs) -> Result<Outcome> {
         eprintln!("building {} in one nix build", names.join(", "));
     }
     let mut display = Display::new(fancy, &targets);
-    let report = build::run_build(build::build_command(&info, &request, &targets), |e| display.event(e))?;
+    let report = build::run_build(build::build_command(&info, &request, &targets), |e| {
+        display.event(e)
+    })?;
     display.finish();
 
     for (drv, tail) in &report.failed {
@@ -132,12 +143,27 @@ pub fn run(args: BuildArgs) -> Result<Outcome> {
         }
     }
 
-    let rows = finish_images(&repo, &targets, &report.finished, args.sign_key.as_deref(), fancy)?;
+    let rows = finish_images(
+        &repo,
+        &targets,
+        &report.finished,
+        args.sign_key.as_deref(),
+        fancy,
+    )?;
     print_summary(&rows);
 
-    let failed: Vec<&str> = rows.iter().filter(|r| !r.built).map(|r| r.target.as_str()).collect();
+    let failed: Vec<&str> = rows
+        .iter()
+        .filter(|r| !r.built)
+        .map(|r| r.target.as_str())
+        .collect();
     if !failed.is_empty() {
-        bail!("{} of {} targets failed: {}", failed.len(), rows.len(), failed.join(", "));
+        bail!(
+            "{} of {} targets failed: {}",
+            failed.len(),
+            rows.len(),
+            failed.join(", ")
+        );
     }
     if !report.success {
         bail!("nix build failed");
@@ -157,8 +183,14 @@ fn rk1_builders(repo: &Path) -> Option<String> {
         .nodes
         .iter()
         .map(|node| {
-            let address = node.address.as_deref().and_then(|a| a.split('/').next()).unwrap_or(&node.host);
-            format!("ssh://nixbuilder@{address} aarch64-linux /root/.ssh/nixbuilder 4 1 big-parallel")
+            let address = node
+                .address
+                .as_deref()
+                .and_then(|a| a.split('/').next())
+                .unwrap_or(&node.host);
+            format!(
+                "ssh://nixbuilder@{address} aarch64-linux /root/.ssh/nixbuilder 4 1 big-parallel"
+            )
         })
         .collect();
     Some(entries.join(" ; "))
@@ -248,7 +280,10 @@ fn finish_images(
             images::sign(key, &manifest).context("signing SHA256SUMS")?;
             done.push_str(&format!(" and {IMAGES_DIR}/{}.sig", images::SUMS_FILE));
         }
-        eprintln!("{done} (check: cd {IMAGES_DIR} && sha256sum -c {})", images::SUMS_FILE);
+        eprintln!(
+            "{done} (check: cd {IMAGES_DIR} && sha256sum -c {})",
+            images::SUMS_FILE
+        );
     }
     Ok(rows)
 }
@@ -348,8 +383,14 @@ impl Display {
             overall: None,
             bars: HashMap::new(),
             names: HashMap::new(),
-            target_drvs: targets.iter().map(|t| (t.drv.clone(), t.name.clone())).collect(),
-            target_outs: targets.iter().map(|t| (t.drv.clone(), t.out.clone())).collect(),
+            target_drvs: targets
+                .iter()
+                .map(|t| (t.drv.clone(), t.name.clone()))
+                .collect(),
+            target_outs: targets
+                .iter()
+                .map(|t| (t.drv.clone(), t.out.clone()))
+                .collect(),
             stopped: 0,
             expected: 0,
         }
@@ -372,7 +413,12 @@ impl Display {
 
     fn event(&mut self, event: Event<'_>) {
         match event {
-            Event::Progress { done, expected, running: _, failed: _ } => {
+            Event::Progress {
+                done,
+                expected,
+                running: _,
+                failed: _,
+            } => {
                 self.expected = expected;
                 if !self.fancy {
                     return;
@@ -399,7 +445,8 @@ impl Display {
                 if self.fancy {
                     let bar = self.multi.add(ProgressBar::new_spinner());
                     bar.set_style(
-                        ProgressStyle::with_template("  {spinner} {prefix:.bold} {wide_msg:.dim}").expect("valid template"),
+                        ProgressStyle::with_template("  {spinner} {prefix:.bold} {wide_msg:.dim}")
+                            .expect("valid template"),
                     );
                     bar.set_prefix(label.clone());
                     bar.enable_steady_tick(Duration::from_millis(120));
@@ -416,7 +463,10 @@ impl Display {
             }
             Event::BuildLog { id, line } => {
                 if let Some(bar) = self.bars.get(&id) {
-                    let clean: String = console::strip_ansi_codes(line).chars().filter(|c| !c.is_control()).collect();
+                    let clean: String = console::strip_ansi_codes(line)
+                        .chars()
+                        .filter(|c| !c.is_control())
+                        .collect();
                     bar.set_message(clean);
                 }
             }
@@ -439,12 +489,18 @@ impl Display {
                     Some(_) => "built",
                     None => "finished",
                 };
-                self.println(format!("{verb} {label} in {}{counter}", format_duration(elapsed)));
+                self.println(format!(
+                    "{verb} {label} in {}{counter}",
+                    format_duration(elapsed)
+                ));
             }
             Event::FetchStarted { id, path } => {
                 if self.fancy {
                     let bar = self.multi.add(ProgressBar::new_spinner());
-                    bar.set_style(ProgressStyle::with_template("  {spinner} fetching {msg}").expect("valid template"));
+                    bar.set_style(
+                        ProgressStyle::with_template("  {spinner} fetching {msg}")
+                            .expect("valid template"),
+                    );
                     bar.set_message(store_name(path).to_owned());
                     bar.enable_steady_tick(Duration::from_millis(120));
                     self.bars.insert(id, bar);

@@ -163,8 +163,12 @@ pub fn evaluate(request: &Request) -> Result<Vec<Target>> {
             String::from_utf8_lossy(&output.stderr).trim_end()
         );
     }
-    let evaluated: Evaluated = serde_json::from_slice(&output.stdout)
-        .with_context(|| format!("unexpected output of nix eval: {}", String::from_utf8_lossy(&output.stdout)))?;
+    let evaluated: Evaluated = serde_json::from_slice(&output.stdout).with_context(|| {
+        format!(
+            "unexpected output of nix eval: {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })?;
     match evaluated.error.as_deref() {
         Some("system") => bail!(UsageError::new(format!(
             "--system {}: the flake has no packages.{} (it has: {})",
@@ -202,9 +206,15 @@ fn drv_installable(version: NixVersion, drv: &str) -> String {
 }
 
 fn build_flags(request: &Request) -> Vec<String> {
-    let mut args: Vec<String> = ["build", "--log-format", "internal-json", "--no-link", "--keep-going"]
-        .map(String::from)
-        .to_vec();
+    let mut args: Vec<String> = [
+        "build",
+        "--log-format",
+        "internal-json",
+        "--no-link",
+        "--keep-going",
+    ]
+    .map(String::from)
+    .to_vec();
     if request.parallel {
         args.extend(["--max-jobs".into(), "auto".into()]);
     }
@@ -218,7 +228,11 @@ fn build_flags(request: &Request) -> Vec<String> {
 pub fn build_command(info: &NixInfo, request: &Request, targets: &[Target]) -> Command {
     let mut command = nix();
     command.args(build_flags(request));
-    command.args(targets.iter().map(|t| drv_installable(info.version, &t.drv)));
+    command.args(
+        targets
+            .iter()
+            .map(|t| drv_installable(info.version, &t.drv)),
+    );
     command
 }
 
@@ -230,12 +244,21 @@ pub fn display_command(request: &Request) -> Result<String> {
     words.extend(FEATURE_FLAGS.map(String::from));
     words.extend(build_flags(request));
     match &request.targets {
-        Targets::Named(names) => {
-            words.extend(names.iter().map(|n| format!("{flake}#packages.{}.{n}", request.system)))
-        }
-        Targets::All => words.push(format!("{flake}#packages.{}.<every target>", request.system)),
+        Targets::Named(names) => words.extend(
+            names
+                .iter()
+                .map(|n| format!("{flake}#packages.{}.{n}", request.system)),
+        ),
+        Targets::All => words.push(format!(
+            "{flake}#packages.{}.<every target>",
+            request.system
+        )),
     }
-    Ok(words.iter().map(|w| shell_word(w)).collect::<Vec<_>>().join(" "))
+    Ok(words
+        .iter()
+        .map(|w| shell_word(w))
+        .collect::<Vec<_>>()
+        .join(" "))
 }
 
 /// Quote a word for a POSIX shell when it needs it.
@@ -339,11 +362,17 @@ pub fn run_build(mut command: Command, mut observe: impl FnMut(Event<'_>)) -> Re
     for line in BufReader::new(stderr).lines() {
         let line = line.context("reading nix's output")?;
         match LogLine::parse(&line) {
-            LogLine::Start { id, kind, fields, .. } => match kind {
+            LogLine::Start {
+                id, kind, fields, ..
+            } => match kind {
                 activity::BUILD => {
                     let drv = field_str(&fields, 0).unwrap_or_default().to_owned();
                     let machine = field_str(&fields, 1).unwrap_or_default();
-                    observe(Event::BuildStarted { id, drv: &drv, machine });
+                    observe(Event::BuildStarted {
+                        id,
+                        drv: &drv,
+                        machine,
+                    });
                     activities.insert(
                         id,
                         Activity {
@@ -397,7 +426,9 @@ pub fn run_build(mut command: Command, mut observe: impl FnMut(Event<'_>)) -> Re
                     });
                 }
                 log::result::BUILD_LOG_LINE => {
-                    if let (Some(text), Some(act)) = (field_str(&fields, 0), activities.get_mut(&id)) {
+                    if let (Some(text), Some(act)) =
+                        (field_str(&fields, 0), activities.get_mut(&id))
+                    {
                         if act.tail.len() == LOG_TAIL {
                             act.tail.pop_front();
                         }
@@ -418,7 +449,9 @@ pub fn run_build(mut command: Command, mut observe: impl FnMut(Event<'_>)) -> Re
                         let tail = tails.remove(&drv).map(Vec::from).unwrap_or_default();
                         report.failed.push((drv, tail));
                     }
-                    report.errors.push(console::strip_ansi_codes(&text).into_owned());
+                    report
+                        .errors
+                        .push(console::strip_ansi_codes(&text).into_owned());
                 }
                 if level <= 1 {
                     observe(Event::Message { level, text: &text });
@@ -459,7 +492,13 @@ mod tests {
 
     #[test]
     fn drv_installables_follow_the_nix_version() {
-        assert_eq!(drv_installable(NixVersion(2, 8, 0), "/nix/store/x-a.drv"), "/nix/store/x-a.drv");
-        assert_eq!(drv_installable(NixVersion(2, 18, 1), "/nix/store/x-a.drv"), "/nix/store/x-a.drv^*");
+        assert_eq!(
+            drv_installable(NixVersion(2, 8, 0), "/nix/store/x-a.drv"),
+            "/nix/store/x-a.drv"
+        );
+        assert_eq!(
+            drv_installable(NixVersion(2, 18, 1), "/nix/store/x-a.drv"),
+            "/nix/store/x-a.drv^*"
+        );
     }
 }

@@ -41,7 +41,10 @@ pub enum LogLine {
         fields: Vec<Value>,
     },
     /// A message (`level` 0 = error, 1 = warning, 2 = notice, 3 = info, …).
-    Msg { level: u64, text: String },
+    Msg {
+        level: u64,
+        text: String,
+    },
     /// Anything that is not an `@nix` object (older tools, a builder writing to the terminal).
     Plain(String),
 }
@@ -141,7 +144,10 @@ mod tests {
         let start = LogLine::parse(
             r#"@nix {"action":"start","fields":["/nix/store/ciywi80z7pcsn19c3cpfjbhh0f82581h-aa.drv","",1,1],"id":7,"level":3,"text":"building '/nix/store/ciywi80z7pcsn19c3cpfjbhh0f82581h-aa.drv'","type":105}"#,
         );
-        let LogLine::Start { id, kind, fields, .. } = start else {
+        let LogLine::Start {
+            id, kind, fields, ..
+        } = start
+        else {
             panic!("not a start: {start:?}")
         };
         assert_eq!((id, kind), (7, activity::BUILD));
@@ -155,7 +161,10 @@ mod tests {
                 fields: vec![1.into(), 3.into(), 2.into(), 0.into()]
             }
         );
-        assert_eq!(LogLine::parse(r#"@nix {"action":"stop","id":8}"#), LogLine::Stop { id: 8 });
+        assert_eq!(
+            LogLine::parse(r#"@nix {"action":"stop","id":8}"#),
+            LogLine::Stop { id: 8 }
+        );
         let LogLine::Msg { level, text } = LogLine::parse(
             r#"@nix {"action":"msg","column":null,"file":null,"level":0,"line":null,"msg":"\u001b[31;1merror:\u001b[0m builder for '\u001b[35;1m/nix/store/1qh0f25lgm2fq72cmi2i45g0kp57snw3-bad.drv\u001b[0m' failed with exit code 3"}"#,
         ) else {
@@ -175,7 +184,9 @@ mod tests {
     #[test]
     fn store_names() {
         assert_eq!(
-            store_name("/nix/store/ph9j3q3c41n9izinja6cm94hsb2sqqsi-nixos-sd-image-aarch64-linux.img.drv"),
+            store_name(
+                "/nix/store/ph9j3q3c41n9izinja6cm94hsb2sqqsi-nixos-sd-image-aarch64-linux.img.drv"
+            ),
             "nixos-sd-image-aarch64-linux.img"
         );
         assert_eq!(store_name("weird"), "weird");

@@ -102,7 +102,10 @@ pub fn probe_nix() -> Result<(NixInfo, Vec<Check>), Vec<Check>> {
         Ok(out) => {
             return Err(vec![Check::missing(
                 "nix",
-                format!("`nix --version` failed: {}", String::from_utf8_lossy(&out.stderr).trim()),
+                format!(
+                    "`nix --version` failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
                 "repair the Nix installation (https://nixos.org/download)",
             )])
         }
@@ -165,20 +168,39 @@ pub fn probe_nix() -> Result<(NixInfo, Vec<Check>), Vec<Check>> {
         .args(["show-config", "--json"])
         .output();
     let config: Value = match config {
-        Ok(out) if out.status.success() => serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+        Ok(out) if out.status.success() => {
+            serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+        }
         Ok(out) => {
             return Err(vec![Check::missing(
                 "nix",
-                format!("`nix show-config` failed: {}", String::from_utf8_lossy(&out.stderr).trim()),
+                format!(
+                    "`nix show-config` failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
                 "check /etc/nix/nix.conf and ~/.config/nix/nix.conf",
             )])
         }
-        Err(e) => return Err(vec![Check::missing("nix", format!("cannot run nix: {e}"), "reinstall Nix")]),
+        Err(e) => {
+            return Err(vec![Check::missing(
+                "nix",
+                format!("cannot run nix: {e}"),
+                "reinstall Nix",
+            )])
+        }
     };
-    let setting = |name: &str| config.get(name).map(|s| s.get("value").unwrap_or(s)).cloned();
+    let setting = |name: &str| {
+        config
+            .get(name)
+            .map(|s| s.get("value").unwrap_or(s))
+            .cloned()
+    };
     let strings = |v: Option<Value>| -> Vec<String> {
         match v {
-            Some(Value::Array(items)) => items.iter().filter_map(|i| i.as_str().map(str::to_owned)).collect(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(|i| i.as_str().map(str::to_owned))
+                .collect(),
             Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
             _ => Vec::new(),
         }
@@ -256,7 +278,10 @@ pub fn check_system(
     if system == info.system || natively_compatible(&info.system, system) {
         return Check::note(&name, "native", None);
     }
-    if builder_systems(builders, &info.system).iter().any(|s| s == system) {
+    if builder_systems(builders, &info.system)
+        .iter()
+        .any(|s| s == system)
+    {
         return Check::note(&name, "on a remote builder", None);
     }
     let arch = system.split('-').next().unwrap_or(system);
@@ -355,19 +380,34 @@ mod tests {
 
     #[test]
     fn versions() {
-        assert_eq!(NixVersion::parse("nix (Nix) 2.8.0\n"), Some(NixVersion(2, 8, 0)));
-        assert_eq!(NixVersion::parse("nix (Nix) 2.18.1pre20231114_dirty"), Some(NixVersion(2, 18, 1)));
-        assert_eq!(NixVersion::parse("nix (Determinate Nix 3.1.0) 2.28.3"), Some(NixVersion(2, 28, 3)));
+        assert_eq!(
+            NixVersion::parse("nix (Nix) 2.8.0\n"),
+            Some(NixVersion(2, 8, 0))
+        );
+        assert_eq!(
+            NixVersion::parse("nix (Nix) 2.18.1pre20231114_dirty"),
+            Some(NixVersion(2, 18, 1))
+        );
+        assert_eq!(
+            NixVersion::parse("nix (Determinate Nix 3.1.0) 2.28.3"),
+            Some(NixVersion(2, 28, 3))
+        );
         assert!(NixVersion(2, 8, 0) < NIXPKGS_MIN_NIX);
         assert_eq!(NixVersion::parse("nix"), None);
     }
 
     #[test]
     fn builders_spec() {
-        let spec = "ssh://nixbuilder@rk1-1 aarch64-linux /k 4; ssh://b x86_64-linux,i686-linux\nssh://c";
+        let spec =
+            "ssh://nixbuilder@rk1-1 aarch64-linux /k 4; ssh://b x86_64-linux,i686-linux\nssh://c";
         assert_eq!(
             builder_systems(spec, "x86_64-linux"),
-            ["aarch64-linux", "x86_64-linux", "i686-linux", "x86_64-linux"]
+            [
+                "aarch64-linux",
+                "x86_64-linux",
+                "i686-linux",
+                "x86_64-linux"
+            ]
         );
     }
 
@@ -377,21 +417,53 @@ mod tests {
         let missing = check_system(&info(), "", empty.path(), "aarch64-linux", None);
         assert!(missing.missing);
         let text = missing.to_string();
-        for fix in ["boot.binfmt.emulatedSystems", "--builders", "build.foreign: cross"] {
+        for fix in [
+            "boot.binfmt.emulatedSystems",
+            "--builders",
+            "build.foreign: cross",
+        ] {
             assert!(text.contains(fix), "{text}");
         }
-        assert!(!check_system(&info(), "ssh://n aarch64-linux", empty.path(), "aarch64-linux", None).missing);
+        assert!(
+            !check_system(
+                &info(),
+                "ssh://n aarch64-linux",
+                empty.path(),
+                "aarch64-linux",
+                None
+            )
+            .missing
+        );
         assert!(!check_system(&info(), "", empty.path(), "i686-linux", None).missing);
 
-        fs_err::write(empty.path().join("qemu-aarch64"), "enabled\ninterpreter /usr/bin/qemu-aarch64\n").unwrap();
+        fs_err::write(
+            empty.path().join("qemu-aarch64"),
+            "enabled\ninterpreter /usr/bin/qemu-aarch64\n",
+        )
+        .unwrap();
         let unlisted = check_system(&info(), "", empty.path(), "aarch64-linux", None);
-        assert!(unlisted.missing && unlisted.detail.contains("extra-platforms"), "{unlisted}");
+        assert!(
+            unlisted.missing && unlisted.detail.contains("extra-platforms"),
+            "{unlisted}"
+        );
         let mut listed = info();
         listed.extra_platforms.push("aarch64-linux".into());
         assert!(!check_system(&listed, "", empty.path(), "aarch64-linux", None).missing);
 
-        let spec = "ssh://nixbuilder@10.0.0.11 aarch64-linux /root/.ssh/nixbuilder 4 1 big-parallel";
-        let suggested = check_system(&info(), "", tempfile::tempdir().unwrap().path(), "aarch64-linux", Some(spec));
-        assert!(suggested.to_string().contains(&format!("--builders '{spec}'")), "{suggested}");
+        let spec =
+            "ssh://nixbuilder@10.0.0.11 aarch64-linux /root/.ssh/nixbuilder 4 1 big-parallel";
+        let suggested = check_system(
+            &info(),
+            "",
+            tempfile::tempdir().unwrap().path(),
+            "aarch64-linux",
+            Some(spec),
+        );
+        assert!(
+            suggested
+                .to_string()
+                .contains(&format!("--builders '{spec}'")),
+            "{suggested}"
+        );
     }
 }

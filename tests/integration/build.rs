@@ -14,7 +14,10 @@ use assert_cmd::Command;
 
 /// Every test gets derivations no other run has built, so nix really builds them.
 fn nonce() -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     format!("{}-{nanos}", std::process::id())
 }
 
@@ -30,7 +33,10 @@ fn flake(dir: &Path, packages: &[(&str, &str, &str)]) {
     }
     let mut text = String::from("{\n  outputs = { self }: {\n");
     for (system, attrs) in systems {
-        text.push_str(&format!("    packages.{system} = {{\n{}    }};\n", attrs.concat()));
+        text.push_str(&format!(
+            "    packages.{system} = {{\n{}    }};\n",
+            attrs.concat()
+        ));
     }
     text.push_str("  };\n}\n");
     fs_err::write(dir.join("flake.nix"), text).unwrap();
@@ -48,7 +54,10 @@ fn image_script(name: &str, content: &str) -> String {
 /// depend on the machine's nix.conf, no remote builders and no extra platforms.
 fn flakesmith() -> Command {
     let mut command = Command::cargo_bin("flakesmith").unwrap();
-    command.env("NIX_CONFIG", "substituters =\nbuilders =\nextra-platforms =\n");
+    command.env(
+        "NIX_CONFIG",
+        "substituters =\nbuilders =\nextra-platforms =\n",
+    );
     command
 }
 
@@ -122,23 +131,52 @@ fn builds_every_target_in_one_nix_build_and_writes_checksums() {
     // The summary table: target, image, size, time.
     let rows: Vec<&str> = stdout.lines().collect();
     assert!(rows[0].starts_with("TARGET") && rows[0].contains("IMAGE") && rows[0].contains("SIZE"));
-    assert!(rows.iter().any(|r| r.starts_with("node1") && r.contains("images/node1/sd-image/node1.img") && r.contains("4 B")), "{stdout}");
-    assert!(rows.iter().any(|r| r.starts_with("tool") && r.contains("no image file")), "{stdout}");
+    assert!(
+        rows.iter().any(|r| r.starts_with("node1")
+            && r.contains("images/node1/sd-image/node1.img")
+            && r.contains("4 B")),
+        "{stdout}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.starts_with("tool") && r.contains("no image file")),
+        "{stdout}"
+    );
 
     // GC roots and a manifest sha256sum accepts.
     let images = repo.join("images");
-    assert!(fs_err::read_link(images.join("node1")).unwrap().starts_with("/nix/store"));
+    assert!(fs_err::read_link(images.join("node1"))
+        .unwrap()
+        .starts_with("/nix/store"));
     let sums = fs_err::read_to_string(images.join("SHA256SUMS")).unwrap();
     assert_eq!(sums.lines().count(), 2, "{sums}");
     assert!(sums.contains("  node1/sd-image/node1.img\n"), "{sums}");
-    let check = StdCommand::new("sha256sum").args(["-c", "SHA256SUMS"]).current_dir(&images).output().unwrap();
-    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
+    let check = StdCommand::new("sha256sum")
+        .args(["-c", "SHA256SUMS"])
+        .current_dir(&images)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
 
     // A second run builds nothing and says so.
-    let again = flakesmith().args(["build", "-C"]).arg(&repo).arg("node1").output().unwrap();
+    let again = flakesmith()
+        .args(["build", "-C"])
+        .arg(&repo)
+        .arg("node1")
+        .output()
+        .unwrap();
     assert!(again.status.success());
     let stdout = String::from_utf8_lossy(&again.stdout);
-    assert!(stdout.lines().any(|r| r.starts_with("node1") && r.trim_end().ends_with("cached")), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|r| r.starts_with("node1") && r.trim_end().ends_with("cached")),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -148,17 +186,33 @@ fn a_failed_target_is_named_with_its_log_and_the_others_still_build() {
         dir.path(),
         &[
             ("x86_64-linux", "good", &image_script("good", "ok")),
-            ("x86_64-linux", "broken", "/bin/echo compiling; /bin/echo 'no space left on device' >&2; exit 3"),
+            (
+                "x86_64-linux",
+                "broken",
+                "/bin/echo compiling; /bin/echo 'no space left on device' >&2; exit 3",
+            ),
         ],
     );
-    let out = flakesmith().args(["build", "--all", "-C"]).arg(dir.path()).output().unwrap();
+    let out = flakesmith()
+        .args(["build", "--all", "-C"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
-    assert!(stderr.contains("broken failed; last lines of its log:"), "{stderr}");
+    assert!(
+        stderr.contains("broken failed; last lines of its log:"),
+        "{stderr}"
+    );
     assert!(stderr.contains("  > no space left on device"), "{stderr}");
     assert!(stderr.contains("1 of 2 targets failed: broken"), "{stderr}");
-    assert!(stdout.lines().any(|r| r.starts_with("broken") && r.contains("FAILED")), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|r| r.starts_with("broken") && r.contains("FAILED")),
+        "{stdout}"
+    );
     // --keep-going: the good one is built, linked and checksummed.
     let sums = fs_err::read_to_string(dir.path().join("images/SHA256SUMS")).unwrap();
     assert!(sums.contains("good/sd-image/good.img"), "{sums}");
@@ -167,17 +221,37 @@ fn a_failed_target_is_named_with_its_log_and_the_others_still_build() {
 #[test]
 fn unknown_targets_and_missing_arguments_are_usage_errors() {
     let dir = tempfile::tempdir().unwrap();
-    flake(dir.path(), &[("x86_64-linux", "node1", &image_script("node1", "x"))]);
-    let out = flakesmith().args(["build", "-C"]).arg(dir.path()).arg("node9").output().unwrap();
+    flake(
+        dir.path(),
+        &[("x86_64-linux", "node1", &image_script("node1", "x"))],
+    );
+    let out = flakesmith()
+        .args(["build", "-C"])
+        .arg(dir.path())
+        .arg("node9")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("no 'node9' in packages.x86_64-linux (available: node1)"), "{stderr}");
+    assert!(
+        stderr.contains("no 'node9' in packages.x86_64-linux (available: node1)"),
+        "{stderr}"
+    );
 
-    let out = flakesmith().args(["build", "-C"]).arg(dir.path()).output().unwrap();
+    let out = flakesmith()
+        .args(["build", "-C"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("or pass --all"));
 
-    let out = flakesmith().args(["build", "-C"]).arg(dir.path()).arg("bad\"name").output().unwrap();
+    let out = flakesmith()
+        .args(["build", "-C"])
+        .arg(dir.path())
+        .arg("bad\"name")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(!dir.path().join("images").exists());
 }
@@ -185,7 +259,10 @@ fn unknown_targets_and_missing_arguments_are_usage_errors() {
 #[test]
 fn aarch64_without_emulation_or_builder_names_each_fix() {
     let has_binfmt = fs_err::read_dir("/proc/sys/fs/binfmt_misc")
-        .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().contains("aarch64")))
+        .map(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().contains("aarch64"))
+        })
         .unwrap_or(false);
     if has_binfmt {
         eprintln!("skipped: this machine emulates aarch64, so nothing is missing");
@@ -203,7 +280,11 @@ fn aarch64_without_emulation_or_builder_names_each_fix() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("missing prerequisites"), "{stderr}");
     assert!(stderr.contains("build aarch64-linux"), "{stderr}");
-    for fix in ["boot.binfmt.emulatedSystems", "--builders 'ssh://nixbuilder@HOST aarch64-linux'", "build.foreign: cross"] {
+    for fix in [
+        "boot.binfmt.emulatedSystems",
+        "--builders 'ssh://nixbuilder@HOST aarch64-linux'",
+        "build.foreign: cross",
+    ] {
         assert!(stderr.contains(fix), "{fix} missing from {stderr}");
     }
     assert!(!stderr.contains("building node1"), "built anyway: {stderr}");
@@ -232,7 +313,13 @@ fn dry_run_prints_the_nix_command_with_builders_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     flake(dir.path(), &[("x86_64-linux", "node1", "/bin/mkdir $out")]);
     let out = flakesmith()
-        .args(["build", "--dry-run", "--builders", "ssh://nixbuilder@rk1-node1 aarch64-linux", "-C"])
+        .args([
+            "build",
+            "--dry-run",
+            "--builders",
+            "ssh://nixbuilder@rk1-node1 aarch64-linux",
+            "-C",
+        ])
         .arg(dir.path())
         .arg("node1")
         .output()
@@ -243,7 +330,13 @@ fn dry_run_prints_the_nix_command_with_builders_and_writes_nothing() {
         stdout.contains("--builders 'ssh://nixbuilder@rk1-node1 aarch64-linux'"),
         "{stdout}"
     );
-    assert!(stdout.contains(&format!("{}#packages.x86_64-linux.node1", dir.path().canonicalize().unwrap().display())), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "{}#packages.x86_64-linux.node1",
+            dir.path().canonicalize().unwrap().display()
+        )),
+        "{stdout}"
+    );
     assert!(!dir.path().join("images").exists());
 }
 
@@ -252,7 +345,10 @@ fn sign_key_signs_the_manifest_so_ssh_keygen_verifies_it() {
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("repo");
     fs_err::create_dir(&repo).unwrap();
-    flake(&repo, &[("x86_64-linux", "node1", &image_script("node1", "signed"))]);
+    flake(
+        &repo,
+        &[("x86_64-linux", "node1", &image_script("node1", "signed"))],
+    );
     let key = dir.path().join("release");
     let keygen = StdCommand::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-C", "release", "-f"])
@@ -261,30 +357,77 @@ fn sign_key_signs_the_manifest_so_ssh_keygen_verifies_it() {
         .unwrap();
     assert!(keygen.success());
 
-    let out = flakesmith().args(["build", "-C"]).arg(&repo).arg("node1").arg("--sign-key").arg(&key).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = flakesmith()
+        .args(["build", "-C"])
+        .arg(&repo)
+        .arg("node1")
+        .arg("--sign-key")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let images = repo.join("images");
     let public = fs_err::read_to_string(key.with_extension("pub")).unwrap();
-    fs_err::write(dir.path().join("allowed_signers"), format!("release@example {public}")).unwrap();
+    fs_err::write(
+        dir.path().join("allowed_signers"),
+        format!("release@example {public}"),
+    )
+    .unwrap();
     let verify = StdCommand::new("ssh-keygen")
         .args(["-Y", "verify", "-f"])
         .arg(dir.path().join("allowed_signers"))
-        .args(["-I", "release@example", "-n", "file", "-s", "SHA256SUMS.sig"])
+        .args([
+            "-I",
+            "release@example",
+            "-n",
+            "file",
+            "-s",
+            "SHA256SUMS.sig",
+        ])
         .current_dir(&images)
-        .stdin(fs_err::File::open(images.join("SHA256SUMS")).unwrap().into_parts().0)
+        .stdin(
+            fs_err::File::open(images.join("SHA256SUMS"))
+                .unwrap()
+                .into_parts()
+                .0,
+        )
         .output()
         .unwrap();
-    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
 
     // A manifest changed after signing no longer verifies.
-    fs_err::write(images.join("SHA256SUMS"), "0000  node1/sd-image/node1.img\n").unwrap();
+    fs_err::write(
+        images.join("SHA256SUMS"),
+        "0000  node1/sd-image/node1.img\n",
+    )
+    .unwrap();
     let verify = StdCommand::new("ssh-keygen")
         .args(["-Y", "verify", "-f"])
         .arg(dir.path().join("allowed_signers"))
-        .args(["-I", "release@example", "-n", "file", "-s", "SHA256SUMS.sig"])
+        .args([
+            "-I",
+            "release@example",
+            "-n",
+            "file",
+            "-s",
+            "SHA256SUMS.sig",
+        ])
         .current_dir(&images)
-        .stdin(fs_err::File::open(images.join("SHA256SUMS")).unwrap().into_parts().0)
+        .stdin(
+            fs_err::File::open(images.join("SHA256SUMS"))
+                .unwrap()
+                .into_parts()
+                .0,
+        )
         .output()
         .unwrap();
     assert!(!verify.status.success());
@@ -293,15 +436,22 @@ fn sign_key_signs_the_manifest_so_ssh_keygen_verifies_it() {
 #[test]
 fn rk1_remote_builders_are_offered_as_the_builders_fix() {
     let has_binfmt = fs_err::read_dir("/proc/sys/fs/binfmt_misc")
-        .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().contains("aarch64")))
+        .map(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().contains("aarch64"))
+        })
         .unwrap_or(false);
     if has_binfmt {
         eprintln!("skipped: this machine emulates aarch64, so nothing is missing");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    flake(dir.path(), &[("aarch64-linux", "rk1-node1", "/bin/mkdir $out")]);
-    let answers = Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots/rk1-remote-builders/answers.yaml");
+    flake(
+        dir.path(),
+        &[("aarch64-linux", "rk1-node1", "/bin/mkdir $out")],
+    );
+    let answers =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots/rk1-remote-builders/answers.yaml");
     fs_err::copy(answers, dir.path().join("flakesmith.yaml")).unwrap();
     let out = flakesmith()
         .args(["build", "--system", "aarch64-linux", "-C"])

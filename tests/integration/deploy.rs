@@ -59,7 +59,9 @@ impl Run {
     /// The recorded calls, one per line, with the repository path shown as {repo}.
     fn calls(&self) -> Vec<String> {
         let text = fs_err::read_to_string(&self.log).unwrap_or_default();
-        text.lines().map(|l| l.replace(&self.root(), "{repo}")).collect()
+        text.lines()
+            .map(|l| l.replace(&self.root(), "{repo}"))
+            .collect()
     }
 }
 
@@ -80,7 +82,10 @@ fn built_images(repo: &TempRepo, targets: &[&str]) {
     let mut sums = String::new();
     for target in targets {
         let content = format!("image of {target}");
-        repo.write(&format!("images/{target}/sd-image/nixos-{target}.img"), &content);
+        repo.write(
+            &format!("images/{target}/sd-image/nixos-{target}.img"),
+            &content,
+        );
         sums.push_str(&format!(
             "{}  {target}/sd-image/nixos-{target}.img\n",
             sha256_hex(content.as_bytes())
@@ -91,7 +96,12 @@ fn built_images(repo: &TempRepo, targets: &[&str]) {
 
 /// A real ed25519 public key, as ssh-keyscan prints it (post-deploy.sh fingerprints it).
 fn host_key(dir: &Path) -> String {
-    let key = tempfile::Builder::new().prefix("host-key-").tempdir_in(dir).unwrap().keep().join("host");
+    let key = tempfile::Builder::new()
+        .prefix("host-key-")
+        .tempdir_in(dir)
+        .unwrap()
+        .keep()
+        .join("host");
     let status = Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-f"])
         .arg(&key)
@@ -99,11 +109,18 @@ fn host_key(dir: &Path) -> String {
         .unwrap();
     assert!(status.success());
     let public = fs_err::read_to_string(key.with_extension("pub")).unwrap();
-    public.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+    public
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn rk1_cluster(nodes: usize) -> Project {
-    Project::default().with_nodes(nodes).with_sops().with_static_addresses()
+    Project::default()
+        .with_nodes(nodes)
+        .with_sops()
+        .with_static_addresses()
 }
 
 const PROBE: &str = "ssh -o BatchMode=yes -o ConnectTimeout=10 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR";
@@ -123,9 +140,13 @@ fn rk1_deploy_flashes_power_cycles_waits_for_ssh_and_runs_post_deploy_per_node()
     let run = Run::new(&rk1_cluster(2));
     built_images(&run.repo, &["rk1-node1", "rk1-node2"]);
     for host in ["rk1-node1", "rk1-node2"] {
-        run.repo.write(&format!("keys/{host}.age"), "AGE-SECRET-KEY-1TEST\n");
+        run.repo
+            .write(&format!("keys/{host}.age"), "AGE-SECRET-KEY-1TEST\n");
     }
-    let output = rk1_deploy(&run).env("STANDIN_SSH_DOWN", "2").output().unwrap();
+    let output = rk1_deploy(&run)
+        .env("STANDIN_SSH_DOWN", "2")
+        .output()
+        .unwrap();
     let (stdout, stderr) = text(&output);
     assert!(output.status.success(), "{stdout}\n{stderr}");
 
@@ -161,17 +182,32 @@ fn rk1_deploy_flashes_power_cycles_waits_for_ssh_and_runs_post_deploy_per_node()
     assert_eq!(calls.len(), expected.len(), "calls:\n{}", calls.join("\n"));
     for (call, want) in calls.iter().zip(&expected) {
         let first_words = |s: &str| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
-        if want.starts_with("tpi") || want.starts_with("ssh -o BatchMode") || want.starts_with("sleep") || want.starts_with("ssh-keyscan") {
+        if want.starts_with("tpi")
+            || want.starts_with("ssh -o BatchMode")
+            || want.starts_with("sleep")
+            || want.starts_with("ssh-keyscan")
+        {
             assert_eq!(call, want, "calls:\n{}", calls.join("\n"));
         } else if want.starts_with("nixos-rebuild") {
             let host_part = want.split_whitespace().nth(3).unwrap();
-            assert!(call.starts_with("nixos-rebuild switch") && call.contains(host_part) && call.contains("--target-host admin@10.0.0.1"), "{call}");
+            assert!(
+                call.starts_with("nixos-rebuild switch")
+                    && call.contains(host_part)
+                    && call.contains("--target-host admin@10.0.0.1"),
+                "{call}"
+            );
         } else {
-            assert_eq!(first_words(call).split(' ').next(), first_words(want).split(' ').next(), "{call} vs {want}");
+            assert_eq!(
+                first_words(call).split(' ').next(),
+                first_words(want).split(' ').next(),
+                "{call} vs {want}"
+            );
         }
     }
     assert!(!stdout.contains("bmc-password") && !stderr.contains("bmc-password"));
-    assert!(!fs_err::read_to_string(&run.log).unwrap().contains("bmc-password"));
+    assert!(!fs_err::read_to_string(&run.log)
+        .unwrap()
+        .contains("bmc-password"));
     assert!(stderr.contains("Deployed: rk1-node1 rk1-node2"), "{stderr}");
 }
 
@@ -186,12 +222,21 @@ fn rk1_deploy_stops_at_a_failed_flash_and_says_which_node_and_step() {
         .unwrap();
     let (stdout, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
-    assert!(stderr.contains("BMC returned 500"), "the tool's own error is shown: {stderr}");
-    assert!(stderr.contains("rk1-deploy: stopped: rk1-node2: tpi flash failed (exit 1)"), "{stderr}");
+    assert!(
+        stderr.contains("BMC returned 500"),
+        "the tool's own error is shown: {stderr}"
+    );
+    assert!(
+        stderr.contains("rk1-deploy: stopped: rk1-node2: tpi flash failed (exit 1)"),
+        "{stderr}"
+    );
     assert!(stderr.contains("finished: rk1-node1."), "{stderr}");
     let calls = run.calls();
     assert_eq!(
-        calls.iter().map(|c| c.split(" --image-path").next().unwrap()).collect::<Vec<_>>(),
+        calls
+            .iter()
+            .map(|c| c.split(" --image-path").next().unwrap())
+            .collect::<Vec<_>>(),
         [
             "tpi --host turingpi.local flash --node 1",
             "tpi --host turingpi.local power off --node 1",
@@ -207,12 +252,16 @@ fn rk1_deploy_refuses_an_image_whose_checksum_does_not_match() {
     let run = Run::new(&rk1_cluster(1));
     built_images(&run.repo, &["rk1-node1"]);
     // The image changed after SHA256SUMS was written: the BMC (here the stand-in) refuses it.
-    run.repo.write("images/rk1-node1/sd-image/nixos-rk1-node1.img", "tampered");
+    run.repo
+        .write("images/rk1-node1/sd-image/nixos-rk1-node1.img", "tampered");
     let output = rk1_deploy(&run).arg("--no-post-deploy").output().unwrap();
     let (_, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("sha256 checksum mismatch"), "{stderr}");
-    assert!(stderr.contains("stopped: rk1-node1: tpi flash failed"), "{stderr}");
+    assert!(
+        stderr.contains("stopped: rk1-node1: tpi flash failed"),
+        "{stderr}"
+    );
     assert_eq!(run.calls().len(), 1);
 }
 
@@ -227,20 +276,38 @@ fn rk1_deploy_gives_up_waiting_for_ssh_after_the_timeout() {
         .unwrap();
     let (_, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("10.0.0.11 did not answer on SSH within 30s"), "{stderr}");
-    assert!(stderr.contains("uart get --node 1"), "says how to look: {stderr}");
-    assert!(stderr.contains("stopped: rk1-node1: waiting for SSH failed"), "{stderr}");
+    assert!(
+        stderr.contains("10.0.0.11 did not answer on SSH within 30s"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("uart get --node 1"),
+        "says how to look: {stderr}"
+    );
+    assert!(
+        stderr.contains("stopped: rk1-node1: waiting for SSH failed"),
+        "{stderr}"
+    );
     let calls = run.calls();
-    assert_eq!(calls.iter().filter(|c| c.starts_with("ssh -o BatchMode")).count(), 3);
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| c.starts_with("ssh -o BatchMode"))
+            .count(),
+        3
+    );
     assert_eq!(calls.iter().filter(|c| *c == "sleep 10").count(), 3);
-    assert!(!calls.iter().any(|c| c.starts_with("ssh-keyscan") || c.starts_with("nixos-rebuild")));
+    assert!(!calls
+        .iter()
+        .any(|c| c.starts_with("ssh-keyscan") || c.starts_with("nixos-rebuild")));
 }
 
 #[test]
 fn rk1_deploy_dry_run_prints_every_command_and_runs_none() {
     let run = Run::new(&rk1_cluster(2));
     built_images(&run.repo, &["rk1-node1", "rk1-node2"]);
-    run.repo.write("keys/rk1-node2.age", "AGE-SECRET-KEY-1TEST\n");
+    run.repo
+        .write("keys/rk1-node2.age", "AGE-SECRET-KEY-1TEST\n");
     let output = run
         .script("deploy/rk1-deploy.sh")
         .args(["--dry-run", "--node", "rk1-node2", "--host", "10.1.1.1"])
@@ -262,8 +329,16 @@ fn rk1_deploy_dry_run_prints_every_command_and_runs_none() {
         ]
     );
     // Then post-deploy.sh's own dry run: its commands, ending with the switch.
-    assert!(lines[4..].iter().any(|l| l.contains("nixos-rebuild switch") && l.contains("#rk1-node2")), "{stdout}");
-    assert!(!stdout.contains("rk1-node1"), "only the node asked for: {stdout}");
+    assert!(
+        lines[4..]
+            .iter()
+            .any(|l| l.contains("nixos-rebuild switch") && l.contains("#rk1-node2")),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("rk1-node1"),
+        "only the node asked for: {stdout}"
+    );
 }
 
 #[test]
@@ -273,7 +348,11 @@ fn rk1_deploy_checks_its_input_before_touching_a_node() {
     // Identical images boot with DHCP: each node's address must be given.
     let output = rk1_deploy(&run).arg("--identical").output().unwrap();
     assert_eq!(output.status.code(), Some(2));
-    assert!(text(&output).1.contains("--address rk1-node1=ADDR"), "{}", text(&output).1);
+    assert!(
+        text(&output).1.contains("--address rk1-node1=ADDR"),
+        "{}",
+        text(&output).1
+    );
     // No BMC login in the environment: refused before anything runs.
     let output = run.script("deploy/rk1-deploy.sh").output().unwrap();
     assert_eq!(output.status.code(), Some(2));
@@ -285,13 +364,27 @@ fn rk1_deploy_checks_its_input_before_touching_a_node() {
     // With the addresses, the identical image goes to every node, then each is switched to its
     // own configuration (which sets its host name).
     let output = rk1_deploy(&run)
-        .args(["--identical", "--no-post-deploy", "--address", "rk1-node1=192.168.1.50"])
+        .args([
+            "--identical",
+            "--no-post-deploy",
+            "--address",
+            "rk1-node1=192.168.1.50",
+        ])
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", text(&output).1);
-    let flashes: Vec<String> = run.calls().into_iter().filter(|c| c.contains(" flash ")).collect();
+    let flashes: Vec<String> = run
+        .calls()
+        .into_iter()
+        .filter(|c| c.contains(" flash "))
+        .collect();
     assert_eq!(flashes.len(), 2);
-    assert!(flashes.iter().all(|c| c.contains("/images/rk1/sd-image/nixos-rk1.img")), "{flashes:?}");
+    assert!(
+        flashes
+            .iter()
+            .all(|c| c.contains("/images/rk1/sd-image/nixos-rk1.img")),
+        "{flashes:?}"
+    );
 }
 
 fn multi_cloud(platforms: &[Platform]) -> Project {
@@ -303,8 +396,14 @@ fn multi_cloud(platforms: &[Platform]) -> Project {
 
 /// What `flakesmith build aws` leaves: the disk image and nix-support/image-info.json naming it.
 fn built_aws_image(run: &Run) -> String {
-    let disk = run.repo.path().join("store/nixos-amazon-image-25.11.20251120.abcdef-x86_64-linux.vhd");
-    run.repo.write("store/nixos-amazon-image-25.11.20251120.abcdef-x86_64-linux.vhd", "vhd bytes");
+    let disk = run
+        .repo
+        .path()
+        .join("store/nixos-amazon-image-25.11.20251120.abcdef-x86_64-linux.vhd");
+    run.repo.write(
+        "store/nixos-amazon-image-25.11.20251120.abcdef-x86_64-linux.vhd",
+        "vhd bytes",
+    );
     run.repo.write(
         "images/aws/nix-support/image-info.json",
         format!(
@@ -332,7 +431,10 @@ fn aws_deploy_uploads_imports_waits_registers_tags_and_prints_the_ami() {
     let output = aws_deploy(&run).output().unwrap();
     let (stdout, stderr) = text(&output);
     assert!(output.status.success(), "{stdout}\n{stderr}");
-    assert_eq!(stdout, "ami-0123456789abcdef0\n", "stdout is the AMI id alone");
+    assert_eq!(
+        stdout, "ami-0123456789abcdef0\n",
+        "stdout is the AMI id alone"
+    );
 
     let name = "my-cluster-25.11.20251120.abcdef";
     let task = "import-snap-0123456789abcdef0";
@@ -355,7 +457,10 @@ fn aws_deploy_uploads_imports_waits_registers_tags_and_prints_the_ami() {
         ]
     );
     // Progress while waiting.
-    assert!(stderr.contains("19% converting") && stderr.contains("61% validated"), "{stderr}");
+    assert!(
+        stderr.contains("19% converting") && stderr.contains("61% validated"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -365,21 +470,42 @@ fn aws_deploy_checks_region_and_bucket_before_uploading() {
 
     let output = aws_deploy(&run).env_remove("AWS_REGION").output().unwrap();
     assert_eq!(output.status.code(), Some(2));
-    assert!(text(&output).1.contains("no region: pass --region or set AWS_REGION"));
+    assert!(text(&output)
+        .1
+        .contains("no region: pass --region or set AWS_REGION"));
     assert!(run.calls().is_empty());
 
     // The bucket lives in another region: import-snapshot could not read it.
-    let output = aws_deploy(&run).env("STANDIN_BUCKET_REGION", "us-east-1").output().unwrap();
+    let output = aws_deploy(&run)
+        .env("STANDIN_BUCKET_REGION", "us-east-1")
+        .output()
+        .unwrap();
     let (_, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("bucket acme-images is in us-east-1, not eu-central-1"), "{stderr}");
-    assert!(!run.calls().iter().any(|c| c.starts_with("aws s3 cp")), "{:?}", run.calls());
+    assert!(
+        stderr.contains("bucket acme-images is in us-east-1, not eu-central-1"),
+        "{stderr}"
+    );
+    assert!(
+        !run.calls().iter().any(|c| c.starts_with("aws s3 cp")),
+        "{:?}",
+        run.calls()
+    );
 
-    let output = aws_deploy(&run).env("STANDIN_MISSING_BUCKET", "acme-images").output().unwrap();
+    let output = aws_deploy(&run)
+        .env("STANDIN_MISSING_BUCKET", "acme-images")
+        .output()
+        .unwrap();
     let (_, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("bucket acme-images does not exist or this account cannot read it"), "{stderr}");
-    assert!(stderr.contains("stopped: checking the bucket acme-images failed"), "{stderr}");
+    assert!(
+        stderr.contains("bucket acme-images does not exist or this account cannot read it"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("stopped: checking the bucket acme-images failed"),
+        "{stderr}"
+    );
     assert!(!run.calls().iter().any(|c| c.starts_with("aws s3 cp")));
 }
 
@@ -387,24 +513,51 @@ fn aws_deploy_checks_region_and_bucket_before_uploading() {
 fn aws_deploy_stops_when_the_import_fails_and_registers_nothing() {
     let run = Run::new(&multi_cloud(&[Platform::Aws]));
     built_aws_image(&run);
-    let output = aws_deploy(&run).env("STANDIN_IMPORT_FAIL", "1").output().unwrap();
+    let output = aws_deploy(&run)
+        .env("STANDIN_IMPORT_FAIL", "1")
+        .output()
+        .unwrap();
     let (stdout, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stdout.is_empty(), "no AMI id: {stdout}");
-    assert!(stderr.contains("ended as 'deleted': ClientError: Disk validation failed"), "{stderr}");
-    assert!(stderr.contains("stopped: waiting for the snapshot import import-snap-0123456789abcdef0 failed"), "{stderr}");
+    assert!(
+        stderr.contains("ended as 'deleted': ClientError: Disk validation failed"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "stopped: waiting for the snapshot import import-snap-0123456789abcdef0 failed"
+        ),
+        "{stderr}"
+    );
     let calls = run.calls();
-    assert!(calls.last().unwrap().starts_with("aws ec2 describe-import-snapshot-tasks"), "{calls:?}");
+    assert!(
+        calls
+            .last()
+            .unwrap()
+            .starts_with("aws ec2 describe-import-snapshot-tasks"),
+        "{calls:?}"
+    );
     assert!(!calls.iter().any(|c| c.contains("register-image")));
 
     // An AWS error mid-way (register-image refused) names that step.
     let run = Run::new(&multi_cloud(&[Platform::Aws]));
     built_aws_image(&run);
-    let output = aws_deploy(&run).env("STANDIN_FAIL", "register-image").output().unwrap();
+    let output = aws_deploy(&run)
+        .env("STANDIN_FAIL", "register-image")
+        .output()
+        .unwrap();
     let (_, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("An error occurred (AccessDenied) when calling the register-image operation"), "{stderr}");
-    assert!(stderr.contains("aws-deploy: stopped: aws ec2 register-image failed"), "{stderr}");
+    assert!(
+        stderr
+            .contains("An error occurred (AccessDenied) when calling the register-image operation"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("aws-deploy: stopped: aws ec2 register-image failed"),
+        "{stderr}"
+    );
     assert!(!run.calls().iter().any(|c| c.contains("create-tags")));
 }
 
@@ -444,7 +597,11 @@ fn gcp_deploy_checks_uploads_creates_the_image_and_prints_it() {
 fn gcp_deploy_checks_project_and_bucket_first_and_stops_at_a_failed_step() {
     let run = Run::new(&multi_cloud(&[Platform::Gcp]));
     built_gcp_image(&run);
-    let output = run.script("deploy/gcp-deploy.sh").args(["--bucket", "acme-images"]).output().unwrap();
+    let output = run
+        .script("deploy/gcp-deploy.sh")
+        .args(["--bucket", "acme-images"])
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output).1.contains("no project"));
     assert!(run.calls().is_empty());
@@ -457,8 +614,16 @@ fn gcp_deploy_checks_project_and_bucket_first_and_stops_at_a_failed_step() {
         .unwrap();
     let (_, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("project acme-prod does not exist or this account cannot see it"), "{stderr}");
-    assert_eq!(run.calls().len(), 1, "nothing after the project check: {:?}", run.calls());
+    assert!(
+        stderr.contains("project acme-prod does not exist or this account cannot see it"),
+        "{stderr}"
+    );
+    assert_eq!(
+        run.calls().len(),
+        1,
+        "nothing after the project check: {:?}",
+        run.calls()
+    );
 
     let run = Run::new(&multi_cloud(&[Platform::Gcp]));
     built_gcp_image(&run);
@@ -471,26 +636,50 @@ fn gcp_deploy_checks_project_and_bucket_first_and_stops_at_a_failed_step() {
     let (stdout, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stdout.is_empty());
-    assert!(stderr.contains("ERROR: (gcloud.compute.images) PERMISSION_DENIED"), "{stderr}");
-    assert!(stderr.contains("gcp-deploy: stopped: gcloud compute images create"), "{stderr}");
-    assert!(!run.calls().iter().any(|c| c.contains("storage rm")), "the upload stays for a retry");
+    assert!(
+        stderr.contains("ERROR: (gcloud.compute.images) PERMISSION_DENIED"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("gcp-deploy: stopped: gcloud compute images create"),
+        "{stderr}"
+    );
+    assert!(
+        !run.calls().iter().any(|c| c.contains("storage rm")),
+        "the upload stays for a retry"
+    );
 }
 
 #[test]
 fn build_all_images_prefers_flakesmith_and_falls_back_to_one_nix_build() {
     let run = Run::new(&rk1_cluster(2));
     // The stand-ins directory has a `flakesmith`: installed.
-    let output = run.script("build-all-images.sh").arg("--identical").output().unwrap();
+    let output = run
+        .script("build-all-images.sh")
+        .arg("--identical")
+        .output()
+        .unwrap();
     assert!(output.status.success(), "{}", text(&output).1);
-    assert_eq!(run.calls(), ["flakesmith build -C . rk1-node1 rk1-node2 rk1"]);
+    assert_eq!(
+        run.calls(),
+        ["flakesmith build -C . rk1-node1 rk1-node2 rk1"]
+    );
 
     // Not installed (a PATH with the nix stand-in but no flakesmith), or --nix: plain nix build.
     let nix_only = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink(fixtures().join("standins/nix"), nix_only.path().join("nix")).unwrap();
-    std::os::unix::fs::symlink(fixtures().join("standins/_record.sh"), nix_only.path().join("_record.sh")).unwrap();
+    std::os::unix::fs::symlink(fixtures().join("standins/nix"), nix_only.path().join("nix"))
+        .unwrap();
+    std::os::unix::fs::symlink(
+        fixtures().join("standins/_record.sh"),
+        nix_only.path().join("_record.sh"),
+    )
+    .unwrap();
     let output = run
         .script("build-all-images.sh")
-        .env("PATH", format!("{}:/usr/bin:/bin", nix_only.path().display()))
+        .env(
+            "PATH",
+            format!("{}:/usr/bin:/bin", nix_only.path().display()),
+        )
         .args(["--system", "aarch64-linux"])
         .output()
         .unwrap();
@@ -501,7 +690,11 @@ fn build_all_images_prefers_flakesmith_and_falls_back_to_one_nix_build() {
     );
 
     // A failed build stops the script with the tool's message and exit status.
-    let output = run.script("build-all-images.sh").env("STANDIN_FAIL", "flakesmith build").output().unwrap();
+    let output = run
+        .script("build-all-images.sh")
+        .env("STANDIN_FAIL", "flakesmith build")
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(1));
     assert!(text(&output).1.contains("1 of 2 targets failed"));
     assert!(!text(&output).0.contains("Flash the images"));
@@ -510,21 +703,39 @@ fn build_all_images_prefers_flakesmith_and_falls_back_to_one_nix_build() {
 #[test]
 fn multi_cloud_build_all_images_prefers_flakesmith() {
     let run = Run::new(&multi_cloud(&[Platform::Aws, Platform::Gcp]));
-    let output = run.script("build-all-images.sh").args(["--system", "x86_64-linux", "aws"]).output().unwrap();
+    let output = run
+        .script("build-all-images.sh")
+        .args(["--system", "x86_64-linux", "aws"])
+        .output()
+        .unwrap();
     assert!(output.status.success(), "{}", text(&output).1);
     let calls = run.calls();
     assert_eq!(calls.len(), 1, "{calls:?}");
-    assert!(calls[0].starts_with("flakesmith build -C ") && calls[0].ends_with(" --system x86_64-linux aws"), "{calls:?}");
+    assert!(
+        calls[0].starts_with("flakesmith build -C ")
+            && calls[0].ends_with(" --system x86_64-linux aws"),
+        "{calls:?}"
+    );
 
-    let output = run.script("build-all-images.sh").args(["--nix", "--dry-run"]).output().unwrap();
+    let output = run
+        .script("build-all-images.sh")
+        .args(["--nix", "--dry-run"])
+        .output()
+        .unwrap();
     let (stdout, _) = text(&output);
-    assert!(stdout.contains("+ nix build .#packages.x86_64-linux.aws --out-link result-aws"), "{stdout}");
+    assert!(
+        stdout.contains("+ nix build .#packages.x86_64-linux.aws --out-link result-aws"),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn the_stand_ins_pass_shellcheck() {
     let dir = fixtures().join("standins");
-    let mut files: Vec<PathBuf> = fs_err::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<PathBuf> = fs_err::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     assert!(files.len() >= 10, "{files:?}");
     let output = Command::new("shellcheck")
@@ -532,7 +743,11 @@ fn the_stand_ins_pass_shellcheck() {
         .args(&files)
         .output()
         .expect("shellcheck is installed");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
 }
 
 #[test]
@@ -545,13 +760,25 @@ fn multi_cloud_scripts_pass_shellcheck() {
         .filter(|(p, _)| p.ends_with(".sh"))
         .map(|(p, _)| repo.path().join(p))
         .collect();
-    for expected in ["deploy/aws-deploy.sh", "deploy/gcp-deploy.sh", "deploy/rk1-deploy.sh", "build-all-images.sh"] {
-        assert!(scripts.iter().any(|s| s.ends_with(expected)), "{expected} missing: {scripts:?}");
+    for expected in [
+        "deploy/aws-deploy.sh",
+        "deploy/gcp-deploy.sh",
+        "deploy/rk1-deploy.sh",
+        "build-all-images.sh",
+    ] {
+        assert!(
+            scripts.iter().any(|s| s.ends_with(expected)),
+            "{expected} missing: {scripts:?}"
+        );
     }
     let output = Command::new("shellcheck")
         .args(["--shell=bash", "--severity=style", "--external-sources"])
         .args(&scripts)
         .output()
         .expect("shellcheck is installed");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
 }
