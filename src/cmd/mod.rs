@@ -1,6 +1,7 @@
 //! One plain function per subcommand.
 
 pub mod build;
+pub mod check;
 pub mod init;
 pub mod inject;
 
@@ -23,6 +24,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
     match cli.command {
         Command::Init(args) => init::run(args),
         Command::Build(args) => build::run(args),
+        Command::Check(args) => check::run(args),
         Command::Inject(args) => Ok(match inject::run(&args.args) {
             0 => Outcome::Success,
             code => Outcome::Exit(u8::try_from(code).unwrap_or(1)),

@@ -68,6 +68,8 @@ pub fn outputs(project: &Project) -> Vec<Output<'_>> {
     if project.secrets.mode == crate::model::answers::SecretsMode::Sops {
         out.push(Output::file("shared/sops.yaml.tera", ".sops.yaml"));
         out.push(Output::file("shared/secrets.yaml.tera", "secrets/secrets.yaml"));
+    } else {
+        out.push(Output::file("shared/deployment-key.nix.tera", "deployment-key.nix"));
     }
     out
 }

@@ -5,6 +5,7 @@
 mod book;
 mod build;
 mod deploy;
+mod check;
 mod init_cli;
 mod inject;
 mod interactive;
