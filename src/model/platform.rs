@@ -65,6 +65,12 @@ impl Platform {
     }
 }
 
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,11 +82,5 @@ mod tests {
             assert_eq!(yaml.trim(), p.name());
             assert_eq!(serde_yaml_ng::from_str::<Platform>(p.name()).unwrap(), p);
         }
-    }
-}
-
-impl fmt::Display for Platform {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
     }
 }

@@ -6,6 +6,7 @@ mod book;
 mod build;
 mod deploy;
 mod check;
+mod cloud;
 mod init_cli;
 mod inject;
 mod interactive;
