@@ -461,6 +461,22 @@ fn aws_deploy_uploads_imports_waits_registers_tags_and_prints_the_ami() {
         stderr.contains("19% converting") && stderr.contains("61% validated"),
         "{stderr}"
     );
+
+    // --dry-run prints every command, on stdout, and calls nothing.
+    let calls_before = run.calls().len();
+    let output = aws_deploy(&run).arg("--dry-run").output().unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(run.calls().len(), calls_before, "--dry-run called the aws CLI");
+    for step in [
+        "+ aws sts get-caller-identity",
+        "+ aws s3 cp",
+        "+ aws ec2 import-snapshot",
+        "+ aws ec2 register-image",
+        "+ aws ec2 create-tags",
+    ] {
+        assert!(stdout.contains(step), "{step} not shown: {stdout}");
+    }
 }
 
 #[test]
