@@ -81,7 +81,18 @@ pub fn run(args: BuildArgs) -> Result<Outcome> {
     };
 
     if args.dry_run {
-        println!("{}", build::display_command(&request)?);
+        // Spell out what --all means, when the flake can say it cheaply.
+        let shown = match &request.targets {
+            Targets::All => match build::target_names(&request) {
+                Ok(names) => Request {
+                    targets: Targets::Named(names),
+                    ..request.clone()
+                },
+                Err(_) => request.clone(),
+            },
+            Targets::Named(_) => request.clone(),
+        };
+        println!("{}", build::display_command(&shown)?);
         println!("# then: link each output as {IMAGES_DIR}/<target> (a GC root) and write {IMAGES_DIR}/SHA256SUMS");
         if let Some(key) = &args.sign_key {
             let sign = images::sign_command(key, &repo.join(IMAGES_DIR).join(images::SUMS_FILE));

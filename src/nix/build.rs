@@ -236,6 +236,34 @@ pub fn build_command(info: &NixInfo, request: &Request, targets: &[Target]) -> C
     command
 }
 
+/// The names `--all` builds: every attribute of `packages.<system>` but `default`. Only the names
+/// are evaluated (no derivation is instantiated), so a dry run stays cheap and writes nothing.
+pub fn target_names(request: &Request) -> Result<Vec<String>> {
+    let output = nix()
+        .arg("eval")
+        .arg("--json")
+        .arg(format!(
+            "{}#packages.{}",
+            flake_ref(&request.flake)?,
+            request.system
+        ))
+        .args([
+            "--apply",
+            "ps: builtins.filter (n: n != \"default\") (builtins.attrNames ps)",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run nix eval")?;
+    if !output.status.success() {
+        bail!(
+            "listing packages.{} failed:\n{}",
+            request.system,
+            String::from_utf8_lossy(&output.stderr).trim_end()
+        );
+    }
+    Ok(serde_json::from_slice(&output.stdout)?)
+}
+
 /// What `--dry-run` shows: the same build, written with flake installables so it can be pasted
 /// (flakesmith itself evaluates first and builds the derivations).
 pub fn display_command(request: &Request) -> Result<String> {

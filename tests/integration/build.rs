@@ -338,6 +338,17 @@ fn dry_run_prints_the_nix_command_with_builders_and_writes_nothing() {
         "{stdout}"
     );
     assert!(!dir.path().join("images").exists());
+
+    // --all is spelled out as the flake's targets.
+    let out = flakesmith()
+        .args(["build", "--dry-run", "--all", "-C"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("#packages.x86_64-linux.node1'"), "{stdout}");
+    assert!(!dir.path().join("images").exists());
 }
 
 #[test]
