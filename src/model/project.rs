@@ -39,6 +39,10 @@ pub struct Project {
     pub network: Network,
     pub boards: Vec<Board>,
     pub nodes: Vec<Node>,
+    /// Host → age recipient of each node that has one (sops mode). Not an answer: the command
+    /// layer reads it from `keys/` and `.sops.yaml` with [`crate::secrets::NodeKeys`] and sets
+    /// it before rendering, because rendering never touches the disk. Empty from `from_answers`.
+    pub node_age_recipients: BTreeMap<String, AgeRecipient>,
     /// `system.stateVersion`, e.g. "25.11".
     pub state_version: String,
     pub monitoring: Monitoring,
@@ -46,10 +50,6 @@ pub struct Project {
     pub temporary_password_hash: Option<String>,
     pub aws: Aws,
     pub generic_x86_64: GenericX86_64,
-    /// Host → age recipient of each node that has one (sops mode). Not an answer: the command
-    /// layer reads it from `keys/` and `.sops.yaml` with [`crate::secrets::NodeKeys`] and sets
-    /// it before rendering, because rendering never touches the disk. Empty from `from_answers`.
-    pub node_age_recipients: BTreeMap<String, AgeRecipient>,
     /// The answers this project was validated from, written back as flakesmith.yaml.
     #[serde(skip)]
     pub answers: Answers,
@@ -238,12 +238,12 @@ impl Project {
             network,
             boards,
             nodes,
+            node_age_recipients: BTreeMap::new(),
             state_version,
             monitoring,
             temporary_password_hash,
             aws,
             generic_x86_64,
-            node_age_recipients: BTreeMap::new(),
             answers: answers.clone(),
         })
     }
