@@ -1,6 +1,11 @@
 //! One plain function per subcommand.
 
+pub mod add_node;
+pub mod diff;
 pub mod init;
+pub mod remove_node;
+mod repo;
+pub mod update;
 
 use anyhow::{bail, Result};
 
@@ -18,6 +23,10 @@ pub enum Outcome {
 pub fn run(cli: Cli) -> Result<Outcome> {
     match cli.command {
         Command::Init(args) => init::run(args),
+        Command::AddNode(args) => add_node::run(args),
+        Command::RemoveNode(args) => remove_node::run(args),
+        Command::Diff(args) => diff::run(args),
+        Command::Update(args) => update::run(args),
         Command::Completions(args) => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(args.shell, &mut command, "flakesmith", &mut std::io::stdout());

@@ -95,6 +95,9 @@ pub struct PlanOptions {
     /// Do not merge: a file the user edited is kept, and the new render goes beside it. Used by
     /// `init --force`, which must never change a file it did not write.
     pub no_merge: bool,
+    /// Remove files that are no longer generated even when the user edited them
+    /// (`remove-node --force`).
+    pub delete_edited: bool,
 }
 
 /// Plans bringing `repo` to `rendered`, using the base recorded in the repo.
@@ -124,7 +127,7 @@ pub fn plan(repo: &Path, rendered: &Tree, options: PlanOptions) -> Result<Plan> 
         }
         let action = match read_if_exists(&repo.join(path))? {
             None => continue,
-            Some(disk) if disk == *old => Action::Delete,
+            Some(disk) if disk == *old || options.delete_edited => Action::Delete,
             Some(_) => Action::KeepEdited,
         };
         entries.push((path.to_owned(), action));
@@ -158,7 +161,7 @@ fn merge(disk: &TreeFile, base: &TreeFile, new: &TreeFile) -> Action {
     }
 }
 
-fn read_if_exists(path: &Path) -> Result<Option<TreeFile>> {
+pub(super) fn read_if_exists(path: &Path) -> Result<Option<TreeFile>> {
     match std::fs::read(path) {
         Ok(contents) => Ok(Some(TreeFile {
             contents,

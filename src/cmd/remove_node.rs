@@ -1,0 +1,54 @@
+//! `flakesmith remove-node`: the node out of the answers, then the repo re-rendered and merged.
+//! A file of the node's that the user edited stays unless `--force`.
+
+use anyhow::Result;
+
+use super::{
+    repo::{print_plan, report, Repo},
+    Outcome,
+};
+use crate::{
+    cli::RemoveNodeArgs,
+    model::answers::SecretsMode,
+    sync::{self, Action, PlanOptions},
+};
+
+pub fn run(args: RemoveNodeArgs) -> Result<Outcome> {
+    let repo = Repo::open(&args.repo.dir)?;
+    let mut answers = repo.answers.clone();
+    let removed = answers.remove_node(&args.host)?;
+    let options = PlanOptions {
+        delete_edited: args.force,
+        ..Default::default()
+    };
+    let (project, plan) = repo.plan(&answers, options)?;
+    println!(
+        "{} {} (board {}, slot {})",
+        if args.dry_run { "Would remove" } else { "Removing" },
+        removed.host,
+        removed.board,
+        removed.slot
+    );
+    print_plan(&plan, false);
+    let kept: Vec<&str> = plan
+        .entries
+        .iter()
+        .filter(|(_, a)| *a == Action::KeepEdited)
+        .map(|(p, _)| p.as_str())
+        .collect();
+    if args.dry_run {
+        return Ok(Outcome::Success);
+    }
+    let applied = sync::apply(&repo.dir, &plan)?;
+    let outcome = report(&applied);
+    for path in kept {
+        println!("kept {path}: you edited it (--force removes it)");
+    }
+    if project.secrets.mode == SecretsMode::Sops {
+        println!(
+            "Next: stop encrypting to {}'s recipient (and rotate what it could read):\n  sops updatekeys secrets/secrets.yaml",
+            removed.host
+        );
+    }
+    Ok(outcome)
+}
