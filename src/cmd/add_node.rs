@@ -22,12 +22,20 @@ pub fn run(args: AddNodeArgs) -> Result<Outcome> {
     let mut answers = repo.answers.clone();
     let mut bmc_hosts = args.bmc_hosts.iter();
     let mut added: Vec<(Placement, Option<String>)> = Vec::new();
+    // A node file on disk that no node owns (kept by remove-node) is not silently taken over.
+    let avoid: Vec<String> = match fs_err::read_dir(repo.dir.join("nodes")) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".nix").map(str::to_owned))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
     for _ in 0..args.count {
         let placement = answers.place_node(&NodeRequest {
             host: args.host.clone(),
             board: args.board.clone(),
             slot: args.slot,
             address: args.address.clone(),
+            avoid: avoid.clone(),
         })?;
         let bmc_host = if placement.new_board {
             Some(new_board_bmc_host(&placement, bmc_hosts.next(), answers.boards.len() + 1)?)

@@ -14,6 +14,8 @@ pub struct NodeRequest {
     pub board: Option<String>,
     pub slot: Option<u8>,
     pub address: Option<String>,
+    /// Names not to choose although no node has them: say, a removed node's file the user kept.
+    pub avoid: Vec<String>,
 }
 
 /// Where a new node will go.
@@ -48,7 +50,7 @@ impl Answers {
                 }
                 host.to_string()
             }
-            None => self.next_host(),
+            None => self.next_host(&req.avoid),
         };
         let (board, slot, new_board) = match &req.board {
             Some(name) if self.boards.iter().any(|b| &b.name == name) => {
@@ -168,7 +170,7 @@ impl Answers {
 
     /// `<prefix><n+1>`, continuing the naming the cluster already uses: the prefix of the last
     /// node whose name ends in a number, and one more than the largest number with that prefix.
-    pub fn next_host(&self) -> String {
+    pub fn next_host(&self, avoid: &[String]) -> String {
         let split = |h: &str| {
             let prefix = h.trim_end_matches(|c: char| c.is_ascii_digit());
             let number = h[prefix.len()..].parse::<u64>().ok()?;
@@ -192,7 +194,7 @@ impl Answers {
         loop {
             n += 1;
             let host = format!("{prefix}{n}");
-            if !self.nodes.iter().any(|node| node.host == host) {
+            if !self.nodes.iter().any(|node| node.host == host) && !avoid.contains(&host) {
                 return host;
             }
         }

@@ -1,0 +1,409 @@
+//! add-node, remove-node, diff and update on real generated repos, run as the user runs them:
+//! the flakesmith binary against a directory, judged by exit code and by the files on disk.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_flakesmith");
+
+/// Runs flakesmith with a clean environment: no terminal (stdin is null), no SSH or age keys of
+/// whoever runs the tests.
+pub fn flakesmith(dir: &Path, args: &[&str]) -> Output {
+    flakesmith_env(dir, args, &[])
+}
+
+pub fn flakesmith_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let home = Path::new(env!("CARGO_TARGET_TMPDIR")).join("empty-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .current_dir(dir)
+        .env("HOME", &home)
+        .env_remove("SOPS_AGE_KEY_FILE")
+        .env_remove("FLAKESMITH_FAILPOINT")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[track_caller]
+fn expect(o: &Output, want: i32) {
+    assert_eq!(
+        code(o),
+        want,
+        "stdout:\n{}\nstderr:\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+}
+
+/// A generated repo in a temporary directory (`<tmp>/repo`).
+pub struct TestRepo {
+    _tmp: tempfile::TempDir,
+    pub dir: PathBuf,
+}
+
+impl TestRepo {
+    pub fn init(args: &[&str]) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("repo");
+        let mut all = vec!["init", "repo", "--yes", "--no-git"];
+        all.extend_from_slice(args);
+        expect(&flakesmith(tmp.path(), &all), 0);
+        Self { _tmp: tmp, dir }
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        flakesmith(&self.dir, args)
+    }
+
+    pub fn read(&self, path: &str) -> String {
+        std::fs::read_to_string(self.dir.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    pub fn write(&self, path: &str, text: &str) {
+        std::fs::write(self.dir.join(path), text).unwrap();
+    }
+
+    pub fn edit(&self, path: &str, f: impl FnOnce(&str) -> String) {
+        let new = f(&self.read(path));
+        self.write(path, &new);
+    }
+
+    /// Every file and directory under the repo, with its bytes and mode.
+    pub fn snapshot(&self) -> BTreeMap<String, (u32, Vec<u8>)> {
+        tree_of(&self.dir)
+    }
+
+    /// The file in the repo (not flakesmith.yaml or the base record) whose text contains `needle`.
+    fn file_containing(&self, needle: &str) -> String {
+        self.snapshot()
+            .into_iter()
+            .find(|(p, (_, b))| {
+                !p.starts_with(".flakesmith") && p != "flakesmith.yaml" && text(b).contains(needle)
+            })
+            .map(|(p, _)| p)
+            .unwrap_or_else(|| panic!("no generated file contains {needle}"))
+    }
+}
+
+pub fn tree_of(root: &Path) -> BTreeMap<String, (u32, Vec<u8>)> {
+    use std::os::unix::fs::PermissionsExt;
+    walkdir::WalkDir::new(root)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .map(|e| {
+            let rel = e.path().strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            let meta = e.metadata().unwrap();
+            let bytes = if meta.is_file() {
+                std::fs::read(e.path()).unwrap()
+            } else {
+                b"<dir>".to_vec()
+            };
+            (rel, (meta.permissions().mode(), bytes))
+        })
+        .collect()
+}
+
+#[track_caller]
+fn assert_same_tree(before: &BTreeMap<String, (u32, Vec<u8>)>, after: &BTreeMap<String, (u32, Vec<u8>)>) {
+    let differing: Vec<&String> = before
+        .keys()
+        .chain(after.keys())
+        .filter(|p| before.get(*p) != after.get(*p))
+        .collect();
+    assert!(differing.is_empty(), "the repo changed: {differing:?}");
+}
+
+fn inodes(root: &Path) -> BTreeMap<String, u64> {
+    use std::os::unix::fs::MetadataExt;
+    walkdir::WalkDir::new(root)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            let rel = e.path().strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            (rel, e.metadata().unwrap().ino())
+        })
+        .collect()
+}
+
+/// Everything under `dir` whose contents mention `needle` (for "the deploy inventory lists it").
+fn any_file_under_mentions(repo: &TestRepo, dir: &str, needle: &str) -> bool {
+    repo.snapshot()
+        .iter()
+        .any(|(p, (_, b))| p.starts_with(dir) && text(b).contains(needle))
+}
+
+#[test]
+fn add_node_keeps_user_edits_and_wires_the_node_everywhere() {
+    let repo = TestRepo::init(&[]);
+    repo.edit("common.nix", |t| format!("# site notes: keep me\n{t}"));
+    repo.edit("nodes/rk1-node1.nix", |t| format!("# node notes: keep me too\n{t}"));
+    let common = repo.read("common.nix");
+    let node1 = repo.read("nodes/rk1-node1.nix");
+
+    // A fifth node needs a second board; without a terminal its BMC host must be given.
+    let out = repo.run(&["add-node", "--bmc-host", "turingpi-b.lan"]);
+    expect(&out, 0);
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("rk1-node5"), "{stdout}");
+    assert!(stdout.contains("sops updatekeys secrets/secrets.yaml"), "{stdout}");
+
+    assert_eq!(repo.read("common.nix"), common);
+    assert_eq!(repo.read("nodes/rk1-node1.nix"), node1);
+    assert!(repo.read("nodes/rk1-node5.nix").contains("rk1-node5"));
+    assert!(repo.read("flake.nix").contains("rk1-node5"));
+    assert!(any_file_under_mentions(&repo, "deploy/", "rk1-node5"));
+    let answers = repo.read("flakesmith.yaml");
+    assert!(answers.contains("turingpi-b.lan") && answers.contains("rk1-node5"), "{answers}");
+
+    // The repo is now what flakesmith generates from its answers (with the edits merged in).
+    expect(&repo.run(&["diff"]), 0);
+
+    // And again, onto the new board's next slot.
+    expect(&repo.run(&["add-node", "--address", "10.0.0.16/24"]), 2); // no gateway in the answers
+    expect(&repo.run(&["add-node", "big-one"]), 0);
+    assert!(repo.read("flakesmith.yaml").contains("slot: 2"));
+    assert!(repo.read("nodes/big-one.nix").contains("big-one"));
+    assert_eq!(repo.read("common.nix"), common);
+}
+
+#[test]
+fn add_node_count_fills_boards_and_writes_only_what_changes() {
+    let repo = TestRepo::init(&["--nodes", "3"]);
+    let before = repo.snapshot();
+    let inodes_before = inodes(&repo.dir);
+    let out = repo.run(&["add-node", "--count", "2", "--bmc-host", "tp2.lan"]);
+    expect(&out, 0);
+    let after = repo.snapshot();
+    assert!(repo.read("nodes/rk1-node4.nix").contains("rk1-node4"));
+    assert!(repo.read("nodes/rk1-node5.nix").contains("rk1-node5"));
+    assert!(repo.read("flakesmith.yaml").contains("tp2.lan"));
+    // Only files whose contents change are written: every other file keeps its inode.
+    let inodes_after = inodes(&repo.dir);
+    for (path, ino) in &inodes_before {
+        if before.get(path) == after.get(path) {
+            assert_eq!(Some(ino), inodes_after.get(path), "{path} was rewritten unchanged");
+        }
+    }
+    assert_eq!(before.get("nodes/rk1-node1.nix"), after.get("nodes/rk1-node1.nix"));
+    assert!(!repo.dir.join(".flakesmith/txn").exists());
+}
+
+#[test]
+fn update_merges_edits_and_marks_conflicts() {
+    let repo = TestRepo::init(&[]);
+    let zone_file = repo.file_containing("\"UTC\"");
+    repo.edit("common.nix", |t| format!("# site notes: keep me\n{t}"));
+    repo.edit("nodes/rk1-node2.nix", |t| format!("# node notes\n{t}"));
+    repo.edit("flakesmith.yaml", |t| t.replace("time-zone: UTC", "time-zone: Europe/Berlin"));
+
+    let dry = repo.run(&["update", "--dry-run"]);
+    expect(&dry, 0);
+    assert!(text(&dry.stdout).contains(&zone_file), "{}", text(&dry.stdout));
+    let before_dry = repo.snapshot();
+    assert_same_tree(&before_dry, &repo.snapshot());
+
+    expect(&repo.run(&["update"]), 0);
+    let zone = repo.read(&zone_file);
+    assert!(zone.contains("\"Europe/Berlin\"") && !zone.contains("\"UTC\""), "{zone}");
+    assert!(repo.read("common.nix").starts_with("# site notes: keep me\n"));
+    assert!(repo.read("nodes/rk1-node2.nix").starts_with("# node notes\n"));
+    expect(&repo.run(&["diff"]), 0);
+
+    // Now the user and the answers change the same line.
+    repo.edit(&zone_file, |t| t.replace("\"Europe/Berlin\"", "\"Europe/Paris\""));
+    repo.edit("flakesmith.yaml", |t| t.replace("time-zone: Europe/Berlin", "time-zone: Asia/Tokyo"));
+    let out = repo.run(&["update"]);
+    expect(&out, 1);
+    assert!(text(&out.stdout).contains(&format!("CONFLICT  {zone_file}")), "{}", text(&out.stdout));
+    let merged = repo.read(&zone_file);
+    for marker in ["<<<<<<< yours", "=======", ">>>>>>> flakesmith (new)", "Europe/Paris", "Asia/Tokyo"] {
+        assert!(merged.contains(marker), "{marker} missing in:\n{merged}");
+    }
+    assert!(repo.read("common.nix").starts_with("# site notes: keep me\n"));
+}
+
+#[test]
+fn update_leaves_deleted_files_deleted_unless_asked() {
+    let repo = TestRepo::init(&[]);
+    std::fs::remove_file(repo.dir.join("README.md")).unwrap();
+    repo.edit("flakesmith.yaml", |t| t.replace("name: repo", "name: renamed"));
+    let dry = repo.run(&["update", "--dry-run"]);
+    assert!(text(&dry.stdout).contains("keep deleted  README.md"), "{}", text(&dry.stdout));
+    expect(&repo.run(&["update"]), 0);
+    assert!(!repo.dir.join("README.md").exists());
+    expect(&repo.run(&["update", "--restore-deleted"]), 0);
+    assert!(repo.read("README.md").contains("renamed"));
+}
+
+#[test]
+fn remove_node_keeps_edited_files_unless_forced() {
+    let repo = TestRepo::init(&[]);
+    expect(&repo.run(&["remove-node", "rk1-node4"]), 0);
+    assert!(!repo.dir.join("nodes/rk1-node4.nix").exists());
+    assert!(!repo.read("flake.nix").contains("rk1-node4"));
+    assert!(!repo.dir.join(".flakesmith/base/nodes/rk1-node4.nix").exists());
+
+    repo.edit("nodes/rk1-node3.nix", |t| format!("{t}# mine\n"));
+    let out = repo.run(&["remove-node", "rk1-node3"]);
+    expect(&out, 0);
+    assert!(text(&out.stdout).contains("kept nodes/rk1-node3.nix"), "{}", text(&out.stdout));
+    assert!(repo.read("nodes/rk1-node3.nix").ends_with("# mine\n"));
+    assert!(!repo.read("flake.nix").contains("rk1-node3"));
+
+    repo.edit("nodes/rk1-node2.nix", |t| format!("{t}# mine\n"));
+    expect(&repo.run(&["remove-node", "rk1-node2", "--force"]), 0);
+    assert!(!repo.dir.join("nodes/rk1-node2.nix").exists());
+
+    // Freed slots are reused; the name of a node whose file the user kept is not.
+    let kept = repo.read("nodes/rk1-node3.nix");
+    expect(&repo.run(&["add-node"]), 0);
+    expect(&repo.run(&["add-node"]), 0);
+    let answers = repo.read("flakesmith.yaml");
+    assert!(answers.contains("host: rk1-node2") && answers.contains("host: rk1-node4"), "{answers}");
+    assert!(!answers.contains("host: rk1-node3"), "{answers}");
+    assert_eq!(repo.read("nodes/rk1-node3.nix"), kept);
+}
+
+#[test]
+fn diff_is_empty_on_a_fresh_repo_and_a_unified_diff_after_a_change() {
+    let repo = TestRepo::init(&[]);
+    let out = repo.run(&["diff"]);
+    expect(&out, 0);
+    assert!(out.stdout.is_empty());
+
+    repo.edit("flakesmith.yaml", |t| t.replace("time-zone: UTC", "time-zone: Europe/Berlin"));
+    let before = repo.snapshot();
+    let out = repo.run(&["diff"]);
+    expect(&out, 1);
+    let diff = text(&out.stdout);
+    assert!(diff.contains("--- a/") && diff.contains("+++ b/"), "{diff}");
+    assert!(diff.lines().any(|l| l.starts_with('-') && l.contains("\"UTC\"")), "{diff}");
+    assert!(diff.contains("\"Europe/Berlin\""), "{diff}");
+    assert_same_tree(&before, &repo.snapshot());
+
+    // A repo written by a newer flakesmith: said once on stderr.
+    repo.edit("flakesmith.yaml", |t| {
+        t.lines()
+            .map(|l| if l.starts_with("flakesmith-version:") { "flakesmith-version: 99.0.0" } else { l })
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n"
+    });
+    let out = repo.run(&["diff"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.lines().filter(|l| l.contains("newer")).count(), 1, "{stderr}");
+    assert!(stderr.contains("99.0.0"), "{stderr}");
+}
+
+#[test]
+fn bad_input_is_one_line_exit_2_and_changes_nothing() {
+    let repo = TestRepo::init(&[]);
+    let before = repo.snapshot();
+    let cases: &[&[&str]] = &[
+        &["remove-node", "no-such-node"],
+        &["add-node", "--board", "tp1", "--slot", "2"],
+        &["add-node", "--board", "tp1"],
+        &["add-node", "--address", "10.0.0.300/24"],
+        &["add-node", "rk1-node1"],
+        &["add-node", "Bad_Name"],
+        &["add-node", "--count", "0"],
+        // A fifth node needs a second board: no terminal to ask, so its BMC host is required.
+        &["add-node"],
+        &["add-node", "--bmc-host", "not a host"],
+    ];
+    for args in cases {
+        let out = repo.run(args);
+        expect(&out, 2);
+        let stderr = text(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert_same_tree(&before, &repo.snapshot());
+    }
+
+    repo.edit("flakesmith.yaml", |t| t.replace("schema: 1", "schema: 99"));
+    let before = repo.snapshot();
+    for args in [&["diff"][..], &["update"], &["add-node", "--bmc-host", "x.lan"]] {
+        let out = repo.run(args);
+        expect(&out, 2);
+        assert!(text(&out.stderr).contains("newer flakesmith"), "{}", text(&out.stderr));
+        assert_same_tree(&before, &repo.snapshot());
+    }
+
+    let empty = tempfile::tempdir().unwrap();
+    let out = flakesmith(empty.path(), &["diff"]);
+    expect(&out, 2);
+    assert!(text(&out.stderr).contains("flakesmith.yaml"));
+    assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0);
+}
+
+/// A write interrupted part-way: once by an I/O error (rolled back at once), once by a crash
+/// (the process exits between renames, as `kill -9` or a power cut would leave it; the next run
+/// rolls back from the journal). Either way the repo ends byte-identical to before.
+#[test]
+fn an_interrupted_add_node_leaves_the_repo_unchanged() {
+    let repo = TestRepo::init(&[]);
+    repo.edit("common.nix", |t| format!("# mine\n{t}"));
+    let before = repo.snapshot();
+
+    let out = flakesmith_env(&repo.dir, &["add-node", "--bmc-host", "b.lan"], &[("FLAKESMITH_FAILPOINT", "rename:3")]);
+    expect(&out, 1);
+    assert!(text(&out.stderr).contains("rolled back"), "{}", text(&out.stderr));
+    assert_same_tree(&before, &repo.snapshot());
+
+    for step in [1, 2, 4, 7] {
+        let failpoint = format!("after-rename:{step}");
+        let out = flakesmith_env(&repo.dir, &["add-node", "--bmc-host", "b.lan"], &[("FLAKESMITH_FAILPOINT", &failpoint)]);
+        expect(&out, 86);
+        assert_ne!(before, repo.snapshot(), "{failpoint}: the crash happened part-way");
+        assert!(repo.dir.join(".flakesmith/txn/journal").exists());
+        // Any command that opens the repo recovers first; diff then finds the repo as it was.
+        let out = repo.run(&["diff"]);
+        assert!(text(&out.stderr).contains("interrupted"), "{}", text(&out.stderr));
+        expect(&out, 0);
+        assert_same_tree(&before, &repo.snapshot());
+    }
+
+    // A crash after staging, before any rename: only temporary files to clean up.
+    let out = flakesmith_env(&repo.dir, &["add-node", "--bmc-host", "b.lan"], &[("FLAKESMITH_FAILPOINT", "after-stage:0")]);
+    expect(&out, 86);
+    expect(&repo.run(&["diff"]), 0);
+    assert_same_tree(&before, &repo.snapshot());
+
+    // And the same change, uninterrupted, goes through.
+    expect(&repo.run(&["add-node", "--bmc-host", "b.lan"]), 0);
+    assert!(repo.dir.join("nodes/rk1-node5.nix").exists());
+}
+
+#[test]
+fn add_node_works_in_a_multi_cloud_repo_with_rk1() {
+    let repo = TestRepo::init(&["--layout", "multi-cloud", "--platform", "aws,rk1", "--nodes", "2"]);
+    let out = repo.run(&["add-node", "edge-3", "--board", "tp1", "--slot", "4"]);
+    expect(&out, 0);
+    assert!(repo.read("nodes/edge-3.nix").contains("edge-3"));
+    assert!(repo.read("flake.nix").contains("edge-3"));
+    assert!(repo.read("flakesmith.yaml").contains("slot: 4"));
+    expect(&repo.run(&["diff"]), 0);
+    expect(&repo.run(&["remove-node", "edge-3"]), 0);
+    assert!(!repo.dir.join("nodes/edge-3.nix").exists());
+
+    let cloud_only = TestRepo::init(&["--layout", "multi-cloud", "--platform", "aws"]);
+    let out = cloud_only.run(&["add-node"]);
+    expect(&out, 2);
+    assert!(text(&out.stderr).contains("rk1"), "{}", text(&out.stderr));
+}
