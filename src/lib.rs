@@ -11,6 +11,7 @@ pub mod sync;
 pub mod cli;
 pub mod cmd;
 mod error;
+pub mod failpoint;
 pub mod prompt;
 
 pub use error::UsageError;

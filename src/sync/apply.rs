@@ -41,6 +41,7 @@ pub fn create_project(dir: &Path, tree: &Tree, extra: &[(String, Vec<u8>)]) -> R
         write_file(&staging.path().join(path), &TreeFile::text_bytes(bytes.clone()))?;
     }
     sync_dir(staging.path())?;
+    crate::failpoint::hit("create-project:before-rename")?;
     if dir.exists() {
         // Only an empty directory may be replaced; the caller checked, but a race must not cost
         // the user a file, and remove_dir refuses a non-empty directory.

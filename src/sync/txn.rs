@@ -171,7 +171,7 @@ fn execute(repo: &Path, journal: &Journal, changes: &[Change<'_>]) -> Result<()>
             write_file(&repo.join(tmp), contents(&op.dest))?;
         }
     }
-    failpoint::check("after-stage", 0)?;
+    crate::failpoint::hit("apply:staged")?;
     for op in &journal.ops {
         if let Some(backup) = &op.backup {
             let (dest, backup) = (repo.join(&op.dest), txn_dir.join(backup));
@@ -179,13 +179,14 @@ fn execute(repo: &Path, journal: &Journal, changes: &[Change<'_>]) -> Result<()>
         }
     }
     sync_dir(&txn_dir)?;
-    for (n, op) in journal.ops.iter().enumerate() {
-        failpoint::check("rename", n + 1)?;
+    for op in &journal.ops {
+        // `FLAKESMITH_FAILPOINT=apply:rename#N` fails the Nth rename or removal (in-process
+        // rollback); with `:abort` the process dies there, as in a crash (rollback on next run).
+        crate::failpoint::hit("apply:rename")?;
         match &op.tmp {
             Some(tmp) => fs_err::rename(repo.join(tmp), repo.join(&op.dest))?,
             None => fs_err::remove_file(repo.join(&op.dest))?,
         }
-        failpoint::check("after-rename", n + 1)?;
     }
     let mut parents: Vec<PathBuf> = journal
         .ops
@@ -251,43 +252,6 @@ fn remove_if_exists(path: &Path) -> Result<()> {
             Err(anyhow::Error::new(e).context(format!("removing {}", path.display())))
         }
         _ => Ok(()),
-    }
-}
-
-/// Test hooks that interrupt a transaction, compiled only into debug builds (which is what the
-/// integration tests run). `FLAKESMITH_FAILPOINT=NAME:N`:
-/// - `rename:N`: the Nth rename or removal fails with an I/O error (the in-process rollback runs);
-/// - `after-rename:N`: the process exits (code 86) right after the Nth rename, without unwinding
-///   or rolling back, as a crash or `kill -9` would leave it;
-/// - `after-stage:0`: the process exits once every new file is staged, before any rename.
-mod failpoint {
-    use anyhow::Result;
-
-    /// The exit code of a simulated crash.
-    pub const CRASH_EXIT: i32 = 86;
-
-    #[cfg(debug_assertions)]
-    pub fn check(name: &str, n: usize) -> Result<()> {
-        let Ok(spec) = std::env::var("FLAKESMITH_FAILPOINT") else {
-            return Ok(());
-        };
-        let Some((point, at)) = spec.split_once(':') else {
-            return Ok(());
-        };
-        if point != name || at.parse::<usize>().ok() != Some(n) {
-            return Ok(());
-        }
-        if name == "rename" {
-            return Err(std::io::Error::other(format!("failpoint {spec}")).into());
-        }
-        eprintln!("failpoint {spec}: exiting without cleaning up");
-        std::process::exit(CRASH_EXIT);
-    }
-
-    #[cfg(not(debug_assertions))]
-    #[inline(always)]
-    pub fn check(_: &str, _: usize) -> Result<()> {
-        Ok(())
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::{
     collections::BTreeMap,
+    os::unix::process::ExitStatusExt,
     path::{Path, PathBuf},
     process::{Command, Output},
 };
@@ -68,7 +69,16 @@ impl TestRepo {
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
-        flakesmith(&self.dir, args)
+        self.run_env(args, &[])
+    }
+
+    /// Runs `flakesmith SUBCOMMAND -C <repo> ARGS…` from outside the repo, so that not even a
+    /// core file of a simulated crash can land in it.
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let dir = self.dir.to_str().unwrap();
+        let mut all = vec![args[0], "-C", dir];
+        all.extend_from_slice(&args[1..]);
+        flakesmith_env(self._tmp.path(), &all, env)
     }
 
     pub fn read(&self, path: &str) -> String {
@@ -361,15 +371,16 @@ fn an_interrupted_add_node_leaves_the_repo_unchanged() {
     repo.edit("common.nix", |t| format!("# mine\n{t}"));
     let before = repo.snapshot();
 
-    let out = flakesmith_env(&repo.dir, &["add-node", "--bmc-host", "b.lan"], &[("FLAKESMITH_FAILPOINT", "rename:3")]);
+    let add = ["add-node", "--bmc-host", "b.lan"];
+    let out = repo.run_env(&add, &[("FLAKESMITH_FAILPOINT", "apply:rename#3")]);
     expect(&out, 1);
     assert!(text(&out.stderr).contains("rolled back"), "{}", text(&out.stderr));
     assert_same_tree(&before, &repo.snapshot());
 
     for step in [1, 2, 4, 7] {
-        let failpoint = format!("after-rename:{step}");
-        let out = flakesmith_env(&repo.dir, &["add-node", "--bmc-host", "b.lan"], &[("FLAKESMITH_FAILPOINT", &failpoint)]);
-        expect(&out, 86);
+        let failpoint = format!("apply:rename#{step}:abort");
+        let out = repo.run_env(&add, &[("FLAKESMITH_FAILPOINT", &failpoint)]);
+        assert_eq!(out.status.signal(), Some(6), "{failpoint}: {}", text(&out.stderr));
         assert_ne!(before, repo.snapshot(), "{failpoint}: the crash happened part-way");
         assert!(repo.dir.join(".flakesmith/txn/journal").exists());
         // Any command that opens the repo recovers first; diff then finds the repo as it was.
@@ -380,8 +391,8 @@ fn an_interrupted_add_node_leaves_the_repo_unchanged() {
     }
 
     // A crash after staging, before any rename: only temporary files to clean up.
-    let out = flakesmith_env(&repo.dir, &["add-node", "--bmc-host", "b.lan"], &[("FLAKESMITH_FAILPOINT", "after-stage:0")]);
-    expect(&out, 86);
+    let out = repo.run_env(&add, &[("FLAKESMITH_FAILPOINT", "apply:staged:abort")]);
+    assert_eq!(out.status.signal(), Some(6));
     expect(&repo.run(&["diff"]), 0);
     assert_same_tree(&before, &repo.snapshot());
 
