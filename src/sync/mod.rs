@@ -11,5 +11,5 @@ mod txn;
 pub use apply::{apply, create_project, Applied, NEW_SUFFIX};
 pub use base::{read_base, BASE_DIR};
 pub use diff::unified_diff;
-pub use plan::{plan, Action, Plan, PlanOptions};
+pub use plan::{has_conflict_markers, plan, Action, Plan, PlanOptions};
 pub use txn::{recover, TXN_DIR};

@@ -8,6 +8,17 @@ use similar::TextMerge;
 use super::base::read_base;
 use crate::render::{Tree, TreeFile};
 
+/// The labels of conflict markers: `<<<<<<< yours` … `>>>>>>> flakesmith (new)`.
+pub const CONFLICT_OURS: &str = "yours";
+pub const CONFLICT_THEIRS: &str = "flakesmith (new)";
+
+/// Whether a file still holds conflict markers that `update` wrote.
+pub fn has_conflict_markers(text: &str) -> bool {
+    let ours = format!("<<<<<<< {CONFLICT_OURS}");
+    let theirs = format!(">>>>>>> {CONFLICT_THEIRS}");
+    text.lines().any(|l| l == ours) && text.lines().any(|l| l == theirs)
+}
+
 /// What happens to one path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -147,7 +158,7 @@ fn merge(disk: &TreeFile, base: &TreeFile, new: &TreeFile) -> Action {
         return Action::KeepUserFile(new.clone());
     };
     let mut merge = TextMerge::from_lines(ancestor, ours, theirs);
-    merge.labels("flakesmith (last generated)", "yours", "flakesmith (new)");
+    merge.labels("flakesmith (last generated)", CONFLICT_OURS, CONFLICT_THEIRS);
     let merged = TreeFile {
         contents: merge.to_string().into_bytes(),
         executable: disk.executable || new.executable,
@@ -169,5 +180,44 @@ pub(super) fn read_if_exists(path: &Path) -> Result<Option<TreeFile>> {
         })),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(anyhow::Error::new(e).context(format!("reading {}", path.display()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn merged(base: &str, ours: &str, theirs: &str) -> Action {
+        merge(&TreeFile::text(ours), &TreeFile::text(base), &TreeFile::text(theirs))
+    }
+
+    #[test]
+    fn edits_on_different_lines_merge() {
+        let base = "{\n  a = 1;\n  b = 2;\n  c = 3;\n}\n";
+        let ours = "# mine\n{\n  a = 1;\n  b = 2;\n  c = 3;\n}\n";
+        let theirs = "{\n  a = 1;\n  b = 20;\n  c = 3;\n}\n";
+        assert_eq!(
+            merged(base, ours, theirs),
+            Action::Merge(TreeFile::text("# mine\n{\n  a = 1;\n  b = 20;\n  c = 3;\n}\n"))
+        );
+    }
+
+    #[test]
+    fn the_same_change_on_both_sides_is_not_a_conflict() {
+        let base = "a\nb\nc\nd\ne\n";
+        let ours = "a\nB\nc\nd\ne\nmine\n";
+        let theirs = "a\nB\nc\nd\ne\n";
+        assert_eq!(merged(base, ours, theirs), Action::Unchanged);
+    }
+
+    #[test]
+    fn edits_of_the_same_line_conflict_with_markers() {
+        let Action::Conflict(f) = merged("a\nb\nc\n", "a\nmine\nc\n", "a\ntheirs\nc\n") else {
+            panic!("expected a conflict");
+        };
+        assert_eq!(
+            f.as_text().unwrap(),
+            "a\n<<<<<<< yours\nmine\n=======\ntheirs\n>>>>>>> flakesmith (new)\nc\n"
+        );
     }
 }

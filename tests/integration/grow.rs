@@ -247,6 +247,19 @@ fn update_merges_edits_and_marks_conflicts() {
         assert!(merged.contains(marker), "{marker} missing in:\n{merged}");
     }
     assert!(repo.read("common.nix").starts_with("# site notes: keep me\n"));
+
+    // Until the markers are resolved, diff (CI) does not pass, though update has nothing to do.
+    let out = repo.run(&["diff"]);
+    expect(&out, 1);
+    assert!(text(&out.stderr).contains(&zone_file), "{}", text(&out.stderr));
+    repo.edit(&zone_file, |t| {
+        t.lines()
+            .filter(|l| !l.starts_with("<<<<<<<") && !l.starts_with("=======") && !l.starts_with(">>>>>>>") && !l.contains("Asia/Tokyo"))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    });
+    expect(&repo.run(&["diff"]), 0);
+    assert!(repo.read(&zone_file).contains("Europe/Paris"));
 }
 
 #[test]
