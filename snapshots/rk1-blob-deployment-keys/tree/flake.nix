@@ -92,6 +92,8 @@
         }
       );
 
-      formatter = lib.genAttrs shellSystems (system: nixpkgs.legacyPackages.${system}.nixfmt);
+      formatter = lib.genAttrs shellSystems (
+        system: nixpkgs.legacyPackages.${system}.nixfmt
+      );
     };
 }

@@ -104,6 +104,8 @@
         }
       );
 
-      formatter = lib.genAttrs shellSystems (system: nixpkgs.legacyPackages.${system}.nixfmt);
+      formatter = lib.genAttrs shellSystems (
+        system: nixpkgs.legacyPackages.${system}.nixfmt-rfc-style
+      );
     };
 }

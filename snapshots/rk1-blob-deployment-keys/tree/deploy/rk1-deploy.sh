@@ -22,11 +22,11 @@ itself: it is never written down or put on a command line.
 USAGE
 }
 
-# host, BMC of its board, slot (from flakesmith.yaml).
+# "host BMC-of-its-board slot" (from flakesmith.yaml).
 nodes=(
-  edge-a:turingpi.local:1
-  edge-b:turingpi.local:2
-  edge-d:turingpi.local:4
+  "edge-a turingpi.local 1"
+  "edge-b turingpi.local 2"
+  "edge-d turingpi.local 4"
 )
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -59,7 +59,7 @@ done
 
 known_hosts=()
 for entry in "${nodes[@]}"; do
-  known_hosts+=("${entry%%:*}")
+  known_hosts+=("${entry%% *}")
 done
 for host in "${selected[@]}"; do
   if [[ " ${known_hosts[*]} " != *" $host "* ]]; then
@@ -94,7 +94,7 @@ if [[ "$dry_run" != true && ( -z "${TPI_USERNAME:-}" || -z "${TPI_PASSWORD:-}" )
 fi
 
 for entry in "${nodes[@]}"; do
-  IFS=: read -r host bmc slot <<<"$entry"
+  read -r host bmc slot <<<"$entry"
   if [[ -n "${selected[*]}" && " ${selected[*]} " != *" $host "* ]]; then
     continue
   fi

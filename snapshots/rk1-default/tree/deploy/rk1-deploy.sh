@@ -22,12 +22,12 @@ itself: it is never written down or put on a command line.
 USAGE
 }
 
-# host, BMC of its board, slot (from flakesmith.yaml).
+# "host BMC-of-its-board slot" (from flakesmith.yaml).
 nodes=(
-  rk1-node1:turingpi.local:1
-  rk1-node2:turingpi.local:2
-  rk1-node3:turingpi.local:3
-  rk1-node4:turingpi.local:4
+  "rk1-node1 turingpi.local 1"
+  "rk1-node2 turingpi.local 2"
+  "rk1-node3 turingpi.local 3"
+  "rk1-node4 turingpi.local 4"
 )
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -60,7 +60,7 @@ done
 
 known_hosts=()
 for entry in "${nodes[@]}"; do
-  known_hosts+=("${entry%%:*}")
+  known_hosts+=("${entry%% *}")
 done
 for host in "${selected[@]}"; do
   if [[ " ${known_hosts[*]} " != *" $host "* ]]; then
@@ -95,7 +95,7 @@ if [[ "$dry_run" != true && ( -z "${TPI_USERNAME:-}" || -z "${TPI_PASSWORD:-}" )
 fi
 
 for entry in "${nodes[@]}"; do
-  IFS=: read -r host bmc slot <<<"$entry"
+  read -r host bmc slot <<<"$entry"
   if [[ -n "${selected[*]}" && " ${selected[*]} " != *" $host "* ]]; then
     continue
   fi

@@ -22,14 +22,14 @@ itself: it is never written down or put on a command line.
 USAGE
 }
 
-# host, BMC of its board, slot (from flakesmith.yaml).
+# "host BMC-of-its-board slot" (from flakesmith.yaml).
 nodes=(
-  k3s-1:tp1-bmc.lan:1
-  k3s-2:tp1-bmc.lan:2
-  k3s-3:tp1-bmc.lan:3
-  k3s-4:tp1-bmc.lan:4
-  k3s-5:10.0.0.3:1
-  k3s-6:10.0.0.3:2
+  "k3s-1 tp1-bmc.lan 1"
+  "k3s-2 tp1-bmc.lan 2"
+  "k3s-3 tp1-bmc.lan 3"
+  "k3s-4 tp1-bmc.lan 4"
+  "k3s-5 10.0.0.3 1"
+  "k3s-6 10.0.0.3 2"
 )
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -62,7 +62,7 @@ done
 
 known_hosts=()
 for entry in "${nodes[@]}"; do
-  known_hosts+=("${entry%%:*}")
+  known_hosts+=("${entry%% *}")
 done
 for host in "${selected[@]}"; do
   if [[ " ${known_hosts[*]} " != *" $host "* ]]; then
@@ -97,7 +97,7 @@ if [[ "$dry_run" != true && ( -z "${TPI_USERNAME:-}" || -z "${TPI_PASSWORD:-}" )
 fi
 
 for entry in "${nodes[@]}"; do
-  IFS=: read -r host bmc slot <<<"$entry"
+  read -r host bmc slot <<<"$entry"
   if [[ -n "${selected[*]}" && " ${selected[*]} " != *" $host "* ]]; then
     continue
   fi
