@@ -1,0 +1,243 @@
+//! Test builders: a project described in a sentence, rendered in memory or written to a
+//! temporary repository.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use flakesmith::model::{
+    answers::{BoardAnswers, ForeignBuild, NodeAnswers, SecretsMode},
+    Answers, Layout,
+};
+use flakesmith::render::Tree;
+
+/// Real keys made once with `ssh-keygen -t ed25519` and `age-keygen`; only the public halves.
+pub const ADMIN_SSH_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMyS912tw1l5eg1HEyWuK7UbFLlpcqa6nSGAArPLv+Wd admin@example";
+pub const DEPLOY_SSH_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEPC1PgFvRk0igWAFdPjGLHr2cn2F0xgGi5pNbWVqR6/ deploy@example";
+pub const ADMIN_AGE_RECIPIENT: &str =
+    "age1ur8c0ddspyrwel4838hzzr0t8v35djjspg9ehs2tfwfmhxssauvqcj38vc";
+
+/// The repository this test binary belongs to.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixtures() -> PathBuf {
+    repo_root().join("tests/fixtures")
+}
+
+/// A project to render, built up in words: `Project::default().with_nodes(6).with_sops().render()`.
+///
+/// `default()` is flakesmith's default answers (a 4-node RK1 cluster on one board) plus one
+/// fixed SSH key, so the output is deterministic and someone can log in.
+#[derive(Debug, Clone)]
+pub struct Project {
+    answers: Answers,
+}
+
+impl Default for Project {
+    fn default() -> Self {
+        let mut answers = Answers::default();
+        answers.ssh_keys = vec![ADMIN_SSH_KEY.to_owned()];
+        Self { answers }
+    }
+}
+
+impl Project {
+    pub fn from_answers(answers: Answers) -> Self {
+        Self { answers }
+    }
+
+    pub fn with_nodes(mut self, count: usize) -> Self {
+        self.answers
+            .set_node_count(count, flakesmith::model::answers::DEFAULT_HOST_PREFIX);
+        self
+    }
+
+    pub fn with_sops(mut self) -> Self {
+        self.answers.secrets.mode = SecretsMode::Sops;
+        self.answers.secrets.deployment_key = None;
+        self.answers.secrets.admin_age_recipients = vec![ADMIN_AGE_RECIPIENT.to_owned()];
+        self
+    }
+
+    pub fn with_deployment_key(mut self) -> Self {
+        self.answers.secrets.mode = SecretsMode::DeploymentKeys;
+        self.answers.secrets.deployment_key = Some(DEPLOY_SSH_KEY.to_owned());
+        self
+    }
+
+    pub fn with_dots(mut self, url: &str) -> Self {
+        self.answers.dots = Some(url.to_owned());
+        self
+    }
+
+    /// Static addresses 10.0.0.11, .12, … behind gateway 10.0.0.1.
+    pub fn with_static_addresses(mut self) -> Self {
+        self.answers.network.gateway = Some("10.0.0.1".into());
+        for (i, node) in self.answers.nodes.iter_mut().enumerate() {
+            node.address = Some(format!("10.0.0.{}/24", 11 + i));
+        }
+        self
+    }
+
+    pub fn with_bootloader_blob(mut self) -> Self {
+        self.answers.bootloader.blob = Some("rk1-bootloader.bin".into());
+        self
+    }
+
+    pub fn emulated(mut self) -> Self {
+        self.answers.build.foreign = ForeignBuild::Emulated;
+        self
+    }
+
+    pub fn built_on(mut self, systems: &[&str]) -> Self {
+        self.answers.build.systems = systems.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    pub fn with_layout(mut self, layout: Layout) -> Self {
+        self.answers.layout = layout;
+        self
+    }
+
+    pub fn with_board(mut self, name: &str, bmc_host: &str) -> Self {
+        self.answers.boards.push(BoardAnswers {
+            name: name.into(),
+            bmc_host: bmc_host.into(),
+        });
+        self
+    }
+
+    pub fn with_node(mut self, host: &str, board: &str, slot: u8) -> Self {
+        self.answers.nodes.push(NodeAnswers {
+            host: host.into(),
+            board: board.into(),
+            slot,
+            address: None,
+        });
+        self
+    }
+
+    pub fn answers(&self) -> &Answers {
+        &self.answers
+    }
+
+    /// Validates and renders; a failure is a test failure that names the cause.
+    pub fn render(&self) -> Tree {
+        let project = flakesmith::model::Project::from_answers(&self.answers)
+            .unwrap_or_else(|e| panic!("test answers do not validate: {e}"));
+        flakesmith::render::render(&project).unwrap_or_else(|e| panic!("render failed: {e}"))
+    }
+}
+
+/// A case under snapshots/: its answers file, and the tree committed beside it.
+pub struct SnapshotCase {
+    pub name: String,
+    pub dir: PathBuf,
+    pub answers: Answers,
+}
+
+impl SnapshotCase {
+    pub fn tree_dir(&self) -> PathBuf {
+        self.dir.join("tree")
+    }
+
+    pub fn render(&self) -> Tree {
+        Project::from_answers(self.answers.clone()).render()
+    }
+}
+
+/// Every snapshots/<case>/answers.yaml, in name order.
+pub fn snapshot_cases() -> Vec<SnapshotCase> {
+    let root = repo_root().join("snapshots");
+    let mut cases: Vec<SnapshotCase> = fs_err::read_dir(&root)
+        .expect("snapshots/ exists")
+        .map(|entry| entry.expect("readable snapshots/").path())
+        .filter(|dir| dir.join("answers.yaml").is_file())
+        .map(|dir| {
+            let text = fs_err::read_to_string(dir.join("answers.yaml")).unwrap();
+            let answers = Answers::from_yaml(&text)
+                .unwrap_or_else(|e| panic!("{}/answers.yaml: {e}", dir.display()));
+            SnapshotCase {
+                name: dir.file_name().unwrap().to_string_lossy().into_owned(),
+                dir,
+                answers,
+            }
+        })
+        .collect();
+    cases.sort_by(|a, b| a.name.cmp(&b.name));
+    assert!(cases.len() >= 3, "expected at least three snapshot cases, found {}", cases.len());
+    cases
+}
+
+/// A rendered repository written to a temporary directory (removed when dropped).
+pub struct TempRepo {
+    dir: tempfile::TempDir,
+}
+
+impl TempRepo {
+    pub fn new(tree: &Tree) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("flakesmith-test-")
+            .tempdir()
+            .expect("a temporary directory");
+        let repo = Self { dir };
+        for (path, file) in tree.iter() {
+            repo.write(path, &file.contents);
+            if file.executable {
+                use std::os::unix::fs::PermissionsExt;
+                fs_err::set_permissions(repo.path().join(path), std::fs::Permissions::from_mode(0o755))
+                    .unwrap();
+            }
+        }
+        repo
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, relative: &str, contents: impl AsRef<[u8]>) {
+        let path = self.path().join(relative);
+        fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+        fs_err::write(path, contents).unwrap();
+    }
+
+    pub fn has(&self, relative: &str) -> bool {
+        self.path().join(relative).exists()
+    }
+}
+
+/// Runs a command, panicking with its output unless it succeeds; returns stdout.
+pub fn run_ok(command: &mut Command) -> String {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e} (is it installed? see .ci/run)"));
+    if !output.status.success() {
+        panic!(
+            "{command:?} failed ({}):\n{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    String::from_utf8(output.stdout).expect("UTF-8 output")
+}
+
+/// The trees every check runs over: each snapshot case, plus variants the cases do not cover.
+pub fn all_variants() -> Vec<(String, Tree)> {
+    let mut trees: Vec<(String, Tree)> = snapshot_cases()
+        .into_iter()
+        .map(|case| (case.name.clone(), case.render()))
+        .collect();
+    let extra = [
+        ("one-node-blob-sops", Project::default().with_nodes(1).with_sops().with_bootloader_blob()),
+        ("cross-x86-only", Project::default().built_on(&["x86_64-linux"])),
+        ("emulated-deployment-keys", Project::default().emulated().with_deployment_key()),
+        ("eight-nodes-static", Project::default().with_nodes(8).with_static_addresses()),
+    ];
+    trees.extend(extra.into_iter().map(|(name, p)| (name.to_owned(), p.render())));
+    trees
+}
