@@ -19,7 +19,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::apply::{sync_dir, write_file};
+use super::apply::{sync_dir, sync_dirs, sync_files, write_unsynced};
 use crate::render::TreeFile;
 
 /// The transaction directory, relative to the repo root.
@@ -166,11 +166,14 @@ fn execute(repo: &Path, journal: &Journal, changes: &[Change<'_>]) -> Result<()>
             .and_then(|(_, f)| *f)
             .expect("every staged op has contents")
     };
+    let mut staged = Vec::new();
     for op in &journal.ops {
         if let Some(tmp) = &op.tmp {
-            write_file(&repo.join(tmp), contents(&op.dest))?;
+            staged.push(write_unsynced(&repo.join(tmp), contents(&op.dest))?);
         }
     }
+    // On disk before any of them replaces an original, or a power cut could leave empty files.
+    sync_files(staged)?;
     crate::failpoint::hit("apply:staged")?;
     for op in &journal.ops {
         if let Some(backup) = &op.backup {
@@ -188,17 +191,12 @@ fn execute(repo: &Path, journal: &Journal, changes: &[Change<'_>]) -> Result<()>
             None => fs_err::remove_file(repo.join(&op.dest))?,
         }
     }
-    let mut parents: Vec<PathBuf> = journal
+    let parents: std::collections::BTreeSet<PathBuf> = journal
         .ops
         .iter()
         .filter_map(|op| repo.join(&op.dest).parent().map(Path::to_path_buf))
         .collect();
-    parents.sort();
-    parents.dedup();
-    for parent in parents {
-        sync_dir(&parent)?;
-    }
-    Ok(())
+    sync_dirs(parents.iter().map(PathBuf::as_path))
 }
 
 /// Undoes whatever part of `journal` happened, in reverse order. Safe to run more than once.
@@ -235,9 +233,7 @@ fn roll_back(repo: &Path, journal: &Journal) -> Result<()> {
         .filter_map(|op| repo.join(&op.dest).parent().map(Path::to_path_buf))
         .filter(|p| p.exists())
         .collect();
-    for parent in parents {
-        sync_dir(&parent)?;
-    }
+    sync_dirs(parents.iter().map(PathBuf::as_path))?;
     // Last: the journal goes only once everything it describes is undone.
     fs_err::remove_dir_all(&txn_dir)?;
     if journal.created_dirs.iter().any(|d| d == ".flakesmith") {
@@ -300,8 +296,8 @@ mod tests {
         for dir in &journal.created_dirs {
             std::fs::create_dir_all(repo.path().join(dir)).unwrap();
         }
-        write_file(&repo.path().join(journal.ops[0].tmp.as_ref().unwrap()), &new_a).unwrap();
-        write_file(&repo.path().join(journal.ops[1].tmp.as_ref().unwrap()), &new_b).unwrap();
+        write_unsynced(&repo.path().join(journal.ops[0].tmp.as_ref().unwrap()), &new_a).unwrap();
+        write_unsynced(&repo.path().join(journal.ops[1].tmp.as_ref().unwrap()), &new_b).unwrap();
         let txn = repo.path().join(TXN_DIR);
         std::fs::hard_link(repo.path().join("a.nix"), txn.join("0")).unwrap();
         std::fs::hard_link(repo.path().join("gone.nix"), txn.join("2")).unwrap();
