@@ -4,7 +4,7 @@ pub mod add_node;
 pub mod diff;
 pub mod init;
 pub mod remove_node;
-mod repo;
+pub mod repo;
 pub mod update;
 
 use anyhow::{bail, Result};

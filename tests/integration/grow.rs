@@ -396,6 +396,14 @@ fn an_interrupted_add_node_leaves_the_repo_unchanged() {
         assert_eq!(out.status.signal(), Some(6), "{failpoint}: {}", text(&out.stderr));
         assert_ne!(before, repo.snapshot(), "{failpoint}: the crash happened part-way");
         assert!(repo.dir.join(".flakesmith/txn/journal").exists());
+        if step == 1 {
+            // What a crash leaves is git-ignored, so `git add -A` cannot commit it meanwhile.
+            let git = |args: &[&str]| Command::new("git").args(args).current_dir(&repo.dir).status().unwrap();
+            assert!(git(&["init", "--quiet"]).success());
+            assert!(git(&["check-ignore", "--quiet", ".flakesmith/txn/journal"]).success());
+            assert!(!git(&["check-ignore", "--quiet", ".flakesmith/base/flake.nix"]).success());
+            std::fs::remove_dir_all(repo.dir.join(".git")).unwrap();
+        }
         // Any command that opens the repo recovers first; diff then finds the repo as it was.
         let out = repo.run(&["diff"]);
         assert!(text(&out.stderr).contains("interrupted"), "{}", text(&out.stderr));
