@@ -7,6 +7,8 @@
 pub mod model;
 pub mod nix;
 pub mod render;
+pub mod rockchip;
+pub mod rockchip_vendor;
 pub mod sync;
 pub mod cli;
 pub mod cmd;

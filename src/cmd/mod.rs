@@ -3,6 +3,7 @@
 pub mod add_node;
 pub mod diff;
 pub mod init;
+pub mod inject;
 pub mod remove_node;
 pub mod repo;
 pub mod update;
@@ -18,6 +19,8 @@ pub enum Outcome {
     /// Not an error, but not "nothing to report" either: `diff` found differences, `check`
     /// found problems, `update` left conflicts.
     Findings,
+    /// A command that reports its own errors (the injector) and chose this exit code.
+    Exit(u8),
 }
 
 pub fn run(cli: Cli) -> Result<Outcome> {
@@ -27,6 +30,10 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::RemoveNode(args) => remove_node::run(args),
         Command::Diff(args) => diff::run(args),
         Command::Update(args) => update::run(args),
+        Command::Inject(args) => Ok(match inject::run(&args.args) {
+            0 => Outcome::Success,
+            code => Outcome::Exit(u8::try_from(code).unwrap_or(1)),
+        }),
         Command::Completions(args) => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(args.shell, &mut command, "flakesmith", &mut std::io::stdout());

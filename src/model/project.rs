@@ -16,6 +16,10 @@ use super::{
 /// (nix-darwin's `nix.linux-builder`) and then build as that builder's system.
 pub const BUILD_SYSTEMS: [&str; 2] = ["x86_64-linux", "aarch64-linux"];
 
+/// The flake target of the one image flashed to every slot (the guide's Option 1), which no node
+/// may be named after.
+pub const IDENTICAL_IMAGE: &str = "rk1";
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Project {
     pub name: String,
@@ -100,6 +104,17 @@ impl Project {
                 ),
             ));
         }
+        if let Some(release) = nixos_release(&answers.nixpkgs_branch) {
+            if release < (25, 5) {
+                return Err(InvalidAnswer::new(
+                    "nixpkgs-branch",
+                    format!(
+                        "{} is older than nixos-25.05, which the generated images need (image.baseName, system.build.images); use nixos-25.05 or newer, or nixos-unstable",
+                        answers.nixpkgs_branch
+                    ),
+                ));
+            }
+        }
         let admin_user = check_user_name(&answers.admin_user)
             .map_err(|m| InvalidAnswer::new("admin-user", m))?;
 
@@ -165,6 +180,16 @@ impl Project {
             answers: answers.clone(),
         })
     }
+}
+
+/// The (year, month) of a `nixos-YY.MM` / `release-YY.MM` branch; None for unstable and others.
+fn nixos_release(branch: &str) -> Option<(u32, u32)> {
+    let version = branch
+        .strip_prefix("nixos-")
+        .or_else(|| branch.strip_prefix("release-"))?;
+    let version = version.strip_suffix("-small").unwrap_or(version);
+    let (year, month) = version.split_once('.')?;
+    Some((year.parse().ok()?, month.parse().ok()?))
 }
 
 fn check_project_name(s: &str) -> Result<String, String> {
@@ -394,6 +419,12 @@ fn cluster_of(answers: &Answers) -> Result<(Vec<Board>, Vec<Node>), InvalidAnswe
     for (i, n) in answers.nodes.iter().enumerate() {
         let field = |f: &str| format!("nodes[{i}].{f}");
         let host = Hostname::parse(&n.host).map_err(|m| InvalidAnswer::new(field("host"), m))?;
+        if host.as_str() == IDENTICAL_IMAGE {
+            return Err(InvalidAnswer::new(
+                field("host"),
+                format!("'{IDENTICAL_IMAGE}' is the name of the identical image for every slot; choose another host name"),
+            ));
+        }
         if nodes.iter().any(|o| o.host == host) {
             return Err(InvalidAnswer::new(
                 field("host"),
@@ -483,6 +514,10 @@ mod tests {
             "secrets.admin-age-recipients[0]"
         );
         assert_eq!(invalid(|a| a.admin_user = "root".into()).field, "admin-user");
+        assert_eq!(invalid(|a| a.nodes[0].host = "rk1".into()).field, "nodes[0].host");
+        assert_eq!(invalid(|a| a.nixpkgs_branch = "nixos-24.11".into()).field, "nixpkgs-branch");
+        assert!(nixos_release("nixos-unstable").is_none());
+        assert_eq!(nixos_release("nixos-25.05-small"), Some((25, 5)));
         assert_eq!(
             invalid(|a| a.build.systems = vec!["aarch64-darwin".into()]).field,
             "build.systems[0]"

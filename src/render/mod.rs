@@ -72,6 +72,13 @@ pub fn render(project: &Project) -> Result<Tree, RenderError> {
         tree.insert(output.path, file);
     }
     tree.insert(ANSWERS_FILE, TreeFile::text(project.answers.to_yaml()));
+    if project.has(Platform::Rk1) {
+        // The injector's source, which the generated flake builds and calls after each image.
+        for (path, contents, executable) in crate::rockchip_vendor::vendored_sources() {
+            let path = format!("{}/{path}", crate::rockchip_vendor::VENDOR_DIR);
+            tree.insert(path, TreeFile { contents, executable });
+        }
+    }
     crate::nix::check_syntax(&tree)?;
     Ok(tree)
 }

@@ -441,8 +441,13 @@ fn add_node_works_in_a_multi_cloud_repo_with_rk1() {
     assert!(text(&out.stderr).contains("rk1"), "{}", text(&out.stderr));
 }
 
-/// The repo as a tree, without flakesmith's own records under `.flakesmith/`.
+/// The repo as a snapshot commits it: without flakesmith's own records under `.flakesmith/`, and
+/// the vendored injector sources as one checksum file.
 fn repo_tree(root: &Path) -> flakesmith::render::Tree {
+    crate::support::digest_vendored_sources(files_of(root))
+}
+
+fn files_of(root: &Path) -> flakesmith::render::Tree {
     use std::os::unix::fs::PermissionsExt;
     walkdir::WalkDir::new(root)
         .into_iter()

@@ -35,8 +35,8 @@ fn answer(session: &mut expectrl::session::OsSession, prompt: &str, text: &str) 
 fn enter_throughout_gives_a_working_repo() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = spawn_init(dir.path());
+    // The directory names the project, so the first question is the layout.
     for prompt in [
-        "Project name",
         "Layout",
         "Number of RK1 nodes",
         "Host names",
@@ -61,7 +61,6 @@ fn enter_throughout_gives_a_working_repo() {
 fn typed_answers_and_a_corrected_mistake() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = spawn_init(dir.path());
-    answer(&mut s, "Project name", "");
     answer(&mut s, "Layout", "");
     answer(&mut s, "Number of RK1 nodes", "5");
     // A bad host name is refused at the prompt, which asks again.

@@ -11,6 +11,7 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 
+use flakesmith::model::answers::NodeRecipients;
 use serde_json::Value;
 
 use crate::support::{fixtures, run_ok, snapshot_cases, Project, TempRepo};
@@ -28,13 +29,22 @@ impl Flake {
         // a stub stands in when the tree does not carry it yet. The fake buildRustPackage only
         // reads Cargo.toml and Cargo.lock.
         if !repo.has("rk-inject/Cargo.toml") {
-            repo.write("rk-inject/Cargo.toml", "[package]\nname = \"rk-inject\"\nversion = \"0.0.0\"\n");
+            repo.write(
+                "rk-inject/Cargo.toml",
+                "[package]\nname = \"rk-inject\"\nversion = \"0.0.0\"\n",
+            );
             repo.write("rk-inject/Cargo.lock", "version = 4\n");
             repo.write("rk-inject/src/main.rs", "fn main() {}\n");
         }
         // A user's blob is copied into the repository by `init`, not rendered.
         let flake = tree.get("flake.nix").unwrap().as_text().unwrap();
-        if tree.get("rk1-base.nix").unwrap().as_text().unwrap().contains("./rk1-bootloader.bin") {
+        if tree
+            .get("rk1-base.nix")
+            .unwrap()
+            .as_text()
+            .unwrap()
+            .contains("./rk1-bootloader.bin")
+        {
             repo.write("rk1-bootloader.bin", [0u8; 512]);
         }
         let fixture = |name: &str| format!("path:{}", fixtures().join(name).display());
@@ -65,18 +75,28 @@ impl Flake {
     }
 
     fn eval(&self, attr: &str, apply: &str) -> Value {
-        let out = run_ok(&mut self.nix(&["eval", "--json", &self.reference(attr), "--apply", apply]));
+        let out =
+            run_ok(&mut self.nix(&["eval", "--json", &self.reference(attr), "--apply", apply]));
         serde_json::from_str(&out).unwrap()
     }
 
     fn show(&self) -> Value {
-        let out = run_ok(&mut self.nix(&["flake", "show", "--json", &format!("path:{}", self.repo.path().display())]));
+        let out = run_ok(&mut self.nix(&[
+            "flake",
+            "show",
+            "--json",
+            &format!("path:{}", self.repo.path().display()),
+        ]));
         serde_json::from_str(&out).unwrap()
     }
 }
 
 fn keys(v: &Value) -> BTreeSet<String> {
-    v.as_object().unwrap_or_else(|| panic!("not an attribute set: {v}")).keys().cloned().collect()
+    v.as_object()
+        .unwrap_or_else(|| panic!("not an attribute set: {v}"))
+        .keys()
+        .cloned()
+        .collect()
 }
 
 /// What one configuration turns into, as far as the stand-ins let it be seen.
@@ -93,15 +113,31 @@ const CONFIG_FACTS: &str = r#"cs: builtins.mapAttrs (name: c: {
   dots = c.config.environment.variables.FAKE_DOTS or "absent";
 }) cs"#;
 
-const PACKAGE_FACTS: &str =
-    r#"ps: builtins.mapAttrs (_: builtins.mapAttrs (_: d: { inherit (d) name system drvPath; })) ps"#;
+const PACKAGE_FACTS: &str = r#"ps: builtins.mapAttrs (_: builtins.mapAttrs (_: d: { inherit (d) name system drvPath; })) ps"#;
 
 #[test]
 fn generated_flakes_evaluate_with_the_expected_outputs() {
-    let mut cases: Vec<(String, flakesmith::model::Answers)> =
-        snapshot_cases().into_iter().map(|c| (c.name, c.answers)).collect();
-    // Cross-compiling from x86_64 only: the one combination the snapshots leave out.
-    cases.push(("cross-x86-only".into(), Project::default().built_on(&["x86_64-linux"]).answers().clone()));
+    let mut cases: Vec<(String, flakesmith::model::Answers)> = snapshot_cases()
+        .into_iter()
+        .map(|c| (c.name, c.answers))
+        .collect();
+    // Cross-compiling from x86_64 only: a combination the snapshots leave out.
+    cases.push((
+        "cross-x86-only".into(),
+        Project::default()
+            .built_on(&["x86_64-linux"])
+            .answers()
+            .clone(),
+    ));
+    // Nodes that decrypt with their SSH host keys: no age key file.
+    cases.push((
+        "ssh-host-key-recipients".into(),
+        Project::default()
+            .with_sops()
+            .with_ssh_host_key_recipients()
+            .answers()
+            .clone(),
+    ));
 
     for (case, answers) in cases {
         let project = flakesmith::model::Project::from_answers(&answers).unwrap();
@@ -116,48 +152,110 @@ fn generated_flakes_evaluate_with_the_expected_outputs() {
         shell_systems.insert("aarch64-darwin".into());
 
         let show = flake.show();
-        assert_eq!(keys(&show["nixosConfigurations"]), machines, "{case}: nixosConfigurations");
-        assert_eq!(keys(&show["packages"]), build_systems, "{case}: packages.<system>");
-        assert_eq!(keys(&show["checks"]), build_systems, "{case}: checks.<system>");
-        assert_eq!(keys(&show["devShells"]), shell_systems, "{case}: devShells.<system>");
-        assert_eq!(keys(&show["formatter"]), shell_systems, "{case}: formatter.<system>");
+        assert_eq!(
+            keys(&show["nixosConfigurations"]),
+            machines,
+            "{case}: nixosConfigurations"
+        );
+        assert_eq!(
+            keys(&show["packages"]),
+            build_systems,
+            "{case}: packages.<system>"
+        );
+        assert_eq!(
+            keys(&show["checks"]),
+            build_systems,
+            "{case}: checks.<system>"
+        );
+        assert_eq!(
+            keys(&show["devShells"]),
+            shell_systems,
+            "{case}: devShells.<system>"
+        );
+        assert_eq!(
+            keys(&show["formatter"]),
+            shell_systems,
+            "{case}: formatter.<system>"
+        );
         for system in &build_systems {
-            assert_eq!(keys(&show["packages"][system]), machines, "{case}: packages.{system}");
-            assert_eq!(keys(&show["checks"][system]), machines, "{case}: checks.{system}");
+            assert_eq!(
+                keys(&show["packages"][system]),
+                machines,
+                "{case}: packages.{system}"
+            );
+            assert_eq!(
+                keys(&show["checks"][system]),
+                machines,
+                "{case}: checks.{system}"
+            );
         }
         for system in &shell_systems {
-            assert!(show["devShells"][system]["default"].is_object(), "{case}: devShells.{system}.default");
+            assert!(
+                show["devShells"][system]["default"].is_object(),
+                "{case}: devShells.{system}.default"
+            );
         }
 
         let configs = flake.eval("nixosConfigurations", CONFIG_FACTS);
         let sops = project.secrets.mode == flakesmith::model::answers::SecretsMode::Sops;
         for machine in &machines {
             let c = &configs[machine];
-            let host = if machine == "rk1" { "" } else { machine.as_str() };
+            let host = if machine == "rk1" {
+                ""
+            } else {
+                machine.as_str()
+            };
             assert_eq!(c["hostName"], host, "{case}: {machine} hostName");
-            let base = if machine == "rk1" { "nixos-rk1".to_owned() } else { format!("nixos-{machine}") };
-            assert_eq!(c["image"], format!("{base}.img"), "{case}: {machine}: a raw image named after its node");
-            assert_eq!(c["offset"], 16, "{case}: {machine}: partitions start at 16 MiB");
+            let base = if machine == "rk1" {
+                "nixos-rk1".to_owned()
+            } else {
+                format!("nixos-{machine}")
+            };
+            assert_eq!(
+                c["image"],
+                format!("{base}.img"),
+                "{case}: {machine}: a raw image named after its node"
+            );
+            assert_eq!(
+                c["offset"], 16,
+                "{case}: {machine}: partitions start at 16 MiB"
+            );
             assert_eq!(c["compress"], false, "{case}: {machine}");
-            assert_eq!(c["firmware"], "", "{case}: {machine}: no Raspberry Pi firmware");
+            assert_eq!(
+                c["firmware"], "",
+                "{case}: {machine}: no Raspberry Pi firmware"
+            );
             let post_build = c["postBuild"].as_str().unwrap();
             let bootloader = match project.bootloader {
-                flakesmith::model::Bootloader::Nixpkgs => "-uboot-turing-rk1-rk3588_defconfig-2025.10/u-boot-rockchip.bin",
+                flakesmith::model::Bootloader::Nixpkgs => {
+                    "-uboot-turing-rk1-rk3588_defconfig-2025.10/u-boot-rockchip.bin"
+                }
                 flakesmith::model::Bootloader::Blob { .. } => "-rk1-bootloader.bin",
             };
             assert!(
-                post_build.contains("-rk-inject-") && post_build.contains("/bin/rk-inject write --image \"$img\" --bootloader /nix/store/"),
+                post_build.contains("-rk-inject-")
+                    && post_build
+                        .contains("/bin/rk-inject write --image \"$img\" --bootloader /nix/store/"),
                 "{case}: {machine}: postBuildCommands lacks the rk-inject call:\n{post_build}"
             );
             assert!(
                 post_build.contains(&format!("{bootloader} --soc rk3588")),
                 "{case}: {machine}: wrong bootloader in:\n{post_build}"
             );
-            let expected_key_file = if sops { "/var/lib/sops-nix/key.txt" } else { "absent" };
-            if sops || c["keyFile"] != Value::Null {
-                assert_eq!(c["keyFile"], expected_key_file, "{case}: {machine}: sops.age.keyFile");
-            }
-            let dots = if project.dots.is_some() { "imported" } else { "absent" };
+            let expected_key_file = match (sops, project.secrets.node_recipients) {
+                (true, NodeRecipients::AgeKeys) => Value::from("/var/lib/sops-nix/key.txt"),
+                (true, NodeRecipients::SshHostKeys) => Value::Null,
+                (false, _) => Value::from("absent"),
+            };
+            assert_eq!(
+                c["keyFile"], expected_key_file,
+                "{case}: {machine}: sops.age.keyFile"
+            );
+            let dots = if project.dots.is_some() {
+                "imported"
+            } else {
+                "absent"
+            };
             assert_eq!(c["dots"], dots, "{case}: {machine}: dots module");
         }
 
@@ -168,11 +266,24 @@ fn generated_flakes_evaluate_with_the_expected_outputs() {
         for system in &build_systems {
             for machine in &machines {
                 let p = &packages[system][machine];
-                let built_by = if system == "aarch64-linux" || emulated { "aarch64-linux" } else { system.as_str() };
-                assert_eq!(p["system"], built_by, "{case}: packages.{system}.{machine} is built by");
-                assert_eq!(p["name"], configs[machine]["image"], "{case}: packages.{system}.{machine}");
+                let built_by = if system == "aarch64-linux" || emulated {
+                    "aarch64-linux"
+                } else {
+                    system.as_str()
+                };
+                assert_eq!(
+                    p["system"], built_by,
+                    "{case}: packages.{system}.{machine} is built by"
+                );
+                assert_eq!(
+                    p["name"], configs[machine]["image"],
+                    "{case}: packages.{system}.{machine}"
+                );
                 if built_by == "aarch64-linux" {
-                    assert_eq!(p["drvPath"], configs[machine]["imageDrv"], "{case}: the native image itself");
+                    assert_eq!(
+                        p["drvPath"], configs[machine]["imageDrv"],
+                        "{case}: the native image itself"
+                    );
                 }
             }
         }
@@ -184,13 +295,25 @@ fn the_stand_in_refuses_unfree_rkbin_without_the_predicate() {
     // Without this the unfree check above could not fail: drop the predicate, and the
     // bootloader (which pulls rkbin) no longer evaluates.
     let mut tree = Project::default().built_on(&["aarch64-linux"]).render();
-    let base = tree.get("rk1-base.nix").unwrap().as_text().unwrap().to_owned();
+    let base = tree
+        .get("rk1-base.nix")
+        .unwrap()
+        .as_text()
+        .unwrap()
+        .to_owned();
     let line = "  nixpkgs.config.allowUnfreePredicate = pkg: builtins.elem (lib.getName pkg) [ \"rkbin\" ];\n";
     assert!(base.contains(line), "rk1-base.nix allows rkbin:\n{base}");
-    tree.insert("rk1-base.nix", flakesmith::render::TreeFile::text(base.replace(line, "")));
+    tree.insert(
+        "rk1-base.nix",
+        flakesmith::render::TreeFile::text(base.replace(line, "")),
+    );
     let flake = Flake::new(&tree);
     let output = flake
-        .nix(&["eval", "--raw", &flake.reference("nixosConfigurations.rk1-node1.config.sdImage.postBuildCommands")])
+        .nix(&[
+            "eval",
+            "--raw",
+            &flake.reference("nixosConfigurations.rk1-node1.config.sdImage.postBuildCommands"),
+        ])
         .output()
         .unwrap();
     assert!(!output.status.success(), "evaluated without allowing rkbin");

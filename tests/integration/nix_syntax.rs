@@ -24,7 +24,10 @@ fn nix_instantiate_parses_every_generated_nix_file() {
             parsed += 1;
         }
     }
-    assert!(parsed > 20, "only {parsed} files parsed: were the variants rendered?");
+    assert!(
+        parsed > 20,
+        "only {parsed} files parsed: were the variants rendered?"
+    );
 }
 
 #[test]
@@ -40,5 +43,9 @@ fn a_syntax_error_is_caught_by_nix_instantiate() {
         .status;
     assert!(!status.success());
     // And a file like the generated ones parses.
-    run_ok(Command::new("nix-instantiate").args(["--parse", "--expr", "{ a = ./x/${\"y\"}.nix; }"]));
+    run_ok(Command::new("nix-instantiate").args([
+        "--parse",
+        "--expr",
+        "{ a = ./x/${\"y\"}.nix; }",
+    ]));
 }

@@ -52,9 +52,16 @@ pub fn set_option_paths(source: &str) -> BTreeSet<String> {
 
 fn walk(set: &ast::AttrSet, prefix: &mut Vec<String>, out: &mut BTreeSet<String>) {
     for entry in set.attrpath_values() {
-        let Some(path) = entry.attrpath() else { continue };
+        let Some(path) = entry.attrpath() else {
+            continue;
+        };
         let names = attr_names(&path);
-        if prefix.is_empty() && matches!(names.first().map(String::as_str), Some("imports" | "options")) {
+        if prefix.is_empty()
+            && matches!(
+                names.first().map(String::as_str),
+                Some("imports" | "options")
+            )
+        {
             continue;
         }
         let explicit_config = prefix.is_empty() && names == ["config"];
@@ -83,7 +90,10 @@ fn known_options() -> BTreeMap<Vec<String>, String> {
             let (option, file) = line
                 .split_once(char::is_whitespace)
                 .unwrap_or_else(|| panic!("nixos_options.txt: '{line}' names no declaring file"));
-            (option.split('.').map(str::to_owned).collect(), file.trim().to_owned())
+            (
+                option.split('.').map(str::to_owned).collect(),
+                file.trim().to_owned(),
+            )
         })
         .collect()
 }
@@ -102,7 +112,10 @@ fn every_option_the_templates_set_is_declared_in_nixpkgs() {
     let mut seen = BTreeSet::new();
     for (variant, tree) in all_variants() {
         // flake.nix is not a module; its inline modules are listed in nixos_options.txt by hand.
-        for (path, file) in tree.iter().filter(|(p, _)| p.ends_with(".nix") && *p != "flake.nix") {
+        for (path, file) in tree
+            .iter()
+            .filter(|(p, _)| p.ends_with(".nix") && *p != "flake.nix")
+        {
             for option in set_option_paths(file.as_text().unwrap()) {
                 if !is_known(&known, &option) {
                     unknown.insert(format!("{option} (set in {path}, {variant})"));
@@ -117,7 +130,10 @@ fn every_option_the_templates_set_is_declared_in_nixpkgs() {
          file that declares it, then add `<option.path> <file>`:\n  {}",
         unknown.into_iter().collect::<Vec<_>>().join("\n  ")
     );
-    assert!(seen.contains("sdImage.postBuildCommands"), "the collector found: {seen:?}");
+    assert!(
+        seen.contains("sdImage.postBuildCommands"),
+        "the collector found: {seen:?}"
+    );
 }
 
 #[test]
@@ -139,6 +155,12 @@ fn the_collector_sees_nested_dotted_and_quoted_paths() {
     assert_eq!(paths, expected.iter().map(|s| s.to_string()).collect());
     let known = known_options();
     assert!(is_known(&known, "users.users.admin.isNormalUser"));
-    assert!(!is_known(&known, "hardware.sensor.iio.enable"), "FACTS.md: not for RK1 images");
-    assert!(!is_known(&known, "sdImage.imageBaseName"), "renamed to image.baseName");
+    assert!(
+        !is_known(&known, "hardware.sensor.iio.enable"),
+        "FACTS.md: not for RK1 images"
+    );
+    assert!(
+        !is_known(&known, "sdImage.imageBaseName"),
+        "renamed to image.baseName"
+    );
 }

@@ -46,9 +46,14 @@ fn every_rk1_configuration_injects_its_bootloader_with_rk_inject() {
             .lines()
             .map(str::trim)
             .find(|l| l.starts_with("${rkInject}/bin/rk-inject write "))
-            .unwrap_or_else(|| panic!("{variant}: postBuildCommands does not call rk-inject:\n{commands}"));
+            .unwrap_or_else(|| {
+                panic!("{variant}: postBuildCommands does not call rk-inject:\n{commands}")
+            });
         for part in ["--image \"$img\"", "--bootloader ${", "--soc rk3588"] {
-            assert!(call.contains(part), "{variant}: rk-inject call lacks {part}: {call}");
+            assert!(
+                call.contains(part),
+                "{variant}: rk-inject call lacks {part}: {call}"
+            );
         }
         assert!(
             base.contains("rkInject = pkgs.buildPackages.rustPlatform.buildRustPackage {"),

@@ -12,8 +12,14 @@ fn every_generated_script_passes_shellcheck() {
         for (path, file) in tree.iter().filter(|(p, _)| p.ends_with(".sh")) {
             assert!(file.executable, "{variant}: {path} is not executable");
             let text = file.as_text().unwrap();
-            assert!(text.starts_with("#!/usr/bin/env bash\n"), "{variant}: {path} shebang");
-            assert!(text.contains("\nset -euo pipefail\n"), "{variant}: {path} lacks set -euo pipefail");
+            assert!(
+                text.starts_with("#!/usr/bin/env bash\n"),
+                "{variant}: {path} shebang"
+            );
+            assert!(
+                text.contains("\nset -euo pipefail\n"),
+                "{variant}: {path} lacks set -euo pipefail"
+            );
             let output = Command::new("shellcheck")
                 .args(["--shell=bash", "--severity=style", "--external-sources"])
                 .arg(repo.path().join(path))
@@ -39,7 +45,9 @@ fn scripts_have_help_and_a_dry_run_that_prints_the_commands() {
         assert!(help.contains("--dry-run"), "{script} --help:\n{help}");
     }
 
-    let build = run_ok(Command::new(repo.path().join("build-all-images.sh")).args(["--dry-run", "--identical"]));
+    let build = run_ok(
+        Command::new(repo.path().join("build-all-images.sh")).args(["--dry-run", "--identical"]),
+    );
     assert_eq!(
         build.trim(),
         "nix build .#rk1-node1 .#rk1-node2 .#rk1-node3 .#rk1-node4 .#rk1-node5 .#rk1-node6 .#rk1",
@@ -70,14 +78,24 @@ fn scripts_have_help_and_a_dry_run_that_prints_the_commands() {
         .args(["--dry-run", "--node", "nope"])
         .output()
         .unwrap();
-    assert_eq!(unknown.status.code(), Some(2), "an unknown node is bad input");
+    assert_eq!(
+        unknown.status.code(),
+        Some(2),
+        "an unknown node is bad input"
+    );
 }
 
 #[test]
 fn shellcheck_finds_an_unquoted_variable() {
     // The check above must be able to fail.
     let repo = TempRepo::new(&Default::default());
-    repo.write("bad.sh", "#!/usr/bin/env bash\nset -euo pipefail\nx=\"$1\"\nrm $x\n");
-    let status = Command::new("shellcheck").arg(repo.path().join("bad.sh")).status().unwrap();
+    repo.write(
+        "bad.sh",
+        "#!/usr/bin/env bash\nset -euo pipefail\nx=\"$1\"\nrm $x\n",
+    );
+    let status = Command::new("shellcheck")
+        .arg(repo.path().join("bad.sh"))
+        .status()
+        .unwrap();
     assert!(!status.success());
 }

@@ -55,7 +55,11 @@ fn compare(case: &SnapshotCase) -> String {
 /// they are the same. `name` prefixes each line.
 pub fn compare_tree(name: &str, dir: &Path, rendered: &Tree) -> String {
     let committed = read_tree(dir);
-    let snapshot_dir = dir.strip_prefix(crate::support::repo_root()).unwrap_or(dir).display().to_string();
+    let snapshot_dir = dir
+        .strip_prefix(crate::support::repo_root())
+        .unwrap_or(dir)
+        .display()
+        .to_string();
     let mut report = String::new();
     for (path, file) in rendered.iter() {
         let Some((old, old_executable)) = committed.get(path) else {
@@ -79,7 +83,9 @@ pub fn compare_tree(name: &str, dir: &Path, rendered: &Tree) -> String {
         }
     }
     for path in committed.keys().filter(|p| rendered.get(p).is_none()) {
-        report.push_str(&format!("{name}: extra file in the snapshot (no longer rendered): {path}\n"));
+        report.push_str(&format!(
+            "{name}: extra file in the snapshot (no longer rendered): {path}\n"
+        ));
     }
     report
 }

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use flakesmith::model::{
-    answers::{BoardAnswers, ForeignBuild, NodeAnswers, SecretsMode},
-    Answers, Layout,
+    answers::{BoardAnswers, ForeignBuild, NodeAnswers, NodeRecipients, SecretsMode},
+    Answers,
 };
 use flakesmith::render::Tree;
 
@@ -62,6 +62,12 @@ impl Project {
         self
     }
 
+    /// Nodes decrypt with their SSH host keys (ssh-to-age) rather than an age identity.
+    pub fn with_ssh_host_key_recipients(mut self) -> Self {
+        self.answers.secrets.node_recipients = NodeRecipients::SshHostKeys;
+        self
+    }
+
     pub fn with_deployment_key(mut self) -> Self {
         self.answers.secrets.mode = SecretsMode::DeploymentKeys;
         self.answers.secrets.deployment_key = Some(DEPLOY_SSH_KEY.to_owned());
@@ -94,11 +100,6 @@ impl Project {
 
     pub fn built_on(mut self, systems: &[&str]) -> Self {
         self.answers.build.systems = systems.iter().map(|s| s.to_string()).collect();
-        self
-    }
-
-    pub fn with_layout(mut self, layout: Layout) -> Self {
-        self.answers.layout = layout;
         self
     }
 
@@ -144,9 +145,31 @@ impl SnapshotCase {
         self.dir.join("tree")
     }
 
+    /// The rendered tree as it is committed: the vendored injector sources, which are
+    /// `src/rockchip/` byte for byte (tests/integration/inject.rs checks that), stand in the
+    /// snapshot as one SHA256SUMS file, so an injector change shows as a checksum line per
+    /// generated repo rather than as the same source diff repeated in every case.
     pub fn render(&self) -> Tree {
-        Project::from_answers(self.answers.clone()).render()
+        digest_vendored_sources(Project::from_answers(self.answers.clone()).render())
     }
+}
+
+/// Replaces `rk-inject/src/rockchip/*` with `rk-inject/src/rockchip/SHA256SUMS`.
+pub fn digest_vendored_sources(tree: Tree) -> Tree {
+    use sha2::{Digest, Sha256};
+    const VENDORED: &str = "rk-inject/src/rockchip/";
+    let mut sums = String::new();
+    let mut out = Tree::new();
+    for (path, file) in tree.iter() {
+        match path.strip_prefix(VENDORED) {
+            Some(name) => sums.push_str(&format!("{}  {name}\n", hex::encode(Sha256::digest(&file.contents)))),
+            None => out.insert(path, file.clone()),
+        }
+    }
+    if !sums.is_empty() {
+        out.insert(format!("{VENDORED}SHA256SUMS"), flakesmith::render::TreeFile::text(sums));
+    }
+    out
 }
 
 /// Every snapshots/<case>/answers.yaml, in name order.
@@ -168,7 +191,11 @@ pub fn snapshot_cases() -> Vec<SnapshotCase> {
         })
         .collect();
     cases.sort_by(|a, b| a.name.cmp(&b.name));
-    assert!(cases.len() >= 3, "expected at least three snapshot cases, found {}", cases.len());
+    assert!(
+        cases.len() >= 3,
+        "expected at least three snapshot cases, found {}",
+        cases.len()
+    );
     cases
 }
 
@@ -188,8 +215,11 @@ impl TempRepo {
             repo.write(path, &file.contents);
             if file.executable {
                 use std::os::unix::fs::PermissionsExt;
-                fs_err::set_permissions(repo.path().join(path), std::fs::Permissions::from_mode(0o755))
-                    .unwrap();
+                fs_err::set_permissions(
+                    repo.path().join(path),
+                    std::fs::Permissions::from_mode(0o755),
+                )
+                .unwrap();
             }
         }
         repo
@@ -233,11 +263,43 @@ pub fn all_variants() -> Vec<(String, Tree)> {
         .map(|case| (case.name.clone(), case.render()))
         .collect();
     let extra = [
-        ("one-node-blob-sops", Project::default().with_nodes(1).with_sops().with_bootloader_blob()),
-        ("cross-x86-only", Project::default().built_on(&["x86_64-linux"])),
-        ("emulated-deployment-keys", Project::default().emulated().with_deployment_key()),
-        ("eight-nodes-static", Project::default().with_nodes(8).with_static_addresses()),
+        (
+            "one-node-blob-sops",
+            Project::default()
+                .with_nodes(1)
+                .with_sops()
+                .with_bootloader_blob(),
+        ),
+        (
+            "cross-x86-only",
+            Project::default().built_on(&["x86_64-linux"]),
+        ),
+        (
+            "ssh-host-key-recipients",
+            Project::default()
+                .with_sops()
+                .with_ssh_host_key_recipients(),
+        ),
+        (
+            "emulated-deployment-keys",
+            Project::default().emulated().with_deployment_key(),
+        ),
+        (
+            "eight-nodes-static",
+            Project::default().with_nodes(8).with_static_addresses(),
+        ),
+        (
+            "second-board-ipv6-bmc-dots",
+            Project::default()
+                .with_board("rack2", "fd00::2")
+                .with_node("storage", "rack2", 3)
+                .with_dots("git+https://example.org/dots.git"),
+        ),
     ];
-    trees.extend(extra.into_iter().map(|(name, p)| (name.to_owned(), p.render())));
+    trees.extend(
+        extra
+            .into_iter()
+            .map(|(name, p)| (name.to_owned(), p.render())),
+    );
     trees
 }

@@ -1,0 +1,690 @@
+//! Writing a loader into an image (`write`) and saying what loader an image holds (`verify`).
+//!
+//! A write checks everything first (payload headers and digests, the image's partition table,
+//! the image size) and touches the image only when all of it passed, so a refusal leaves the
+//! image as it was. It then writes only the chunks of the payload that differ, fsyncs, drops the
+//! written range from the page cache where the OS allows, reads it back and compares. It never
+//! reads or copies the rest of the image: memory and time follow the payload, not the image.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use super::fit::{self, Fit};
+use super::header::{self, LoaderHeader, Soc};
+use super::layout::{read_at, Conflict, Layout, Partition};
+use super::{human, Error, Extent, Result};
+use super::{FIRST_PARTITION_MIN, IDBLOADER_OFFSET, ITB_IN_COMBINED, ITB_OFFSET};
+
+/// Bytes moved per read or write; with two buffers this bounds the injector's memory.
+pub const CHUNK: usize = 512 * 1024;
+
+/// What to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// `u-boot-rockchip.bin`: idbloader and, 8 MiB - 32 KiB further, `u-boot.itb`; written at sector 64.
+    Combined(PathBuf),
+    /// `idbloader.img` at sector 64 and `u-boot.itb` at sector 16384.
+    Split { idbloader: PathBuf, itb: PathBuf },
+}
+
+/// A payload file's part in the write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Combined,
+    Idbloader,
+    Itb,
+}
+
+impl Role {
+    /// The option that names the file.
+    pub fn option(self) -> &'static str {
+        match self {
+            Role::Combined => "--bootloader",
+            Role::Idbloader => "--idbloader",
+            Role::Itb => "--itb",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Combined => "combined",
+            Role::Idbloader => "idbloader",
+            Role::Itb => "itb",
+        }
+    }
+
+    /// Where the file goes on the image.
+    pub fn offset(self) -> u64 {
+        match self {
+            Role::Combined | Role::Idbloader => IDBLOADER_OFFSET,
+            Role::Itb => ITB_OFFSET,
+        }
+    }
+}
+
+/// A payload file that passed its checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Piece {
+    pub role: Role,
+    pub path: PathBuf,
+    pub len: u64,
+    pub loader: Option<LoaderHeader>,
+    /// The FIT: the file itself for `--itb`, the one inside a combined file.
+    pub fit: Option<Fit>,
+}
+
+impl Piece {
+    /// Bytes of the image this piece is written to.
+    pub fn extent(&self) -> Extent {
+        Extent::at(self.role.offset(), self.len)
+    }
+
+    fn name(&self) -> String {
+        display_name(&self.path)
+    }
+}
+
+/// The image, as opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageInfo {
+    pub path: PathBuf,
+    pub size: u64,
+    pub block_device: bool,
+}
+
+impl ImageInfo {
+    pub fn kind(&self) -> &'static str {
+        if self.block_device {
+            "block device"
+        } else {
+            "regular file"
+        }
+    }
+}
+
+/// What a write did, per piece.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub piece: Piece,
+    /// Bytes that differed and were written.
+    pub written: u64,
+    /// Bytes that already held the payload and were left alone.
+    pub unchanged: u64,
+}
+
+/// The outcome of a write (or of `--dry-run`, where nothing was written).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteReport {
+    pub image: ImageInfo,
+    pub layout: Layout,
+    pub pieces: Vec<Written>,
+    pub dry_run: bool,
+    /// Read back after fsync and found identical (false only for `--dry-run`).
+    pub verified: bool,
+}
+
+/// Checks the payload and the image, then writes, fsyncs, reads back and compares.
+pub fn write(image: &Path, payload: &Payload, soc: &Soc, dry_run: bool) -> Result<WriteReport> {
+    let mut pieces = Vec::new();
+    let files: Vec<(Role, &PathBuf)> = match payload {
+        Payload::Combined(path) => vec![(Role::Combined, path)],
+        Payload::Split { idbloader, itb } => vec![(Role::Idbloader, idbloader), (Role::Itb, itb)],
+    };
+    for (role, path) in files {
+        let (mut file, len) = open_payload(role, path)?;
+        let (loader, fit) = check_payload(&mut file, len, role, &display_name(path), soc)?;
+        pieces.push(Piece {
+            role,
+            path: path.clone(),
+            len,
+            loader,
+            fit,
+        });
+    }
+
+    let (mut disk, info) = open_image(image, !dry_run)?;
+    let layout = Layout::read(&mut disk, info.size)
+        .map_err(|e| refine(e, |m| format!("{}: {m}", info.path.display())))?;
+    check_placement(&info, &layout, &pieces)?;
+
+    if dry_run {
+        let pieces = pieces
+            .into_iter()
+            .map(|piece| Written {
+                piece,
+                written: 0,
+                unchanged: 0,
+            })
+            .collect();
+        return Ok(WriteReport {
+            image: info,
+            layout,
+            pieces,
+            dry_run,
+            verified: false,
+        });
+    }
+
+    let mut ours = vec![0u8; CHUNK];
+    let mut theirs = vec![0u8; CHUNK];
+    let mut written = Vec::new();
+    for piece in pieces {
+        let (mut file, _) = open_payload(piece.role, &piece.path)?;
+        let (changed, same) = copy_changed(&mut file, &mut disk, &piece, &mut ours, &mut theirs)?;
+        written.push(Written {
+            piece,
+            written: changed,
+            unchanged: same,
+        });
+    }
+    disk.sync_all()
+        .map_err(|e| Error::io(format!("fsync of {}", info.path.display()), e))?;
+    for done in &written {
+        drop_cached(&disk, &done.piece.extent());
+    }
+    for done in &written {
+        let (mut file, _) = open_payload(done.piece.role, &done.piece.path)?;
+        compare_back(&mut file, &mut disk, &done.piece, &info, &mut ours, &mut theirs)?;
+    }
+    Ok(WriteReport {
+        image: info,
+        layout,
+        pieces: written,
+        dry_run,
+        verified: true,
+    })
+}
+
+/// Checks one payload file for its role and `soc`; returns its loader header and FIT.
+pub fn check_payload<R: Read + Seek>(
+    reader: &mut R,
+    len: u64,
+    role: Role,
+    name: &str,
+    soc: &Soc,
+) -> Result<(Option<LoaderHeader>, Option<Fit>)> {
+    let option = role.option();
+    if role == Role::Itb {
+        let fit = fit::read(reader, 0, len).map_err(|why| {
+            Error::bad_payload(format!("{option} {name} is not a FIT image (u-boot.itb): {why}"))
+        })?;
+        if fit.end > len {
+            return Err(Error::bad_payload(format!(
+                "{option} {name} is truncated: its FIT data runs to byte {}, the file has {len} bytes",
+                fit.end
+            )));
+        }
+        return Ok((None, Some(fit)));
+    }
+
+    let mut head = vec![0u8; header::HEAD_READ.min(len as usize)];
+    read_at(reader, 0, &mut head)?;
+    let loader = header::parse(&head).map_err(|why| {
+        Error::bad_payload(format!(
+            "{option} {name} has no valid Rockchip loader header at byte 0: {why}"
+        ))
+    })?;
+    if !loader.fits(soc) {
+        return Err(Error::bad_payload(format!(
+            "{option} {name} is not a loader for --soc {}: {}",
+            soc.name,
+            loader.mismatch(soc)
+        )));
+    }
+    if loader.end > len {
+        return Err(Error::bad_payload(format!(
+            "{option} {name} is truncated: its header says the loader runs to byte {}, the file has {len} bytes",
+            loader.end
+        )));
+    }
+    if loader.header_digest_ok(&head) == Some(false) {
+        return Err(Error::bad_payload(format!(
+            "{option} {name}: the SHA-256 in its RKNS header does not match the header"
+        )));
+    }
+    let bad = loader.stage_digest_mismatches(reader, 0)?;
+    if !bad.is_empty() {
+        return Err(Error::bad_payload(format!(
+            "{option} {name}: the SHA-256 of stage {} does not match its RKNS header (damaged file)",
+            join(&bad)
+        )));
+    }
+
+    if role == Role::Idbloader {
+        let end = IDBLOADER_OFFSET.saturating_add(len);
+        if end > ITB_OFFSET {
+            return Err(Error::bad_payload(format!(
+                "{option} {name} is {len} bytes: written at sector 64 it would run {} bytes into sector 16384, where u-boot.itb goes",
+                end - ITB_OFFSET
+            )));
+        }
+        return Ok((Some(loader), None));
+    }
+
+    if loader.end > ITB_IN_COMBINED {
+        return Err(Error::bad_payload(format!(
+            "{option} {name}: its idbloader runs to byte {}, into the u-boot.itb slot at byte {ITB_IN_COMBINED}",
+            loader.end
+        )));
+    }
+    if len <= ITB_IN_COMBINED {
+        return Ok((Some(loader), None));
+    }
+    let rest = len - ITB_IN_COMBINED;
+    let fit = fit::read(reader, ITB_IN_COMBINED, rest).map_err(|why| {
+        Error::bad_payload(format!(
+            "{option} {name} has {rest} bytes from byte {ITB_IN_COMBINED} on (sector 16384 once written) but no u-boot.itb there: {why}"
+        ))
+    })?;
+    if fit.end > rest {
+        return Err(Error::bad_payload(format!(
+            "{option} {name} is truncated: its u-boot.itb needs {} bytes from byte {ITB_IN_COMBINED}, the file has {rest}",
+            fit.end
+        )));
+    }
+    Ok((Some(loader), Some(fit)))
+}
+
+/// Refuses pieces that do not fit the image or would touch a partition or a partition table.
+pub fn check_placement(info: &ImageInfo, layout: &Layout, pieces: &[Piece]) -> Result<()> {
+    let image = display_name(&info.path);
+    for piece in pieces {
+        let extent = piece.extent();
+        if extent.end > info.size {
+            return Err(Error::refused(format!(
+                "refusing to write {} to {image}: the image is {} bytes ({}), too small for {extent}; nothing was written",
+                piece.name(),
+                info.size,
+                human(info.size)
+            )));
+        }
+    }
+    let mut problems = Vec::new();
+    let mut low_partition = false;
+    for piece in pieces {
+        let conflicts = layout.conflicts(&piece.extent());
+        if conflicts.is_empty() {
+            continue;
+        }
+        low_partition |= conflicts.iter().any(|c| {
+            c.what.starts_with("partition") && c.extent.start < FIRST_PARTITION_MIN
+        });
+        problems.push(format!(
+            "{} at {} would overlap {}",
+            piece.name(),
+            piece.extent(),
+            describe_conflicts(&conflicts)
+        ));
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let hint = if low_partition {
+        " (RK1 images need the first partition at 16 MiB or later: sdImage.firmwarePartitionOffset = 16)"
+    } else {
+        ""
+    };
+    Err(Error::refused(format!(
+        "refusing to write to {image}: {}; nothing was written{hint}",
+        problems.join("; ")
+    )))
+}
+
+fn describe_conflicts(conflicts: &[Conflict]) -> String {
+    let parts: Vec<String> = conflicts
+        .iter()
+        .map(|c| format!("{} at {} by {} bytes", c.what, c.extent, c.overlap))
+        .collect();
+    parts.join(" and ")
+}
+
+fn copy_changed(
+    payload: &mut File,
+    disk: &mut File,
+    piece: &Piece,
+    ours: &mut [u8],
+    theirs: &mut [u8],
+) -> Result<(u64, u64)> {
+    let (mut written, mut unchanged) = (0u64, 0u64);
+    let base = piece.role.offset();
+    let mut done = 0u64;
+    while done < piece.len {
+        let n = (piece.len - done).min(ours.len() as u64) as usize;
+        let got = read_at(payload, done, &mut ours[..n])?;
+        if got < n {
+            return Err(Error::io(
+                format!("reading {}", piece.path.display()),
+                std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the file shrank while rk-inject ran"),
+            ));
+        }
+        read_at(disk, base + done, &mut theirs[..n])?;
+        if ours[..n] == theirs[..n] {
+            unchanged += n as u64;
+        } else {
+            let at = base + done;
+            disk.seek(SeekFrom::Start(at))
+                .and_then(|_| disk.write_all(&ours[..n]))
+                .map_err(|e| Error::io(format!("writing at byte {at}"), e))?;
+            written += n as u64;
+        }
+        done += n as u64;
+    }
+    Ok((written, unchanged))
+}
+
+fn compare_back(
+    payload: &mut File,
+    disk: &mut File,
+    piece: &Piece,
+    info: &ImageInfo,
+    ours: &mut [u8],
+    theirs: &mut [u8],
+) -> Result<()> {
+    let base = piece.role.offset();
+    let mut done = 0u64;
+    while done < piece.len {
+        let n = (piece.len - done).min(ours.len() as u64) as usize;
+        read_at(payload, done, &mut ours[..n])?;
+        read_at(disk, base + done, &mut theirs[..n])?;
+        if let Some(i) = ours[..n].iter().zip(&theirs[..n]).position(|(a, b)| a != b) {
+            return Err(Error::io(
+                format!("read-back of {}", info.path.display()),
+                std::io::Error::other(format!(
+                    "byte {} differs from {} after fsync",
+                    base + done + i as u64,
+                    piece.name()
+                )),
+            ));
+        }
+        done += n as u64;
+    }
+    Ok(())
+}
+
+/// Asks the kernel to forget the cached pages of `extent`, so the read-back comes from the
+/// disk rather than from the memory the write just filled. Best effort.
+#[cfg(all(target_os = "linux", target_pointer_width = "64", not(target_arch = "s390x")))]
+fn drop_cached(file: &File, extent: &Extent) {
+    use std::os::unix::io::AsRawFd;
+    extern "C" {
+        fn posix_fadvise(fd: i32, offset: i64, len: i64, advice: i32) -> i32;
+    }
+    const POSIX_FADV_DONTNEED: i32 = 4;
+    let (Ok(offset), Ok(len)) = (i64::try_from(extent.start), i64::try_from(extent.len())) else {
+        return;
+    };
+    // SAFETY: plain libc call on a descriptor `file` keeps open; it only drops clean pages.
+    unsafe {
+        posix_fadvise(file.as_raw_fd(), offset, len, POSIX_FADV_DONTNEED);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_pointer_width = "64", not(target_arch = "s390x"))))]
+fn drop_cached(_file: &File, _extent: &Extent) {}
+
+fn open_payload(role: Role, path: &Path) -> Result<(File, u64)> {
+    let option = role.option();
+    let file = File::open(path)
+        .map_err(|e| Error::usage(format!("{option} {}: cannot open: {e}", path.display())))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| Error::usage(format!("{option} {}: cannot stat: {e}", path.display())))?;
+    if !meta.is_file() {
+        return Err(Error::usage(format!(
+            "{option} {}: not a regular file",
+            path.display()
+        )));
+    }
+    Ok((file, meta.len()))
+}
+
+/// Opens a regular file or (on Unix) a block device; writable when `write`.
+pub fn open_image(path: &Path, write: bool) -> Result<(File, ImageInfo)> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| Error::usage(format!("--image {}: {e}", path.display())))?;
+    let block_device = is_block_device(&meta);
+    if !meta.is_file() && !block_device {
+        return Err(Error::usage(format!(
+            "--image {}: not a regular file or a block device",
+            path.display()
+        )));
+    }
+    let mut options = OpenOptions::new();
+    options.read(true).write(write);
+    if write && block_device {
+        exclusive(&mut options);
+    }
+    let mut file = options.open(path).map_err(|e| {
+        if block_device && write {
+            Error::refused(format!(
+                "--image {}: cannot open the device exclusively ({e}); is it mounted or in use?",
+                path.display()
+            ))
+        } else {
+            Error::usage(format!("--image {}: cannot open: {e}", path.display()))
+        }
+    })?;
+    let size = file
+        .seek(SeekFrom::End(0))
+        .map_err(|e| Error::io(format!("finding the size of {}", path.display()), e))?;
+    Ok((
+        file,
+        ImageInfo {
+            path: path.to_path_buf(),
+            size,
+            block_device,
+        },
+    ))
+}
+
+#[cfg(unix)]
+fn is_block_device(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    meta.file_type().is_block_device()
+}
+
+#[cfg(not(unix))]
+fn is_block_device(_meta: &std::fs::Metadata) -> bool {
+    false
+}
+
+/// Linux refuses O_EXCL on a block device that is mounted or otherwise claimed.
+#[cfg(all(
+    target_os = "linux",
+    any(
+        target_arch = "x86_64",
+        target_arch = "x86",
+        target_arch = "aarch64",
+        target_arch = "arm",
+        target_arch = "riscv64"
+    )
+))]
+fn exclusive(options: &mut OpenOptions) {
+    use std::os::unix::fs::OpenOptionsExt;
+    const O_EXCL: i32 = 0o200;
+    options.custom_flags(O_EXCL);
+}
+
+#[cfg(not(all(
+    target_os = "linux",
+    any(
+        target_arch = "x86_64",
+        target_arch = "x86",
+        target_arch = "aarch64",
+        target_arch = "arm",
+        target_arch = "riscv64"
+    )
+)))]
+fn exclusive(_options: &mut OpenOptions) {}
+
+/// What sits at sector 64, as far as a header tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoaderFound {
+    pub header: LoaderHeader,
+    /// Bytes of the image the idbloader occupies.
+    pub extent: Extent,
+    /// `None` when the header declares no SHA-256.
+    pub header_digest_ok: Option<bool>,
+    /// Stages whose SHA-256 does not match.
+    pub bad_stages: Vec<usize>,
+}
+
+/// What `verify` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub image: ImageInfo,
+    pub soc: &'static Soc,
+    pub layout: std::result::Result<Layout, String>,
+    /// The idbloader at sector 64, or why there is none.
+    pub loader: std::result::Result<LoaderFound, String>,
+    /// The FIT at sector 16384 and the bytes it occupies, or why there is none.
+    pub itb: std::result::Result<(Fit, Extent), String>,
+    /// Problems; an image is good when this is empty.
+    pub findings: Vec<String>,
+}
+
+impl VerifyReport {
+    /// Where the loader ends on the image: the end of `u-boot.itb`, or of the idbloader.
+    pub fn loader_end(&self) -> Option<u64> {
+        let idb = self.loader.as_ref().ok().map(|l| l.extent.end);
+        let itb = self.itb.as_ref().ok().map(|(_, e)| e.end);
+        idb.into_iter().chain(itb).max()
+    }
+
+    pub fn first_partition(&self) -> Option<&Partition> {
+        self.layout.as_ref().ok()?.first_partition()
+    }
+
+    /// Bytes between the loader's end and the first partition (negative: they overlap).
+    pub fn free_before_first_partition(&self) -> Option<i128> {
+        let first = self.first_partition()?.extent.start;
+        let end = self.loader_end().unwrap_or(IDBLOADER_OFFSET);
+        Some(i128::from(first) - i128::from(end))
+    }
+}
+
+/// Reports what loader the image at `path` holds.
+pub fn verify(path: &Path, soc: &'static Soc) -> Result<VerifyReport> {
+    let (mut disk, info) = open_image(path, false)?;
+    verify_reader(&mut disk, info, soc)
+}
+
+/// `verify` over any reader (an in-memory image in tests and fuzzing).
+pub fn verify_reader<R: Read + Seek>(
+    disk: &mut R,
+    info: ImageInfo,
+    soc: &'static Soc,
+) -> Result<VerifyReport> {
+    let mut findings = Vec::new();
+    let layout = match Layout::read(disk, info.size) {
+        Ok(layout) => Ok(layout),
+        Err(e) if e.kind == super::ErrorKind::Io => return Err(e),
+        Err(e) => {
+            findings.push(format!("partition table: {}", e.message));
+            Err(e.message)
+        }
+    };
+
+    let available = info.size.saturating_sub(IDBLOADER_OFFSET);
+    let mut head = vec![0u8; (header::HEAD_READ as u64).min(available) as usize];
+    read_at(disk, IDBLOADER_OFFSET, &mut head)?;
+    let loader = match header::parse(&head) {
+        Err(why) => {
+            findings.push(format!("no Rockchip loader at sector 64: {why}"));
+            Err(why)
+        }
+        Ok(found) => {
+            let extent = Extent::at(IDBLOADER_OFFSET, found.end);
+            if !found.fits(soc) {
+                findings.push(format!("the loader does not fit --soc {}: {}", soc.name, found.mismatch(soc)));
+            }
+            let header_digest_ok = found.header_digest_ok(&head);
+            if header_digest_ok == Some(false) {
+                findings.push("the SHA-256 in the RKNS header does not match the header".to_string());
+            }
+            let mut bad_stages = Vec::new();
+            if extent.end > info.size {
+                findings.push(format!(
+                    "the loader runs to byte {}, past the end of the image ({} bytes)",
+                    extent.end, info.size
+                ));
+            } else {
+                bad_stages = found.stage_digest_mismatches(disk, IDBLOADER_OFFSET)?;
+                if !bad_stages.is_empty() {
+                    findings.push(format!(
+                        "the SHA-256 of stage {} does not match the RKNS header (damaged or overwritten)",
+                        join(&bad_stages)
+                    ));
+                }
+            }
+            Ok(LoaderFound {
+                header: found,
+                extent,
+                header_digest_ok,
+                bad_stages,
+            })
+        }
+    };
+
+    let itb = match fit::read(disk, ITB_OFFSET, info.size.saturating_sub(ITB_OFFSET)) {
+        Ok(found) => {
+            let extent = Extent::at(ITB_OFFSET, found.end);
+            if extent.end > info.size {
+                findings.push(format!(
+                    "u-boot.itb runs to byte {}, past the end of the image ({} bytes)",
+                    extent.end, info.size
+                ));
+            }
+            Ok((found, extent))
+        }
+        Err(why) => {
+            findings.push(format!("no u-boot.itb at sector 16384: {why}"));
+            Err(why)
+        }
+    };
+
+    if let Ok(layout) = &layout {
+        let mut claimed = Vec::new();
+        if let Ok(found) = &loader {
+            claimed.push(("the idbloader", found.extent));
+        }
+        if let Ok((_, extent)) = &itb {
+            claimed.push(("u-boot.itb", *extent));
+        }
+        for (what, extent) in claimed {
+            let conflicts = layout.conflicts(&extent);
+            if !conflicts.is_empty() {
+                findings.push(format!(
+                    "{what} at {extent} overlaps {}",
+                    describe_conflicts(&conflicts)
+                ));
+            }
+        }
+    }
+
+    Ok(VerifyReport {
+        image: info,
+        soc,
+        layout,
+        loader,
+        itb,
+        findings,
+    })
+}
+
+/// How a path is named in messages: as given.
+fn display_name(path: &Path) -> String {
+    path.display().to_string()
+}
+
+fn join(numbers: &[usize]) -> String {
+    let parts: Vec<String> = numbers.iter().map(|n| n.to_string()).collect();
+    parts.join(", ")
+}
+
+/// Rewrites an error's message, keeping its kind.
+fn refine(error: Error, f: impl FnOnce(&str) -> String) -> Error {
+    let message = f(&error.message);
+    Error::new(error.kind, message)
+}

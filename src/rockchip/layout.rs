@@ -1,0 +1,490 @@
+//! What an image's partition table says is in use: partitions (MBR primaries, logical partitions
+//! in an EBR chain, GPT entries from the primary or backup array) and the sectors of the tables
+//! themselves. Read from the start and the end of the image only, never the middle.
+
+use std::io::{Read, Seek, SeekFrom};
+
+use super::gpt::{self, GptEntry, GptHeader};
+use super::mbr::{self, MbrParse};
+use super::{Error, Extent, Result};
+
+/// How the image is partitioned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// No partition table and no file system rk-inject recognises.
+    None,
+    Mbr,
+    Gpt,
+    /// No partition table, but a file system spans the image from byte 0.
+    WholeDisk(&'static str),
+}
+
+impl Scheme {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Scheme::None => "none",
+            Scheme::Mbr => "mbr",
+            Scheme::Gpt => "gpt",
+            Scheme::WholeDisk(_) => "whole-disk-filesystem",
+        }
+    }
+}
+
+/// A range of the image that holds data: a partition, or a whole-disk file system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partition {
+    /// "MBR", "GPT", or "file system" for a whole-disk file system.
+    pub table: &'static str,
+    pub number: u32,
+    /// Type and, for GPT, the partition name.
+    pub description: String,
+    pub extent: Extent,
+}
+
+impl Partition {
+    /// How messages name it, e.g. `partition 1 (MBR type 0x0b FAT32)`.
+    pub fn name(&self) -> String {
+        if self.table == "file system" {
+            format!("the whole-disk {} file system", self.description)
+        } else {
+            format!("partition {} ({} {})", self.number, self.table, self.description)
+        }
+    }
+}
+
+/// Sectors that belong to a partition table itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reserved {
+    pub what: String,
+    pub extent: Extent,
+}
+
+/// Something a write would touch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    pub what: String,
+    pub extent: Extent,
+    pub overlap: u64,
+}
+
+/// The image as its partition table describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    pub size: u64,
+    pub scheme: Scheme,
+    /// GPT logical sector size (512 or 4096); 512 otherwise.
+    pub sector_size: u64,
+    /// MBR disk identifier or GPT disk GUID.
+    pub disk_id: String,
+    pub partitions: Vec<Partition>,
+    pub reserved: Vec<Reserved>,
+    /// Things worth saying that do not stop a write (a damaged backup GPT, say).
+    pub notes: Vec<String>,
+}
+
+/// Bytes read from the start of the image: enough for the MBR, a 4096-byte-sector GPT header and
+/// the file system signatures checked for unpartitioned images (btrfs's is at 64 KiB).
+pub const HEAD_LEN: usize = 68 * 1024;
+
+/// At most this many logical partitions are followed in an EBR chain.
+const MAX_LOGICAL: u32 = 256;
+
+impl Layout {
+    /// Reads the partition table of an image of `size` bytes.
+    pub fn read<R: Read + Seek>(disk: &mut R, size: u64) -> Result<Layout> {
+        let head_len = (HEAD_LEN as u64).min(size) as usize;
+        let mut head = vec![0u8; head_len];
+        read_at(disk, 0, &mut head)?;
+        let mut layout = Layout {
+            size,
+            scheme: Scheme::None,
+            sector_size: 512,
+            disk_id: String::new(),
+            partitions: Vec::new(),
+            reserved: Vec::new(),
+            notes: Vec::new(),
+        };
+        if let Some(fs) = fat_boot_sector(&head) {
+            layout.whole_disk(fs);
+            return Ok(layout);
+        }
+        let parsed = mbr::parse(&head);
+        let gpt_sector = if has_signature(&head, 512) {
+            Some(512)
+        } else if has_signature(&head, 4096) {
+            Some(4096)
+        } else {
+            None
+        };
+        let protective = matches!(&parsed, MbrParse::Mbr(m) if m.is_protective());
+        if gpt_sector.is_some() || protective {
+            layout.read_gpt(disk, gpt_sector.unwrap_or(512), &parsed, protective)?;
+            return Ok(layout);
+        }
+        match parsed {
+            MbrParse::Mbr(table) => {
+                layout.scheme = Scheme::Mbr;
+                layout.disk_id = format!("0x{:08x}", table.disk_id);
+                layout.reserved.push(Reserved {
+                    what: "the MBR (LBA 0)".to_string(),
+                    extent: Extent::at(0, 512),
+                });
+                for entry in &table.entries {
+                    layout.partitions.push(mbr_partition(entry.slot.into(), entry, 0));
+                    if mbr::is_extended(entry.kind) {
+                        layout.read_ebr_chain(disk, entry.start)?;
+                    }
+                }
+                if layout.partitions.is_empty() {
+                    if let Some(fs) = whole_disk_fs(&head) {
+                        layout.whole_disk(fs);
+                    }
+                }
+            }
+            MbrParse::Invalid(reason) => match whole_disk_fs(&head) {
+                Some(fs) => layout.whole_disk(fs),
+                None => {
+                    return Err(Error::refused(format!(
+                        "sector 0 has the 55 AA boot signature but is not a valid MBR ({reason}); \
+                         rk-inject will not guess where the data is"
+                    )))
+                }
+            },
+            MbrParse::NoSignature => {
+                if let Some(fs) = whole_disk_fs(&head) {
+                    layout.whole_disk(fs);
+                }
+            }
+        }
+        Ok(layout)
+    }
+
+    /// Where the first partition starts, if there is one.
+    pub fn first_partition(&self) -> Option<&Partition> {
+        self.partitions.iter().min_by_key(|p| p.extent.start)
+    }
+
+    /// Every partition and table sector that `write` would touch.
+    pub fn conflicts(&self, write: &Extent) -> Vec<Conflict> {
+        let tables = self.reserved.iter().map(|r| (r.what.clone(), r.extent));
+        let parts = self.partitions.iter().map(|p| (p.name(), p.extent));
+        tables
+            .chain(parts)
+            .filter_map(|(what, extent)| {
+                let overlap = write.overlap(&extent);
+                (overlap > 0).then_some(Conflict {
+                    what,
+                    extent,
+                    overlap,
+                })
+            })
+            .collect()
+    }
+
+    /// One line: "MBR (disk id 0x…), 2 partitions".
+    pub fn summary(&self) -> String {
+        let count = self.partitions.len();
+        let plural = if count == 1 { "" } else { "s" };
+        match self.scheme {
+            Scheme::None => "no partition table".to_string(),
+            Scheme::Mbr => format!("MBR (disk id {}), {count} partition{plural}", self.disk_id),
+            Scheme::Gpt => format!(
+                "GPT (disk {}, {}-byte sectors), {count} partition{plural}",
+                self.disk_id, self.sector_size
+            ),
+            Scheme::WholeDisk(fs) => format!("no partition table; a {fs} file system from byte 0"),
+        }
+    }
+
+    fn whole_disk(&mut self, fs: &'static str) {
+        self.scheme = Scheme::WholeDisk(fs);
+        self.partitions = vec![Partition {
+            table: "file system",
+            number: 0,
+            description: fs.to_string(),
+            extent: Extent::at(0, self.size),
+        }];
+    }
+
+    fn read_ebr_chain<R: Read + Seek>(&mut self, disk: &mut R, extended_start: u64) -> Result<()> {
+        let mut ebr_lba = extended_start;
+        let mut seen = Vec::new();
+        let mut number = 5u32;
+        while number < 5 + MAX_LOGICAL {
+            if seen.contains(&ebr_lba) {
+                return Err(Error::refused(format!(
+                    "the EBR chain of the extended partition loops back to LBA {ebr_lba}"
+                )));
+            }
+            seen.push(ebr_lba);
+            let offset = ebr_lba.saturating_mul(512);
+            if offset.saturating_add(512) > self.size {
+                self.notes.push(format!("EBR at LBA {ebr_lba} lies past the end of the image"));
+                return Ok(());
+            }
+            let mut sector = [0u8; 512];
+            read_at(disk, offset, &mut sector)?;
+            if sector[510] != 0x55 || sector[511] != 0xaa {
+                // An extended partition without logical partitions has an empty EBR.
+                return Ok(());
+            }
+            self.reserved.push(Reserved {
+                what: format!("the EBR at LBA {ebr_lba}"),
+                extent: Extent::at(offset, 512),
+            });
+            let slots = mbr::parse_slots(&sector).map_err(|reason| {
+                Error::refused(format!("the EBR at LBA {ebr_lba} is not valid ({reason})"))
+            })?;
+            // Slot 1 is the logical partition, relative to this EBR; slot 2 links to the next
+            // EBR, relative to the start of the extended partition.
+            if let Some(logical) = slots.iter().find(|s| s.slot == 1 && !mbr::is_extended(s.kind)) {
+                self.partitions.push(mbr_partition(number, logical, ebr_lba));
+                number += 1;
+            }
+            match slots.iter().find(|s| mbr::is_extended(s.kind)) {
+                Some(link) => ebr_lba = extended_start.saturating_add(link.start),
+                None => return Ok(()),
+            }
+        }
+        self.notes.push(format!(
+            "stopped following the EBR chain after {MAX_LOGICAL} logical partitions"
+        ));
+        Ok(())
+    }
+
+    fn read_gpt<R: Read + Seek>(
+        &mut self,
+        disk: &mut R,
+        sector_size: u64,
+        parsed: &MbrParse,
+        protective: bool,
+    ) -> Result<()> {
+        self.scheme = Scheme::Gpt;
+        self.sector_size = sector_size;
+        self.reserved.push(Reserved {
+            what: "the protective MBR (LBA 0)".to_string(),
+            extent: Extent::at(0, 512),
+        });
+        let last_lba = (self.size / sector_size).saturating_sub(1);
+        let primary = read_gpt_copy(disk, self.size, sector_size, 1);
+        let backup_lba = match &primary {
+            Ok((header, _)) => header.alternate_lba,
+            Err(_) => last_lba,
+        };
+        let mut backup = read_gpt_copy(disk, self.size, sector_size, backup_lba);
+        if backup.is_err() && backup_lba != last_lba {
+            // The image may have been grown after partitioning; the backup then sits where the
+            // primary header says, or at the old end. Try the real end as well.
+            if let Ok(found) = read_gpt_copy(disk, self.size, sector_size, last_lba) {
+                backup = Ok(found);
+            }
+        }
+        let (entries, header) = match (&primary, &backup) {
+            (Ok((header, entries)), Ok((backup_header, backup_entries))) => {
+                if entries != backup_entries {
+                    self.notes.push(format!(
+                        "the primary and backup GPT (LBA {}) list different partitions; both are protected",
+                        backup_header.my_lba
+                    ));
+                }
+                let mut all = entries.clone();
+                all.extend(backup_entries.iter().filter(|e| !entries.contains(e)).cloned());
+                (all, header.clone())
+            }
+            (Ok((header, entries)), Err(reason)) => {
+                self.notes.push(format!("the backup GPT header is not usable: {reason}"));
+                (entries.clone(), header.clone())
+            }
+            (Err(reason), Ok((header, entries))) => {
+                self.notes.push(format!(
+                    "the primary GPT header is not usable ({reason}); using the backup at LBA {}",
+                    header.my_lba
+                ));
+                (entries.clone(), header.clone())
+            }
+            (Err(primary_reason), Err(backup_reason)) => {
+                let why = if protective {
+                    "a protective MBR"
+                } else {
+                    "an \"EFI PART\" signature"
+                };
+                return Err(Error::refused(format!(
+                    "the image has {why} but no valid GPT (primary at LBA 1: {primary_reason}; \
+                     backup at LBA {backup_lba}: {backup_reason}); rk-inject will not guess where the data is"
+                )));
+            }
+        };
+        self.disk_id = gpt::format_guid(&header.disk_guid);
+        let array_sectors = header.entries_sectors(sector_size);
+        // Protect both copies wherever they are, also when one of them is damaged.
+        let (primary_header, primary_entries_lba) = match &primary {
+            Ok((h, _)) => (h.clone(), h.entries_lba),
+            Err(_) => (header.clone(), 2),
+        };
+        self.reserved.push(Reserved {
+            what: "the primary GPT header (LBA 1)".to_string(),
+            extent: Extent::at(sector_size, sector_size),
+        });
+        self.reserved.push(Reserved {
+            what: format!(
+                "the primary GPT entry array (LBA {}..{})",
+                primary_entries_lba,
+                primary_entries_lba.saturating_add(primary_header.entries_sectors(sector_size))
+            ),
+            extent: Extent::at(
+                primary_entries_lba.saturating_mul(sector_size),
+                primary_header.entries_sectors(sector_size).saturating_mul(sector_size),
+            ),
+        });
+        let (backup_at, backup_entries_lba) = match &backup {
+            Ok((h, _)) => (h.my_lba, h.entries_lba),
+            Err(_) => (backup_lba, backup_lba.saturating_sub(array_sectors)),
+        };
+        self.reserved.push(Reserved {
+            what: format!("the backup GPT header (LBA {backup_at})"),
+            extent: Extent::at(backup_at.saturating_mul(sector_size), sector_size),
+        });
+        self.reserved.push(Reserved {
+            what: format!(
+                "the backup GPT entry array (LBA {}..{})",
+                backup_entries_lba,
+                backup_entries_lba.saturating_add(array_sectors)
+            ),
+            extent: Extent::at(
+                backup_entries_lba.saturating_mul(sector_size),
+                array_sectors.saturating_mul(sector_size),
+            ),
+        });
+        for entry in &entries {
+            self.partitions.push(gpt_partition(entry, sector_size));
+        }
+        // A hybrid MBR lists some partitions a second time; protect what it names as well.
+        if let MbrParse::Mbr(table) = parsed {
+            for entry in table.entries.iter().filter(|e| e.kind != mbr::PROTECTIVE) {
+                self.partitions.push(mbr_partition(entry.slot.into(), entry, 0));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One GPT copy (header and entries) at `lba`, or why it is not usable.
+fn read_gpt_copy<R: Read + Seek>(
+    disk: &mut R,
+    size: u64,
+    sector_size: u64,
+    lba: u64,
+) -> std::result::Result<(GptHeader, Vec<GptEntry>), String> {
+    let offset = lba.saturating_mul(sector_size);
+    if lba == 0 || offset.saturating_add(sector_size) > size {
+        return Err(format!("LBA {lba} is outside the image"));
+    }
+    let mut sector = vec![0u8; sector_size as usize];
+    read_at(disk, offset, &mut sector).map_err(|e| e.message)?;
+    let header = gpt::parse_header(&sector, lba)?;
+    let array_offset = header.entries_lba.saturating_mul(sector_size);
+    let array_len = header.entries_bytes();
+    if array_offset.saturating_add(array_len) > size {
+        return Err(format!(
+            "its entry array at LBA {} runs past the end of the image",
+            header.entries_lba
+        ));
+    }
+    let mut array = vec![0u8; array_len as usize];
+    read_at(disk, array_offset, &mut array).map_err(|e| e.message)?;
+    let entries = gpt::parse_entries(&array, &header)?;
+    Ok((header, entries))
+}
+
+fn mbr_partition(number: u32, entry: &mbr::MbrEntry, relative_to: u64) -> Partition {
+    let start = relative_to.saturating_add(entry.start);
+    Partition {
+        table: "MBR",
+        number,
+        description: format!("type {:#04x} {}", entry.kind, mbr::type_name(entry.kind)),
+        extent: Extent::at(start.saturating_mul(512), entry.sectors.saturating_mul(512)),
+    }
+}
+
+fn gpt_partition(entry: &GptEntry, sector_size: u64) -> Partition {
+    let kind = gpt::type_name(&entry.type_guid)
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("type {}", gpt::format_guid(&entry.type_guid)));
+    let description = if entry.name.is_empty() {
+        kind
+    } else {
+        format!("\"{}\" {kind}", entry.name)
+    };
+    let sectors = entry.last_lba.saturating_sub(entry.first_lba).saturating_add(1);
+    Partition {
+        table: "GPT",
+        number: entry.number,
+        description,
+        extent: Extent::at(
+            entry.first_lba.saturating_mul(sector_size),
+            sectors.saturating_mul(sector_size),
+        ),
+    }
+}
+
+fn has_signature(head: &[u8], at: usize) -> bool {
+    head.len() >= at + 8 && &head[at..at + 8] == gpt::SIGNATURE
+}
+
+/// A FAT boot sector at byte 0: an unpartitioned ("superfloppy") FAT volume, whose boot
+/// signature would otherwise pass for an MBR.
+fn fat_boot_sector(head: &[u8]) -> Option<&'static str> {
+    if head.len() < 512 || head[510] != 0x55 || head[511] != 0xaa {
+        return None;
+    }
+    let jump = (head[0] == 0xeb && head[2] == 0x90) || head[0] == 0xe9;
+    let bytes_per_sector = u16::from_le_bytes([head[11], head[12]]);
+    let fat_label = &head[54..57] == b"FAT" || &head[82..85] == b"FAT";
+    (jump && matches!(bytes_per_sector, 512 | 1024 | 2048 | 4096) && fat_label).then_some("FAT")
+}
+
+/// File systems that start at byte 0 of an unpartitioned image.
+fn whole_disk_fs(head: &[u8]) -> Option<&'static str> {
+    let at = |offset: usize, magic: &[u8]| {
+        head.len() >= offset + magic.len() && &head[offset..offset + magic.len()] == magic
+    };
+    if let Some(fat) = fat_boot_sector(head) {
+        return Some(fat);
+    }
+    if at(1080, &[0x53, 0xef]) {
+        return Some("ext2/3/4");
+    }
+    if at(32769, b"CD001") {
+        return Some("ISO 9660");
+    }
+    if at(0, b"XFSB") {
+        return Some("XFS");
+    }
+    if at(65600, b"_BHRfS_M") {
+        return Some("btrfs");
+    }
+    if at(0, b"hsqs") {
+        return Some("squashfs");
+    }
+    if at(0, b"LUKS\xba\xbe") {
+        return Some("LUKS");
+    }
+    None
+}
+
+/// Fills `buf` from `offset`, zero-filling what lies past the end of the data.
+pub fn read_at<R: Read + Seek>(disk: &mut R, offset: u64, buf: &mut [u8]) -> Result<usize> {
+    disk.seek(SeekFrom::Start(offset))
+        .map_err(|e| Error::io(format!("seeking to byte {offset}"), e))?;
+    let mut filled = 0;
+    while filled < buf.len() {
+        match disk.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io(format!("reading at byte {offset}"), e)),
+        }
+    }
+    buf[filled..].fill(0);
+    Ok(filled)
+}
