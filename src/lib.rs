@@ -10,6 +10,8 @@ pub mod render;
 pub mod rockchip;
 pub mod rockchip_vendor;
 pub mod sync;
+pub mod secrets;
+pub mod check;
 pub mod cli;
 pub mod cmd;
 mod error;

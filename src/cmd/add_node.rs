@@ -10,7 +10,7 @@ use crate::{
     cli::AddNodeArgs,
     model::{answers::{default_bmc_host, SecretsMode}, NodeRequest, Placement},
     prompt,
-    sync::{self, PlanOptions},
+    sync::PlanOptions,
     UsageError,
 };
 
@@ -54,7 +54,7 @@ pub fn run(args: AddNodeArgs) -> Result<Outcome> {
         .into());
     }
 
-    let (project, plan) = repo.plan(&answers, PlanOptions::default())?;
+    let change = repo.prepare(&answers, PlanOptions::default())?;
     for (p, bmc) in &added {
         let board = match bmc {
             Some(bmc) => format!("new board {} (BMC {bmc})", p.board),
@@ -63,13 +63,16 @@ pub fn run(args: AddNodeArgs) -> Result<Outcome> {
         let address = p.address.as_deref().unwrap_or("DHCP");
         println!("{} {}: {board}, slot {}, {address}", if args.dry_run { "Would add" } else { "Adding" }, p.host, p.slot);
     }
-    print_plan(&plan, false);
+    print_plan(&change.plan, false);
     if args.dry_run {
+        for path in change.node_keys_to_make() {
+            println!("{:>13}  {path} (node age identity, 0600, git-ignored)", "create");
+        }
         return Ok(Outcome::Success);
     }
-    let applied = sync::apply(&repo.dir, &plan)?;
+    let applied = repo.apply(&change)?;
     let outcome = report(&applied);
-    if project.secrets.mode == SecretsMode::Sops {
+    if change.project.secrets.mode == SecretsMode::Sops {
         println!(
             "Next: re-encrypt the secrets for the new recipient(s) in .sops.yaml:\n  sops updatekeys secrets/secrets.yaml"
         );

@@ -14,7 +14,7 @@ use crate::{
     cli::InitArgs,
     model::{Answers, InvalidAnswer, Layout, Platform, Project, SshPublicKey},
     prompt::{self, Asking, Question},
-    render,
+    render, secrets,
     sync::{self, PlanOptions},
     UsageError,
 };
@@ -47,7 +47,11 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(&answers.name));
     let blob = take_blob(&mut answers)?;
-    let project = Project::from_answers(&answers)?;
+    let mut project = Project::from_answers(&answers)?;
+    // Node identities are made in memory now (their recipients go into .sops.yaml) and
+    // written, 0600, only once the repo exists.
+    let node_keys = secrets::NodeKeys::prepare(&dir, &project)?;
+    project.node_age_recipients = node_keys.recipients();
     let tree = render::render(&project)?;
     let extra: Vec<(String, Vec<u8>)> = blob.into_iter().map(|b| (BLOB_FILE.to_owned(), b)).collect();
 
@@ -67,6 +71,9 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
         }
         for (path, bytes) in &extra {
             println!("  {path} ({} bytes, your bootloader blob)", bytes.len());
+        }
+        for path in node_keys.new_paths() {
+            println!("  {path} (new node age identity, 0600, git-ignored)");
         }
         return Ok(Outcome::Success);
     }
@@ -93,6 +100,15 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
             dir.display(),
             project.layout,
             tree.len() + extra.len()
+        );
+    }
+    let made = node_keys.write_new(&dir)?;
+    if !made.is_empty() {
+        println!(
+            "Made {} node age identit{} in {}/ (git-ignored, 0600): back them up, they decrypt the nodes' secrets.",
+            made.len(),
+            if made.len() == 1 { "y" } else { "ies" },
+            secrets::KEYS_DIR
         );
     }
     if !args.no_git {
@@ -366,6 +382,7 @@ fn print_next_steps(project: &Project, dir: &Path) {
         }
         println!("  ./build-all-images.sh       # every image, in one nix build");
         println!("  ./deploy/rk1-deploy.sh --dry-run");
+        println!("  ./deploy/post-deploy.sh --dry-run  # after first boot: pin host keys, hand over keys, switch");
     } else {
         println!("  ./build-all-images.sh");
     }

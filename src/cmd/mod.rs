@@ -1,6 +1,7 @@
 //! One plain function per subcommand.
 
 pub mod add_node;
+pub mod check;
 pub mod diff;
 pub mod init;
 pub mod inject;
@@ -30,6 +31,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::RemoveNode(args) => remove_node::run(args),
         Command::Diff(args) => diff::run(args),
         Command::Update(args) => update::run(args),
+        Command::Check(args) => check::run(args),
         Command::Inject(args) => Ok(match inject::run(&args.args) {
             0 => Outcome::Success,
             code => Outcome::Exit(u8::try_from(code).unwrap_or(1)),

@@ -10,7 +10,7 @@ use super::{
 use crate::{
     cli::RemoveNodeArgs,
     model::answers::SecretsMode,
-    sync::{self, Action, PlanOptions},
+    sync::{Action, PlanOptions},
 };
 
 pub fn run(args: RemoveNodeArgs) -> Result<Outcome> {
@@ -21,7 +21,8 @@ pub fn run(args: RemoveNodeArgs) -> Result<Outcome> {
         delete_edited: args.force,
         ..Default::default()
     };
-    let (project, plan) = repo.plan(&answers, options)?;
+    let change = repo.prepare(&answers, options)?;
+    let plan = &change.plan;
     println!(
         "{} {} (board {}, slot {})",
         if args.dry_run { "Would remove" } else { "Removing" },
@@ -29,7 +30,7 @@ pub fn run(args: RemoveNodeArgs) -> Result<Outcome> {
         removed.board,
         removed.slot
     );
-    print_plan(&plan, false);
+    print_plan(plan, false);
     let kept: Vec<&str> = plan
         .entries
         .iter()
@@ -39,12 +40,12 @@ pub fn run(args: RemoveNodeArgs) -> Result<Outcome> {
     if args.dry_run {
         return Ok(Outcome::Success);
     }
-    let applied = sync::apply(&repo.dir, &plan)?;
+    let applied = repo.apply(&change)?;
     let outcome = report(&applied);
     for path in kept {
         println!("kept {path}: you edited it (--force removes it)");
     }
-    if project.secrets.mode == SecretsMode::Sops {
+    if change.project.secrets.mode == SecretsMode::Sops {
         println!(
             "Next: stop encrypting to {}'s recipient (and rotate what it could read):\n  sops updatekeys secrets/secrets.yaml",
             removed.host

@@ -6,7 +6,8 @@ use anyhow::{Context, Result};
 
 use crate::{
     model::{Answers, InvalidAnswer, Project},
-    render::{self, Tree, ANSWERS_FILE},
+    render::{self, ANSWERS_FILE},
+    secrets,
     sync::{self, Applied, Plan},
     UsageError,
 };
@@ -54,12 +55,63 @@ impl Repo {
         })
     }
 
-    /// Renders `answers` (this repo's, or changed ones) and plans bringing the repo to it.
+    /// Renders `answers` (this repo's, or changed ones) and plans bringing the repo to it, to
+    /// look at only (`diff`, `--dry-run`): a node without an age identity yet shows as a
+    /// placeholder in `.sops.yaml`, and none is made.
     pub fn plan(&self, answers: &Answers, options: sync::PlanOptions) -> Result<(Project, Plan)> {
-        let project = Project::from_answers(answers)?;
-        let tree: Tree = render::render(&project)?;
-        let plan = sync::plan(&self.dir, &tree, options)?;
+        let mut project = Project::from_answers(answers)?;
+        project.node_age_recipients = secrets::existing_node_recipients(&self.dir, &project)?;
+        let plan = sync::plan(&self.dir, &render::render(&project)?, options)?;
         Ok((project, plan))
+    }
+
+    /// Like [`Repo::plan`], for a change that will be applied: a node that needs an age
+    /// identity gets one (in memory until [`Repo::apply`]), and its recipient is rendered.
+    pub fn prepare(&self, answers: &Answers, options: sync::PlanOptions) -> Result<Change> {
+        let mut project = Project::from_answers(answers)?;
+        let node_keys = secrets::NodeKeys::prepare(&self.dir, &project)?;
+        project.node_age_recipients = node_keys.recipients();
+        let plan = sync::plan(&self.dir, &render::render(&project)?, options)?;
+        Ok(Change {
+            project,
+            plan,
+            node_keys,
+        })
+    }
+
+    /// Applies the change in one transaction, node identities included: they are written
+    /// (0600, never through a temporary file) just before the renames, and removed again if the
+    /// transaction fails or is interrupted.
+    pub fn apply(&self, change: &Change) -> Result<Applied> {
+        let made = change.node_keys.new_paths();
+        let own = (!made.is_empty()).then(|| sync::OwnWrites {
+            paths: made.clone(),
+            write: Box::new(|| change.node_keys.write_new(&self.dir).map(drop)),
+        });
+        let applied = sync::apply_with(&self.dir, &change.plan, own)?;
+        if !made.is_empty() {
+            println!(
+                "Made {} node age identit{} in {}/ (git-ignored, 0600): back them up, they decrypt the nodes' secrets.",
+                made.len(),
+                if made.len() == 1 { "y" } else { "ies" },
+                secrets::KEYS_DIR
+            );
+        }
+        Ok(applied)
+    }
+}
+
+/// A change ready to apply: the project it renders, the plan, and node identities to write.
+pub struct Change {
+    pub project: Project,
+    pub plan: Plan,
+    node_keys: secrets::NodeKeys,
+}
+
+impl Change {
+    /// The identities [`Repo::apply`] will write, relative to the repo.
+    pub fn node_keys_to_make(&self) -> Vec<String> {
+        self.node_keys.new_paths()
     }
 }
 

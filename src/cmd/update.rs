@@ -8,7 +8,7 @@ use super::{
 };
 use crate::{
     cli::UpdateArgs,
-    sync::{self, PlanOptions},
+    sync::PlanOptions,
 };
 
 pub fn run(args: UpdateArgs) -> Result<Outcome> {
@@ -17,15 +17,16 @@ pub fn run(args: UpdateArgs) -> Result<Outcome> {
         restore_deleted: args.restore_deleted,
         ..Default::default()
     };
-    let (_, plan) = repo.plan(&repo.answers, options)?;
     if args.dry_run {
+        let (_, plan) = repo.plan(&repo.answers, options)?;
         print_plan(&plan, true);
         return Ok(Outcome::Success);
     }
-    print_plan(&plan, false);
+    let change = repo.prepare(&repo.answers, options)?;
+    print_plan(&change.plan, false);
     // Applied even when no file changes: the base record may still need to catch up.
-    let applied = sync::apply(&repo.dir, &plan)?;
-    if plan.is_noop() {
+    let applied = repo.apply(&change)?;
+    if change.plan.is_noop() {
         println!("Up to date.");
         return Ok(Outcome::Success);
     }

@@ -1,7 +1,11 @@
 //! The validated model: what the templates render from. Building a `Project` is the only way
 //! answers reach the renderer, so every template can trust what it is given.
 
-use std::{collections::BTreeSet, net::IpAddr, net::Ipv4Addr};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+    net::Ipv4Addr,
+};
 
 use serde::Serialize;
 
@@ -35,6 +39,10 @@ pub struct Project {
     pub network: Network,
     pub boards: Vec<Board>,
     pub nodes: Vec<Node>,
+    /// Host → age recipient of each node that has one (sops mode). Not an answer: the command
+    /// layer reads it from `keys/` and `.sops.yaml` with [`crate::secrets::NodeKeys`] and sets
+    /// it before rendering, because rendering never touches the disk. Empty from `from_answers`.
+    pub node_age_recipients: BTreeMap<String, AgeRecipient>,
     /// The answers this project was validated from, written back as flakesmith.yaml.
     #[serde(skip)]
     pub answers: Answers,
@@ -177,6 +185,7 @@ impl Project {
             network,
             boards,
             nodes,
+            node_age_recipients: BTreeMap::new(),
             answers: answers.clone(),
         })
     }

@@ -52,12 +52,15 @@ pub fn outputs(project: &Project) -> Vec<Output<'_>> {
     if project.has(Platform::Rk1) {
         out.extend(project.nodes.iter().map(|n| Output::for_node("shared/node.nix.tera", n)));
         out.push(Output::script("shared/rk1-deploy.sh.tera", "deploy/rk1-deploy.sh"));
+        out.push(Output::script("shared/post-deploy.sh.tera", "deploy/post-deploy.sh"));
     }
     out.push(Output::file("shared/gitignore.tera", ".gitignore"));
     out.push(Output::script("shared/build-all-images.sh.tera", "build-all-images.sh"));
     if project.secrets.mode == crate::model::answers::SecretsMode::Sops {
         out.push(Output::file("shared/sops.yaml.tera", ".sops.yaml"));
         out.push(Output::file("shared/secrets.yaml.tera", "secrets/secrets.yaml"));
+    } else {
+        out.push(Output::file("shared/deployment-key.nix.tera", "deployment-key.nix"));
     }
     out
 }

@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use super::{
     base::{base_path, BASE_DIR},
     plan::{Action, Plan},
-    txn::{self, Change},
+    txn::{self, Change, OwnWrites},
 };
 use crate::render::{Tree, TreeFile};
 
@@ -72,6 +72,11 @@ pub struct Applied {
 
 /// Applies a plan to an existing repo and records its new base.
 pub fn apply(repo: &Path, plan: &Plan) -> Result<Applied> {
+    apply_with(repo, plan, None)
+}
+
+/// [`apply`], with files the caller writes itself in the same transaction.
+pub fn apply_with(repo: &Path, plan: &Plan, own: Option<OwnWrites<'_>>) -> Result<Applied> {
     let mut changes: Vec<Change<'_>> = Vec::new();
     let mut applied = Applied::default();
     for (path, action) in &plan.entries {
@@ -108,10 +113,10 @@ pub fn apply(repo: &Path, plan: &Plan) -> Result<Applied> {
         changes.push((base_rel(path), None));
         applied.base_written += 1;
     }
-    if changes.is_empty() {
+    if changes.is_empty() && own.is_none() {
         return Ok(applied);
     }
-    txn::run(repo, &changes)?;
+    txn::run(repo, &changes, own)?;
     // Directories emptied by removals (a removed node's base copy) go too; best effort.
     for (path, file) in &changes {
         if file.is_none() {

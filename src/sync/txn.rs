@@ -29,9 +29,22 @@ const JOURNAL: &str = "journal";
 /// What an interrupted transaction is undone from. Paths are relative to the repo, `/`-separated.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Journal {
-    /// Directories the transaction creates, parents before children.
+    /// Directories the transaction creates, parents before children. Rolling back removes
+    /// them with everything in them: they did not exist before.
     created_dirs: Vec<String>,
+    /// Files the caller writes itself during the transaction ([`OwnWrites`]).
+    #[serde(default)]
+    created_files: Vec<String>,
     ops: Vec<Op>,
+}
+
+/// Files that must not pass through a staged temporary file (node identities, created 0600 from
+/// their first byte): the caller writes them, inside the transaction, just before the renames.
+/// Rolling back removes them. They must not exist yet.
+pub struct OwnWrites<'a> {
+    /// Relative to the repo.
+    pub paths: Vec<String>,
+    pub write: Box<dyn FnOnce() -> Result<()> + 'a>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -48,7 +61,7 @@ struct Op {
 pub type Change<'a> = (String, Option<&'a TreeFile>);
 
 /// Applies all `changes` to `repo`, or none of them.
-pub fn run(repo: &Path, changes: &[Change<'_>]) -> Result<()> {
+pub fn run(repo: &Path, changes: &[Change<'_>], own: Option<OwnWrites<'_>>) -> Result<()> {
     let txn_dir = repo.join(TXN_DIR);
     if txn_dir.join(JOURNAL).exists() {
         // The commands recover before they plan; reaching this means something else is
@@ -61,9 +74,10 @@ pub fn run(repo: &Path, changes: &[Change<'_>]) -> Result<()> {
     if txn_dir.exists() {
         fs_err::remove_dir_all(&txn_dir)?;
     }
-    let journal = journal_for(repo, changes)?;
+    let own_paths = own.as_ref().map_or(&[][..], |o| &o.paths[..]);
+    let journal = journal_for(repo, changes, own_paths)?;
     write_journal(repo, &journal)?;
-    match execute(repo, &journal, changes) {
+    match execute(repo, &journal, changes, own) {
         Ok(()) => {
             // The commit point: without the journal, nothing will be rolled back.
             fs_err::remove_file(txn_dir.join(JOURNAL))?;
@@ -99,9 +113,15 @@ pub fn recover(repo: &Path) -> Result<Option<usize>> {
     Ok(Some(journal.ops.len()))
 }
 
-fn journal_for(repo: &Path, changes: &[Change<'_>]) -> Result<Journal> {
-    let mut journal = Journal::default();
+fn journal_for(repo: &Path, changes: &[Change<'_>], own: &[String]) -> Result<Journal> {
+    let mut journal = Journal {
+        created_files: own.to_vec(),
+        ..Journal::default()
+    };
     let mut dirs = Vec::new();
+    for path in own {
+        missing_ancestors(repo, path, &mut dirs);
+    }
     for (i, (dest, file)) in changes.iter().enumerate() {
         let dest_path = repo.join(dest);
         let exists = dest_path.symlink_metadata().is_ok();
@@ -109,14 +129,7 @@ fn journal_for(repo: &Path, changes: &[Change<'_>]) -> Result<Journal> {
             continue;
         }
         if file.is_some() {
-            // Every missing ancestor, so that rollback leaves no empty directory behind.
-            let mut parent = Path::new(dest).parent();
-            while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
-                if !repo.join(p).exists() {
-                    dirs.push(p.to_string_lossy().replace('\\', "/"));
-                }
-                parent = p.parent();
-            }
+            missing_ancestors(repo, dest, &mut dirs);
         }
         let tmp = file.map(|_| {
             let (dir, name) = match dest.rsplit_once('/') {
@@ -141,6 +154,17 @@ fn journal_for(repo: &Path, changes: &[Change<'_>]) -> Result<Journal> {
     Ok(journal)
 }
 
+/// Every missing ancestor of `path`, so that rollback leaves no new directory behind.
+fn missing_ancestors(repo: &Path, path: &str, dirs: &mut Vec<String>) {
+    let mut parent = Path::new(path).parent();
+    while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
+        if !repo.join(p).exists() {
+            dirs.push(p.to_string_lossy().replace('\\', "/"));
+        }
+        parent = p.parent();
+    }
+}
+
 fn write_journal(repo: &Path, journal: &Journal) -> Result<()> {
     let txn_dir = repo.join(TXN_DIR);
     fs_err::create_dir_all(&txn_dir)?;
@@ -154,11 +178,8 @@ fn write_journal(repo: &Path, journal: &Journal) -> Result<()> {
     Ok(())
 }
 
-fn execute(repo: &Path, journal: &Journal, changes: &[Change<'_>]) -> Result<()> {
+fn execute(repo: &Path, journal: &Journal, changes: &[Change<'_>], own: Option<OwnWrites<'_>>) -> Result<()> {
     let txn_dir = repo.join(TXN_DIR);
-    for dir in &journal.created_dirs {
-        fs_err::create_dir_all(repo.join(dir))?;
-    }
     let contents = |dest: &str| {
         changes
             .iter()
@@ -182,6 +203,9 @@ fn execute(repo: &Path, journal: &Journal, changes: &[Change<'_>]) -> Result<()>
         }
     }
     sync_dir(&txn_dir)?;
+    if let Some(own) = own {
+        (own.write)()?;
+    }
     for op in &journal.ops {
         // `FLAKESMITH_FAILPOINT=apply:rename#N` fails the Nth rename or removal (in-process
         // rollback); with `:abort` the process dies there, as in a crash (rollback on next run).
@@ -219,13 +243,19 @@ fn roll_back(repo: &Path, journal: &Journal) -> Result<()> {
             None => remove_if_exists(&dest)?,
         }
     }
+    for file in &journal.created_files {
+        remove_if_exists(&repo.join(file))?;
+    }
     for dir in journal.created_dirs.iter().rev() {
         let path = repo.join(dir);
         if path == repo.join(".flakesmith") {
             continue; // holds the transaction directory until the very end
         }
-        // Not empty means someone else put a file there since: keep it.
-        let _ = std::fs::remove_dir(path);
+        // It did not exist before the transaction, so all it holds came from it (a node
+        // identity's keys/.gitignore, say).
+        if path.exists() {
+            fs_err::remove_dir_all(path)?;
+        }
     }
     let parents: std::collections::BTreeSet<PathBuf> = journal
         .ops
@@ -289,13 +319,10 @@ mod tests {
             ("nodes/deep/b.nix".into(), Some(&new_b)),
             ("gone.nix".into(), None),
         ];
-        let journal = journal_for(repo.path(), &changes).unwrap();
+        let journal = journal_for(repo.path(), &changes, &[]).unwrap();
         assert_eq!(journal.created_dirs, ["nodes", "nodes/deep"]);
         write_journal(repo.path(), &journal).unwrap();
         // Do by hand what execute does, stopping after two of the three steps.
-        for dir in &journal.created_dirs {
-            std::fs::create_dir_all(repo.path().join(dir)).unwrap();
-        }
         write_unsynced(&repo.path().join(journal.ops[0].tmp.as_ref().unwrap()), &new_a).unwrap();
         write_unsynced(&repo.path().join(journal.ops[1].tmp.as_ref().unwrap()), &new_b).unwrap();
         let txn = repo.path().join(TXN_DIR);
@@ -314,7 +341,7 @@ mod tests {
     fn a_committed_transaction_leaves_no_trace() {
         let repo = sample_repo();
         let new_a = TreeFile::script("a2\n");
-        run(repo.path(), &[("a.nix".into(), Some(&new_a)), ("gone.nix".into(), None)]).unwrap();
+        run(repo.path(), &[("a.nix".into(), Some(&new_a)), ("gone.nix".into(), None)], None).unwrap();
         assert_eq!(std::fs::read(repo.path().join("a.nix")).unwrap(), b"a2\n");
         assert!(super::super::base::is_executable(&repo.path().join("a.nix")));
         assert!(!repo.path().join("gone.nix").exists());

@@ -178,6 +178,13 @@ fn add_node_keeps_user_edits_and_wires_the_node_everywhere() {
     assert_eq!(repo.read("nodes/rk1-node1.nix"), node1);
     assert!(repo.read("nodes/rk1-node5.nix").contains("rk1-node5"));
     assert!(repo.read("flake.nix").contains("rk1-node5"));
+    // Its own age identity, and its recipient in .sops.yaml.
+    let identity = repo.read("keys/rk1-node5.age");
+    let recipient = identity
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .expect("the identity file names its recipient");
+    assert!(repo.read(".sops.yaml").contains(&format!("&rk1-node5 {recipient}")));
     assert!(any_file_under_mentions(&repo, "deploy/", "rk1-node5"));
     let answers = repo.read("flakesmith.yaml");
     assert!(answers.contains("turingpi-b.lan") && answers.contains("rk1-node5"), "{answers}");
@@ -396,6 +403,8 @@ fn an_interrupted_add_node_leaves_the_repo_unchanged() {
         assert_eq!(out.status.signal(), Some(6), "{failpoint}: {}", text(&out.stderr));
         assert_ne!(before, repo.snapshot(), "{failpoint}: the crash happened part-way");
         assert!(repo.dir.join(".flakesmith/txn/journal").exists());
+        // The new node's age identity is written inside the transaction, and undone with it.
+        assert!(repo.dir.join("keys/rk1-node5.age").exists());
         if step == 1 {
             // What a crash leaves is git-ignored, so `git add -A` cannot commit it meanwhile.
             let git = |args: &[&str]| Command::new("git").args(args).current_dir(&repo.dir).status().unwrap();

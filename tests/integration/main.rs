@@ -3,6 +3,7 @@
 //! is not on this machine (a BMC, nixpkgs; see tests/fixtures/README.md).
 
 mod book;
+mod check;
 mod grow;
 mod init_cli;
 mod inject;

@@ -263,6 +263,8 @@ fn generated_flakes_evaluate_with_the_expected_outputs() {
         // the build system itself (cross) or the aarch64 system under emulation.
         let packages = flake.eval("packages", PACKAGE_FACTS);
         let emulated = project.build.foreign == flakesmith::model::answers::ForeignBuild::Emulated;
+        let deployment_keys =
+            project.secrets.mode == flakesmith::model::answers::SecretsMode::DeploymentKeys;
         for system in &build_systems {
             for machine in &machines {
                 let p = &packages[system][machine];
@@ -279,7 +281,13 @@ fn generated_flakes_evaluate_with_the_expected_outputs() {
                     p["name"], configs[machine]["image"],
                     "{case}: packages.{system}.{machine}"
                 );
-                if built_by == "aarch64-linux" {
+                if built_by == "aarch64-linux" && deployment_keys {
+                    // The image adds deployment-key.nix (see deployment_keys_are_in_the_images_only).
+                    assert_ne!(
+                        p["drvPath"], configs[machine]["imageDrv"],
+                        "{case}: the image adds the deployment key"
+                    );
+                } else if built_by == "aarch64-linux" {
                     assert_eq!(
                         p["drvPath"], configs[machine]["imageDrv"],
                         "{case}: the native image itself"
@@ -288,6 +296,29 @@ fn generated_flakes_evaluate_with_the_expected_outputs() {
             }
         }
     }
+}
+
+#[test]
+fn deployment_keys_are_in_the_images_only() {
+    // Deployment-keys mode: the image lets root in with the deployment key and nobody else; the
+    // configuration post-deploy.sh switches to has the admin's keys and not the deployment key.
+    // The stand-in shows which users and keys each system holds; that sshd honours them, and
+    // that the switch happens on a real node, it cannot show.
+    let tree = Project::default().with_deployment_key().built_on(&["aarch64-linux"]).render();
+    let flake = Flake::new(&tree);
+    let keys_of = r#"users: builtins.mapAttrs (_: u: u.openssh.authorizedKeys.keys or [ ]) users"#;
+    let image_users = flake.eval(
+        "packages.aarch64-linux.rk1-node1.toplevel.users",
+        &format!("json: ({keys_of}) (builtins.fromJSON json)"),
+    );
+    assert_eq!(image_users["root"], serde_json::json!([crate::support::DEPLOY_SSH_KEY]));
+    assert_eq!(image_users["admin"], serde_json::json!([]));
+    let running = flake.eval("nixosConfigurations.rk1-node1.config.users.users", keys_of);
+    assert_eq!(running["admin"], serde_json::json!([crate::support::ADMIN_SSH_KEY]));
+    assert!(
+        !running.to_string().contains(crate::support::DEPLOY_SSH_KEY),
+        "the running configuration must not authorise the deployment key: {running}"
+    );
 }
 
 #[test]

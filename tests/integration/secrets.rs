@@ -1,6 +1,17 @@
 //! Secrets hygiene of what is generated: no private key anywhere, key files git-ignored, and a
-//! .sops.yaml that sops can read (its aliases resolve to the admins' age recipients).
+//! .sops.yaml that sops can read (its aliases resolve to the admins' age recipients); node age
+//! identities and deploy/post-deploy.sh (see the note above the node tests).
 
+use std::{
+    os::unix::fs::PermissionsExt,
+    path::Path,
+    process::{Command, Stdio},
+};
+
+use flakesmith::{
+    model::{answers::NodeRecipients, answers::SecretsMode, Answers},
+    secrets::{ensure_node_keys, identity_path, NodeKeys, SopsYaml},
+};
 use serde_yaml_ng::Value;
 
 use crate::support::{all_variants, Project, ADMIN_AGE_RECIPIENT};
@@ -39,7 +50,7 @@ fn sops_yaml_gives_the_admins_recipients_to_every_secrets_file() {
     let sops: Value = serde_yaml_ng::from_str(tree.get(".sops.yaml").unwrap().as_text().unwrap())
         .expect(".sops.yaml is YAML (aliases resolved)");
     let rule = &sops["creation_rules"][0];
-    assert_eq!(rule["path_regex"].as_str(), Some(r"secrets/[^/]+\.yaml$"));
+    assert_eq!(rule["path_regex"].as_str(), Some(r"secrets/[^/]+\.(yaml|json|env|ini)$"));
     let recipients: Vec<&str> = rule["key_groups"][0]["age"]
         .as_sequence()
         .expect("an age key group")
@@ -57,16 +68,470 @@ fn sops_yaml_gives_the_admins_recipients_to_every_secrets_file() {
 }
 
 #[test]
-fn deployment_keys_mode_has_no_sops_files_and_authorises_the_key_for_first_access() {
+fn deployment_keys_mode_has_no_sops_files_and_authorises_the_key_in_the_images_only() {
     let tree = Project::default().with_deployment_key().render();
     assert!(tree.get(".sops.yaml").is_none() && tree.get("secrets/secrets.yaml").is_none());
     let common = tree.get("common.nix").unwrap().as_text().unwrap();
-    assert!(common.contains("users.users.root.openssh.authorizedKeys.keys = [\n    \"ssh-ed25519 "));
-    assert!(
-        common.contains("After the first deploy"),
-        "the post-deploy step is explained"
-    );
+    assert!(!common.contains(crate::support::DEPLOY_SSH_KEY), "the running configuration never has the deployment key");
+    assert!(common.contains("deploy/post-deploy.sh"), "the post-deploy step is explained");
     assert!(!common.contains("sops."));
+    let images_only = tree.get("deployment-key.nix").unwrap().as_text().unwrap();
+    assert!(images_only.contains(&format!("users.users.root.openssh.authorizedKeys.keys = lib.mkForce [\n    \"{}\"", crate::support::DEPLOY_SSH_KEY)));
     let flake = tree.get("flake.nix").unwrap().as_text().unwrap();
     assert!(!flake.contains("sops-nix"));
+    assert!(flake.contains("node.extendModules { modules = [ ./deployment-key.nix ]; }"));
+}
+
+// Node age identities: made with the age crate, read back by the real `age` CLI (Debian's
+// `age` package), kept out of git.
+//
+// sops itself is not installable here, so what these tests cannot show is that sops accepts
+// the generated `.sops.yaml` and encrypts to its recipients, nor that sops-nix decrypts with
+// `/var/lib/sops-nix/key.txt` on a node. What they do show: the identity files are what
+// `age`/sops read (`age -d -i` takes the same age-keygen format sops reads via
+// SOPS_AGE_KEY_FILE and sops-nix via sops.age.keyFile), each node's recipient decrypts only
+// with that node's identity, and the `.sops.yaml` rules give each recipient what it should get.
+
+pub fn project(edit: impl FnOnce(&mut Answers)) -> flakesmith::model::Project {
+    let mut answers = Answers::default();
+    answers.secrets.admin_age_recipients = vec![ADMIN_AGE_RECIPIENT.to_owned()];
+    edit(&mut answers);
+    flakesmith::model::Project::from_answers(&answers).expect("valid test answers")
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// `age` with its arguments; panics with its stderr when it fails.
+fn age(args: &[&str], input: &[u8]) -> Result<Vec<u8>, String> {
+    use std::io::Write;
+    let mut child = Command::new("age")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the age CLI is installed (Debian package age)");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    if out.status.success() {
+        Ok(out.stdout)
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[test]
+fn node_identities_round_trip_through_the_age_cli() {
+    let repo = tempfile::tempdir().unwrap();
+    let project = project(|_| {});
+    let recipients = ensure_node_keys(repo.path(), &project).unwrap();
+    assert_eq!(recipients.len(), 4, "one recipient per node");
+
+    let keys_dir = repo.path().join("keys");
+    assert_eq!(mode(&keys_dir), 0o700);
+    let secret = b"wifi_password: correct horse battery staple\n";
+    let node1 = identity_path(repo.path(), "rk1-node1");
+    let node2 = identity_path(repo.path(), "rk1-node2");
+    for node in &project.nodes {
+        let path = identity_path(repo.path(), node.host.as_str());
+        assert_eq!(mode(&path), 0o600, "{} is owner-only", path.display());
+    }
+
+    // Encrypt to node 1's recipient with the real CLI, decrypt with its identity file.
+    let ciphertext = age(&["-r", recipients["rk1-node1"].as_str()], secret).unwrap();
+    let plaintext = age(&["-d", "-i", node1.to_str().unwrap()], &ciphertext).unwrap();
+    assert_eq!(plaintext, secret);
+    // Another node's identity cannot read it.
+    let refused = age(&["-d", "-i", node2.to_str().unwrap()], &ciphertext).unwrap_err();
+    assert!(refused.contains("no identity matched"), "{refused}");
+
+    // And age-keygen -y (what an admin would run) derives the same recipient from the file.
+    let derived = Command::new("age-keygen").args(["-y", node1.to_str().unwrap()]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&derived.stdout).trim(), recipients["rk1-node1"].as_str());
+}
+
+#[test]
+fn existing_identities_are_kept_and_missing_ones_made() {
+    let repo = tempfile::tempdir().unwrap();
+    let first = ensure_node_keys(repo.path(), &project(|a| a.set_node_count(2, "n"))).unwrap();
+    let before = std::fs::read(identity_path(repo.path(), "n1")).unwrap();
+    let grown = project(|a| a.set_node_count(3, "n"));
+    let keys = NodeKeys::prepare(repo.path(), &grown).unwrap();
+    assert_eq!(keys.new_paths(), ["keys/n3.age"], "only the new node gets an identity");
+    keys.write_new(repo.path()).unwrap();
+    assert_eq!(std::fs::read(identity_path(repo.path(), "n1")).unwrap(), before);
+    let second = keys.recipients();
+    assert_eq!(first["n1"], second["n1"]);
+    assert_eq!(first["n2"], second["n2"]);
+    assert_ne!(second["n3"], second["n1"]);
+}
+
+#[test]
+fn a_clone_without_keys_keeps_the_recipients_recorded_in_sops_yaml() {
+    let made = tempfile::tempdir().unwrap();
+    let recipients = ensure_node_keys(made.path(), &project(|_| {})).unwrap();
+    let clone = tempfile::tempdir().unwrap();
+    let sops_yaml: String = std::iter::once("keys:\n".to_owned())
+        .chain(recipients.iter().map(|(h, r)| format!("  - &{h} {r}\n")))
+        .collect();
+    std::fs::write(clone.path().join(".sops.yaml"), sops_yaml).unwrap();
+    let keys = NodeKeys::prepare(clone.path(), &project(|_| {})).unwrap();
+    assert!(keys.new_paths().is_empty(), "no new identity replaces a recorded recipient");
+    assert_eq!(keys.recipients(), recipients);
+}
+
+#[test]
+fn ssh_host_key_and_deployment_key_modes_make_no_identities() {
+    for edit in [
+        (|a: &mut Answers| a.secrets.node_recipients = NodeRecipients::SshHostKeys) as fn(&mut Answers),
+        |a: &mut Answers| {
+            a.secrets.mode = SecretsMode::DeploymentKeys;
+            a.secrets.admin_age_recipients.clear();
+        },
+    ] {
+        let repo = tempfile::tempdir().unwrap();
+        let recipients = ensure_node_keys(repo.path(), &project(edit)).unwrap();
+        assert!(recipients.is_empty());
+        assert!(!repo.path().join("keys").exists());
+    }
+}
+
+#[test]
+fn git_never_sees_the_keys_even_without_the_top_level_gitignore() {
+    let repo = tempfile::tempdir().unwrap();
+    ensure_node_keys(repo.path(), &project(|_| {})).unwrap();
+    std::fs::write(repo.path().join("README.md"), "x\n").unwrap();
+    let git = |args: &[&str]| {
+        let out = Command::new("git").args(args).current_dir(repo.path()).output().unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    git(&["init", "--quiet"]);
+    git(&["add", "--all"]);
+    let tracked = git(&["ls-files"]);
+    assert_eq!(tracked.trim(), "README.md", "keys/ stays out of git: {tracked}");
+}
+
+/// The `.sops.yaml` rules as sops applies them: the first rule whose path_regex matches wins.
+/// Go's regexp (sops) is stood in for by `grep -E`; the generated patterns use only syntax the
+/// two share.
+pub fn recipients_for(sops_yaml: &str, path: &str) -> Vec<String> {
+    let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(sops_yaml).expect(".sops.yaml is YAML");
+    for rule in value["creation_rules"].as_sequence().expect("creation_rules is a list") {
+        let regex = rule["path_regex"].as_str().unwrap();
+        let matched = Command::new("grep")
+            .args(["-qE", regex])
+            .stdin(Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(format!("{path}\n").as_bytes())?;
+                c.wait()
+            })
+            .unwrap()
+            .success();
+        if matched {
+            return rule["key_groups"][0]["age"]
+                .as_sequence()
+                .map(|ages| ages.iter().map(|a| a.as_str().unwrap().to_owned()).collect())
+                .unwrap_or_default();
+        }
+    }
+    Vec::new()
+}
+
+pub fn anchors_of(sops_yaml: &str) -> SopsYaml {
+    SopsYaml::parse(sops_yaml)
+}
+
+/// `flakesmith init DIR --yes` with the given extra flags, in a temporary HOME (so no key of
+/// the machine running the tests is picked up). Returns the repo directory's parent.
+fn init(extra: &[&str]) -> (tempfile::TempDir, std::path::PathBuf) {
+    use assert_cmd::cargo::CommandCargoExt;
+    let home = tempfile::tempdir().unwrap();
+    let repo = home.path().join("cluster");
+    let out = Command::cargo_bin("flakesmith")
+        .unwrap()
+        .arg("init")
+        .arg(&repo)
+        .args(["--yes", "--ssh-key", crate::support::ADMIN_SSH_KEY])
+        .args(extra)
+        .env("HOME", home.path())
+        .env_remove("SOPS_AGE_KEY_FILE")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "init failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (home, repo)
+}
+
+#[test]
+fn init_makes_node_identities_and_sops_yaml_encrypts_to_them() {
+    let (_home, repo) = init(&["--age-recipient", ADMIN_AGE_RECIPIENT]);
+    let sops_yaml = std::fs::read_to_string(repo.join(".sops.yaml")).unwrap();
+    let anchors = anchors_of(&sops_yaml);
+    assert_eq!(anchors.anchors["admin_1"], ADMIN_AGE_RECIPIENT);
+    let hosts = ["rk1-node1", "rk1-node2", "rk1-node3", "rk1-node4"];
+    for host in hosts {
+        let key = repo.join(format!("keys/{host}.age"));
+        assert_eq!(mode(&key), 0o600);
+        // The recipient in .sops.yaml is the one the identity file has (as age-keygen sees it).
+        let derived = Command::new("age-keygen").arg("-y").arg(&key).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&derived.stdout).trim(), anchors.anchors[host], "{host}");
+        assert!(anchors.aliases.contains(host), "{host} is used by a rule");
+        // A node's own file: that node and the admin, nobody else.
+        let own = recipients_for(&sops_yaml, &format!("secrets/{host}.yaml"));
+        assert_eq!(own, [ADMIN_AGE_RECIPIENT, anchors.anchors[host].as_str()], "secrets/{host}.yaml");
+    }
+    // The shared file: the admin and every node.
+    let shared = recipients_for(&sops_yaml, "secrets/secrets.yaml");
+    let mut expected = vec![ADMIN_AGE_RECIPIENT.to_owned()];
+    expected.extend(hosts.iter().map(|h| anchors.anchors[*h].clone()));
+    assert_eq!(shared, expected);
+    assert!(recipients_for(&sops_yaml, "README.md").is_empty(), "files outside secrets/ are not sops files");
+
+    // A secret encrypted to the shared rule's recipients (as sops would wrap its data key)
+    // opens with any node's identity from keys/.
+    let mut args = Vec::new();
+    for r in &shared {
+        args.extend(["-r", r.as_str()]);
+    }
+    let ciphertext = age(&args, b"token: s3cret\n").unwrap();
+    let node3 = repo.join("keys/rk1-node3.age");
+    assert_eq!(age(&["-d", "-i", node3.to_str().unwrap()], &ciphertext).unwrap(), b"token: s3cret\n");
+
+    // git (init ran `git add --all`) tracks no key.
+    let tracked = Command::new("git").args(["ls-files"]).current_dir(&repo).output().unwrap();
+    let tracked = String::from_utf8(tracked.stdout).unwrap();
+    assert!(tracked.contains(".sops.yaml"), "{tracked}");
+    assert!(!tracked.contains("keys/"), "keys are never tracked:\n{tracked}");
+}
+
+#[test]
+fn check_passes_on_freshly_generated_repos() {
+    use assert_cmd::cargo::CommandCargoExt;
+    let deploy_key = crate::support::DEPLOY_SSH_KEY;
+    for flags in [
+        vec!["--age-recipient", ADMIN_AGE_RECIPIENT],
+        vec!["--secrets", "deployment-keys", "--deployment-key", deploy_key],
+        vec!["--nodes", "6", "--age-recipient", ADMIN_AGE_RECIPIENT],
+    ] {
+        let (_home, repo) = init(&flags);
+        let out = Command::cargo_bin("flakesmith").unwrap().args(["check", "-C"]).arg(&repo).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{flags:?}: check on a fresh repo:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
+
+#[test]
+fn check_lists_ssh_host_key_nodes_until_their_recipients_are_recorded() {
+    use assert_cmd::cargo::CommandCargoExt;
+    let (_home, repo) = init(&["--age-recipient", ADMIN_AGE_RECIPIENT, "--node-recipients", "ssh-host-keys", "--nodes", "2"]);
+    assert!(!repo.join("keys").exists(), "ssh-host-keys mode makes no identities");
+    let run = || {
+        let out = Command::cargo_bin("flakesmith").unwrap().args(["check", "-C"]).arg(&repo).output().unwrap();
+        (out.status.code(), String::from_utf8(out.stdout).unwrap())
+    };
+    let (code, stdout) = run();
+    assert_eq!(code, Some(1));
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    assert!(stdout.contains(".sops.yaml: node rk1-node2 has no age recipient"), "{stdout}");
+    assert!(stdout.contains("deploy/post-deploy.sh --host rk1-node2"), "{stdout}");
+
+    // Recording the recipients (as the README says, from ssh-to-age) clears the findings.
+    let mut text = std::fs::read_to_string(repo.join(".sops.yaml")).unwrap();
+    for host in ["rk1-node1", "rk1-node2"] {
+        let recipient = age::x25519::Identity::generate().to_public().to_string();
+        text = text
+            .replace(&format!("# - &{host} age1…   (not known yet: `flakesmith check` lists it)"), &format!("- &{host} {recipient}"))
+            .replace(&format!("# - *{host}\n"), &format!("- *{host}\n"));
+    }
+    std::fs::write(repo.join(".sops.yaml"), text).unwrap();
+    assert_eq!(run(), (Some(0), String::new()));
+}
+
+/// Stand-ins for the tools deploy/post-deploy.sh calls on the network: `ssh-keyscan` answers
+/// with a real ed25519 public key, `ssh` and `nixos-rebuild` record their arguments (and what
+/// `ssh` reads on stdin) in order. ssh-keygen is the real one. What they cannot show: that a
+/// node's sshd, sudo and sops-nix accept what the script sends.
+struct StandIns {
+    dir: tempfile::TempDir,
+}
+
+impl StandIns {
+    const HOST_KEY_RECIPIENT: &str = "age1n2s3macghfa7zj0g7re4v42zd2gn2hkfcsaddwcsu9mmk4y2s5xs80uu30";
+
+    fn without(self, tool: &str) -> Self {
+        std::fs::remove_file(self.dir.path().join(tool)).unwrap();
+        self
+    }
+
+    fn new(ssh_exit_for_deployment_key: i32) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let host_key = dir.path().join("host_key");
+        let made = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&host_key)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let public = std::fs::read_to_string(host_key.with_extension("pub")).unwrap();
+        let public: Vec<&str> = public.split_whitespace().take(2).collect();
+        let log = dir.path().join("log");
+        let scripts = [
+            ("ssh-keyscan", format!("#!/bin/sh\nfor a; do last=\"$a\"; done\necho \"$last {} {}\"\n", public[0], public[1])),
+            (
+                "ssh",
+                format!(
+                    "#!/bin/sh\necho \"ssh $*\" >> '{log}'\ncase \"$*\" in *'-i '*root@*) exit {ssh_exit_for_deployment_key} ;; esac\ncase \"$*\" in *sudo*) cat > '{log}.stdin' ;; esac\nexit 0\n",
+                    log = log.display()
+                ),
+            ),
+            ("nixos-rebuild", format!("#!/bin/sh\necho \"nixos-rebuild $* NIX_SSHOPTS=$NIX_SSHOPTS\" >> '{}'\n", log.display())),
+            // ssh-to-age's real conversion (ed25519 → X25519) is not shown: any valid recipient.
+            ("ssh-to-age", format!("#!/bin/sh\ncat > /dev/null\necho {}\n", Self::HOST_KEY_RECIPIENT)),
+            ("sops", format!("#!/bin/sh\necho \"sops $*\" >> '{}'\n", log.display())),
+        ];
+        for (name, text) in scripts {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        Self { dir }
+    }
+
+    fn run(&self, repo: &Path, args: &[&str]) -> std::process::Output {
+        let path = format!("{}:{}", self.dir.path().display(), std::env::var("PATH").unwrap());
+        Command::new(repo.join("deploy/post-deploy.sh")).args(args).env("PATH", path).output().unwrap()
+    }
+
+    fn log(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join("log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn stdin(&self) -> Vec<u8> {
+        std::fs::read(self.dir.path().join("log.stdin")).unwrap_or_default()
+    }
+}
+
+#[test]
+fn post_deploy_pins_the_host_key_and_installs_the_identity_before_the_switch() {
+    let (_home, repo) = init(&["--age-recipient", ADMIN_AGE_RECIPIENT, "--nodes", "2"]);
+    let tools = StandIns::new(0);
+    let out = tools.run(&repo, &["--host", "rk1-node2", "--address", "rk1-node2=10.9.9.2"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let log = tools.log();
+    assert_eq!(log.len(), 2, "one ssh, then one nixos-rebuild, for rk1-node2 only: {log:#?}");
+    let known_hosts = repo.join("deploy/known_hosts");
+    assert!(log[0].starts_with("ssh -o UserKnownHostsFile="), "{}", log[0]);
+    assert!(log[0].contains(&format!("UserKnownHostsFile={}", known_hosts.display())), "{}", log[0]);
+    assert!(log[0].contains("StrictHostKeyChecking=yes admin@10.9.9.2 sudo sh -c 'umask 077 && mkdir -p /var/lib/sops-nix && cat > /var/lib/sops-nix/key.txt.new && mv /var/lib/sops-nix/key.txt.new /var/lib/sops-nix/key.txt'"), "{}", log[0]);
+    assert_eq!(tools.stdin(), std::fs::read(repo.join("keys/rk1-node2.age")).unwrap(), "the identity travels on stdin, nowhere else");
+    assert!(
+        log[1].starts_with(&format!("nixos-rebuild switch --flake {}#rk1-node2 --target-host admin@10.9.9.2 --use-remote-sudo NIX_SSHOPTS=", repo.display())),
+        "{}",
+        log[1]
+    );
+    assert!(log[1].contains("StrictHostKeyChecking=yes"), "{}", log[1]);
+    let pinned = std::fs::read_to_string(&known_hosts).unwrap();
+    assert!(pinned.starts_with("10.9.9.2 ssh-ed25519 AAAA"), "{pinned}");
+
+    // A second run keeps the pinned key rather than scanning again.
+    assert!(tools.run(&repo, &["--host", "rk1-node2", "--address", "rk1-node2=10.9.9.2", "--no-switch"]).status.success());
+    assert_eq!(std::fs::read_to_string(&known_hosts).unwrap(), pinned);
+
+    // Without its identity a node is refused, before anything is sent.
+    std::fs::remove_file(repo.join("keys/rk1-node1.age")).unwrap();
+    let out = tools.run(&repo, &["--host", "rk1-node1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("keys/rk1-node1.age is missing"));
+}
+
+#[test]
+fn post_deploy_swaps_the_deployment_key_for_the_admins_keys() {
+    let deploy_key = crate::support::DEPLOY_SSH_KEY;
+    let (home, repo) = init(&["--secrets", "deployment-keys", "--deployment-key", deploy_key, "--nodes", "1"]);
+    let identity = home.path().join("deploy-key");
+    std::fs::write(&identity, "stand-in private key\n").unwrap();
+
+    let refused = StandIns::new(0).run(&repo, &[]);
+    assert_eq!(refused.status.code(), Some(2), "--identity is required");
+
+    // The deployment key still works after the switch: the script must fail.
+    let still_open = StandIns::new(0);
+    let out = still_open.run(&repo, &["--identity", identity.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("still accepts the deployment key"));
+
+    let tools = StandIns::new(255);
+    let out = tools.run(&repo, &["--identity", identity.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let log = tools.log();
+    assert_eq!(log.len(), 3, "{log:#?}");
+    assert!(log[0].starts_with(&format!("nixos-rebuild switch --flake {}#rk1-node1 --target-host root@rk1-node1 NIX_SSHOPTS=", repo.display())), "{}", log[0]);
+    assert!(log[0].contains(&format!("-o IdentitiesOnly=yes -i {}", identity.display())), "{}", log[0]);
+    assert!(log[1].contains(&format!("-i {} root@rk1-node1 true", identity.display())), "then the deployment key is tried: {}", log[1]);
+    assert!(log[2].ends_with("-o BatchMode=yes admin@rk1-node1 true"), "and the admin's key: {}", log[2]);
+}
+
+#[test]
+fn looking_makes_no_identity() {
+    let repo = tempfile::tempdir().unwrap();
+    ensure_node_keys(repo.path(), &project(|a| a.set_node_count(1, "n"))).unwrap();
+    let grown = project(|a| a.set_node_count(2, "n"));
+    let seen = flakesmith::secrets::existing_node_recipients(repo.path(), &grown).unwrap();
+    assert_eq!(seen.keys().collect::<Vec<_>>(), ["n1"]);
+    assert!(!identity_path(repo.path(), "n2").exists());
+}
+
+#[test]
+fn post_deploy_records_an_ssh_host_key_recipient_and_re_encrypts() {
+    use assert_cmd::cargo::CommandCargoExt;
+    let (_home, repo) = init(&["--age-recipient", ADMIN_AGE_RECIPIENT, "--node-recipients", "ssh-host-keys", "--nodes", "2"]);
+    let secret = repo.join("secrets/wifi.yaml");
+    std::fs::write(&secret, "psk: ENC[AES256_GCM,data:eA==,iv:aQ==,tag:dA==,type:str]\nsops:\n    mac: ENC[x]\n").unwrap();
+
+    // Without sops, the recipient is recorded but nothing is switched.
+    let tools = StandIns::new(0).without("sops");
+    let out = tools.run(&repo, &["--host", "rk1-node1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sops is not on PATH"));
+    assert!(!tools.log().iter().any(|l| l.starts_with("nixos-rebuild")), "{:?}", tools.log());
+
+    let sops_yaml = std::fs::read_to_string(repo.join(".sops.yaml")).unwrap();
+    let recorded = anchors_of(&sops_yaml);
+    assert_eq!(recorded.anchors["rk1-node1"], StandIns::HOST_KEY_RECIPIENT);
+    assert!(recorded.aliases.contains("rk1-node1") && !recorded.aliases.contains("rk1-node2"), "{sops_yaml}");
+    assert!(recipients_for(&sops_yaml, "secrets/secrets.yaml").contains(&StandIns::HOST_KEY_RECIPIENT.to_owned()));
+
+    // With sops, a second run re-encrypts the sops files (not the placeholder), then switches.
+    let tools = StandIns::new(0);
+    let out = tools.run(&repo, &["--host", "rk1-node1"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let log = tools.log();
+    assert_eq!(log.len(), 2, "{log:#?}");
+    assert_eq!(log[0], format!("sops updatekeys --yes {}", secret.display()));
+    assert!(log[1].starts_with("nixos-rebuild switch"), "{}", log[1]);
+    assert_eq!(std::fs::read_to_string(repo.join(".sops.yaml")).unwrap(), sops_yaml, "recorded once");
+
+    // check now misses only the node that has not booted.
+    let out = Command::cargo_bin("flakesmith").unwrap().args(["check", "-C"]).arg(&repo).output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.contains("node rk1-node2 has no age recipient"), "{stdout}");
 }

@@ -38,12 +38,30 @@
     ];
   };
 
+  # The new host key's fingerprint, on the serial console (tpi uart get --node <slot>) and in
+  # the journal, to compare with what ssh-keyscan sees before pinning it (README, "Host keys").
+  systemd.services.ssh-host-key-fingerprint = {
+    description = "Show the SSH host key fingerprint on the console";
+    wantedBy = [ "multi-user.target" ];
+    after = [ "sshd.service" ];
+    path = [ pkgs.openssh ];
+    serviceConfig = {
+      Type = "oneshot";
+      StandardOutput = "journal+console";
+    };
+    script = ''
+      ssh-keygen -l -f /etc/ssh/ssh_host_ed25519_key.pub
+    '';
+  };
+
+  # Bans addresses that keep failing to log in (NixOS enables its sshd jail by default).
+  services.fail2ban.enable = true;
+
   # Secrets, decrypted on the node at activation by sops-nix. Encrypted in git to the admins'
   # and the nodes' age keys (.sops.yaml).
   sops.defaultSopsFile = ./secrets/secrets.yaml;
-  # The node's own age identity, copied there at deploy time. A string, not a path: a Nix path
-  # would copy the private key into the world-readable Nix store.
-  sops.age.keyFile = "/var/lib/sops-nix/key.txt";
+  # sops-nix decrypts with the node's SSH host key (sops.age.sshKeyPaths defaults to the
+  # ed25519 host key above); its age recipient comes from `ssh-to-age` after first boot.
 
   nix = {
     settings = {

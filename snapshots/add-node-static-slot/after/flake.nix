@@ -72,8 +72,14 @@
       # What runs on the nodes (and what `nixos-rebuild --flake .#<host>` deploys).
       nixosConfigurations = lib.mapAttrs (_: mkNode "aarch64-linux") machines;
 
+      # The images log in with the deployment key only (deployment-key.nix); the configurations
+      # above, which deploy/post-deploy.sh switches the nodes to, never carry it.
       packages = lib.genAttrs buildSystems (
-        buildSystem: lib.mapAttrs (_: node: node.config.system.build.sdImage) (builtOn buildSystem)
+        buildSystem:
+        lib.mapAttrs (
+          _: node:
+          (node.extendModules { modules = [ ./deployment-key.nix ]; }).config.system.build.sdImage
+        ) (builtOn buildSystem)
       );
 
       checks = lib.genAttrs buildSystems (

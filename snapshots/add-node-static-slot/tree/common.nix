@@ -15,14 +15,9 @@
     ];
   };
 
-  # Deployment key: first access only (the guide's "Option 2"). After the first deploy, put the
-  # real keys in place, delete this line (and secrets.deployment-key in flakesmith.yaml), and
-  # deploy again:
-  #   nixos-rebuild switch --flake .#<host> --target-host admin@<host> --sudo
-  # (older nixos-rebuild: --use-remote-sudo).
-  users.users.root.openssh.authorizedKeys.keys = [
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEPC1PgFvRk0igWAFdPjGLHr2cn2F0xgGi5pNbWVqR6/ deploy@example"
-  ];
+  # The flashed images log in with the deployment key instead (deployment-key.nix, added to the
+  # image builds only); deploy/post-deploy.sh switches each node to this configuration, which
+  # has the keys above and not the deployment key.
 
   # The admin account has no password (it logs in with the keys above), so sudo could never
   # ask for one. To require one, give the account a hashed password
@@ -46,6 +41,25 @@
       }
     ];
   };
+
+  # The new host key's fingerprint, on the serial console (tpi uart get --node <slot>) and in
+  # the journal, to compare with what ssh-keyscan sees before pinning it (README, "Host keys").
+  systemd.services.ssh-host-key-fingerprint = {
+    description = "Show the SSH host key fingerprint on the console";
+    wantedBy = [ "multi-user.target" ];
+    after = [ "sshd.service" ];
+    path = [ pkgs.openssh ];
+    serviceConfig = {
+      Type = "oneshot";
+      StandardOutput = "journal+console";
+    };
+    script = ''
+      ssh-keygen -l -f /etc/ssh/ssh_host_ed25519_key.pub
+    '';
+  };
+
+  # Bans addresses that keep failing to log in (NixOS enables its sshd jail by default).
+  services.fail2ban.enable = true;
 
   nix = {
     settings = {

@@ -118,3 +118,7 @@ for entry in "${nodes[@]}"; do
   run tpi --host "$bmc" flash --node "$slot" --image-path "$image"
   run tpi --host "$bmc" power on --node "$slot"
 done
+
+if [[ "$dry_run" != true ]]; then
+  echo "==> once a node has booted: deploy/post-deploy.sh --host HOST (pins its host key, hands it its keys, switches it)" >&2
+fi

@@ -1,0 +1,113 @@
+//! The files `check` looks at: everything in the repo but git's and flakesmith's own folders
+//! and build output, and which of them git tracks.
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context, Result};
+use walkdir::WalkDir;
+
+/// Folders that are not the user's sources: git's, flakesmith's base record (copies of
+/// generated files, checked through the originals), cargo's and nix's build output.
+const SKIPPED_DIRS: &[&str] = &[".git", ".flakesmith", "target", "result", ".direnv"];
+
+pub struct RepoFiles {
+    pub root: PathBuf,
+    /// Regular files (symlinks are not followed), relative, `/`-separated, sorted.
+    pub files: Vec<String>,
+    /// What `git ls-files` lists; `None` when the repo is not a git work tree (or git is
+    /// missing), in which case the "tracked by git" rules cannot say anything.
+    pub tracked: Option<BTreeSet<String>>,
+    /// Files git would add with `git add --all` (untracked and not ignored); `None` as above.
+    pub addable: Option<BTreeSet<String>>,
+}
+
+impl RepoFiles {
+    pub fn scan(root: &Path) -> Result<Self> {
+        let mut files = Vec::new();
+        let walk = WalkDir::new(root)
+            .follow_links(false)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| {
+                e.depth() == 0
+                    || !(e.file_type().is_dir()
+                        && SKIPPED_DIRS.contains(&e.file_name().to_string_lossy().as_ref()))
+            });
+        for entry in walk {
+            let entry = entry.with_context(|| format!("reading {}", root.display()))?;
+            if entry.file_type().is_file() {
+                let relative = entry
+                    .path()
+                    .strip_prefix(root)
+                    .expect("walkdir stays below its root")
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                files.push(relative);
+            }
+        }
+        Ok(Self {
+            root: root.to_path_buf(),
+            files,
+            tracked: git_files(root, &["--cached"]),
+            addable: git_files(root, &["--others", "--exclude-standard"]),
+        })
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.root.join(relative)
+    }
+
+    pub fn with_extension<'a>(&'a self, ext: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.files
+            .iter()
+            .map(String::as_str)
+            .filter(move |p| p.ends_with(ext))
+    }
+
+    pub fn read_text(&self, relative: &str) -> Result<String> {
+        let bytes = fs_err::read(self.path(relative))?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    pub fn is_tracked(&self, relative: &str) -> bool {
+        self.tracked.as_ref().is_some_and(|t| t.contains(relative))
+    }
+
+    pub fn is_addable(&self, relative: &str) -> bool {
+        self.addable.as_ref().is_some_and(|t| t.contains(relative))
+    }
+}
+
+fn git_files(root: &Path, which: &[&str]) -> Option<BTreeSet<String>> {
+    let inside = Command::new("git")
+        .args(["rev-parse", "--show-prefix"])
+        .current_dir(root)
+        .output()
+        .ok()?;
+    if !inside.status.success() {
+        return None;
+    }
+    // Paths relative to `root`, even when `root` is a folder inside a bigger work tree.
+    let output = Command::new("git")
+        .args(["ls-files", "-z"])
+        .args(which)
+        .args(["--", "."])
+        .current_dir(root)
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    Some(
+        output
+            .stdout
+            .split(|b| *b == 0)
+            .filter(|p| !p.is_empty())
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect(),
+    )
+}

@@ -1,0 +1,186 @@
+//! Rules that read the Nix files: syntax, SSH authentication, the RK1 partition offset.
+
+use anyhow::Result;
+use rnix::{SyntaxKind, SyntaxNode};
+
+use super::{line_of, Finding, RepoFiles};
+use crate::model::{Answers, Layout, Platform};
+
+/// The RK3588 loader occupies the disk up to 16 MiB: `idbloader` at sector 64 and `u-boot.itb`
+/// at sector 16384 (8 MiB), so nothing may be partitioned below 16 MiB.
+pub const MIN_RK1_FIRMWARE_OFFSET_MIB: i64 = 16;
+
+/// Every `.nix` file parses.
+pub fn nix_syntax(files: &RepoFiles, _: &Answers) -> Result<Vec<Finding>> {
+    let mut findings = Vec::new();
+    for path in files.with_extension(".nix") {
+        let text = files.read_text(path)?;
+        if let Err(e) = crate::nix::check_text(path, &text) {
+            findings.push(Finding::new(
+                format!("{path}:{}:{}", e.line, e.column),
+                format!("not valid Nix: {}", e.message),
+                format!("fix the syntax (`nix-instantiate --parse {path}` shows the same error)"),
+            ));
+        }
+    }
+    Ok(findings)
+}
+
+/// sshd is key-only: no password or keyboard-interactive authentication, no password root login.
+pub fn ssh_auth(files: &RepoFiles, _: &Answers) -> Result<Vec<Finding>> {
+    let mut findings = Vec::new();
+    for path in files.with_extension(".nix") {
+        let text = files.read_text(path)?;
+        let Some(root) = parse(&text) else { continue };
+        for (name, value, offset) in bindings(&root) {
+            let at = format!("{path}:{}", line_of(&text, offset));
+            let enabled = has_ident(&value, "true");
+            match name.as_str() {
+                "PasswordAuthentication" | "passwordAuthentication" if enabled => {
+                    findings.push(Finding::new(
+                        at,
+                        format!("{name} is enabled: passwords can be guessed, and fail2ban only slows that down"),
+                        format!("set services.openssh.settings.PasswordAuthentication = false; and log in with SSH keys (ssh-keys in flakesmith.yaml)"),
+                    ))
+                }
+                "KbdInteractiveAuthentication" | "kbdInteractiveAuthentication"
+                | "challengeResponseAuthentication"
+                    if enabled =>
+                {
+                    findings.push(Finding::new(
+                        at,
+                        format!("{name} is enabled: it is password authentication through PAM"),
+                        "set services.openssh.settings.KbdInteractiveAuthentication = false;",
+                    ))
+                }
+                "PermitRootLogin" | "permitRootLogin"
+                    if value.text().to_string().contains("\"yes\"") =>
+                {
+                    findings.push(Finding::new(
+                        at,
+                        "PermitRootLogin is \"yes\": root may log in with a password",
+                        "set services.openssh.settings.PermitRootLogin = \"prohibit-password\"; (keys only)",
+                    ))
+                }
+                _ => {}
+            }
+        }
+        // sshd_config text in extraConfig strings.
+        for (i, line) in text.lines().enumerate() {
+            if line.trim_start().starts_with('#') {
+                continue;
+            }
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if let [key, value, ..] = words.as_slice() {
+                if key.eq_ignore_ascii_case("PasswordAuthentication") && value.eq_ignore_ascii_case("yes") {
+                    findings.push(Finding::new(
+                        format!("{path}:{}", i + 1),
+                        "sshd_config text enables PasswordAuthentication",
+                        "remove the line; sshd stays key-only (services.openssh.settings.PasswordAuthentication = false)",
+                    ));
+                }
+            }
+        }
+    }
+    Ok(findings)
+}
+
+/// No password in clear text in a module: it would be in the world-readable Nix store, and in
+/// every image.
+pub fn plaintext_passwords(files: &RepoFiles, _: &Answers) -> Result<Vec<Finding>> {
+    let mut findings = Vec::new();
+    for path in files.with_extension(".nix") {
+        let text = files.read_text(path)?;
+        let Some(root) = parse(&text) else { continue };
+        for (name, value, offset) in bindings(&root) {
+            let is_string = matches!(value.kind(), SyntaxKind::NODE_STRING);
+            if is_string && matches!(name.as_str(), "password" | "initialPassword") {
+                findings.push(Finding::new(
+                    format!("{path}:{}", line_of(&text, offset)),
+                    format!("{name} is a clear-text password: it ends up in the world-readable Nix store and in every image"),
+                    "use hashedPassword (mkpasswd -m yescrypt) or hashedPasswordFile with a sops secret (neededForUsers = true)",
+                ));
+            }
+        }
+    }
+    Ok(findings)
+}
+
+/// An RK1 image keeps its first partition at 16 MiB or more.
+pub fn rk1_firmware_offset(files: &RepoFiles, answers: &Answers) -> Result<Vec<Finding>> {
+    let rk1 = answers.layout == Layout::Rk1Cluster || answers.platforms.contains(&Platform::Rk1);
+    if !rk1 {
+        return Ok(Vec::new());
+    }
+    let mut findings = Vec::new();
+    let mut set_somewhere = false;
+    for path in files.with_extension(".nix") {
+        let text = files.read_text(path)?;
+        let Some(root) = parse(&text) else { continue };
+        for (name, value, offset) in bindings(&root) {
+            if name != "firmwarePartitionOffset" {
+                continue;
+            }
+            set_somewhere = true;
+            let integers: Vec<i64> = value
+                .descendants_with_tokens()
+                .filter_map(|e| e.into_token())
+                .filter(|t| t.kind() == SyntaxKind::TOKEN_INTEGER)
+                .filter_map(|t| t.text().parse().ok())
+                .collect();
+            // An expression without exactly one literal cannot be judged without evaluating it.
+            if let [mib] = integers.as_slice() {
+                if *mib < MIN_RK1_FIRMWARE_OFFSET_MIB {
+                    findings.push(Finding::new(
+                        format!("{path}:{}", line_of(&text, offset)),
+                        format!(
+                            "sdImage.firmwarePartitionOffset is {mib} MiB: the RK3588 loader is written up to 16 MiB (u-boot.itb at 8 MiB), so the partition would overwrite it or be overwritten"
+                        ),
+                        format!("set sdImage.firmwarePartitionOffset = {MIN_RK1_FIRMWARE_OFFSET_MIB}; (or more)"),
+                    ));
+                }
+            }
+        }
+    }
+    if !set_somewhere {
+        let file = ["rk1-base.nix", "platforms/rk1.nix"]
+            .into_iter()
+            .find(|f| files.files.iter().any(|p| p == f))
+            .unwrap_or("rk1-base.nix");
+        findings.push(Finding::new(
+            file,
+            "sdImage.firmwarePartitionOffset is not set: nixpkgs' default of 8 MiB is exactly where the RK3588's u-boot.itb goes",
+            format!("set sdImage.firmwarePartitionOffset = {MIN_RK1_FIRMWARE_OFFSET_MIB}; in the RK1 module"),
+        ));
+    }
+    Ok(findings)
+}
+
+fn parse(text: &str) -> Option<SyntaxNode> {
+    let parse = rnix::Root::parse(text);
+    // Unparsable files are reported by nix_syntax; judging half a tree would mislead.
+    parse.errors().is_empty().then(|| parse.syntax())
+}
+
+/// Every `a.b.c = value;` binding: the last attribute's name, the value, and where it is.
+/// (Walks the raw syntax tree: rnix's typed AST needs rowan's trait, which is not a dependency.)
+fn bindings(root: &SyntaxNode) -> Vec<(String, SyntaxNode, usize)> {
+    root.descendants()
+        .filter(|n| n.kind() == SyntaxKind::NODE_ATTRPATH_VALUE)
+        .filter_map(|binding| {
+            let mut children = binding.children();
+            let path = children.next().filter(|p| p.kind() == SyntaxKind::NODE_ATTRPATH)?;
+            let value = children.last()?;
+            let last = path.children().last()?;
+            let name = last.text().to_string().trim_matches('"').to_owned();
+            let offset = usize::from(binding.text_range().start());
+            Some((name, value, offset))
+        })
+        .collect()
+}
+
+fn has_ident(expr: &SyntaxNode, ident: &str) -> bool {
+    expr.descendants_with_tokens()
+        .filter_map(|e| e.into_token())
+        .any(|t| t.kind() == SyntaxKind::TOKEN_IDENT && t.text() == ident)
+}

@@ -1,0 +1,262 @@
+//! Rules about secrets: encrypted files, private keys, key file modes, sops recipients.
+
+use std::str::FromStr;
+
+use anyhow::Result;
+
+use super::{line_of, Finding, RepoFiles};
+use crate::{
+    model::{
+        answers::{NodeRecipients, SecretsMode},
+        Answers, Layout, Platform,
+    },
+    secrets::{SopsYaml, KEYS_DIR, SOPS_YAML},
+};
+
+const SECRETS_DIR: &str = "secrets/";
+
+/// Files larger than this are not searched for keys (disk images, bootloader blobs).
+const MAX_SCANNED_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Every file under secrets/ is sops-encrypted (empty and comment-only files hold nothing).
+pub fn plaintext_secrets(files: &RepoFiles, _: &Answers) -> Result<Vec<Finding>> {
+    let mut findings = Vec::new();
+    for path in files.files.iter().filter(|p| p.starts_with(SECRETS_DIR)) {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        if name == ".gitkeep" || name.starts_with("README") {
+            continue;
+        }
+        let text = files.read_text(path)?;
+        if has_no_data(&text) || has_sops_metadata(path, &text) || is_generated_placeholder(files, path)? {
+            continue;
+        }
+        findings.push(Finding::new(
+            path.clone(),
+            "not encrypted by sops (no sops metadata): plaintext secrets in git are readable by anyone with the repo, forever",
+            format!("encrypt it in place with `sops --encrypt --in-place {path}` (rules in .sops.yaml), and rotate any secret it held if it was ever committed"),
+        ));
+    }
+    Ok(findings)
+}
+
+/// No private key or age identity outside keys/, and nothing in keys/ tracked by git.
+pub fn private_keys(files: &RepoFiles, _: &Answers) -> Result<Vec<Finding>> {
+    let mut findings = Vec::new();
+    let keys_prefix = format!("{KEYS_DIR}/");
+    for path in &files.files {
+        let in_keys = path.starts_with(&keys_prefix);
+        let tracked = files.is_tracked(path);
+        if in_keys && tracked {
+            findings.push(Finding::new(
+                path.clone(),
+                "tracked by git, but keys/ holds private keys",
+                format!("`git rm --cached {path}`, keep keys/ in .gitignore, and replace the key if the commit was ever pushed"),
+            ));
+            continue;
+        }
+        if in_keys {
+            if files.is_addable(path) {
+                findings.push(Finding::new(
+                    path.clone(),
+                    "not ignored by git: the next `git add --all` would commit a private key",
+                    "add `keys/` to .gitignore (flakesmith also writes keys/.gitignore containing `*`)",
+                ));
+            }
+            continue;
+        }
+        let full = files.path(path);
+        if fs_err::metadata(&full)?.len() > MAX_SCANNED_BYTES {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&fs_err::read(&full)?).into_owned();
+        if let Some((kind, offset)) = find_private_key(&text) {
+            let fix = if tracked {
+                format!("remove it from git (`git rm --cached {path}`), move it into keys/ if it is needed, and replace the key: it is in the history")
+            } else {
+                "move it into keys/ (git-ignored, 0600) if it is needed, or delete it".to_owned()
+            };
+            findings.push(Finding::new(
+                format!("{path}:{}", line_of(&text, offset)),
+                format!("contains {kind} outside keys/"),
+                fix,
+            ));
+        }
+    }
+    Ok(findings)
+}
+
+/// Identities in keys/ are readable by their owner only.
+pub fn key_permissions(files: &RepoFiles, _: &Answers) -> Result<Vec<Finding>> {
+    let mut findings = Vec::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let keys_prefix = format!("{KEYS_DIR}/");
+        for path in files.files.iter().filter(|p| p.starts_with(&keys_prefix)) {
+            if path.ends_with("/.gitignore") {
+                continue;
+            }
+            let mode = fs_err::metadata(files.path(path))?.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                findings.push(Finding::new(
+                    path.clone(),
+                    format!("mode {mode:04o}: other users of this machine can read the key"),
+                    format!("chmod 600 {path}"),
+                ));
+            }
+        }
+    }
+    let _ = files;
+    Ok(findings)
+}
+
+/// Every node of flakesmith.yaml is a recipient of the sops rules.
+pub fn sops_nodes(files: &RepoFiles, answers: &Answers) -> Result<Vec<Finding>> {
+    let rk1 = answers.layout == Layout::Rk1Cluster || answers.platforms.contains(&Platform::Rk1);
+    if answers.secrets.mode != SecretsMode::Sops || !rk1 || answers.nodes.is_empty() {
+        return Ok(Vec::new());
+    }
+    if !files.files.iter().any(|p| p == SOPS_YAML) {
+        return Ok(vec![Finding::new(
+            SOPS_YAML,
+            "missing, but flakesmith.yaml uses sops",
+            "run `flakesmith update` to recreate it (with --restore-deleted if you deleted it)",
+        )]);
+    }
+    let sops = SopsYaml::parse(&files.read_text(SOPS_YAML)?);
+    let recipients = sops.node_recipients();
+    let mut findings = Vec::new();
+    for node in &answers.nodes {
+        let host = &node.host;
+        let how = match answers.secrets.node_recipients {
+            NodeRecipients::AgeKeys => format!(
+                "run `flakesmith update` (it makes keys/{host}.age if missing and records its recipient), then `sops updatekeys` on each file in secrets/"
+            ),
+            NodeRecipients::SshHostKeys => format!(
+                "after {host}'s first boot run `deploy/post-deploy.sh --host {host}` (it prints the ssh-to-age recipient of its host key), add `- &{host} age1…` under keys: and `- *{host}` to the rules, then `sops updatekeys` on each file in secrets/"
+            ),
+        };
+        if !recipients.contains_key(host) {
+            findings.push(Finding::new(
+                SOPS_YAML,
+                format!("node {host} has no age recipient (no `&{host}` anchor with an age1… key): it cannot decrypt its secrets"),
+                how,
+            ));
+        } else if !sops.aliases.contains(host) {
+            findings.push(Finding::new(
+                SOPS_YAML,
+                format!("node {host} has a recipient but no creation rule uses it (`*{host}`): new secrets are not encrypted to it"),
+                format!("add `- *{host}` to the age list of the rule for secrets/, then `sops updatekeys` on each file in secrets/"),
+            ));
+        }
+    }
+    Ok(findings)
+}
+
+/// flakesmith's own unencrypted placeholder, unmodified (byte for byte what its base record
+/// says it generated): it holds no secret, and changing it in any way makes it a finding.
+fn is_generated_placeholder(files: &RepoFiles, path: &str) -> Result<bool> {
+    let base = files.path(crate::sync::BASE_DIR).join(path);
+    if !base.is_file() {
+        return Ok(false);
+    }
+    Ok(fs_err::read(base)? == fs_err::read(files.path(path))?)
+}
+
+fn has_no_data(text: &str) -> bool {
+    text.lines()
+        .map(str::trim)
+        .all(|l| l.is_empty() || l.starts_with('#') || l == "---" || l == "{}")
+}
+
+/// What sops writes into every file it encrypts, per format.
+fn has_sops_metadata(path: &str, text: &str) -> bool {
+    let with_mac = |v: Option<&serde_json::Value>| {
+        v.and_then(|s| s.get("mac")).is_some_and(|m| m.is_string())
+    };
+    if path.ends_with(".env") {
+        return text.lines().any(|l| l.trim_start().starts_with("sops_mac="));
+    }
+    if path.ends_with(".ini") {
+        let mut in_sops = false;
+        for line in text.lines().map(str::trim) {
+            if line.starts_with('[') {
+                in_sops = line == "[sops]";
+            } else if in_sops && line.starts_with("mac") {
+                return true;
+            }
+        }
+        return false;
+    }
+    // YAML is a superset of JSON; binary files are stored by sops as JSON `{data, sops}`.
+    match serde_yaml_ng::from_str::<serde_json::Value>(text) {
+        Ok(value) => with_mac(value.get("sops")),
+        Err(_) => false,
+    }
+}
+
+/// The first private key in `text`: its kind and byte offset.
+fn find_private_key(text: &str) -> Option<(&'static str, usize)> {
+    let mut found: Vec<(&'static str, usize)> = Vec::new();
+    // age identities: validated by the age crate, so documentation that merely mentions the
+    // prefix is not a finding.
+    for (offset, _) in text.match_indices("AGE-SECRET-KEY-1") {
+        let candidate: String = text[offset..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        if age::x25519::Identity::from_str(&candidate).is_ok() {
+            found.push(("an age identity (AGE-SECRET-KEY-1…)", offset));
+            break;
+        }
+    }
+    // PEM-style blocks: a BEGIN line, base64 lines and the matching END line.
+    for (offset, _) in text.match_indices("-----BEGIN ") {
+        let rest = &text[offset + "-----BEGIN ".len()..];
+        let Some(label_end) = rest.find("-----") else { continue };
+        let label = &rest[..label_end];
+        if !(label.ends_with("PRIVATE KEY") || label == "PGP PRIVATE KEY BLOCK") {
+            continue;
+        }
+        let end_marker = format!("-----END {label}-----");
+        let Some(body_len) = rest[label_end + 5..].find(&end_marker) else { continue };
+        let body = &rest[label_end + 5..label_end + 5 + body_len];
+        if body.trim().len() >= 32 {
+            let kind = if label == "OPENSSH PRIVATE KEY" {
+                "an OpenSSH private key"
+            } else if label.starts_with("PGP") {
+                "a PGP private key"
+            } else {
+                "a PEM private key"
+            };
+            found.push((kind, offset));
+            break;
+        }
+    }
+    found.into_iter().min_by_key(|(_, offset)| *offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sops_metadata_is_recognised_per_format() {
+        assert!(has_sops_metadata("a.yaml", "x: ENC[AES256_GCM,data:a]\nsops:\n  mac: ENC[x]\n  version: 3.9.0\n"));
+        assert!(!has_sops_metadata("a.yaml", "password: hunter2\n"));
+        assert!(has_sops_metadata("a.json", r#"{"data": "ENC[x]", "sops": {"mac": "ENC[y]"}}"#));
+        assert!(has_sops_metadata("a.env", "A=ENC[x]\nsops_mac=ENC[y]\n"));
+        assert!(!has_sops_metadata("a.env", "A=plain\n"));
+        assert!(has_no_data("# nothing yet\n\n"));
+    }
+
+    #[test]
+    fn finds_real_keys_and_not_their_names() {
+        let identity = age::x25519::Identity::generate();
+        use age::secrecy::ExposeSecret;
+        let text = format!("# see AGE-SECRET-KEY-1… in docs\nkey: {}\n", identity.to_string().expose_secret());
+        assert_eq!(find_private_key(&text).map(|(_, o)| line_of(&text, o)), Some(2));
+        assert_eq!(find_private_key("AGE-SECRET-KEY-1 is the prefix"), None);
+        assert_eq!(find_private_key("-----BEGIN OPENSSH PRIVATE KEY----- is a marker"), None);
+    }
+}

@@ -1,0 +1,148 @@
+//! A node's age identity file: `keys/<host>.age`, in the format `age-keygen` writes, so `age -d
+//! -i`, `sops` (`SOPS_AGE_KEY_FILE`) and sops-nix (`sops.age.keyFile`) all read it.
+
+use std::{io::Write, path::Path, str::FromStr};
+
+use age::secrecy::ExposeSecret;
+use anyhow::{bail, Context, Result};
+
+use crate::model::AgeRecipient;
+
+/// The git-ignored folder of private keys, relative to the repo root.
+pub const KEYS_DIR: &str = "keys";
+
+/// What `keys/.gitignore` says: ignore everything here, this file included, so the keys stay
+/// out of git even if the top-level `.gitignore` is edited.
+const KEYS_GITIGNORE: &str = "# Private keys: never commit anything in this folder.\n*\n";
+
+pub struct NodeIdentity {
+    pub host: String,
+    pub recipient: AgeRecipient,
+    identity: age::x25519::Identity,
+}
+
+impl NodeIdentity {
+    pub fn generate(host: &str) -> Self {
+        let identity = age::x25519::Identity::generate();
+        Self::from_identity(host, identity)
+    }
+
+    fn from_identity(host: &str, identity: age::x25519::Identity) -> Self {
+        let recipient = AgeRecipient::parse(&identity.to_public().to_string())
+            .expect("the age crate's own recipients parse");
+        Self {
+            host: host.to_owned(),
+            recipient,
+            identity,
+        }
+    }
+
+    /// The file's text. Secret: only ever written to a 0600 file.
+    fn file_text(&self) -> String {
+        format!(
+            "# age identity of node {host}, made by flakesmith. Secret: keep it in keys/ (git-ignored);\n\
+             # deploy/post-deploy.sh copies it to the node's sops.age.keyFile.\n\
+             # public key: {recipient}\n\
+             {secret}\n",
+            host = self.host,
+            recipient = self.recipient,
+            secret = self.identity.to_string().expose_secret()
+        )
+    }
+}
+
+/// Reads `path` (an age-keygen style file with one X25519 identity).
+pub fn read_identity(path: &Path, host: &str) -> Result<NodeIdentity> {
+    let text = fs_err::read_to_string(path)?;
+    let mut lines = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("AGE-SECRET-KEY-"));
+    let (Some(line), None) = (lines.next(), lines.next()) else {
+        bail!(
+            "{} must hold exactly one age identity (AGE-SECRET-KEY-1…); move it away and run flakesmith again to make a new one",
+            path.display()
+        );
+    };
+    let identity = age::x25519::Identity::from_str(line)
+        .map_err(|e| anyhow::anyhow!("{}: not a valid age identity: {e}", path.display()))?;
+    Ok(NodeIdentity::from_identity(host, identity))
+}
+
+/// Creates `keys/<host>.age` (0600) in `repo`, and `keys/` (0700, with its `.gitignore`) when
+/// missing. Refuses to overwrite an existing identity.
+pub fn write_identity(repo: &Path, identity: &NodeIdentity) -> Result<()> {
+    let dir = repo.join(KEYS_DIR);
+    create_private_dir(&dir)?;
+    let ignore = dir.join(".gitignore");
+    if !ignore.exists() {
+        fs_err::write(&ignore, KEYS_GITIGNORE)?;
+    }
+    let path = dir.join(format!("{}.age", identity.host));
+    let mut file = private_file(&path)?;
+    file.write_all(identity.file_text().as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}
+
+#[cfg(unix)]
+fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if !dir.exists() {
+        // fs_err has no DirBuilder; the context names the path instead.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+    }
+    // An existing keys/ may have been made by hand with a looser mode.
+    let mode = fs_err::metadata(dir)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        fs_err::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn create_private_dir(dir: &Path) -> Result<()> {
+    fs_err::create_dir_all(dir)?;
+    Ok(())
+}
+
+/// Opens a new file that is 0600 from its first byte (no window in which it is readable).
+fn private_file(path: &Path) -> Result<fs_err::File> {
+    let mut options = fs_err::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use fs_err::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
+        .open(path)
+        .with_context(|| format!("creating the node identity {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_identity_survives_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let made = NodeIdentity::generate("n1");
+        write_identity(dir.path(), &made).unwrap();
+        let path = dir.path().join("keys/n1.age");
+        let read = read_identity(&path, "n1").unwrap();
+        assert_eq!(read.recipient, made.recipient);
+        assert!(write_identity(dir.path(), &made).is_err(), "an identity is never overwritten");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&path), 0o600);
+            assert_eq!(mode(&dir.path().join("keys")), 0o700);
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Per-node age identities and the node part of `.sops.yaml`.
+//!
+//! Each node decrypts sops secrets with its own age identity. flakesmith makes it (with the age
+//! crate) into `keys/<host>.age` in the repo: a git-ignored folder, mode 0700, files 0600. The
+//! identity never enters the Nix store or an image; `deploy/post-deploy.sh` copies it to the
+//! node's `sops.age.keyFile` after flashing. Only the public recipient reaches the templates,
+//! through [`Project::node_age_recipients`](crate::model::Project::node_age_recipients), which
+//! the command layer fills before rendering (the renderer never touches the disk).
+//!
+//! Where a node's recipient comes from, in order:
+//! 1. its identity in `keys/<host>.age` (age-keys mode);
+//! 2. the recipient already recorded under the node's anchor in `.sops.yaml`: this is how a
+//!    clone without `keys/` keeps its recipients, and how ssh-host-keys mode records the
+//!    `ssh-to-age` recipient of a node's host key after its first boot;
+//! 3. a new identity, made now (age-keys mode only).
+
+mod identity;
+mod sops_yaml;
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+use anyhow::Result;
+
+pub use identity::{read_identity, write_identity, NodeIdentity, KEYS_DIR};
+pub use sops_yaml::{recorded_recipients, SopsYaml, SOPS_YAML};
+
+use crate::model::{
+    answers::{NodeRecipients, SecretsMode},
+    AgeRecipient, Project,
+};
+
+/// The recipients of a project's nodes, and the identities that still have to be written.
+#[derive(Default)]
+pub struct NodeKeys {
+    recipients: BTreeMap<String, AgeRecipient>,
+    new: Vec<NodeIdentity>,
+}
+
+impl std::fmt::Debug for NodeKeys {
+    // Never print identities, not even in a debug dump.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeKeys")
+            .field("recipients", &self.recipients)
+            .field("new", &self.new.iter().map(|i| &i.host).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl NodeKeys {
+    /// Reads what `repo` (which may not exist yet) already has and makes, in memory, the
+    /// identities that are missing. Writes nothing: see [`NodeKeys::write_new`].
+    pub fn prepare(repo: &Path, project: &Project) -> Result<Self> {
+        let mut keys = Self::default();
+        if project.secrets.mode != SecretsMode::Sops {
+            return Ok(keys);
+        }
+        let recorded = recorded_recipients(repo)?;
+        let make_missing = project.secrets.node_recipients == NodeRecipients::AgeKeys;
+        for node in &project.nodes {
+            let host = node.host.as_str();
+            let path = identity_path(repo, host);
+            if make_missing && path.exists() {
+                let identity = read_identity(&path, host)?;
+                keys.recipients.insert(host.to_owned(), identity.recipient.clone());
+            } else if let Some(recipient) = recorded.get(host) {
+                keys.recipients.insert(host.to_owned(), recipient.clone());
+            } else if make_missing {
+                let identity = NodeIdentity::generate(host);
+                keys.recipients.insert(host.to_owned(), identity.recipient.clone());
+                keys.new.push(identity);
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Host → age recipient, for [`Project::node_age_recipients`].
+    pub fn recipients(&self) -> BTreeMap<String, AgeRecipient> {
+        self.recipients.clone()
+    }
+
+    /// The paths (relative to the repo) of identities [`NodeKeys::write_new`] would create.
+    pub fn new_paths(&self) -> Vec<String> {
+        self.new.iter().map(|i| format!("{KEYS_DIR}/{}.age", i.host)).collect()
+    }
+
+    /// Writes the identities made by [`NodeKeys::prepare`]: `keys/` 0700 with a `.gitignore`
+    /// of its own, each file 0600, never overwriting one that exists.
+    pub fn write_new(&self, repo: &Path) -> Result<Vec<String>> {
+        for identity in &self.new {
+            write_identity(repo, identity)?;
+        }
+        Ok(self.new_paths())
+    }
+}
+
+/// `keys/<host>.age` in `repo`.
+pub fn identity_path(repo: &Path, host: &str) -> PathBuf {
+    repo.join(KEYS_DIR).join(format!("{host}.age"))
+}
+
+/// For commands that only look (`diff`, `--dry-run`): every node's recipient that exists
+/// already (in `keys/` or `.sops.yaml`), making none, so the output is the same on every run.
+/// A node without one renders as a placeholder line in `.sops.yaml`.
+pub fn existing_node_recipients(repo: &Path, project: &Project) -> Result<BTreeMap<String, AgeRecipient>> {
+    let mut keys = NodeKeys::prepare(repo, project)?;
+    for identity in std::mem::take(&mut keys.new) {
+        keys.recipients.remove(&identity.host);
+    }
+    Ok(keys.recipients)
+}
+
+/// For commands that grow an existing repo (`add-node`, `update`): makes the missing node
+/// identities on disk and returns every node's recipient, to be put into
+/// `project.node_age_recipients` before rendering.
+pub fn ensure_node_keys(repo: &Path, project: &Project) -> Result<BTreeMap<String, AgeRecipient>> {
+    let keys = NodeKeys::prepare(repo, project)?;
+    keys.write_new(repo)?;
+    Ok(keys.recipients())
+}

@@ -1,0 +1,264 @@
+//! `flakesmith check` on a repository: passes when clean, and finds each planted problem with
+//! one `path: problem — fix` line and exit code 1.
+
+use std::{os::unix::fs::PermissionsExt, path::Path, process::Command};
+
+use assert_cmd::cargo::CommandCargoExt;
+use flakesmith::{model::Answers, secrets::ensure_node_keys};
+
+use crate::support::ADMIN_AGE_RECIPIENT;
+
+/// What sops writes: every value `ENC[…]`, and a `sops:` block with the recipients' wrapped
+/// data keys and the MAC. A stand-in made by hand (sops is not installable here): it shows the
+/// shape the check looks for, not that sops would decrypt it.
+const ENCRYPTED_YAML: &str = "\
+wifi_password: ENC[AES256_GCM,data:9Xb3XQ==,iv:J6z5l1pG8b2cUQ7m3R1b0e9cXhq4mX1aZ0VxS2d9oYk=,tag:Qm9vb2Jvb2Jvb2Jvb2Jvbw==,type:str]
+sops:
+    age:
+        - recipient: age1ur8c0ddspyrwel4838hzzr0t8v35djjspg9ehs2tfwfmhxssauvqcj38vc
+          enc: |
+            -----BEGIN AGE ENCRYPTED FILE-----
+            YWdlLWVuY3J5cHRpb24ub3JnL3YxCi0+IFgyNTUxOSBzdGFuZC1pbgo=
+            -----END AGE ENCRYPTED FILE-----
+    lastmodified: \"2026-01-01T00:00:00Z\"
+    mac: ENC[AES256_GCM,data:bWFj,iv:aXY=,tag:dGFn,type:str]
+    unencrypted_suffix: _unencrypted
+    version: 3.9.4
+";
+
+const COMMON_NIX: &str = r#"{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+{
+  services.openssh = {
+    enable = true;
+    settings = {
+      PasswordAuthentication = false;
+      KbdInteractiveAuthentication = false;
+      PermitRootLogin = "prohibit-password";
+    };
+  };
+  services.fail2ban.enable = true;
+  sops.defaultSopsFile = ./secrets/secrets.yaml;
+  sops.age.keyFile = "/var/lib/sops-nix/key.txt";
+}
+"#;
+
+const RK1_BASE_NIX: &str = r#"{ lib, modulesPath, ... }:
+{
+  imports = [ "${modulesPath}/installer/sd-card/sd-image.nix" ];
+  sdImage = {
+    # The RK3588 loader is written up to 16 MiB.
+    firmwarePartitionOffset = 16;
+    compressImage = false;
+  };
+}
+"#;
+
+/// A clean two-node sops repo, git-initialised, written by hand in the shape flakesmith
+/// generates (so the check is tested on its own, whatever the templates say).
+fn clean_repo() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path();
+    let mut answers = Answers::default();
+    answers.secrets.admin_age_recipients = vec![ADMIN_AGE_RECIPIENT.to_owned()];
+    answers.set_node_count(2, "n");
+    let project = flakesmith::model::Project::from_answers(&answers).unwrap();
+    let recipients = ensure_node_keys(repo, &project).unwrap();
+    let mut sops = format!("keys:\n  - &admin_1 {ADMIN_AGE_RECIPIENT}\n");
+    for (host, recipient) in &recipients {
+        sops.push_str(&format!("  - &{host} {recipient}\n"));
+    }
+    sops.push_str("creation_rules:\n  - path_regex: secrets/[^/]+\\.yaml$\n    key_groups:\n      - age:\n          - *admin_1\n");
+    for host in recipients.keys() {
+        sops.push_str(&format!("          - *{host}\n"));
+    }
+    write(repo, ".sops.yaml", &sops);
+    write(repo, "flakesmith.yaml", &answers.to_yaml());
+    write(repo, "common.nix", COMMON_NIX);
+    write(repo, "rk1-base.nix", RK1_BASE_NIX);
+    write(repo, "secrets/secrets.yaml", ENCRYPTED_YAML);
+    write(repo, ".gitignore", "keys/\nresult\n");
+    git(repo, &["init", "--quiet"]);
+    git(repo, &["add", "--all"]);
+    dir
+}
+
+fn write(repo: &Path, path: &str, text: &str) {
+    let path = repo.join(path);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+fn edit(repo: &Path, path: &str, from: &str, to: &str) {
+    let text = std::fs::read_to_string(repo.join(path)).unwrap();
+    assert!(text.contains(from), "{path} contains {from:?}");
+    std::fs::write(repo.join(path), text.replacen(from, to, 1)).unwrap();
+}
+
+fn git(repo: &Path, args: &[&str]) {
+    let out = Command::new("git").args(args).current_dir(repo).output().unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Runs `flakesmith check -C repo`: (exit code, stdout lines).
+fn check(repo: &Path) -> (i32, Vec<String>) {
+    let out = Command::cargo_bin("flakesmith")
+        .unwrap()
+        .args(["check", "-C"])
+        .arg(repo)
+        .output()
+        .unwrap();
+    let lines = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    (out.status.code().unwrap(), lines)
+}
+
+/// Plants one problem in a clean repo and expects exactly one finding that starts with
+/// `expected_start` and names the fix.
+fn finds(plant: impl FnOnce(&Path), expected_start: &str, fix_mentions: &str) {
+    let dir = clean_repo();
+    plant(dir.path());
+    let (code, lines) = check(dir.path());
+    assert_eq!(code, 1, "a finding exits 1: {lines:?}");
+    assert_eq!(lines.len(), 1, "one finding: {lines:#?}");
+    let line = &lines[0];
+    assert!(line.starts_with(expected_start), "{line}\n  does not start with {expected_start}");
+    let (_, fix) = line.split_once(" — ").expect("path: problem — fix");
+    assert!(fix.contains(fix_mentions), "{line}\n  fix does not mention {fix_mentions}");
+}
+
+#[test]
+fn a_clean_repo_passes() {
+    let dir = clean_repo();
+    let (code, lines) = check(dir.path());
+    assert_eq!((code, lines), (0, Vec::<String>::new()));
+}
+
+#[test]
+fn finds_nix_that_does_not_parse() {
+    finds(|r| write(r, "nodes/n1.nix", "{\n  networking.hostName = ;\n}\n"), "nodes/n1.nix:2:", "nix-instantiate --parse");
+}
+
+#[test]
+fn finds_a_plaintext_file_under_secrets() {
+    finds(|r| write(r, "secrets/wifi.yaml", "wifi_password: hunter2\n"), "secrets/wifi.yaml: not encrypted by sops", "sops --encrypt --in-place secrets/wifi.yaml");
+}
+
+#[test]
+fn finds_an_age_identity_outside_keys() {
+    finds(
+        |r| std::fs::copy(r.join("keys/n1.age"), r.join("deploy-key.txt")).map(|_| ()).unwrap(),
+        "deploy-key.txt:4: contains an age identity",
+        "move it into keys/",
+    );
+}
+
+#[test]
+fn finds_an_ssh_private_key_outside_keys() {
+    finds(
+        |r| {
+            std::fs::create_dir_all(r.join("deploy")).unwrap();
+            let out = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", "test", "-f"])
+                .arg(r.join("deploy/id_ed25519"))
+                .output()
+                .unwrap();
+            assert!(out.status.success());
+            // The public half is fine anywhere.
+        },
+        "deploy/id_ed25519:1: contains an OpenSSH private key",
+        "move it into keys/",
+    );
+}
+
+#[test]
+fn finds_an_identity_tracked_by_git() {
+    finds(|r| git(r, &["add", "--force", "keys/n1.age"]), "keys/n1.age: tracked by git", "git rm --cached keys/n1.age");
+}
+
+#[test]
+fn finds_identities_git_would_add() {
+    finds(
+        |r| {
+            std::fs::remove_file(r.join("keys/.gitignore")).unwrap();
+            write(r, ".gitignore", "result\n");
+            std::fs::remove_file(r.join("keys/n2.age")).unwrap();
+        },
+        "keys/n1.age: not ignored by git",
+        "add `keys/` to .gitignore",
+    );
+}
+
+#[test]
+fn finds_an_identity_others_can_read() {
+    finds(
+        |r| std::fs::set_permissions(r.join("keys/n2.age"), std::fs::Permissions::from_mode(0o644)).unwrap(),
+        "keys/n2.age: mode 0644",
+        "chmod 600 keys/n2.age",
+    );
+}
+
+#[test]
+fn finds_password_authentication() {
+    finds(
+        |r| edit(r, "common.nix", "PasswordAuthentication = false", "PasswordAuthentication = true"),
+        "common.nix:11: PasswordAuthentication is enabled",
+        "PasswordAuthentication = false",
+    );
+}
+
+#[test]
+fn finds_a_clear_text_password() {
+    finds(
+        |r| edit(r, "common.nix", "  services.fail2ban.enable = true;\n", "  services.fail2ban.enable = true;\n  users.users.admin.initialPassword = \"changeme\";\n"),
+        "common.nix:17: initialPassword is a clear-text password",
+        "hashedPassword",
+    );
+}
+
+#[test]
+fn finds_an_rk1_firmware_offset_below_16_mib() {
+    finds(
+        |r| edit(r, "rk1-base.nix", "firmwarePartitionOffset = 16", "firmwarePartitionOffset = 8"),
+        "rk1-base.nix:6: sdImage.firmwarePartitionOffset is 8 MiB",
+        "firmwarePartitionOffset = 16",
+    );
+    finds(
+        |r| edit(r, "rk1-base.nix", "firmwarePartitionOffset = 16;", ""),
+        "rk1-base.nix: sdImage.firmwarePartitionOffset is not set",
+        "firmwarePartitionOffset = 16",
+    );
+}
+
+#[test]
+fn finds_a_node_missing_from_sops_yaml() {
+    finds(
+        |r| {
+            let mut answers = Answers::from_yaml(&std::fs::read_to_string(r.join("flakesmith.yaml")).unwrap()).unwrap();
+            answers.set_node_count(3, "n");
+            write(r, "flakesmith.yaml", &answers.to_yaml());
+        },
+        ".sops.yaml: node n3 has no age recipient",
+        "flakesmith update",
+    );
+    finds(
+        |r| edit(r, ".sops.yaml", "          - *n2\n", ""),
+        ".sops.yaml: node n2 has a recipient but no creation rule uses it",
+        "- *n2",
+    );
+}
+
+#[test]
+fn a_directory_without_answers_is_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::cargo_bin("flakesmith").unwrap().args(["check", "-C"]).arg(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no flakesmith.yaml"));
+}
