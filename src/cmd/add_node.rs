@@ -8,7 +8,10 @@ use super::{
 };
 use crate::{
     cli::AddNodeArgs,
-    model::{answers::{default_bmc_host, SecretsMode}, NodeRequest, Placement},
+    model::{
+        answers::{default_bmc_host, SecretsMode},
+        NodeRequest, Placement,
+    },
     prompt,
     sync::PlanOptions,
     UsageError,
@@ -25,7 +28,13 @@ pub fn run(args: AddNodeArgs) -> Result<Outcome> {
     // A node file on disk that no node owns (kept by remove-node) is not silently taken over.
     let avoid: Vec<String> = match fs_err::read_dir(repo.dir.join("nodes")) {
         Ok(entries) => entries
-            .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".nix").map(str::to_owned))
+            .filter_map(|e| {
+                e.ok()?
+                    .file_name()
+                    .to_str()?
+                    .strip_suffix(".nix")
+                    .map(str::to_owned)
+            })
             .collect(),
         Err(_) => Vec::new(),
     };
@@ -38,7 +47,11 @@ pub fn run(args: AddNodeArgs) -> Result<Outcome> {
             avoid: avoid.clone(),
         })?;
         let bmc_host = if placement.new_board {
-            Some(new_board_bmc_host(&placement, bmc_hosts.next(), answers.boards.len() + 1)?)
+            Some(new_board_bmc_host(
+                &placement,
+                bmc_hosts.next(),
+                answers.boards.len() + 1,
+            )?)
         } else {
             None
         };
@@ -61,12 +74,20 @@ pub fn run(args: AddNodeArgs) -> Result<Outcome> {
             None => format!("board {}", p.board),
         };
         let address = p.address.as_deref().unwrap_or("DHCP");
-        println!("{} {}: {board}, slot {}, {address}", if args.dry_run { "Would add" } else { "Adding" }, p.host, p.slot);
+        println!(
+            "{} {}: {board}, slot {}, {address}",
+            if args.dry_run { "Would add" } else { "Adding" },
+            p.host,
+            p.slot
+        );
     }
     print_plan(&change.plan, false);
     if args.dry_run {
         for path in change.node_keys_to_make() {
-            println!("{:>13}  {path} (node age identity, 0600, git-ignored)", "create");
+            println!(
+                "{:>13}  {path} (node age identity, 0600, git-ignored)",
+                "create"
+            );
         }
         return Ok(Outcome::Success);
     }
@@ -81,7 +102,11 @@ pub fn run(args: AddNodeArgs) -> Result<Outcome> {
 }
 
 /// A new board's BMC host: from --bmc-host, else asked, else (no terminal) an error saying so.
-fn new_board_bmc_host(placement: &Placement, given: Option<&String>, board_number: usize) -> Result<String> {
+fn new_board_bmc_host(
+    placement: &Placement,
+    given: Option<&String>,
+    board_number: usize,
+) -> Result<String> {
     if let Some(host) = given {
         return Ok(host.clone());
     }

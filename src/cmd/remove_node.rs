@@ -25,7 +25,11 @@ pub fn run(args: RemoveNodeArgs) -> Result<Outcome> {
     let plan = &change.plan;
     println!(
         "{} {} (board {}, slot {})",
-        if args.dry_run { "Would remove" } else { "Removing" },
+        if args.dry_run {
+            "Would remove"
+        } else {
+            "Removing"
+        },
         removed.host,
         removed.board,
         removed.slot

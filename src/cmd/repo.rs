@@ -157,7 +157,10 @@ pub fn print_plan(plan: &Plan, all: bool) {
 /// The summary after applying, and the exit outcome: conflicts are findings.
 pub fn report(applied: &Applied) -> super::Outcome {
     for path in &applied.kept_beside {
-        println!("kept your {path}; flakesmith's version is in {path}{}", sync::NEW_SUFFIX);
+        println!(
+            "kept your {path}; flakesmith's version is in {path}{}",
+            sync::NEW_SUFFIX
+        );
     }
     println!(
         "{} files written, {} removed.",

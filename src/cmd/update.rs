@@ -6,10 +6,7 @@ use super::{
     repo::{print_plan, report, Repo},
     Outcome,
 };
-use crate::{
-    cli::UpdateArgs,
-    sync::PlanOptions,
-};
+use crate::{cli::UpdateArgs, sync::PlanOptions};
 
 pub fn run(args: UpdateArgs) -> Result<Outcome> {
     let repo = Repo::open(&args.repo.dir)?;

@@ -46,7 +46,10 @@ impl Answers {
             Some(h) => {
                 let host = Hostname::parse(h).map_err(|m| InvalidAnswer::new("HOST", m))?;
                 if self.nodes.iter().any(|n| n.host == host.as_str()) {
-                    return Err(InvalidAnswer::new("HOST", format!("node '{host}' already exists")));
+                    return Err(InvalidAnswer::new(
+                        "HOST",
+                        format!("node '{host}' already exists"),
+                    ));
                 }
                 host.to_string()
             }
@@ -92,12 +95,21 @@ impl Answers {
                 }
                 (name.clone(), slot, true)
             }
-            None => match self.boards.iter().find_map(|b| Some((b, self.free_slot(&b.name)?))) {
+            None => match self
+                .boards
+                .iter()
+                .find_map(|b| Some((b, self.free_slot(&b.name)?)))
+            {
                 Some((b, slot)) => (b.name.clone(), slot, false),
                 None => (self.next_board_name(), 1, true),
             },
         };
-        let address = match req.address.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
+        let address = match req
+            .address
+            .as_deref()
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+        {
             Some(a) => {
                 let cidr = Ipv4Cidr::parse(a).map_err(|m| InvalidAnswer::new("--address", m))?;
                 let taken = self.nodes.iter().find(|n| {
@@ -148,7 +160,10 @@ impl Answers {
             let hosts: Vec<&str> = self.nodes.iter().map(|n| n.host.as_str()).collect();
             return Err(InvalidAnswer::new(
                 "HOST",
-                format!("no node '{host}' in flakesmith.yaml (nodes: {})", hosts.join(", ")),
+                format!(
+                    "no node '{host}' in flakesmith.yaml (nodes: {})",
+                    hosts.join(", ")
+                ),
             ));
         };
         if self.nodes.len() == 1 {
@@ -161,7 +176,9 @@ impl Answers {
     }
 
     fn node_at(&self, board: &str, slot: u8) -> Option<&NodeAnswers> {
-        self.nodes.iter().find(|n| n.board == board && n.slot == slot)
+        self.nodes
+            .iter()
+            .find(|n| n.board == board && n.slot == slot)
     }
 
     fn free_slot(&self, board: &str) -> Option<u8> {
@@ -234,7 +251,10 @@ mod tests {
         );
         assert_eq!(a.boards[1].bmc_host, "turingpi2.local");
         let p = add(&mut a, NodeRequest::default());
-        assert_eq!((p.host.as_str(), p.board.as_str(), p.slot, p.new_board), ("rk1-node6", "tp2", 2, false));
+        assert_eq!(
+            (p.host.as_str(), p.board.as_str(), p.slot, p.new_board),
+            ("rk1-node6", "tp2", 2, false)
+        );
         crate::model::Project::from_answers(&a).unwrap();
     }
 
@@ -243,27 +263,69 @@ mod tests {
         let mut a = Answers::default();
         a.remove_node("rk1-node2").unwrap();
         let p = add(&mut a, NodeRequest::default());
-        assert_eq!((p.host.as_str(), p.board.as_str(), p.slot), ("rk1-node5", "tp1", 2));
+        assert_eq!(
+            (p.host.as_str(), p.board.as_str(), p.slot),
+            ("rk1-node5", "tp1", 2)
+        );
     }
 
     #[test]
     fn bad_requests_are_one_line_naming_the_flag() {
         let a = Answers::default();
         let err = |req: NodeRequest| a.place_node(&req).unwrap_err();
-        let full = err(NodeRequest { board: Some("tp1".into()), ..Default::default() });
+        let full = err(NodeRequest {
+            board: Some("tp1".into()),
+            ..Default::default()
+        });
         assert_eq!(full.field, "--board");
         assert!(full.message.contains("full"), "{full}");
-        let taken = err(NodeRequest { board: Some("tp1".into()), slot: Some(3), ..Default::default() });
+        let taken = err(NodeRequest {
+            board: Some("tp1".into()),
+            slot: Some(3),
+            ..Default::default()
+        });
         assert!(taken.message.contains("taken by rk1-node3"), "{taken}");
-        assert_eq!(err(NodeRequest { host: Some("rk1-node1".into()), ..Default::default() }).field, "HOST");
-        assert_eq!(err(NodeRequest { host: Some("Bad_Name".into()), ..Default::default() }).field, "HOST");
-        assert_eq!(err(NodeRequest { address: Some("10.0.0.300/24".into()), ..Default::default() }).field, "--address");
-        assert_eq!(err(NodeRequest { board: Some("tp2".into()), slot: Some(5), ..Default::default() }).field, "--slot");
+        assert_eq!(
+            err(NodeRequest {
+                host: Some("rk1-node1".into()),
+                ..Default::default()
+            })
+            .field,
+            "HOST"
+        );
+        assert_eq!(
+            err(NodeRequest {
+                host: Some("Bad_Name".into()),
+                ..Default::default()
+            })
+            .field,
+            "HOST"
+        );
+        assert_eq!(
+            err(NodeRequest {
+                address: Some("10.0.0.300/24".into()),
+                ..Default::default()
+            })
+            .field,
+            "--address"
+        );
+        assert_eq!(
+            err(NodeRequest {
+                board: Some("tp2".into()),
+                slot: Some(5),
+                ..Default::default()
+            })
+            .field,
+            "--slot"
+        );
         let mut b = Answers::default();
         assert_eq!(b.remove_node("nope").unwrap_err().field, "HOST");
         b.layout = Layout::MultiCloud;
         b.platforms = vec![Platform::Aws];
-        assert_eq!(b.place_node(&NodeRequest::default()).unwrap_err().field, "platforms");
+        assert_eq!(
+            b.place_node(&NodeRequest::default()).unwrap_err().field,
+            "platforms"
+        );
     }
 
     #[test]
@@ -271,7 +333,10 @@ mod tests {
         let mut a = Answers::default();
         a.nodes[0].address = Some("10.0.0.11/24".into());
         let e = a
-            .place_node(&NodeRequest { address: Some("10.0.0.11/24".into()), ..Default::default() })
+            .place_node(&NodeRequest {
+                address: Some("10.0.0.11/24".into()),
+                ..Default::default()
+            })
             .unwrap_err();
         assert!(e.message.contains("rk1-node1"), "{e}");
     }

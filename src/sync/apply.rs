@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use super::{
     base::{base_path, BASE_DIR},
     plan::{Action, Plan},
-    txn::{self, Change, OwnWrites},
+    txn::{self, FileChange, OwnWrites},
 };
 use crate::render::{Tree, TreeFile};
 
@@ -39,7 +39,10 @@ pub fn create_project(dir: &Path, tree: &Tree, extra: &[(String, Vec<u8>)]) -> R
         written.push(write_unsynced(&base_path(staging.path(), path), file)?);
     }
     for (path, bytes) in extra {
-        written.push(write_unsynced(&staging.path().join(path), &TreeFile::text_bytes(bytes.clone()))?);
+        written.push(write_unsynced(
+            &staging.path().join(path),
+            &TreeFile::text_bytes(bytes.clone()),
+        )?);
     }
     sync_files(written)?;
     sync_dir(staging.path())?;
@@ -77,7 +80,7 @@ pub fn apply(repo: &Path, plan: &Plan) -> Result<Applied> {
 
 /// [`apply`], with files the caller writes itself in the same transaction.
 pub fn apply_with(repo: &Path, plan: &Plan, own: Option<OwnWrites<'_>>) -> Result<Applied> {
-    let mut changes: Vec<Change<'_>> = Vec::new();
+    let mut changes: Vec<FileChange<'_>> = Vec::new();
     let mut applied = Applied::default();
     for (path, action) in &plan.entries {
         match action {
@@ -165,7 +168,11 @@ pub(super) fn sync_files(files: Vec<fs_err::File>) -> Result<()> {
 /// [`sync_files`] for directories, so that the renames and removals in them are on disk.
 pub(super) fn sync_dirs<'a>(dirs: impl IntoIterator<Item = &'a Path>) -> Result<()> {
     #[cfg(unix)]
-    sync_files(dirs.into_iter().map(fs_err::File::open).collect::<Result<_, _>>()?)?;
+    sync_files(
+        dirs.into_iter()
+            .map(fs_err::File::open)
+            .collect::<Result<_, _>>()?,
+    )?;
     #[cfg(not(unix))]
     let _ = dirs;
     Ok(())

@@ -32,7 +32,13 @@ pub fn unified_diff(repo: &Path, plan: &Plan) -> Result<String> {
     Ok(out)
 }
 
-fn file_diff(out: &mut String, old_path: &str, old: Option<&TreeFile>, new_path: &str, new: Option<&TreeFile>) {
+fn file_diff(
+    out: &mut String,
+    old_path: &str,
+    old: Option<&TreeFile>,
+    new_path: &str,
+    new: Option<&TreeFile>,
+) {
     let mode = |f: &TreeFile| if f.executable { "100755" } else { "100644" };
     let _ = writeln!(out, "diff --git a/{old_path} b/{new_path}");
     match (old, new) {
@@ -47,15 +53,27 @@ fn file_diff(out: &mut String, old_path: &str, old: Option<&TreeFile>, new_path:
         }
         _ => {}
     }
-    let a = if old.is_some() { format!("a/{old_path}") } else { "/dev/null".into() };
-    let b = if new.is_some() { format!("b/{new_path}") } else { "/dev/null".into() };
+    let a = if old.is_some() {
+        format!("a/{old_path}")
+    } else {
+        "/dev/null".into()
+    };
+    let b = if new.is_some() {
+        format!("b/{new_path}")
+    } else {
+        "/dev/null".into()
+    };
     let empty = TreeFile::text("");
     let (old, new) = (old.unwrap_or(&empty), new.unwrap_or(&empty));
     match (old.as_text(), new.as_text()) {
         (Some(o), Some(n)) => {
             if o != n {
                 let diff = TextDiff::from_lines(o, n);
-                let _ = write!(out, "{}", diff.unified_diff().context_radius(3).header(&a, &b));
+                let _ = write!(
+                    out,
+                    "{}",
+                    diff.unified_diff().context_radius(3).header(&a, &b)
+                );
             }
         }
         _ => {
@@ -71,8 +89,20 @@ mod tests {
     #[test]
     fn created_deleted_and_changed_files_read_like_git() {
         let mut out = String::new();
-        file_diff(&mut out, "x.nix", None, "x.nix", Some(&TreeFile::text("a\n")));
-        file_diff(&mut out, "y.sh", Some(&TreeFile::text("a\nb\n")), "y.sh", Some(&TreeFile::script("a\nc\n")));
+        file_diff(
+            &mut out,
+            "x.nix",
+            None,
+            "x.nix",
+            Some(&TreeFile::text("a\n")),
+        );
+        file_diff(
+            &mut out,
+            "y.sh",
+            Some(&TreeFile::text("a\nb\n")),
+            "y.sh",
+            Some(&TreeFile::script("a\nc\n")),
+        );
         file_diff(&mut out, "z", Some(&TreeFile::text("z\n")), "z", None);
         assert_eq!(
             out,

@@ -152,13 +152,18 @@ pub fn plan(repo: &Path, rendered: &Tree, options: PlanOptions) -> Result<Plan> 
 
 /// Three-way merge of the user's file (ours) and the new render (theirs) over the base.
 fn merge(disk: &TreeFile, base: &TreeFile, new: &TreeFile) -> Action {
-    let (Some(ours), Some(ancestor), Some(theirs)) = (disk.as_text(), base.as_text(), new.as_text())
+    let (Some(ours), Some(ancestor), Some(theirs)) =
+        (disk.as_text(), base.as_text(), new.as_text())
     else {
         // Binary: nothing to merge line by line; the user's bytes win, the new ones go beside.
         return Action::KeepUserFile(new.clone());
     };
     let mut merge = TextMerge::from_lines(ancestor, ours, theirs);
-    merge.labels("flakesmith (last generated)", CONFLICT_OURS, CONFLICT_THEIRS);
+    merge.labels(
+        "flakesmith (last generated)",
+        CONFLICT_OURS,
+        CONFLICT_THEIRS,
+    );
     let merged = TreeFile {
         contents: merge.to_string().into_bytes(),
         executable: disk.executable || new.executable,
@@ -188,7 +193,11 @@ mod tests {
     use super::*;
 
     fn merged(base: &str, ours: &str, theirs: &str) -> Action {
-        merge(&TreeFile::text(ours), &TreeFile::text(base), &TreeFile::text(theirs))
+        merge(
+            &TreeFile::text(ours),
+            &TreeFile::text(base),
+            &TreeFile::text(theirs),
+        )
     }
 
     #[test]
@@ -198,7 +207,9 @@ mod tests {
         let theirs = "{\n  a = 1;\n  b = 20;\n  c = 3;\n}\n";
         assert_eq!(
             merged(base, ours, theirs),
-            Action::Merge(TreeFile::text("# mine\n{\n  a = 1;\n  b = 20;\n  c = 3;\n}\n"))
+            Action::Merge(TreeFile::text(
+                "# mine\n{\n  a = 1;\n  b = 20;\n  c = 3;\n}\n"
+            ))
         );
     }
 

@@ -58,10 +58,10 @@ struct Op {
 }
 
 /// One change: write `file` at `dest`, or remove `dest` (`None`). `dest` is relative to the repo.
-pub type Change<'a> = (String, Option<&'a TreeFile>);
+pub type FileChange<'a> = (String, Option<&'a TreeFile>);
 
 /// Applies all `changes` to `repo`, or none of them.
-pub fn run(repo: &Path, changes: &[Change<'_>], own: Option<OwnWrites<'_>>) -> Result<()> {
+pub fn run(repo: &Path, changes: &[FileChange<'_>], own: Option<OwnWrites<'_>>) -> Result<()> {
     let txn_dir = repo.join(TXN_DIR);
     if txn_dir.join(JOURNAL).exists() {
         // The commands recover before they plan; reaching this means something else is
@@ -107,13 +107,17 @@ pub fn recover(repo: &Path) -> Result<Option<usize>> {
         return Ok(None);
     }
     let text = fs_err::read_to_string(&journal_path)?;
-    let journal: Journal = serde_json::from_str(&text)
-        .with_context(|| format!("{} is damaged; restore the repo from git", journal_path.display()))?;
+    let journal: Journal = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is damaged; restore the repo from git",
+            journal_path.display()
+        )
+    })?;
     roll_back(repo, &journal)?;
     Ok(Some(journal.ops.len()))
 }
 
-fn journal_for(repo: &Path, changes: &[Change<'_>], own: &[String]) -> Result<Journal> {
+fn journal_for(repo: &Path, changes: &[FileChange<'_>], own: &[String]) -> Result<Journal> {
     let mut journal = Journal {
         created_files: own.to_vec(),
         ..Journal::default()
@@ -178,7 +182,12 @@ fn write_journal(repo: &Path, journal: &Journal) -> Result<()> {
     Ok(())
 }
 
-fn execute(repo: &Path, journal: &Journal, changes: &[Change<'_>], own: Option<OwnWrites<'_>>) -> Result<()> {
+fn execute(
+    repo: &Path,
+    journal: &Journal,
+    changes: &[FileChange<'_>],
+    own: Option<OwnWrites<'_>>,
+) -> Result<()> {
     let txn_dir = repo.join(TXN_DIR);
     let contents = |dest: &str| {
         changes
@@ -199,7 +208,8 @@ fn execute(repo: &Path, journal: &Journal, changes: &[Change<'_>], own: Option<O
     for op in &journal.ops {
         if let Some(backup) = &op.backup {
             let (dest, backup) = (repo.join(&op.dest), txn_dir.join(backup));
-            fs_err::hard_link(&dest, &backup).or_else(|_| fs_err::copy(&dest, &backup).map(|_| ()))?;
+            fs_err::hard_link(&dest, &backup)
+                .or_else(|_| fs_err::copy(&dest, &backup).map(|_| ()))?;
         }
     }
     sync_dir(&txn_dir)?;
@@ -291,8 +301,17 @@ mod tests {
             .into_iter()
             .map(|e| e.unwrap())
             .map(|e| {
-                let rel = e.path().strip_prefix(dir).unwrap().to_string_lossy().into_owned();
-                let bytes = if e.file_type().is_file() { std::fs::read(e.path()).unwrap() } else { b"<dir>".to_vec() };
+                let rel = e
+                    .path()
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                let bytes = if e.file_type().is_file() {
+                    std::fs::read(e.path()).unwrap()
+                } else {
+                    b"<dir>".to_vec()
+                };
                 (rel, bytes)
             })
             .collect();
@@ -314,7 +333,7 @@ mod tests {
         let before = tree_of(repo.path());
         let new_a = TreeFile::text("a2\n");
         let new_b = TreeFile::text("b\n");
-        let changes: Vec<Change> = vec![
+        let changes: Vec<FileChange> = vec![
             ("a.nix".into(), Some(&new_a)),
             ("nodes/deep/b.nix".into(), Some(&new_b)),
             ("gone.nix".into(), None),
@@ -323,13 +342,29 @@ mod tests {
         assert_eq!(journal.created_dirs, ["nodes", "nodes/deep"]);
         write_journal(repo.path(), &journal).unwrap();
         // Do by hand what execute does, stopping after two of the three steps.
-        write_unsynced(&repo.path().join(journal.ops[0].tmp.as_ref().unwrap()), &new_a).unwrap();
-        write_unsynced(&repo.path().join(journal.ops[1].tmp.as_ref().unwrap()), &new_b).unwrap();
+        write_unsynced(
+            &repo.path().join(journal.ops[0].tmp.as_ref().unwrap()),
+            &new_a,
+        )
+        .unwrap();
+        write_unsynced(
+            &repo.path().join(journal.ops[1].tmp.as_ref().unwrap()),
+            &new_b,
+        )
+        .unwrap();
         let txn = repo.path().join(TXN_DIR);
         std::fs::hard_link(repo.path().join("a.nix"), txn.join("0")).unwrap();
         std::fs::hard_link(repo.path().join("gone.nix"), txn.join("2")).unwrap();
-        std::fs::rename(repo.path().join("nodes/deep/.b.nix.flakesmith-tmp"), repo.path().join("nodes/deep/b.nix")).unwrap();
-        std::fs::rename(repo.path().join(".a.nix.flakesmith-tmp"), repo.path().join("a.nix")).unwrap();
+        std::fs::rename(
+            repo.path().join("nodes/deep/.b.nix.flakesmith-tmp"),
+            repo.path().join("nodes/deep/b.nix"),
+        )
+        .unwrap();
+        std::fs::rename(
+            repo.path().join(".a.nix.flakesmith-tmp"),
+            repo.path().join("a.nix"),
+        )
+        .unwrap();
         assert_ne!(tree_of(repo.path()), before);
 
         assert_eq!(recover(repo.path()).unwrap(), Some(3));
@@ -341,9 +376,16 @@ mod tests {
     fn a_committed_transaction_leaves_no_trace() {
         let repo = sample_repo();
         let new_a = TreeFile::script("a2\n");
-        run(repo.path(), &[("a.nix".into(), Some(&new_a)), ("gone.nix".into(), None)], None).unwrap();
+        run(
+            repo.path(),
+            &[("a.nix".into(), Some(&new_a)), ("gone.nix".into(), None)],
+            None,
+        )
+        .unwrap();
         assert_eq!(std::fs::read(repo.path().join("a.nix")).unwrap(), b"a2\n");
-        assert!(super::super::base::is_executable(&repo.path().join("a.nix")));
+        assert!(super::super::base::is_executable(
+            &repo.path().join("a.nix")
+        ));
         assert!(!repo.path().join("gone.nix").exists());
         assert!(!repo.path().join(TXN_DIR).exists());
     }

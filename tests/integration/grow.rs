@@ -117,7 +117,12 @@ pub fn tree_of(root: &Path) -> BTreeMap<String, (u32, Vec<u8>)> {
         .into_iter()
         .map(|e| e.unwrap())
         .map(|e| {
-            let rel = e.path().strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            let rel = e
+                .path()
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             let meta = e.metadata().unwrap();
             let bytes = if meta.is_file() {
                 std::fs::read(e.path()).unwrap()
@@ -130,7 +135,10 @@ pub fn tree_of(root: &Path) -> BTreeMap<String, (u32, Vec<u8>)> {
 }
 
 #[track_caller]
-fn assert_same_tree(before: &BTreeMap<String, (u32, Vec<u8>)>, after: &BTreeMap<String, (u32, Vec<u8>)>) {
+fn assert_same_tree(
+    before: &BTreeMap<String, (u32, Vec<u8>)>,
+    after: &BTreeMap<String, (u32, Vec<u8>)>,
+) {
     let differing: Vec<&String> = before
         .keys()
         .chain(after.keys())
@@ -146,7 +154,12 @@ fn inodes(root: &Path) -> BTreeMap<String, u64> {
         .map(|e| e.unwrap())
         .filter(|e| e.file_type().is_file())
         .map(|e| {
-            let rel = e.path().strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            let rel = e
+                .path()
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             (rel, e.metadata().unwrap().ino())
         })
         .collect()
@@ -163,7 +176,9 @@ fn any_file_under_mentions(repo: &TestRepo, dir: &str, needle: &str) -> bool {
 fn add_node_keeps_user_edits_and_wires_the_node_everywhere() {
     let repo = TestRepo::init(&[]);
     repo.edit("common.nix", |t| format!("# site notes: keep me\n{t}"));
-    repo.edit("nodes/rk1-node1.nix", |t| format!("# node notes: keep me too\n{t}"));
+    repo.edit("nodes/rk1-node1.nix", |t| {
+        format!("# node notes: keep me too\n{t}")
+    });
     let common = repo.read("common.nix");
     let node1 = repo.read("nodes/rk1-node1.nix");
 
@@ -172,7 +187,10 @@ fn add_node_keeps_user_edits_and_wires_the_node_everywhere() {
     expect(&out, 0);
     let stdout = text(&out.stdout);
     assert!(stdout.contains("rk1-node5"), "{stdout}");
-    assert!(stdout.contains("sops updatekeys secrets/secrets.yaml"), "{stdout}");
+    assert!(
+        stdout.contains("sops updatekeys secrets/secrets.yaml"),
+        "{stdout}"
+    );
 
     assert_eq!(repo.read("common.nix"), common);
     assert_eq!(repo.read("nodes/rk1-node1.nix"), node1);
@@ -184,10 +202,15 @@ fn add_node_keeps_user_edits_and_wires_the_node_everywhere() {
         .lines()
         .find_map(|l| l.strip_prefix("# public key: "))
         .expect("the identity file names its recipient");
-    assert!(repo.read(".sops.yaml").contains(&format!("&rk1-node5 {recipient}")));
+    assert!(repo
+        .read(".sops.yaml")
+        .contains(&format!("&rk1-node5 {recipient}")));
     assert!(any_file_under_mentions(&repo, "deploy/", "rk1-node5"));
     let answers = repo.read("flakesmith.yaml");
-    assert!(answers.contains("turingpi-b.lan") && answers.contains("rk1-node5"), "{answers}");
+    assert!(
+        answers.contains("turingpi-b.lan") && answers.contains("rk1-node5"),
+        "{answers}"
+    );
 
     // The repo is now what flakesmith generates from its answers (with the edits merged in).
     expect(&repo.run(&["diff"]), 0);
@@ -215,10 +238,17 @@ fn add_node_count_fills_boards_and_writes_only_what_changes() {
     let inodes_after = inodes(&repo.dir);
     for (path, ino) in &inodes_before {
         if before.get(path) == after.get(path) {
-            assert_eq!(Some(ino), inodes_after.get(path), "{path} was rewritten unchanged");
+            assert_eq!(
+                Some(ino),
+                inodes_after.get(path),
+                "{path} was rewritten unchanged"
+            );
         }
     }
-    assert_eq!(before.get("nodes/rk1-node1.nix"), after.get("nodes/rk1-node1.nix"));
+    assert_eq!(
+        before.get("nodes/rk1-node1.nix"),
+        after.get("nodes/rk1-node1.nix")
+    );
     assert!(!repo.dir.join(".flakesmith/txn").exists());
 }
 
@@ -228,40 +258,78 @@ fn update_merges_edits_and_marks_conflicts() {
     let zone_file = repo.file_containing("\"UTC\"");
     repo.edit("common.nix", |t| format!("# site notes: keep me\n{t}"));
     repo.edit("nodes/rk1-node2.nix", |t| format!("# node notes\n{t}"));
-    repo.edit("flakesmith.yaml", |t| t.replace("time-zone: UTC", "time-zone: Europe/Berlin"));
+    repo.edit("flakesmith.yaml", |t| {
+        t.replace("time-zone: UTC", "time-zone: Europe/Berlin")
+    });
 
     let dry = repo.run(&["update", "--dry-run"]);
     expect(&dry, 0);
-    assert!(text(&dry.stdout).contains(&zone_file), "{}", text(&dry.stdout));
+    assert!(
+        text(&dry.stdout).contains(&zone_file),
+        "{}",
+        text(&dry.stdout)
+    );
     let before_dry = repo.snapshot();
     assert_same_tree(&before_dry, &repo.snapshot());
 
     expect(&repo.run(&["update"]), 0);
     let zone = repo.read(&zone_file);
-    assert!(zone.contains("\"Europe/Berlin\"") && !zone.contains("\"UTC\""), "{zone}");
-    assert!(repo.read("common.nix").starts_with("# site notes: keep me\n"));
-    assert!(repo.read("nodes/rk1-node2.nix").starts_with("# node notes\n"));
+    assert!(
+        zone.contains("\"Europe/Berlin\"") && !zone.contains("\"UTC\""),
+        "{zone}"
+    );
+    assert!(repo
+        .read("common.nix")
+        .starts_with("# site notes: keep me\n"));
+    assert!(repo
+        .read("nodes/rk1-node2.nix")
+        .starts_with("# node notes\n"));
     expect(&repo.run(&["diff"]), 0);
 
     // Now the user and the answers change the same line.
-    repo.edit(&zone_file, |t| t.replace("\"Europe/Berlin\"", "\"Europe/Paris\""));
-    repo.edit("flakesmith.yaml", |t| t.replace("time-zone: Europe/Berlin", "time-zone: Asia/Tokyo"));
+    repo.edit(&zone_file, |t| {
+        t.replace("\"Europe/Berlin\"", "\"Europe/Paris\"")
+    });
+    repo.edit("flakesmith.yaml", |t| {
+        t.replace("time-zone: Europe/Berlin", "time-zone: Asia/Tokyo")
+    });
     let out = repo.run(&["update"]);
     expect(&out, 1);
-    assert!(text(&out.stdout).contains(&format!("CONFLICT  {zone_file}")), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains(&format!("CONFLICT  {zone_file}")),
+        "{}",
+        text(&out.stdout)
+    );
     let merged = repo.read(&zone_file);
-    for marker in ["<<<<<<< yours", "=======", ">>>>>>> flakesmith (new)", "Europe/Paris", "Asia/Tokyo"] {
+    for marker in [
+        "<<<<<<< yours",
+        "=======",
+        ">>>>>>> flakesmith (new)",
+        "Europe/Paris",
+        "Asia/Tokyo",
+    ] {
         assert!(merged.contains(marker), "{marker} missing in:\n{merged}");
     }
-    assert!(repo.read("common.nix").starts_with("# site notes: keep me\n"));
+    assert!(repo
+        .read("common.nix")
+        .starts_with("# site notes: keep me\n"));
 
     // Until the markers are resolved, diff (CI) does not pass, though update has nothing to do.
     let out = repo.run(&["diff"]);
     expect(&out, 1);
-    assert!(text(&out.stderr).contains(&zone_file), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(&zone_file),
+        "{}",
+        text(&out.stderr)
+    );
     repo.edit(&zone_file, |t| {
         t.lines()
-            .filter(|l| !l.starts_with("<<<<<<<") && !l.starts_with("=======") && !l.starts_with(">>>>>>>") && !l.contains("Asia/Tokyo"))
+            .filter(|l| {
+                !l.starts_with("<<<<<<<")
+                    && !l.starts_with("=======")
+                    && !l.starts_with(">>>>>>>")
+                    && !l.contains("Asia/Tokyo")
+            })
             .map(|l| format!("{l}\n"))
             .collect()
     });
@@ -273,9 +341,15 @@ fn update_merges_edits_and_marks_conflicts() {
 fn update_leaves_deleted_files_deleted_unless_asked() {
     let repo = TestRepo::init(&[]);
     std::fs::remove_file(repo.dir.join("README.md")).unwrap();
-    repo.edit("flakesmith.yaml", |t| t.replace("name: repo", "name: renamed"));
+    repo.edit("flakesmith.yaml", |t| {
+        t.replace("name: repo", "name: renamed")
+    });
     let dry = repo.run(&["update", "--dry-run"]);
-    assert!(text(&dry.stdout).contains("keep deleted  README.md"), "{}", text(&dry.stdout));
+    assert!(
+        text(&dry.stdout).contains("keep deleted  README.md"),
+        "{}",
+        text(&dry.stdout)
+    );
     expect(&repo.run(&["update"]), 0);
     assert!(!repo.dir.join("README.md").exists());
     expect(&repo.run(&["update", "--restore-deleted"]), 0);
@@ -288,12 +362,19 @@ fn remove_node_keeps_edited_files_unless_forced() {
     expect(&repo.run(&["remove-node", "rk1-node4"]), 0);
     assert!(!repo.dir.join("nodes/rk1-node4.nix").exists());
     assert!(!repo.read("flake.nix").contains("rk1-node4"));
-    assert!(!repo.dir.join(".flakesmith/base/nodes/rk1-node4.nix").exists());
+    assert!(!repo
+        .dir
+        .join(".flakesmith/base/nodes/rk1-node4.nix")
+        .exists());
 
     repo.edit("nodes/rk1-node3.nix", |t| format!("{t}# mine\n"));
     let out = repo.run(&["remove-node", "rk1-node3"]);
     expect(&out, 0);
-    assert!(text(&out.stdout).contains("kept nodes/rk1-node3.nix"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("kept nodes/rk1-node3.nix"),
+        "{}",
+        text(&out.stdout)
+    );
     assert!(repo.read("nodes/rk1-node3.nix").ends_with("# mine\n"));
     assert!(!repo.read("flake.nix").contains("rk1-node3"));
 
@@ -306,7 +387,10 @@ fn remove_node_keeps_edited_files_unless_forced() {
     expect(&repo.run(&["add-node"]), 0);
     expect(&repo.run(&["add-node"]), 0);
     let answers = repo.read("flakesmith.yaml");
-    assert!(answers.contains("host: rk1-node2") && answers.contains("host: rk1-node4"), "{answers}");
+    assert!(
+        answers.contains("host: rk1-node2") && answers.contains("host: rk1-node4"),
+        "{answers}"
+    );
     assert!(!answers.contains("host: rk1-node3"), "{answers}");
     assert_eq!(repo.read("nodes/rk1-node3.nix"), kept);
 }
@@ -318,27 +402,43 @@ fn diff_is_empty_on_a_fresh_repo_and_a_unified_diff_after_a_change() {
     expect(&out, 0);
     assert!(out.stdout.is_empty());
 
-    repo.edit("flakesmith.yaml", |t| t.replace("time-zone: UTC", "time-zone: Europe/Berlin"));
+    repo.edit("flakesmith.yaml", |t| {
+        t.replace("time-zone: UTC", "time-zone: Europe/Berlin")
+    });
     let before = repo.snapshot();
     let out = repo.run(&["diff"]);
     expect(&out, 1);
     let diff = text(&out.stdout);
     assert!(diff.contains("--- a/") && diff.contains("+++ b/"), "{diff}");
-    assert!(diff.lines().any(|l| l.starts_with('-') && l.contains("\"UTC\"")), "{diff}");
+    assert!(
+        diff.lines()
+            .any(|l| l.starts_with('-') && l.contains("\"UTC\"")),
+        "{diff}"
+    );
     assert!(diff.contains("\"Europe/Berlin\""), "{diff}");
     assert_same_tree(&before, &repo.snapshot());
 
     // A repo written by a newer flakesmith: said once on stderr.
     repo.edit("flakesmith.yaml", |t| {
         t.lines()
-            .map(|l| if l.starts_with("flakesmith-version:") { "flakesmith-version: 99.0.0" } else { l })
+            .map(|l| {
+                if l.starts_with("flakesmith-version:") {
+                    "flakesmith-version: 99.0.0"
+                } else {
+                    l
+                }
+            })
             .collect::<Vec<_>>()
             .join("\n")
             + "\n"
     });
     let out = repo.run(&["diff"]);
     let stderr = text(&out.stderr);
-    assert_eq!(stderr.lines().filter(|l| l.contains("newer")).count(), 1, "{stderr}");
+    assert_eq!(
+        stderr.lines().filter(|l| l.contains("newer")).count(),
+        1,
+        "{stderr}"
+    );
     assert!(stderr.contains("99.0.0"), "{stderr}");
 }
 
@@ -368,10 +468,18 @@ fn bad_input_is_one_line_exit_2_and_changes_nothing() {
 
     repo.edit("flakesmith.yaml", |t| t.replace("schema: 1", "schema: 99"));
     let before = repo.snapshot();
-    for args in [&["diff"][..], &["update"], &["add-node", "--bmc-host", "x.lan"]] {
+    for args in [
+        &["diff"][..],
+        &["update"],
+        &["add-node", "--bmc-host", "x.lan"],
+    ] {
         let out = repo.run(args);
         expect(&out, 2);
-        assert!(text(&out.stderr).contains("newer flakesmith"), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("newer flakesmith"),
+            "{}",
+            text(&out.stderr)
+        );
         assert_same_tree(&before, &repo.snapshot());
     }
 
@@ -394,20 +502,39 @@ fn an_interrupted_add_node_leaves_the_repo_unchanged() {
     let add = ["add-node", "--bmc-host", "b.lan"];
     let out = repo.run_env(&add, &[("FLAKESMITH_FAILPOINT", "apply:rename#3")]);
     expect(&out, 1);
-    assert!(text(&out.stderr).contains("rolled back"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("rolled back"),
+        "{}",
+        text(&out.stderr)
+    );
     assert_same_tree(&before, &repo.snapshot());
 
     for step in [1, 2, 4, 7] {
         let failpoint = format!("apply:rename#{step}:abort");
         let out = repo.run_env(&add, &[("FLAKESMITH_FAILPOINT", &failpoint)]);
-        assert_eq!(out.status.signal(), Some(6), "{failpoint}: {}", text(&out.stderr));
-        assert_ne!(before, repo.snapshot(), "{failpoint}: the crash happened part-way");
+        assert_eq!(
+            out.status.signal(),
+            Some(6),
+            "{failpoint}: {}",
+            text(&out.stderr)
+        );
+        assert_ne!(
+            before,
+            repo.snapshot(),
+            "{failpoint}: the crash happened part-way"
+        );
         assert!(repo.dir.join(".flakesmith/txn/journal").exists());
         // The new node's age identity is written inside the transaction, and undone with it.
         assert!(repo.dir.join("keys/rk1-node5.age").exists());
         if step == 1 {
             // What a crash leaves is git-ignored, so `git add -A` cannot commit it meanwhile.
-            let git = |args: &[&str]| Command::new("git").args(args).current_dir(&repo.dir).status().unwrap();
+            let git = |args: &[&str]| {
+                Command::new("git")
+                    .args(args)
+                    .current_dir(&repo.dir)
+                    .status()
+                    .unwrap()
+            };
             assert!(git(&["init", "--quiet"]).success());
             assert!(git(&["check-ignore", "--quiet", ".flakesmith/txn/journal"]).success());
             assert!(!git(&["check-ignore", "--quiet", ".flakesmith/base/flake.nix"]).success());
@@ -415,7 +542,11 @@ fn an_interrupted_add_node_leaves_the_repo_unchanged() {
         }
         // Any command that opens the repo recovers first; diff then finds the repo as it was.
         let out = repo.run(&["diff"]);
-        assert!(text(&out.stderr).contains("interrupted"), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("interrupted"),
+            "{}",
+            text(&out.stderr)
+        );
         expect(&out, 0);
         assert_same_tree(&before, &repo.snapshot());
     }
@@ -434,7 +565,14 @@ fn an_interrupted_add_node_leaves_the_repo_unchanged() {
 #[test]
 #[ignore = "needs the multi-cloud templates (branch cloud); run with --ignored once merged"]
 fn add_node_works_in_a_multi_cloud_repo_with_rk1() {
-    let repo = TestRepo::init(&["--layout", "multi-cloud", "--platform", "aws,rk1", "--nodes", "2"]);
+    let repo = TestRepo::init(&[
+        "--layout",
+        "multi-cloud",
+        "--platform",
+        "aws,rk1",
+        "--nodes",
+        "2",
+    ]);
     let out = repo.run(&["add-node", "edge-3", "--board", "tp1", "--slot", "4"]);
     expect(&out, 0);
     assert!(repo.read("nodes/edge-3.nix").contains("edge-3"));
@@ -464,7 +602,12 @@ fn files_of(root: &Path) -> flakesmith::render::Tree {
         .map(|e| e.unwrap())
         .filter(|e| e.file_type().is_file())
         .map(|e| {
-            let path = e.path().strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            let path = e
+                .path()
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             let file = flakesmith::render::TreeFile {
                 contents: std::fs::read(e.path()).unwrap(),
                 executable: e.metadata().unwrap().permissions().mode() & 0o111 != 0,
@@ -491,12 +634,22 @@ fn add_node_snapshots_show_the_repo_before_and_after() {
     for case in cases {
         let tmp = tempfile::tempdir().unwrap();
         let answers = case.dir.join("answers.yaml");
-        let init = ["init", "repo", "--no-git", "--answers", answers.to_str().unwrap()];
+        let init = [
+            "init",
+            "repo",
+            "--no-git",
+            "--answers",
+            answers.to_str().unwrap(),
+        ];
         expect(&flakesmith(tmp.path(), &init), 0);
         let repo = tmp.path().join("repo");
         if !update {
             // tree/ may be being rewritten by the snapshot test when updating.
-            report.push_str(&compare_tree(&case.name, &case.tree_dir(), &repo_tree(&repo)));
+            report.push_str(&compare_tree(
+                &case.name,
+                &case.tree_dir(),
+                &repo_tree(&repo),
+            ));
         }
         let args = std::fs::read_to_string(case.dir.join("add-node.args")).unwrap();
         let mut all = vec!["add-node", "-C", repo.to_str().unwrap()];
@@ -506,7 +659,11 @@ fn add_node_snapshots_show_the_repo_before_and_after() {
         if update {
             write_tree(&case.dir.join("after"), &after);
         } else {
-            report.push_str(&compare_tree(&format!("{} after add-node", case.name), &case.dir.join("after"), &after));
+            report.push_str(&compare_tree(
+                &format!("{} after add-node", case.name),
+                &case.dir.join("after"),
+                &after,
+            ));
         }
     }
     assert!(
