@@ -38,8 +38,16 @@ impl Repo {
             );
         }
         let text = fs_err::read_to_string(&answers_path)?;
-        let answers = Answers::from_yaml(&text)
-            .map_err(|e| InvalidAnswer::new(format!("{ANSWERS_FILE}: {}", e.field), e.message))?;
+        if sync::has_conflict_markers(&text) {
+            return Err(UsageError::new(format!(
+                "{ANSWERS_FILE} has conflict markers from an earlier update: keep the answers you want, remove the <<<<<<< ======= >>>>>>> lines, and run the command again"
+            ))
+            .into());
+        }
+        let answers = Answers::from_yaml(&text).map_err(|e| match e.field.as_str() {
+            ANSWERS_FILE => e,
+            field => InvalidAnswer::new(format!("{ANSWERS_FILE}: {field}"), e.message),
+        })?;
         if let Some(written_by) = answers.flakesmith_version.as_deref() {
             let running = env!("CARGO_PKG_VERSION");
             if is_newer(written_by, running) {

@@ -3,10 +3,10 @@
 use std::{fmt, path::Path};
 
 use anyhow::Result;
-use similar::TextMerge;
+use similar::{MergeResolution, TextMerge};
 
 use super::base::read_base;
-use crate::render::{Tree, TreeFile};
+use crate::render::{Tree, TreeFile, ANSWERS_FILE};
 
 /// The labels of conflict markers: `<<<<<<< yours` … `>>>>>>> flakesmith (new)`.
 pub const CONFLICT_OURS: &str = "yours";
@@ -127,6 +127,7 @@ pub fn plan(repo: &Path, rendered: &Tree, options: PlanOptions) -> Result<Plan> 
                 let _ = (disk, old);
                 Action::KeepUserFile(new.clone())
             }
+            (Some(disk), Some(old)) if path == ANSWERS_FILE => merge_answers(&disk, old, new),
             (Some(disk), Some(old)) => merge(&disk, old, new),
             (Some(_), None) => Action::KeepUserFile(new.clone()),
         };
@@ -177,6 +178,66 @@ fn merge(disk: &TreeFile, base: &TreeFile, new: &TreeFile) -> Action {
     }
 }
 
+/// The answers file merges like any other, except where both sides only inserted lines at the
+/// same place (your comment above `nodes:`, flakesmith's new board at the end of `boards:`):
+/// there the new lines go first and yours after them, and the result is kept only if it reads
+/// back as exactly the new answers. A conflict in flakesmith.yaml would leave a repo that no
+/// command can open, so it is worth this one rule the other files do not get.
+fn merge_answers(disk: &TreeFile, base: &TreeFile, new: &TreeFile) -> Action {
+    let action = merge(disk, base, new);
+    if !matches!(action, Action::Conflict(_)) {
+        return action;
+    }
+    let (Some(ours), Some(ancestor), Some(theirs)) =
+        (disk.as_text(), base.as_text(), new.as_text())
+    else {
+        return action;
+    };
+    let merge = TextMerge::from_lines(ancestor, ours, theirs);
+    let Some(text) = insertions_theirs_first(&merge) else {
+        return action;
+    };
+    let answers = |t: &str| {
+        crate::model::Answers::from_yaml(t).ok().map(|mut a| {
+            a.flakesmith_version = None;
+            a
+        })
+    };
+    match (answers(&text), answers(theirs)) {
+        (Some(merged), Some(wanted)) if merged == wanted => Action::Merge(TreeFile {
+            contents: text.into_bytes(),
+            executable: false,
+        }),
+        _ => action,
+    }
+}
+
+/// The merge with every conflict that is an insertion on both sides resolved as theirs, then
+/// ours; `None` when a conflict changes lines that were there before.
+fn insertions_theirs_first(merge: &TextMerge<'_, '_, '_, str>) -> Option<String> {
+    let mut out = String::new();
+    for region in merge.regions() {
+        let ours: String = region
+            .ours_range()
+            .filter_map(|i| merge.ours_line(i))
+            .collect();
+        let theirs: String = region
+            .theirs_range()
+            .filter_map(|i| merge.theirs_line(i))
+            .collect();
+        match region.resolution() {
+            MergeResolution::Theirs => out.push_str(&theirs),
+            MergeResolution::Conflict if region.base_range().is_empty() => {
+                out.push_str(&theirs);
+                out.push_str(&ours);
+            }
+            MergeResolution::Conflict => return None,
+            _ => out.push_str(&ours),
+        }
+    }
+    Some(out)
+}
+
 pub(super) fn read_if_exists(path: &Path) -> Result<Option<TreeFile>> {
     match std::fs::read(path) {
         Ok(contents) => Ok(Some(TreeFile {
@@ -219,6 +280,40 @@ mod tests {
         let ours = "a\nB\nc\nd\ne\nmine\n";
         let theirs = "a\nB\nc\nd\ne\n";
         assert_eq!(merged(base, ours, theirs), Action::Unchanged);
+    }
+
+    #[test]
+    fn comments_in_the_answers_survive_insertions_at_the_same_place() {
+        let mut answers = crate::model::Answers::default();
+        let base = answers.to_yaml();
+        let ours = base.replace("\nnodes:\n", "\n# the rack by the window\nnodes:\n")
+            + "# end of my notes\n";
+        let placement = answers.place_node(&Default::default()).unwrap();
+        answers.add_node(&placement, Some("tp2.lan".into()));
+        let theirs = answers.to_yaml();
+        assert!(matches!(merged(&base, &ours, &theirs), Action::Conflict(_)));
+        let Action::Merge(f) = merge_answers(
+            &TreeFile::text(ours),
+            &TreeFile::text(base),
+            &TreeFile::text(theirs.clone()),
+        ) else {
+            panic!("expected a clean merge");
+        };
+        let text = f.as_text().unwrap();
+        assert!(
+            text.contains("  bmc-host: tp2.lan\n# the rack by the window\nnodes:\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("  slot: 1\n# end of my notes\n"), "{text}");
+        // A real conflict (both changed the same value) still gets markers.
+        let ours = theirs.replace("bmc-host: tp2.lan", "bmc-host: mine.lan");
+        let theirs2 = theirs.replace("bmc-host: tp2.lan", "bmc-host: other.lan");
+        let conflict = merge_answers(
+            &TreeFile::text(ours),
+            &TreeFile::text(theirs),
+            &TreeFile::text(theirs2),
+        );
+        assert!(matches!(conflict, Action::Conflict(_)));
     }
 
     #[test]

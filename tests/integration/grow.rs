@@ -215,11 +215,21 @@ fn add_node_keeps_user_edits_and_wires_the_node_everywhere() {
     // The repo is now what flakesmith generates from its answers (with the edits merged in).
     expect(&repo.run(&["diff"]), 0);
 
+    // Comments in the answers survive, even where add-node inserts next to them.
+    repo.edit("flakesmith.yaml", |t| {
+        t.replace("\nnodes:\n", "\n# rack by the window\nnodes:\n") + "# end\n"
+    });
+
     // And again, onto the new board's next slot.
     expect(&repo.run(&["add-node", "--address", "10.0.0.16/24"]), 2); // no gateway in the answers
     expect(&repo.run(&["add-node", "big-one"]), 0);
     assert!(repo.read("flakesmith.yaml").contains("slot: 2"));
     assert!(repo.read("nodes/big-one.nix").contains("big-one"));
+    let answers = repo.read("flakesmith.yaml");
+    assert!(
+        answers.contains("# rack by the window\nnodes:\n") && answers.ends_with("# end\n"),
+        "{answers}"
+    );
     assert_eq!(repo.read("common.nix"), common);
 }
 
@@ -465,6 +475,23 @@ fn bad_input_is_one_line_exit_2_and_changes_nothing() {
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
         assert_same_tree(&before, &repo.snapshot());
     }
+
+    let answers = repo.read("flakesmith.yaml");
+    repo.edit("flakesmith.yaml", |t| {
+        t.replace(
+            "time-zone: UTC\n",
+            "<<<<<<< yours\ntime-zone: UTC\n=======\ntime-zone: Asia/Tokyo\n>>>>>>> flakesmith (new)\n",
+        )
+    });
+    let out = repo.run(&["update"]);
+    expect(&out, 2);
+    assert!(
+        text(&out.stderr).contains("conflict markers"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(text(&out.stderr).lines().count(), 1);
+    repo.write("flakesmith.yaml", &answers);
 
     repo.edit("flakesmith.yaml", |t| t.replace("schema: 1", "schema: 99"));
     let before = repo.snapshot();
