@@ -479,8 +479,8 @@ fn bad_input_is_one_line_exit_2_and_changes_nothing() {
     let answers = repo.read("flakesmith.yaml");
     repo.edit("flakesmith.yaml", |t| {
         t.replace(
-            "time-zone: UTC\n",
-            "<<<<<<< yours\ntime-zone: UTC\n=======\ntime-zone: Asia/Tokyo\n>>>>>>> flakesmith (new)\n",
+            "  time-zone: UTC\n",
+            "<<<<<<< yours\n  time-zone: UTC\n=======\n  time-zone: Asia/Tokyo\n>>>>>>> flakesmith (new)\n",
         )
     });
     let out = repo.run(&["update"]);
