@@ -155,11 +155,15 @@ fn is_newer(a: &str, b: &str) -> bool {
 
 /// The plan's lines that change something (or all, with `all`), as `update --dry-run` shows them.
 pub fn print_plan(plan: &Plan, all: bool) {
+    use std::fmt::Write as _;
+    let mut out = String::new();
     for (path, action) in &plan.entries {
         if all || action.changes_disk() {
-            println!("{:>13}  {path}", action.label());
+            let _ = writeln!(out, "{:>13}  {path}", action.label());
         }
     }
+    // `update --dry-run | head` closing the pipe early is not an error worth a panic.
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), out.as_bytes());
 }
 
 /// The summary after applying, and the exit outcome: conflicts are findings.
