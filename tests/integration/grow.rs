@@ -699,3 +699,41 @@ fn add_node_snapshots_show_the_repo_before_and_after() {
          `UPDATE_SNAPSHOTS=1 cargo test --test integration snapshot` and commit the diff):\n\n{report}"
     );
 }
+
+/// While one process holds the repo (here `flock(1)` stands in for a running flakesmith: both
+/// take flock(2) on the repo directory), another refuses instead of rolling back its journal.
+#[test]
+fn a_second_run_in_a_locked_repo_is_refused() {
+    let repo = TestRepo::init(&[]);
+    let before = repo.snapshot();
+    // --no-fork: flock(1) becomes the sleep, so killing it releases the lock.
+    let mut holder = Command::new("flock")
+        .arg("--no-fork")
+        .arg(&repo.dir)
+        .args(["sleep", "30"])
+        .spawn()
+        .expect("flock(1) from util-linux");
+    // flock(1) takes the lock before it starts sleep; wait until it has.
+    let locked = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        !Command::new("flock")
+            .args(["--nonblock", "--conflict-exit-code", "9"])
+            .arg(&repo.dir)
+            .arg("true")
+            .status()
+            .unwrap()
+            .success()
+    });
+    assert!(locked, "flock did not take the lock");
+    let out = repo.run(&["add-node", "--bmc-host", "b.lan"]);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    expect(&out, 2);
+    assert!(
+        text(&out.stderr).contains("another flakesmith"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_same_tree(&before, &repo.snapshot());
+    expect(&repo.run(&["add-node", "--bmc-host", "b.lan"]), 0);
+}
