@@ -19,7 +19,11 @@ pub fn vendored_sources() -> Vec<(String, Vec<u8>, bool)> {
     let mut files = vec![
         ("Cargo.toml".to_string(), cargo_toml().into_bytes(), false),
         ("Cargo.lock".to_string(), cargo_lock().into_bytes(), false),
-        ("src/main.rs".to_string(), MAIN_RS.as_bytes().to_vec(), false),
+        (
+            "src/main.rs".to_string(),
+            MAIN_RS.as_bytes().to_vec(),
+            false,
+        ),
     ];
     for file in ROCKCHIP.files() {
         let path = file.path();
@@ -30,7 +34,11 @@ pub fn vendored_sources() -> Vec<(String, Vec<u8>, bool)> {
             .file_name()
             .and_then(|n| n.to_str())
             .expect("src/rockchip holds UTF-8 file names");
-        files.push((format!("src/rockchip/{name}"), file.contents().to_vec(), false));
+        files.push((
+            format!("src/rockchip/{name}"),
+            file.contents().to_vec(),
+            false,
+        ));
     }
     files.sort_by(|a, b| a.0.cmp(&b.0));
     files

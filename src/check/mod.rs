@@ -26,7 +26,11 @@ pub struct Finding {
 }
 
 impl Finding {
-    pub fn new(path: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) -> Self {
+    pub fn new(
+        path: impl Into<String>,
+        problem: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
         Self {
             path: path.into(),
             problem: problem.into(),
@@ -49,8 +53,14 @@ pub const RULES: &[(&str, fn(&RepoFiles, &Answers) -> Result<Vec<Finding>>)] = &
     ("key-permissions", secrets_rules::key_permissions),
     ("ssh-auth", nix_rules::ssh_auth),
     ("plaintext-passwords", nix_rules::plaintext_passwords),
+    ("keys-in-store", nix_rules::keys_in_store),
     ("rk1-firmware-offset", nix_rules::rk1_firmware_offset),
+    (
+        "deployment-key",
+        secrets_rules::deployment_key_in_images_only,
+    ),
     ("sops-nodes", secrets_rules::sops_nodes),
+    ("sops-file-recipients", secrets_rules::sops_file_recipients),
 ];
 
 /// Runs every rule on `repo`, whose answers are `answers` (its flakesmith.yaml).

@@ -72,7 +72,9 @@ pub fn ssh_auth(files: &RepoFiles, _: &Answers) -> Result<Vec<Finding>> {
             }
             let words: Vec<&str> = line.split_whitespace().collect();
             if let [key, value, ..] = words.as_slice() {
-                if key.eq_ignore_ascii_case("PasswordAuthentication") && value.eq_ignore_ascii_case("yes") {
+                if key.eq_ignore_ascii_case("PasswordAuthentication")
+                    && value.eq_ignore_ascii_case("yes")
+                {
                     findings.push(Finding::new(
                         format!("{path}:{}", i + 1),
                         "sshd_config text enables PasswordAuthentication",
@@ -99,6 +101,41 @@ pub fn plaintext_passwords(files: &RepoFiles, _: &Answers) -> Result<Vec<Finding
                     format!("{path}:{}", line_of(&text, offset)),
                     format!("{name} is a clear-text password: it ends up in the world-readable Nix store and in every image"),
                     "use hashedPassword (mkpasswd -m yescrypt) or hashedPasswordFile with a sops secret (neededForUsers = true)",
+                ));
+            }
+        }
+    }
+    Ok(findings)
+}
+
+/// No Nix path literal names a private key: evaluating it copies the file into the
+/// world-readable Nix store (and into every image that refers to it).
+pub fn keys_in_store(files: &RepoFiles, _: &Answers) -> Result<Vec<Finding>> {
+    let mut findings = Vec::new();
+    for path in files.with_extension(".nix") {
+        let text = files.read_text(path)?;
+        let Some(root) = parse(&text) else { continue };
+        for node in root.descendants().filter(|n| {
+            n.kind() == SyntaxKind::NODE_PATH_REL
+                || n.kind() == SyntaxKind::NODE_PATH_ABS
+                || n.kind() == SyntaxKind::NODE_PATH_HOME
+        }) {
+            let literal = node.text().to_string();
+            let names_a_key = literal
+                .split('/')
+                .any(|part| part == crate::secrets::KEYS_DIR)
+                || literal.ends_with(".age")
+                || literal.rsplit('/').next().is_some_and(|name| {
+                    name.starts_with("id_") && !name.ends_with(".pub")
+                        || name.starts_with("ssh_host_") && !name.ends_with(".pub")
+                        || name == "key.txt"
+                        || name == "keys.txt"
+                });
+            if names_a_key {
+                findings.push(Finding::new(
+                    format!("{path}:{}", line_of(&text, usize::from(node.text_range().start()))),
+                    format!("the path {literal} names a private key: Nix copies it into the world-readable store, and into every image that uses it"),
+                    "give the key to the machine at deploy time instead (deploy/post-deploy.sh), and refer to it on the machine by a string such as \"/var/lib/sops-nix/key.txt\"",
                 ));
             }
         }
@@ -169,7 +206,9 @@ fn bindings(root: &SyntaxNode) -> Vec<(String, SyntaxNode, usize)> {
         .filter(|n| n.kind() == SyntaxKind::NODE_ATTRPATH_VALUE)
         .filter_map(|binding| {
             let mut children = binding.children();
-            let path = children.next().filter(|p| p.kind() == SyntaxKind::NODE_ATTRPATH)?;
+            let path = children
+                .next()
+                .filter(|p| p.kind() == SyntaxKind::NODE_ATTRPATH)?;
             let value = children.last()?;
             let last = path.children().last()?;
             let name = last.text().to_string().trim_matches('"').to_owned();

@@ -1,6 +1,6 @@
 //! Rules about secrets: encrypted files, private keys, key file modes, sops recipients.
 
-use std::str::FromStr;
+use std::{collections::BTreeSet, str::FromStr};
 
 use anyhow::Result;
 
@@ -27,7 +27,10 @@ pub fn plaintext_secrets(files: &RepoFiles, _: &Answers) -> Result<Vec<Finding>>
             continue;
         }
         let text = files.read_text(path)?;
-        if has_no_data(&text) || has_sops_metadata(path, &text) || is_generated_placeholder(files, path)? {
+        if has_no_data(&text)
+            || has_sops_metadata(path, &text)
+            || is_generated_placeholder(files, path)?
+        {
             continue;
         }
         findings.push(Finding::new(
@@ -110,6 +113,36 @@ pub fn key_permissions(files: &RepoFiles, _: &Answers) -> Result<Vec<Finding>> {
     Ok(findings)
 }
 
+/// Deployment-keys mode: the deployment key is authorised by `deployment-key.nix` (the image
+/// builds) only, so that switching a machine to its configuration removes it.
+pub fn deployment_key_in_images_only(files: &RepoFiles, answers: &Answers) -> Result<Vec<Finding>> {
+    let Some(key) = answers.secrets.deployment_key.as_deref() else {
+        return Ok(Vec::new());
+    };
+    if answers.secrets.mode != SecretsMode::DeploymentKeys {
+        return Ok(Vec::new());
+    }
+    // The key material, without the comment, is what identifies it.
+    let Some(material) = key.split_whitespace().nth(1) else {
+        return Ok(Vec::new());
+    };
+    let mut findings = Vec::new();
+    for path in files
+        .with_extension(".nix")
+        .filter(|p| *p != "deployment-key.nix")
+    {
+        let text = files.read_text(path)?;
+        if let Some(offset) = text.find(material) {
+            findings.push(Finding::new(
+                format!("{path}:{}", line_of(&text, offset)),
+                "authorises the deployment key in the configuration the machines keep running: switching to it after deploy does not remove the key",
+                "authorise it in deployment-key.nix only (flake.nix adds that module to the image builds), then deploy/post-deploy.sh's switch removes it",
+            ));
+        }
+    }
+    Ok(findings)
+}
+
 /// Every node of flakesmith.yaml is a recipient of the sops rules.
 pub fn sops_nodes(files: &RepoFiles, answers: &Answers) -> Result<Vec<Finding>> {
     let rk1 = answers.layout == Layout::Rk1Cluster || answers.platforms.contains(&Platform::Rk1);
@@ -142,6 +175,12 @@ pub fn sops_nodes(files: &RepoFiles, answers: &Answers) -> Result<Vec<Finding>> 
                 format!("node {host} has no age recipient (no `&{host}` anchor with an age1… key): it cannot decrypt its secrets"),
                 how,
             ));
+        } else if let Some(stale) = key_mismatch(files, answers, host, &recipients[host])? {
+            findings.push(Finding::new(
+                SOPS_YAML,
+                format!("node {host}'s recipient is not the public key of keys/{host}.age ({stale}): the node will not decrypt what is encrypted to it"),
+                format!("run `flakesmith update` (it records the recipient of keys/{host}.age), then `sops updatekeys` on each file in secrets/"),
+            ));
         } else if !sops.aliases.contains(host) {
             findings.push(Finding::new(
                 SOPS_YAML,
@@ -163,6 +202,149 @@ fn is_generated_placeholder(files: &RepoFiles, path: &str) -> Result<bool> {
     Ok(fs_err::read(base)? == fs_err::read(files.path(path))?)
 }
 
+/// Every sops file under secrets/ is encrypted to exactly the recipients that the first
+/// `.sops.yaml` rule matching its path names (as sops picks it): a node added since the file was
+/// last re-encrypted cannot read it, and a removed one still can.
+pub fn sops_file_recipients(files: &RepoFiles, answers: &Answers) -> Result<Vec<Finding>> {
+    if answers.secrets.mode != SecretsMode::Sops || !files.files.iter().any(|p| p == SOPS_YAML) {
+        return Ok(Vec::new());
+    }
+    let text = files.read_text(SOPS_YAML)?;
+    let config: serde_json::Value = match serde_yaml_ng::from_str(&text) {
+        Ok(v) => v,
+        Err(e) => {
+            return Ok(vec![Finding::new(
+                SOPS_YAML,
+                format!("not valid YAML: {e}"),
+                "fix the syntax (sops cannot read it either)",
+            )])
+        }
+    };
+    let names: std::collections::BTreeMap<String, String> = SopsYaml::parse(&text)
+        .anchors
+        .into_iter()
+        .map(|(name, recipient)| (recipient, name))
+        .collect();
+    let name_of = |r: &str| match names.get(r) {
+        Some(name) => format!("{name} ({})", abbreviate(r)),
+        None => abbreviate(r),
+    };
+    let mut rules = Vec::new();
+    for (i, rule) in config["creation_rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let pattern = rule["path_regex"].as_str().unwrap_or("");
+        match regex::Regex::new(pattern) {
+            Ok(regex) => rules.push((regex, rule_recipients(rule))),
+            Err(e) => {
+                return Ok(vec![Finding::new(
+                    SOPS_YAML,
+                    format!(
+                        "creation_rules[{i}].path_regex is not a valid regular expression: {e}"
+                    ),
+                    "fix the pattern (sops uses Go's regexp syntax)",
+                )])
+            }
+        }
+    }
+    let mut findings = Vec::new();
+    for path in files.files.iter().filter(|p| p.starts_with(SECRETS_DIR)) {
+        if !(path.ends_with(".yaml") || path.ends_with(".yml") || path.ends_with(".json")) {
+            continue;
+        }
+        let Ok(value) = serde_yaml_ng::from_str::<serde_json::Value>(&files.read_text(path)?)
+        else {
+            continue;
+        };
+        let Some(age) = value.get("sops").and_then(|s| s.get("age")) else {
+            continue;
+        };
+        let actual: BTreeSet<String> = age
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a["recipient"].as_str().map(str::to_owned))
+            .collect();
+        // sops compares the path relative to the directory of .sops.yaml.
+        let Some((_, expected)) = rules.iter().find(|(regex, _)| regex.is_match(path)) else {
+            findings.push(Finding::new(
+                path.clone(),
+                "no creation rule of .sops.yaml matches this file",
+                "add a rule whose path_regex matches it, or move it to a path the rules cover",
+            ));
+            continue;
+        };
+        let missing: Vec<String> = expected.difference(&actual).map(|r| name_of(r)).collect();
+        let extra: Vec<String> = actual.difference(expected).map(|r| name_of(r)).collect();
+        if !missing.is_empty() {
+            findings.push(Finding::new(
+                path.clone(),
+                format!(
+                    "not encrypted to {}, which .sops.yaml lists for it: they cannot decrypt it",
+                    missing.join(", ")
+                ),
+                format!("`sops updatekeys {path}`"),
+            ));
+        }
+        if !extra.is_empty() {
+            findings.push(Finding::new(
+                path.clone(),
+                format!("still encrypted to {}, which .sops.yaml no longer lists for it", extra.join(", ")),
+                format!("`sops updatekeys {path}`, and rotate its secrets if that key may be in the wrong hands"),
+            ));
+        }
+    }
+    Ok(findings)
+}
+
+/// The age recipients of one creation rule: its `key_groups[*].age` lists and its `age` string.
+fn rule_recipients(rule: &serde_json::Value) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for group in rule["key_groups"].as_array().into_iter().flatten() {
+        for r in group["age"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.as_str())
+        {
+            out.insert(r.trim().to_owned());
+        }
+    }
+    if let Some(list) = rule["age"].as_str() {
+        out.extend(
+            list.split(',')
+                .map(|r| r.trim().to_owned())
+                .filter(|r| !r.is_empty()),
+        );
+    }
+    out
+}
+
+fn abbreviate(recipient: &str) -> String {
+    match recipient.get(..12) {
+        Some(start) if recipient.len() > 16 => format!("{start}…"),
+        _ => recipient.to_owned(),
+    }
+}
+
+/// In age-keys mode: the recipient of `keys/<host>.age` when it differs from the recorded one.
+fn key_mismatch(
+    files: &RepoFiles,
+    answers: &Answers,
+    host: &str,
+    recorded: &crate::model::AgeRecipient,
+) -> Result<Option<String>> {
+    let path = crate::secrets::identity_path(&files.root, host);
+    if answers.secrets.node_recipients != NodeRecipients::AgeKeys || !path.is_file() {
+        return Ok(None);
+    }
+    let identity = crate::secrets::read_identity(&path, host)?;
+    Ok((identity.recipient != *recorded).then(|| abbreviate(identity.recipient.as_str())))
+}
+
 fn has_no_data(text: &str) -> bool {
     text.lines()
         .map(str::trim)
@@ -171,11 +353,12 @@ fn has_no_data(text: &str) -> bool {
 
 /// What sops writes into every file it encrypts, per format.
 fn has_sops_metadata(path: &str, text: &str) -> bool {
-    let with_mac = |v: Option<&serde_json::Value>| {
-        v.and_then(|s| s.get("mac")).is_some_and(|m| m.is_string())
-    };
+    let with_mac =
+        |v: Option<&serde_json::Value>| v.and_then(|s| s.get("mac")).is_some_and(|m| m.is_string());
     if path.ends_with(".env") {
-        return text.lines().any(|l| l.trim_start().starts_with("sops_mac="));
+        return text
+            .lines()
+            .any(|l| l.trim_start().starts_with("sops_mac="));
     }
     if path.ends_with(".ini") {
         let mut in_sops = false;
@@ -213,13 +396,17 @@ fn find_private_key(text: &str) -> Option<(&'static str, usize)> {
     // PEM-style blocks: a BEGIN line, base64 lines and the matching END line.
     for (offset, _) in text.match_indices("-----BEGIN ") {
         let rest = &text[offset + "-----BEGIN ".len()..];
-        let Some(label_end) = rest.find("-----") else { continue };
+        let Some(label_end) = rest.find("-----") else {
+            continue;
+        };
         let label = &rest[..label_end];
         if !(label.ends_with("PRIVATE KEY") || label == "PGP PRIVATE KEY BLOCK") {
             continue;
         }
         let end_marker = format!("-----END {label}-----");
-        let Some(body_len) = rest[label_end + 5..].find(&end_marker) else { continue };
+        let Some(body_len) = rest[label_end + 5..].find(&end_marker) else {
+            continue;
+        };
         let body = &rest[label_end + 5..label_end + 5 + body_len];
         if body.trim().len() >= 32 {
             let kind = if label == "OPENSSH PRIVATE KEY" {
@@ -242,9 +429,15 @@ mod tests {
 
     #[test]
     fn sops_metadata_is_recognised_per_format() {
-        assert!(has_sops_metadata("a.yaml", "x: ENC[AES256_GCM,data:a]\nsops:\n  mac: ENC[x]\n  version: 3.9.0\n"));
+        assert!(has_sops_metadata(
+            "a.yaml",
+            "x: ENC[AES256_GCM,data:a]\nsops:\n  mac: ENC[x]\n  version: 3.9.0\n"
+        ));
         assert!(!has_sops_metadata("a.yaml", "password: hunter2\n"));
-        assert!(has_sops_metadata("a.json", r#"{"data": "ENC[x]", "sops": {"mac": "ENC[y]"}}"#));
+        assert!(has_sops_metadata(
+            "a.json",
+            r#"{"data": "ENC[x]", "sops": {"mac": "ENC[y]"}}"#
+        ));
         assert!(has_sops_metadata("a.env", "A=ENC[x]\nsops_mac=ENC[y]\n"));
         assert!(!has_sops_metadata("a.env", "A=plain\n"));
         assert!(has_no_data("# nothing yet\n\n"));
@@ -254,9 +447,18 @@ mod tests {
     fn finds_real_keys_and_not_their_names() {
         let identity = age::x25519::Identity::generate();
         use age::secrecy::ExposeSecret;
-        let text = format!("# see AGE-SECRET-KEY-1… in docs\nkey: {}\n", identity.to_string().expose_secret());
-        assert_eq!(find_private_key(&text).map(|(_, o)| line_of(&text, o)), Some(2));
+        let text = format!(
+            "# see AGE-SECRET-KEY-1… in docs\nkey: {}\n",
+            identity.to_string().expose_secret()
+        );
+        assert_eq!(
+            find_private_key(&text).map(|(_, o)| line_of(&text, o)),
+            Some(2)
+        );
         assert_eq!(find_private_key("AGE-SECRET-KEY-1 is the prefix"), None);
-        assert_eq!(find_private_key("-----BEGIN OPENSSH PRIVATE KEY----- is a marker"), None);
+        assert_eq!(
+            find_private_key("-----BEGIN OPENSSH PRIVATE KEY----- is a marker"),
+            None
+        );
     }
 }

@@ -102,7 +102,13 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
             tree.len() + extra.len()
         );
     }
-    let made = node_keys.write_new(&dir)?;
+    let made = node_keys.write_new(&dir).with_context(|| {
+        format!(
+            "{} was created, but its node identities could not all be written to keys/ while .sops.yaml already names them: delete {} and run init again",
+            dir.display(),
+            dir.display()
+        )
+    })?;
     if !made.is_empty() {
         println!(
             "Made {} node age identit{} in {}/ (git-ignored, 0600): back them up, they decrypt the nodes' secrets.",

@@ -59,7 +59,9 @@ pub fn run_with(program: &str, args: &[String], out: &mut dyn Write, err: &mut d
         }
         Command::Write(w) => inject::write(&w.image, &w.payload, w.soc, w.dry_run)
             .map(|report| write_output(&report, w.json)),
-        Command::Verify(v) => inject::verify(&v.image, v.soc).map(|report| verify_output(&report, v.json)),
+        Command::Verify(v) => {
+            inject::verify(&v.image, v.soc).map(|report| verify_output(&report, v.json))
+        }
     };
     match result {
         Ok((text, code)) => {
@@ -114,7 +116,9 @@ struct VerifyArgs {
 
 fn parse(args: &[String]) -> Result<Command> {
     let Some(first) = args.first() else {
-        return Err(Error::usage("no command given: use write or verify (see --help)"));
+        return Err(Error::usage(
+            "no command given: use write or verify (see --help)",
+        ));
     };
     let rest = &args[1..];
     match first.as_str() {
@@ -178,7 +182,9 @@ fn parse_options(
                 }
             };
             if value.is_empty() {
-                return Err(Error::usage(format!("{command}: {name} needs a non-empty value")));
+                return Err(Error::usage(format!(
+                    "{command}: {name} needs a non-empty value"
+                )));
             }
             if options.values.iter().any(|(n, _)| n == name) {
                 return Err(Error::usage(format!("{command}: {name} is given twice")));
@@ -415,7 +421,11 @@ fn write_output(report: &WriteReport, json: bool) -> (String, i32) {
         }
         lines.push(format!("{:<12} {what}", "payload"));
         if report.dry_run {
-            lines.push(format!("{:<12} {} (dry run: nothing written)", "would write", piece.extent()));
+            lines.push(format!(
+                "{:<12} {} (dry run: nothing written)",
+                "would write",
+                piece.extent()
+            ));
         } else {
             lines.push(format!(
                 "{:<12} {}: {} bytes written, {} already in place",
@@ -450,7 +460,9 @@ fn verify_output(report: &VerifyReport, json: bool) -> (String, i32) {
                             .with("size", stage.size)
                             .with(
                                 "sha256_ok",
-                                stage.sha256.map(|_| !found.bad_stages.contains(&stage.number)),
+                                stage
+                                    .sha256
+                                    .map(|_| !found.bad_stages.contains(&stage.number)),
                             )
                     })
                     .collect();
@@ -463,7 +475,9 @@ fn verify_output(report: &VerifyReport, json: bool) -> (String, i32) {
                     .with("end_sector", found.extent.end.div_ceil(512))
                     .with("stages", stages)
             }
-            Err(why) => Json::object().with("found", false).with("reason", why.as_str()),
+            Err(why) => Json::object()
+                .with("found", false)
+                .with("reason", why.as_str()),
         };
         let itb = match &report.itb {
             Ok((fit, extent)) => Json::object()
@@ -473,7 +487,9 @@ fn verify_output(report: &VerifyReport, json: bool) -> (String, i32) {
                 .with("end_sector", extent.end.div_ceil(512))
                 .with("tree_size", fit.tree_size)
                 .with("external_bytes", fit.external_bytes),
-            Err(why) => Json::object().with("found", false).with("reason", why.as_str()),
+            Err(why) => Json::object()
+                .with("found", false)
+                .with("reason", why.as_str()),
         };
         let table = match &report.layout {
             Ok(layout) => layout_json(layout),
@@ -568,7 +584,10 @@ fn verify_output(report: &VerifyReport, json: bool) -> (String, i32) {
         )),
         Err(why) => lines.push(format!("{:<12} none at sector 16384: {why}", "u-boot.itb")),
     }
-    match (report.first_partition(), report.free_before_first_partition()) {
+    match (
+        report.first_partition(),
+        report.free_before_first_partition(),
+    ) {
         (Some(first), Some(free)) => lines.push(format!(
             "{:<12} {free} bytes between the loader's end (byte {}) and {} at byte {}",
             "free",
@@ -587,7 +606,11 @@ fn verify_output(report: &VerifyReport, json: bool) -> (String, i32) {
     if report.findings.is_empty() {
         lines.push(format!("{:<12} ok", "result"));
     } else {
-        lines.push(format!("{:<12} {} problem(s):", "result", report.findings.len()));
+        lines.push(format!(
+            "{:<12} {} problem(s):",
+            "result",
+            report.findings.len()
+        ));
         for finding in &report.findings {
             lines.push(format!("  - {finding}"));
         }
@@ -650,7 +673,11 @@ fn layout_json(layout: &Layout) -> Json {
                 .with("end", r.extent.end)
         })
         .collect();
-    let notes: Vec<Json> = layout.notes.iter().map(|n| Json::from(n.as_str())).collect();
+    let notes: Vec<Json> = layout
+        .notes
+        .iter()
+        .map(|n| Json::from(n.as_str()))
+        .collect();
     Json::object()
         .with("scheme", layout.scheme.as_str())
         .with("disk_id", layout.disk_id.as_str())

@@ -40,21 +40,28 @@ struct NodeData {
 /// Reads the FIT at `base` in `reader`; `available` is how many bytes exist from `base` on.
 pub fn read<R: Read + Seek>(reader: &mut R, base: u64, available: u64) -> Result<Fit, String> {
     if available < HEADER_LEN as u64 {
-        return Err(format!("{available} bytes is too short for a device tree header"));
+        return Err(format!(
+            "{available} bytes is too short for a device tree header"
+        ));
     }
     let mut header = [0u8; HEADER_LEN];
     read_at(reader, base, &mut header).map_err(|e| e.message)?;
     let field = |i: usize| u64::from(be32(&header, i * 4));
     if be32(&header, 0) != FDT_MAGIC {
         let shown: Vec<String> = header[..4].iter().map(|b| format!("{b:02x}")).collect();
-        return Err(format!("no FIT: no device tree magic d0 0d fe ed (found {})", shown.join(" ")));
+        return Err(format!(
+            "no FIT: no device tree magic d0 0d fe ed (found {})",
+            shown.join(" ")
+        ));
     }
     let tree_size = field(1);
     let (off_struct, off_strings) = (field(2), field(3));
     let (size_strings, size_struct) = (field(8), field(9));
     let version = field(5);
     if tree_size < HEADER_LEN as u64 {
-        return Err(format!("device tree totalsize {tree_size} is below its header size"));
+        return Err(format!(
+            "device tree totalsize {tree_size} is below its header size"
+        ));
     }
     if version < 17 {
         return Err(format!("device tree version {version} is older than 17"));
@@ -70,7 +77,9 @@ pub fn read<R: Read + Seek>(reader: &mut R, base: u64, available: u64) -> Result
         ));
     }
     if size_strings > MAX_STRINGS {
-        return Err(format!("device tree strings block of {size_strings} bytes is implausibly large"));
+        return Err(format!(
+            "device tree strings block of {size_strings} bytes is implausibly large"
+        ));
     }
     let mut strings = vec![0u8; size_strings as usize];
     read_at(reader, base + off_strings, &mut strings).map_err(|e| e.message)?;
@@ -97,7 +106,9 @@ pub fn read<R: Read + Seek>(reader: &mut R, base: u64, available: u64) -> Result
                 stack.push(NodeData::default());
             }
             END_NODE => {
-                let node = stack.pop().ok_or("device tree closes a node it never opened")?;
+                let node = stack
+                    .pop()
+                    .ok_or("device tree closes a node it never opened")?;
                 if let Some(size) = node.size {
                     let start = match (node.position, node.offset) {
                         (Some(position), _) => Some(position),
@@ -151,7 +162,12 @@ pub fn read<R: Read + Seek>(reader: &mut R, base: u64, available: u64) -> Result
     })
 }
 
-fn read_u32<R: Read + Seek>(reader: &mut R, base: u64, at: &mut u64, limit: u64) -> Result<u32, String> {
+fn read_u32<R: Read + Seek>(
+    reader: &mut R,
+    base: u64,
+    at: &mut u64,
+    limit: u64,
+) -> Result<u32, String> {
     if *at + 4 > limit {
         return Err("the device tree structure block ends mid-token".to_string());
     }
@@ -161,14 +177,21 @@ fn read_u32<R: Read + Seek>(reader: &mut R, base: u64, at: &mut u64, limit: u64)
     Ok(u32::from_be_bytes(raw))
 }
 
-fn skip_name<R: Read + Seek>(reader: &mut R, base: u64, at: &mut u64, limit: u64) -> Result<(), String> {
+fn skip_name<R: Read + Seek>(
+    reader: &mut R,
+    base: u64,
+    at: &mut u64,
+    limit: u64,
+) -> Result<(), String> {
     for _ in 0..MAX_NAME / 4 {
         let word = read_u32(reader, base, at, limit)?.to_be_bytes();
         if word.contains(&0) {
             return Ok(());
         }
     }
-    Err(format!("a device tree node name is longer than {MAX_NAME} bytes"))
+    Err(format!(
+        "a device tree node name is longer than {MAX_NAME} bytes"
+    ))
 }
 
 fn c_string(strings: &[u8], at: usize) -> &[u8] {

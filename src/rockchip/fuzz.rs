@@ -41,7 +41,11 @@ pub fn exercise(data: &[u8]) {
         }
         let _ = layout.summary();
         let again = Layout::read(&mut Cursor::new(data), size).ok();
-        assert_eq!(again.as_ref(), Some(&layout), "reading a table twice must agree");
+        assert_eq!(
+            again.as_ref(),
+            Some(&layout),
+            "reading a table twice must agree"
+        );
     }
 
     if let Ok(loader) = header::parse(data) {
@@ -61,9 +65,14 @@ pub fn exercise(data: &[u8]) {
         assert!(found.tree_size <= size);
     }
 
-    for soc in [header::find_soc("rk3588"), header::find_soc("rk3399")].into_iter().flatten() {
+    for soc in [header::find_soc("rk3588"), header::find_soc("rk3399")]
+        .into_iter()
+        .flatten()
+    {
         for role in [Role::Combined, Role::Idbloader, Role::Itb] {
-            if let Ok((loader, fit)) = inject::check_payload(&mut Cursor::new(data), size, role, "fuzz", soc) {
+            if let Ok((loader, fit)) =
+                inject::check_payload(&mut Cursor::new(data), size, role, "fuzz", soc)
+            {
                 if let Some(loader) = loader {
                     assert!(loader.fits(soc));
                     assert!(loader.end <= size);
@@ -84,7 +93,10 @@ pub fn exercise(data: &[u8]) {
     let report = inject::verify_reader(&mut Cursor::new(data), as_image, rk3588);
     if let Ok(report) = report {
         if report.findings.is_empty() {
-            assert!(report.loader.is_ok() && report.itb.is_ok(), "a clean report has a loader");
+            assert!(
+                report.loader.is_ok() && report.itb.is_ok(),
+                "a clean report has a loader"
+            );
         }
         let _ = report.free_before_first_partition();
     }

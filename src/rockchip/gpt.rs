@@ -49,14 +49,20 @@ impl GptHeader {
 /// Checks and reads a header sector that should sit at `expected_lba`.
 pub fn parse_header(sector: &[u8], expected_lba: u64) -> Result<GptHeader, String> {
     if sector.len() < 92 {
-        return Err(format!("{} bytes is too short for a GPT header", sector.len()));
+        return Err(format!(
+            "{} bytes is too short for a GPT header",
+            sector.len()
+        ));
     }
     if &sector[0..8] != SIGNATURE {
         return Err("no \"EFI PART\" signature".to_string());
     }
     let header_size = le32(sector, 12) as usize;
     if header_size < 92 || header_size > sector.len() {
-        return Err(format!("header size {header_size} is outside 92..={}", sector.len()));
+        return Err(format!(
+            "header size {header_size} is outside 92..={}",
+            sector.len()
+        ));
     }
     let stored_crc = le32(sector, 16);
     let mut copy = sector[..header_size].to_vec();

@@ -54,7 +54,10 @@ pub fn find_soc(name: &str) -> Option<&'static Soc> {
 
 /// The names `--soc` accepts, comma-separated.
 pub fn soc_names() -> String {
-    SOCS.iter().map(|soc| soc.name).collect::<Vec<_>>().join(", ")
+    SOCS.iter()
+        .map(|soc| soc.name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Which of the two header formats.
@@ -159,7 +162,11 @@ pub fn parse(head: &[u8]) -> std::result::Result<LoaderHeader, String> {
     let shown: Vec<String> = head.iter().take(4).map(|b| format!("{b:02x}")).collect();
     Err(format!(
         "neither the RKNS magic nor an RC4-scrambled 0x0FF0AA55 header (first bytes: {})",
-        if shown.is_empty() { "none".to_string() } else { shown.join(" ") }
+        if shown.is_empty() {
+            "none".to_string()
+        } else {
+            shown.join(" ")
+        }
     ))
 }
 
@@ -174,7 +181,9 @@ fn parse_v2(head: &[u8]) -> std::result::Result<LoaderHeader, String> {
     let count = (size_and_count >> 16) as usize;
     let digest_at = (size_and_count & 0xffff) as usize * 4;
     if count == 0 || count > 4 {
-        return Err(format!("the RKNS header lists {count} stages (1 to 4 are valid)"));
+        return Err(format!(
+            "the RKNS header lists {count} stages (1 to 4 are valid)"
+        ));
     }
     let hash = match le32(head, 12) & 0xf {
         0 => HashType::None,
@@ -294,7 +303,11 @@ fn parse_v1(head: &[u8], block: &[u8; 512]) -> std::result::Result<LoaderHeader,
             sha256: None,
         });
     }
-    let end = stages.iter().map(|s| s.offset + s.size).max().unwrap_or(offset);
+    let end = stages
+        .iter()
+        .map(|s| s.offset + s.size)
+        .max()
+        .unwrap_or(offset);
     Ok(LoaderHeader {
         kind: HeaderKind::Rc4V1,
         family,
@@ -331,7 +344,12 @@ impl LoaderHeader {
 
     /// "RKNS v2 header, family RK35 (rk3506, …)".
     pub fn describe(&self) -> String {
-        format!("{}, family {} ({})", self.kind.describe(), self.family, self.socs())
+        format!(
+            "{}, family {} ({})",
+            self.kind.describe(),
+            self.family,
+            self.socs()
+        )
     }
 
     /// Why this header does not fit `soc`, in words.
@@ -341,7 +359,11 @@ impl LoaderHeader {
         } else {
             format!("an RC4-scrambled header tagged {}", soc.family)
         };
-        format!("{soc} needs {wanted}, but this is an {}", self.describe(), soc = soc.name)
+        format!(
+            "{soc} needs {wanted}, but this is an {}",
+            self.describe(),
+            soc = soc.name
+        )
     }
 
     /// Checks the header's own digest against `head` (the first 2048 bytes). `None` when the
@@ -361,7 +383,9 @@ impl LoaderHeader {
         let mut buf = vec![0u8; 64 * 1024];
         let mut bad = Vec::new();
         for stage in &self.stages {
-            let Some(expected) = stage.sha256 else { continue };
+            let Some(expected) = stage.sha256 else {
+                continue;
+            };
             let mut hasher = Sha256::new();
             let mut done = 0u64;
             while done < stage.size {

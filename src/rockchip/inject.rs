@@ -185,7 +185,14 @@ pub fn write(image: &Path, payload: &Payload, soc: &Soc, dry_run: bool) -> Resul
     }
     for done in &written {
         let (mut file, _) = open_payload(done.piece.role, &done.piece.path)?;
-        compare_back(&mut file, &mut disk, &done.piece, &info, &mut ours, &mut theirs)?;
+        compare_back(
+            &mut file,
+            &mut disk,
+            &done.piece,
+            &info,
+            &mut ours,
+            &mut theirs,
+        )?;
     }
     Ok(WriteReport {
         image: info,
@@ -207,7 +214,9 @@ pub fn check_payload<R: Read + Seek>(
     let option = role.option();
     if role == Role::Itb {
         let fit = fit::read(reader, 0, len).map_err(|why| {
-            Error::bad_payload(format!("{option} {name} is not a FIT image (u-boot.itb): {why}"))
+            Error::bad_payload(format!(
+                "{option} {name} is not a FIT image (u-boot.itb): {why}"
+            ))
         })?;
         if fit.end > len {
             return Err(Error::bad_payload(format!(
@@ -307,9 +316,9 @@ pub fn check_placement(info: &ImageInfo, layout: &Layout, pieces: &[Piece]) -> R
         if conflicts.is_empty() {
             continue;
         }
-        low_partition |= conflicts.iter().any(|c| {
-            c.what.starts_with("partition") && c.extent.start < FIRST_PARTITION_MIN
-        });
+        low_partition |= conflicts
+            .iter()
+            .any(|c| c.what.starts_with("partition") && c.extent.start < FIRST_PARTITION_MIN);
         problems.push(format!(
             "{} at {} would overlap {}",
             piece.name(),
@@ -355,7 +364,10 @@ fn copy_changed(
         if got < n {
             return Err(Error::io(
                 format!("reading {}", piece.path.display()),
-                std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the file shrank while rk-inject ran"),
+                std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the file shrank while rk-inject ran",
+                ),
             ));
         }
         read_at(disk, base + done, &mut theirs[..n])?;
@@ -404,7 +416,11 @@ fn compare_back(
 
 /// Asks the kernel to forget the cached pages of `extent`, so the read-back comes from the
 /// disk rather than from the memory the write just filled. Best effort.
-#[cfg(all(target_os = "linux", target_pointer_width = "64", not(target_arch = "s390x")))]
+#[cfg(all(
+    target_os = "linux",
+    target_pointer_width = "64",
+    not(target_arch = "s390x")
+))]
 fn drop_cached(file: &File, extent: &Extent) {
     use std::os::unix::io::AsRawFd;
     extern "C" {
@@ -420,7 +436,11 @@ fn drop_cached(file: &File, extent: &Extent) {
     }
 }
 
-#[cfg(not(all(target_os = "linux", target_pointer_width = "64", not(target_arch = "s390x"))))]
+#[cfg(not(all(
+    target_os = "linux",
+    target_pointer_width = "64",
+    not(target_arch = "s390x")
+)))]
 fn drop_cached(_file: &File, _extent: &Extent) {}
 
 fn open_payload(role: Role, path: &Path) -> Result<(File, u64)> {
@@ -597,11 +617,16 @@ pub fn verify_reader<R: Read + Seek>(
         Ok(found) => {
             let extent = Extent::at(IDBLOADER_OFFSET, found.end);
             if !found.fits(soc) {
-                findings.push(format!("the loader does not fit --soc {}: {}", soc.name, found.mismatch(soc)));
+                findings.push(format!(
+                    "the loader does not fit --soc {}: {}",
+                    soc.name,
+                    found.mismatch(soc)
+                ));
             }
             let header_digest_ok = found.header_digest_ok(&head);
             if header_digest_ok == Some(false) {
-                findings.push("the SHA-256 in the RKNS header does not match the header".to_string());
+                findings
+                    .push("the SHA-256 in the RKNS header does not match the header".to_string());
             }
             let mut bad_stages = Vec::new();
             if extent.end > info.size {

@@ -29,7 +29,8 @@ impl Json {
     /// Two-space indented text, ending without a newline.
     pub fn pretty(&self) -> String {
         let mut out = String::new();
-        self.write(&mut out, 0).expect("writing to a String cannot fail");
+        self.write(&mut out, 0)
+            .expect("writing to a String cannot fail");
         out
     }
 

@@ -47,7 +47,10 @@ impl Partition {
         if self.table == "file system" {
             format!("the whole-disk {} file system", self.description)
         } else {
-            format!("partition {} ({} {})", self.number, self.table, self.description)
+            format!(
+                "partition {} ({} {})",
+                self.number, self.table, self.description
+            )
         }
     }
 }
@@ -117,9 +120,26 @@ impl Layout {
             None
         };
         let protective = matches!(&parsed, MbrParse::Mbr(m) if m.is_protective());
+        let mut stale_gpt = None;
         if gpt_sector.is_some() || protective {
-            layout.read_gpt(disk, gpt_sector.unwrap_or(512), &parsed, protective)?;
-            return Ok(layout);
+            let mut gpt = layout.clone();
+            match gpt.read_gpt(disk, gpt_sector.unwrap_or(512), &parsed, protective) {
+                Ok(()) => return Ok(gpt),
+                // A damaged "EFI PART" left behind by an earlier GPT, under a valid MBR that
+                // does not point to it: the MBR is the table in use.
+                Err(e)
+                    if !protective
+                        && matches!(&parsed, MbrParse::Mbr(m) if !m.entries.is_empty()) =>
+                {
+                    stale_gpt = Some(e.message)
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(reason) = stale_gpt {
+            layout.notes.push(format!(
+                "ignored a leftover GPT signature, the MBR is in use: {reason}"
+            ));
         }
         match parsed {
             MbrParse::Mbr(table) => {
@@ -130,7 +150,9 @@ impl Layout {
                     extent: Extent::at(0, 512),
                 });
                 for entry in &table.entries {
-                    layout.partitions.push(mbr_partition(entry.slot.into(), entry, 0));
+                    layout
+                        .partitions
+                        .push(mbr_partition(entry.slot.into(), entry, 0));
                     if mbr::is_extended(entry.kind) {
                         layout.read_ebr_chain(disk, entry.start)?;
                     }
@@ -219,7 +241,9 @@ impl Layout {
             seen.push(ebr_lba);
             let offset = ebr_lba.saturating_mul(512);
             if offset.saturating_add(512) > self.size {
-                self.notes.push(format!("EBR at LBA {ebr_lba} lies past the end of the image"));
+                self.notes.push(format!(
+                    "EBR at LBA {ebr_lba} lies past the end of the image"
+                ));
                 return Ok(());
             }
             let mut sector = [0u8; 512];
@@ -237,8 +261,12 @@ impl Layout {
             })?;
             // Slot 1 is the logical partition, relative to this EBR; slot 2 links to the next
             // EBR, relative to the start of the extended partition.
-            if let Some(logical) = slots.iter().find(|s| s.slot == 1 && !mbr::is_extended(s.kind)) {
-                self.partitions.push(mbr_partition(number, logical, ebr_lba));
+            if let Some(logical) = slots
+                .iter()
+                .find(|s| s.slot == 1 && !mbr::is_extended(s.kind))
+            {
+                self.partitions
+                    .push(mbr_partition(number, logical, ebr_lba));
                 number += 1;
             }
             match slots.iter().find(|s| mbr::is_extended(s.kind)) {
@@ -288,11 +316,17 @@ impl Layout {
                     ));
                 }
                 let mut all = entries.clone();
-                all.extend(backup_entries.iter().filter(|e| !entries.contains(e)).cloned());
+                all.extend(
+                    backup_entries
+                        .iter()
+                        .filter(|e| !entries.contains(e))
+                        .cloned(),
+                );
                 (all, header.clone())
             }
             (Ok((header, entries)), Err(reason)) => {
-                self.notes.push(format!("the backup GPT header is not usable: {reason}"));
+                self.notes
+                    .push(format!("the backup GPT header is not usable: {reason}"));
                 (entries.clone(), header.clone())
             }
             (Err(reason), Ok((header, entries))) => {
@@ -333,7 +367,9 @@ impl Layout {
             ),
             extent: Extent::at(
                 primary_entries_lba.saturating_mul(sector_size),
-                primary_header.entries_sectors(sector_size).saturating_mul(sector_size),
+                primary_header
+                    .entries_sectors(sector_size)
+                    .saturating_mul(sector_size),
             ),
         });
         let (backup_at, backup_entries_lba) = match &backup {
@@ -361,7 +397,8 @@ impl Layout {
         // A hybrid MBR lists some partitions a second time; protect what it names as well.
         if let MbrParse::Mbr(table) = parsed {
             for entry in table.entries.iter().filter(|e| e.kind != mbr::PROTECTIVE) {
-                self.partitions.push(mbr_partition(entry.slot.into(), entry, 0));
+                self.partitions
+                    .push(mbr_partition(entry.slot.into(), entry, 0));
             }
         }
         Ok(())
@@ -415,7 +452,10 @@ fn gpt_partition(entry: &GptEntry, sector_size: u64) -> Partition {
     } else {
         format!("\"{}\" {kind}", entry.name)
     };
-    let sectors = entry.last_lba.saturating_sub(entry.first_lba).saturating_add(1);
+    let sectors = entry
+        .last_lba
+        .saturating_sub(entry.first_lba)
+        .saturating_add(1);
     Partition {
         table: "GPT",
         number: entry.number,

@@ -136,7 +136,10 @@ mod tests {
         let path = dir.path().join("keys/n1.age");
         let read = read_identity(&path, "n1").unwrap();
         assert_eq!(read.recipient, made.recipient);
-        assert!(write_identity(dir.path(), &made).is_err(), "an identity is never overwritten");
+        assert!(
+            write_identity(dir.path(), &made).is_err(),
+            "an identity is never overwritten"
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -64,12 +64,14 @@ impl NodeKeys {
             let path = identity_path(repo, host);
             if make_missing && path.exists() {
                 let identity = read_identity(&path, host)?;
-                keys.recipients.insert(host.to_owned(), identity.recipient.clone());
+                keys.recipients
+                    .insert(host.to_owned(), identity.recipient.clone());
             } else if let Some(recipient) = recorded.get(host) {
                 keys.recipients.insert(host.to_owned(), recipient.clone());
             } else if make_missing {
                 let identity = NodeIdentity::generate(host);
-                keys.recipients.insert(host.to_owned(), identity.recipient.clone());
+                keys.recipients
+                    .insert(host.to_owned(), identity.recipient.clone());
                 keys.new.push(identity);
             }
         }
@@ -83,7 +85,10 @@ impl NodeKeys {
 
     /// The paths (relative to the repo) of identities [`NodeKeys::write_new`] would create.
     pub fn new_paths(&self) -> Vec<String> {
-        self.new.iter().map(|i| format!("{KEYS_DIR}/{}.age", i.host)).collect()
+        self.new
+            .iter()
+            .map(|i| format!("{KEYS_DIR}/{}.age", i.host))
+            .collect()
     }
 
     /// Writes the identities made by [`NodeKeys::prepare`]: `keys/` 0700 with a `.gitignore`
@@ -104,7 +109,10 @@ pub fn identity_path(repo: &Path, host: &str) -> PathBuf {
 /// For commands that only look (`diff`, `--dry-run`): every node's recipient that exists
 /// already (in `keys/` or `.sops.yaml`), making none, so the output is the same on every run.
 /// A node without one renders as a placeholder line in `.sops.yaml`.
-pub fn existing_node_recipients(repo: &Path, project: &Project) -> Result<BTreeMap<String, AgeRecipient>> {
+pub fn existing_node_recipients(
+    repo: &Path,
+    project: &Project,
+) -> Result<BTreeMap<String, AgeRecipient>> {
     let mut keys = NodeKeys::prepare(repo, project)?;
     for identity in std::mem::take(&mut keys.new) {
         keys.recipients.remove(&identity.host);

@@ -34,8 +34,11 @@ impl SopsYaml {
                 rest = r.trim_start();
             }
             if let Some(anchored) = rest.strip_prefix('&') {
-                let (name, value) = anchored.split_once(char::is_whitespace).unwrap_or((anchored, ""));
-                out.anchors.insert(name.to_owned(), unquote(value.trim()).to_owned());
+                let (name, value) = anchored
+                    .split_once(char::is_whitespace)
+                    .unwrap_or((anchored, ""));
+                out.anchors
+                    .insert(name.to_owned(), unquote(value.trim()).to_owned());
             }
             let bytes = code.as_bytes();
             for (i, _) in code.match_indices('*') {
@@ -104,7 +107,10 @@ mod tests {
         );
         let s = SopsYaml::parse(&text);
         assert_eq!(s.anchors.len(), 3);
-        assert_eq!(s.aliases, ["admin_1", "rk1-node1", "x", "y"].map(String::from).into());
+        assert_eq!(
+            s.aliases,
+            ["admin_1", "rk1-node1", "x", "y"].map(String::from).into()
+        );
         let nodes = s.node_recipients();
         assert_eq!(nodes.keys().collect::<Vec<_>>(), ["rk1-node1"]);
         assert_eq!(nodes["rk1-node1"].as_str(), r);

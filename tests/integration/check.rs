@@ -8,23 +8,19 @@ use flakesmith::{model::Answers, secrets::ensure_node_keys};
 
 use crate::support::ADMIN_AGE_RECIPIENT;
 
-/// What sops writes: every value `ENC[…]`, and a `sops:` block with the recipients' wrapped
-/// data keys and the MAC. A stand-in made by hand (sops is not installable here): it shows the
-/// shape the check looks for, not that sops would decrypt it.
-const ENCRYPTED_YAML: &str = "\
-wifi_password: ENC[AES256_GCM,data:9Xb3XQ==,iv:J6z5l1pG8b2cUQ7m3R1b0e9cXhq4mX1aZ0VxS2d9oYk=,tag:Qm9vb2Jvb2Jvb2Jvb2Jvbw==,type:str]
-sops:
-    age:
-        - recipient: age1ur8c0ddspyrwel4838hzzr0t8v35djjspg9ehs2tfwfmhxssauvqcj38vc
-          enc: |
-            -----BEGIN AGE ENCRYPTED FILE-----
-            YWdlLWVuY3J5cHRpb24ub3JnL3YxCi0+IFgyNTUxOSBzdGFuZC1pbgo=
-            -----END AGE ENCRYPTED FILE-----
-    lastmodified: \"2026-01-01T00:00:00Z\"
-    mac: ENC[AES256_GCM,data:bWFj,iv:aXY=,tag:dGFn,type:str]
-    unencrypted_suffix: _unencrypted
-    version: 3.9.4
-";
+/// What sops writes: every value `ENC[…]`, and a `sops:` block with each recipient's wrapped
+/// data key and the MAC. A stand-in made by hand (sops is not installable here): it shows the
+/// shape the check reads (which recipients a file is encrypted to), not that sops would decrypt it.
+fn encrypted_yaml(recipients: &[&str]) -> String {
+    let mut text = "wifi_password: ENC[AES256_GCM,data:9Xb3XQ==,iv:J6z5l1pG8b2cUQ7m3R1b0e9cXhq4mX1aZ0VxS2d9oYk=,tag:Qm9vb2Jvb2Jvb2Jvb2Jvbw==,type:str]\nsops:\n    age:\n".to_owned();
+    for r in recipients {
+        text.push_str(&format!(
+            "        - recipient: {r}\n          enc: |\n            -----BEGIN AGE ENCRYPTED FILE-----\n            YWdlLWVuY3J5cHRpb24ub3JnL3YxCi0+IFgyNTUxOSBzdGFuZC1pbgo=\n            -----END AGE ENCRYPTED FILE-----\n"
+        ));
+    }
+    text.push_str("    lastmodified: \"2026-01-01T00:00:00Z\"\n    mac: ENC[AES256_GCM,data:bWFj,iv:aXY=,tag:dGFn,type:str]\n    unencrypted_suffix: _unencrypted\n    version: 3.9.4\n");
+    text
+}
 
 const COMMON_NIX: &str = r#"{
   config,
@@ -80,7 +76,10 @@ fn clean_repo() -> tempfile::TempDir {
     write(repo, "flakesmith.yaml", &answers.to_yaml());
     write(repo, "common.nix", COMMON_NIX);
     write(repo, "rk1-base.nix", RK1_BASE_NIX);
-    write(repo, "secrets/secrets.yaml", ENCRYPTED_YAML);
+    let mut all = vec![ADMIN_AGE_RECIPIENT.to_owned()];
+    all.extend(recipients.values().map(|r| r.to_string()));
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    write(repo, "secrets/secrets.yaml", &encrypted_yaml(&all));
     write(repo, ".gitignore", "keys/\nresult\n");
     git(repo, &["init", "--quiet"]);
     git(repo, &["add", "--all"]);
@@ -100,8 +99,16 @@ fn edit(repo: &Path, path: &str, from: &str, to: &str) {
 }
 
 fn git(repo: &Path, args: &[&str]) {
-    let out = Command::new("git").args(args).current_dir(repo).output().unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(repo)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Runs `flakesmith check -C repo`: (exit code, stdout lines).
@@ -129,9 +136,15 @@ fn finds(plant: impl FnOnce(&Path), expected_start: &str, fix_mentions: &str) {
     assert_eq!(code, 1, "a finding exits 1: {lines:?}");
     assert_eq!(lines.len(), 1, "one finding: {lines:#?}");
     let line = &lines[0];
-    assert!(line.starts_with(expected_start), "{line}\n  does not start with {expected_start}");
+    assert!(
+        line.starts_with(expected_start),
+        "{line}\n  does not start with {expected_start}"
+    );
     let (_, fix) = line.split_once(" — ").expect("path: problem — fix");
-    assert!(fix.contains(fix_mentions), "{line}\n  fix does not mention {fix_mentions}");
+    assert!(
+        fix.contains(fix_mentions),
+        "{line}\n  fix does not mention {fix_mentions}"
+    );
 }
 
 #[test]
@@ -143,18 +156,86 @@ fn a_clean_repo_passes() {
 
 #[test]
 fn finds_nix_that_does_not_parse() {
-    finds(|r| write(r, "nodes/n1.nix", "{\n  networking.hostName = ;\n}\n"), "nodes/n1.nix:2:", "nix-instantiate --parse");
+    finds(
+        |r| write(r, "nodes/n1.nix", "{\n  networking.hostName = ;\n}\n"),
+        "nodes/n1.nix:2:",
+        "nix-instantiate --parse",
+    );
 }
 
 #[test]
 fn finds_a_plaintext_file_under_secrets() {
-    finds(|r| write(r, "secrets/wifi.yaml", "wifi_password: hunter2\n"), "secrets/wifi.yaml: not encrypted by sops", "sops --encrypt --in-place secrets/wifi.yaml");
+    finds(
+        |r| write(r, "secrets/wifi.yaml", "wifi_password: hunter2\n"),
+        "secrets/wifi.yaml: not encrypted by sops",
+        "sops --encrypt --in-place secrets/wifi.yaml",
+    );
+}
+
+/// The recipients of the clean repo's nodes, from its .sops.yaml.
+fn node_recipient(repo: &Path, host: &str) -> String {
+    let text = std::fs::read_to_string(repo.join(".sops.yaml")).unwrap();
+    flakesmith::secrets::SopsYaml::parse(&text).anchors[host].clone()
+}
+
+#[test]
+fn finds_a_secrets_file_a_node_cannot_decrypt() {
+    finds(
+        |r| {
+            let n1 = node_recipient(r, "n1");
+            write(
+                r,
+                "secrets/secrets.yaml",
+                &encrypted_yaml(&[ADMIN_AGE_RECIPIENT, &n1]),
+            );
+        },
+        "secrets/secrets.yaml: not encrypted to n2 (age1",
+        "`sops updatekeys secrets/secrets.yaml`",
+    );
+}
+
+#[test]
+fn finds_a_secrets_file_still_encrypted_to_a_removed_recipient() {
+    finds(
+        |r| {
+            let (n1, n2) = (node_recipient(r, "n1"), node_recipient(r, "n2"));
+            let gone = age::x25519::Identity::generate().to_public().to_string();
+            write(
+                r,
+                "secrets/secrets.yaml",
+                &encrypted_yaml(&[ADMIN_AGE_RECIPIENT, &n1, &n2, &gone]),
+            );
+        },
+        "secrets/secrets.yaml: still encrypted to age1",
+        "rotate its secrets",
+    );
+}
+
+#[test]
+fn finds_a_recipient_that_is_not_the_nodes_key() {
+    finds(
+        |r| {
+            std::fs::remove_file(r.join("keys/n1.age")).unwrap();
+            let other = tempfile::tempdir().unwrap();
+            let mut answers = Answers::default();
+            answers.set_node_count(1, "n");
+            let project = flakesmith::model::Project::from_answers(&answers).unwrap();
+            ensure_node_keys(other.path(), &project).unwrap();
+            std::fs::copy(other.path().join("keys/n1.age"), r.join("keys/n1.age")).unwrap();
+        },
+        ".sops.yaml: node n1's recipient is not the public key of keys/n1.age",
+        "flakesmith update",
+    );
 }
 
 #[test]
 fn finds_an_age_identity_outside_keys() {
     finds(
-        |r| std::fs::copy(r.join("keys/n1.age"), r.join("deploy-key.txt")).map(|_| ()).unwrap(),
+        |r| {
+            std::fs::copy(r.join("keys/n1.age"), r.join("deploy-key.txt"))
+                .map(|_| ())
+                .unwrap()
+        },
         "deploy-key.txt:4: contains an age identity",
         "move it into keys/",
     );
@@ -180,7 +261,11 @@ fn finds_an_ssh_private_key_outside_keys() {
 
 #[test]
 fn finds_an_identity_tracked_by_git() {
-    finds(|r| git(r, &["add", "--force", "keys/n1.age"]), "keys/n1.age: tracked by git", "git rm --cached keys/n1.age");
+    finds(
+        |r| git(r, &["add", "--force", "keys/n1.age"]),
+        "keys/n1.age: tracked by git",
+        "git rm --cached keys/n1.age",
+    );
 }
 
 #[test]
@@ -199,7 +284,13 @@ fn finds_identities_git_would_add() {
 #[test]
 fn finds_an_identity_others_can_read() {
     finds(
-        |r| std::fs::set_permissions(r.join("keys/n2.age"), std::fs::Permissions::from_mode(0o644)).unwrap(),
+        |r| {
+            std::fs::set_permissions(
+                r.join("keys/n2.age"),
+                std::fs::Permissions::from_mode(0o644),
+            )
+            .unwrap()
+        },
         "keys/n2.age: mode 0644",
         "chmod 600 keys/n2.age",
     );
@@ -208,7 +299,14 @@ fn finds_an_identity_others_can_read() {
 #[test]
 fn finds_password_authentication() {
     finds(
-        |r| edit(r, "common.nix", "PasswordAuthentication = false", "PasswordAuthentication = true"),
+        |r| {
+            edit(
+                r,
+                "common.nix",
+                "PasswordAuthentication = false",
+                "PasswordAuthentication = true",
+            )
+        },
         "common.nix:11: PasswordAuthentication is enabled",
         "PasswordAuthentication = false",
     );
@@ -217,16 +315,41 @@ fn finds_password_authentication() {
 #[test]
 fn finds_a_clear_text_password() {
     finds(
-        |r| edit(r, "common.nix", "  services.fail2ban.enable = true;\n", "  services.fail2ban.enable = true;\n  users.users.admin.initialPassword = \"changeme\";\n"),
+        |r| {
+            edit(r, "common.nix", "  services.fail2ban.enable = true;\n", "  services.fail2ban.enable = true;\n  users.users.admin.initialPassword = \"changeme\";\n")
+        },
         "common.nix:17: initialPassword is a clear-text password",
         "hashedPassword",
     );
 }
 
 #[test]
+fn finds_a_private_key_named_by_a_nix_path() {
+    finds(
+        |r| {
+            edit(
+                r,
+                "common.nix",
+                "sops.age.keyFile = \"/var/lib/sops-nix/key.txt\";",
+                "sops.age.keyFile = ./keys/n1.age;",
+            )
+        },
+        "common.nix:18: the path ./keys/n1.age names a private key",
+        "/var/lib/sops-nix/key.txt",
+    );
+}
+
+#[test]
 fn finds_an_rk1_firmware_offset_below_16_mib() {
     finds(
-        |r| edit(r, "rk1-base.nix", "firmwarePartitionOffset = 16", "firmwarePartitionOffset = 8"),
+        |r| {
+            edit(
+                r,
+                "rk1-base.nix",
+                "firmwarePartitionOffset = 16",
+                "firmwarePartitionOffset = 8",
+            )
+        },
         "rk1-base.nix:6: sdImage.firmwarePartitionOffset is 8 MiB",
         "firmwarePartitionOffset = 16",
     );
@@ -241,7 +364,9 @@ fn finds_an_rk1_firmware_offset_below_16_mib() {
 fn finds_a_node_missing_from_sops_yaml() {
     finds(
         |r| {
-            let mut answers = Answers::from_yaml(&std::fs::read_to_string(r.join("flakesmith.yaml")).unwrap()).unwrap();
+            let mut answers =
+                Answers::from_yaml(&std::fs::read_to_string(r.join("flakesmith.yaml")).unwrap())
+                    .unwrap();
             answers.set_node_count(3, "n");
             write(r, "flakesmith.yaml", &answers.to_yaml());
         },
@@ -249,7 +374,16 @@ fn finds_a_node_missing_from_sops_yaml() {
         "flakesmith update",
     );
     finds(
-        |r| edit(r, ".sops.yaml", "          - *n2\n", ""),
+        |r| {
+            edit(r, ".sops.yaml", "          - *n2\n", "");
+            // Re-encrypted to what the rule now says, so only the unused recipient remains.
+            let n1 = node_recipient(r, "n1");
+            write(
+                r,
+                "secrets/secrets.yaml",
+                &encrypted_yaml(&[ADMIN_AGE_RECIPIENT, &n1]),
+            );
+        },
         ".sops.yaml: node n2 has a recipient but no creation rule uses it",
         "- *n2",
     );
@@ -258,7 +392,40 @@ fn finds_a_node_missing_from_sops_yaml() {
 #[test]
 fn a_directory_without_answers_is_bad_input() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::cargo_bin("flakesmith").unwrap().args(["check", "-C"]).arg(dir.path()).output().unwrap();
+    let out = Command::cargo_bin("flakesmith")
+        .unwrap()
+        .args(["check", "-C"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no flakesmith.yaml"));
+}
+
+#[test]
+fn finds_a_deployment_key_in_the_running_configuration() {
+    let deploy = crate::support::DEPLOY_SSH_KEY;
+    let dir = tempfile::tempdir().unwrap();
+    let mut answers = Answers::default();
+    answers.secrets.mode = flakesmith::model::answers::SecretsMode::DeploymentKeys;
+    answers.secrets.deployment_key = Some(deploy.to_owned());
+    answers.set_node_count(1, "n");
+    write(dir.path(), "flakesmith.yaml", &answers.to_yaml());
+    write(dir.path(), "rk1-base.nix", RK1_BASE_NIX);
+    write(dir.path(), "deployment-key.nix", &format!("{{ lib, ... }}:\n{{\n  users.users.root.openssh.authorizedKeys.keys = lib.mkForce [ \"{deploy}\" ];\n}}\n"));
+    assert_eq!(
+        check(dir.path()),
+        (0, Vec::new()),
+        "in deployment-key.nix it is where it belongs"
+    );
+
+    write(dir.path(), "common.nix", &format!("{{ ... }}:\n{{\n  users.users.root.openssh.authorizedKeys.keys = [ \"{deploy}\" ];\n}}\n"));
+    let (code, lines) = check(dir.path());
+    assert_eq!(code, 1);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("common.nix:3: authorises the deployment key"),
+        "{}",
+        lines[0]
+    );
 }

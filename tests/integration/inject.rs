@@ -14,7 +14,11 @@ const IDB: u64 = 32768;
 const ITB: u64 = 8 * MIB;
 
 fn assert_one_line(text: &str) {
-    assert_eq!(text.trim_end().lines().count(), 1, "expected one line, got:\n{text}");
+    assert_eq!(
+        text.trim_end().lines().count(),
+        1,
+        "expected one line, got:\n{text}"
+    );
 }
 
 #[test]
@@ -27,9 +31,21 @@ fn combined_loader_into_sd_image_with_firmware_at_16_mib() {
     let root = region(&sd.path, sd.root.0, sd.root.1);
     let mbr = region(&sd.path, 0, IDB);
 
-    let out = rk_inject(&["write", "--image", path_str(&sd.path), "--bootloader", path_str(&p.combined), "--soc", "rk3588"]);
+    let out = rk_inject(&[
+        "write",
+        "--image",
+        path_str(&sd.path),
+        "--bootloader",
+        path_str(&p.combined),
+        "--soc",
+        "rk3588",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stdout(&out).contains("fsynced, read back and identical"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("fsynced, read back and identical"),
+        "{}",
+        stdout(&out)
+    );
 
     let payload = fs::read(&p.combined).unwrap();
     assert_eq!(region(&sd.path, IDB, payload.len() as u64), payload);
@@ -52,13 +68,19 @@ fn combined_loader_into_sd_image_with_firmware_at_16_mib() {
     assert_eq!(loader["hash"], "sha256");
     assert_eq!(loader["header_sha256_ok"], true);
     assert_eq!(loader["stages"].as_array().unwrap().len(), 2);
-    assert!(loader["socs"].as_array().unwrap().contains(&"rk3588".into()));
+    assert!(loader["socs"]
+        .as_array()
+        .unwrap()
+        .contains(&"rk3588".into()));
     let itb_len = fs::metadata(&p.itb).unwrap().len();
     assert_eq!(report["itb"]["start"], ITB);
     assert_eq!(report["itb"]["end"], ITB + itb_len);
     assert_eq!(report["loader_end"], ITB + itb_len);
     assert_eq!(report["first_partition"]["start"], 16 * MIB);
-    assert_eq!(report["free_before_first_partition"], 16 * MIB - (ITB + itb_len));
+    assert_eq!(
+        report["free_before_first_partition"],
+        16 * MIB - (ITB + itb_len)
+    );
 }
 
 #[test]
@@ -68,16 +90,29 @@ fn combined_loader_is_refused_when_firmware_sits_at_the_nixpkgs_default_8_mib() 
     let sd = sd_image(dir.path(), "default-offset.img", 8);
     let before = digest(&sd.path);
 
-    let out = rk_inject(&["write", "--image", path_str(&sd.path), "--bootloader", path_str(&p.combined)]);
+    let out = rk_inject(&[
+        "write",
+        "--image",
+        path_str(&sd.path),
+        "--bootloader",
+        path_str(&p.combined),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert_one_line(&err);
     let end = IDB + fs::metadata(&p.combined).unwrap().len();
     assert!(err.contains("partition 1 (MBR type 0x0b FAT32)"), "{err}");
     assert!(err.contains(&format!("by {} bytes", end - ITB)), "{err}");
-    assert!(err.contains("sdImage.firmwarePartitionOffset = 16"), "{err}");
+    assert!(
+        err.contains("sdImage.firmwarePartitionOffset = 16"),
+        "{err}"
+    );
     assert!(err.contains("nothing was written"), "{err}");
-    assert_eq!(digest(&sd.path), before, "a refused write changed the image");
+    assert_eq!(
+        digest(&sd.path),
+        before,
+        "a refused write changed the image"
+    );
     fsck_clean(&sd, dir.path());
 }
 
@@ -106,7 +141,13 @@ fn split_loader_goes_to_sectors_64_and_16384() {
     assert_eq!(region(&sd.path, IDB, idb.len() as u64), idb);
     assert_eq!(region(&sd.path, ITB, itb.len() as u64), itb);
     assert!(
-        region(&sd.path, IDB + idb.len() as u64, ITB - IDB - idb.len() as u64).iter().all(|&b| b == 0),
+        region(
+            &sd.path,
+            IDB + idb.len() as u64,
+            ITB - IDB - idb.len() as u64
+        )
+        .iter()
+        .all(|&b| b == 0),
         "split mode wrote between the idbloader and sector 16384"
     );
     assert_eq!(sfdisk_dump(&sd.path), table);
@@ -121,8 +162,18 @@ fn split_loader_goes_to_sectors_64_and_16384() {
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("u-boot.itb at bytes 8388608.."), "{err}");
-    assert!(err.contains(&format!("partition 1 (MBR type 0x0b FAT32) at bytes 8388608..{} by {} bytes", 38 * MIB, itb.len())), "{err}");
-    assert!(!err.contains("idbloader-rk3568.img at"), "the idbloader alone fits: {err}");
+    assert!(
+        err.contains(&format!(
+            "partition 1 (MBR type 0x0b FAT32) at bytes 8388608..{} by {} bytes",
+            38 * MIB,
+            itb.len()
+        )),
+        "{err}"
+    );
+    assert!(
+        !err.contains("idbloader-rk3568.img at"),
+        "the idbloader alone fits: {err}"
+    );
     assert_eq!(digest(&low.path), before);
 }
 
@@ -136,9 +187,21 @@ fn idbloader_too_long_for_its_slot_is_refused() {
     fs::write(&long, data).unwrap();
     let sd = sd_image(dir.path(), "long.img", 16);
     let before = digest(&sd.path);
-    let out = rk_inject(&["write", "--image", path_str(&sd.path), "--idbloader", path_str(&long), "--itb", path_str(&p.itb)]);
+    let out = rk_inject(&[
+        "write",
+        "--image",
+        path_str(&sd.path),
+        "--idbloader",
+        path_str(&long),
+        "--itb",
+        path_str(&p.itb),
+    ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("512 bytes into sector 16384"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("512 bytes into sector 16384"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(digest(&sd.path), before);
 }
 
@@ -147,7 +210,14 @@ fn writing_twice_gives_the_same_image_and_writes_nothing_the_second_time() {
     let dir = tempfile::tempdir().unwrap();
     let p = rk35_payloads(dir.path());
     let sd = sd_image(dir.path(), "twice.img", 16);
-    let args = ["write", "--image", path_str(&sd.path), "--bootloader", path_str(&p.combined), "--json"];
+    let args = [
+        "write",
+        "--image",
+        path_str(&sd.path),
+        "--bootloader",
+        path_str(&p.combined),
+        "--json",
+    ];
     let first = rk_inject(&args);
     assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
     let after_first = digest(&sd.path);
@@ -158,7 +228,10 @@ fn writing_twice_gives_the_same_image_and_writes_nothing_the_second_time() {
     assert_eq!(digest(&sd.path), after_first);
     let report = json(&second);
     assert_eq!(report["pieces"][0]["written"], 0);
-    assert_eq!(report["pieces"][0]["unchanged"], fs::metadata(&p.combined).unwrap().len());
+    assert_eq!(
+        report["pieces"][0]["unchanged"],
+        fs::metadata(&p.combined).unwrap().len()
+    );
     assert_eq!(report["verified"], true);
 }
 
@@ -168,14 +241,33 @@ fn dry_run_checks_but_writes_nothing() {
     let p = rk35_payloads(dir.path());
     let sd = sd_image(dir.path(), "dry.img", 16);
     let before = digest(&sd.path);
-    let out = rk_inject(&["write", "--image", path_str(&sd.path), "--bootloader", path_str(&p.combined), "--dry-run", "--json"]);
+    let out = rk_inject(&[
+        "write",
+        "--image",
+        path_str(&sd.path),
+        "--bootloader",
+        path_str(&p.combined),
+        "--dry-run",
+        "--json",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(json(&out)["dry_run"], true);
     assert_eq!(digest(&sd.path), before);
 
     let low = sd_image(dir.path(), "dry-8.img", 8);
-    let out = rk_inject(&["write", "--image", path_str(&low.path), "--bootloader", path_str(&p.combined), "--dry-run"]);
-    assert_eq!(out.status.code(), Some(1), "a dry run refuses what a write would refuse");
+    let out = rk_inject(&[
+        "write",
+        "--image",
+        path_str(&low.path),
+        "--bootloader",
+        path_str(&p.combined),
+        "--dry-run",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a dry run refuses what a write would refuse"
+    );
 }
 
 #[test]
@@ -183,28 +275,69 @@ fn rc4_scrambled_rk3399_header_is_checked_against_the_soc() {
     let dir = tempfile::tempdir().unwrap();
     let rk3399 = idbloader(dir.path(), "rk3399", 40_000, 100_000);
     let rk3568 = idbloader(dir.path(), "rk3568", 40_000, 100_000);
-    let image = partitioned(dir.path(), "rk3399.img", 64, "label: dos\nstart=16M, type=83\n");
+    let image = partitioned(
+        dir.path(),
+        "rk3399.img",
+        64,
+        "label: dos\nstart=16M, type=83\n",
+    );
     let before = digest(&image);
 
-    let out = rk_inject(&["write", "--image", path_str(&image), "--bootloader", path_str(&rk3399)]);
+    let out = rk_inject(&[
+        "write",
+        "--image",
+        path_str(&image),
+        "--bootloader",
+        path_str(&rk3399),
+    ]);
     assert_eq!(out.status.code(), Some(2), "the default --soc is rk3588");
     let err = stderr(&out);
     assert_one_line(&err);
     assert!(err.contains("rk3588 needs an RKNS v2 header"), "{err}");
-    assert!(err.contains("RC4-scrambled header (0x0FF0AA55), family RK33"), "{err}");
+    assert!(
+        err.contains("RC4-scrambled header (0x0FF0AA55), family RK33"),
+        "{err}"
+    );
     assert_eq!(digest(&image), before);
 
-    let out = rk_inject(&["write", "--image", path_str(&image), "--bootloader", path_str(&rk3568), "--soc", "rk3399"]);
+    let out = rk_inject(&[
+        "write",
+        "--image",
+        path_str(&image),
+        "--bootloader",
+        path_str(&rk3568),
+        "--soc",
+        "rk3399",
+    ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("rk3399 needs an RC4-scrambled header tagged RK33"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("rk3399 needs an RC4-scrambled header tagged RK33"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(digest(&image), before);
 
-    let out = rk_inject(&["write", "--image", path_str(&image), "--bootloader", path_str(&rk3399), "--soc", "rk3399"]);
+    let out = rk_inject(&[
+        "write",
+        "--image",
+        path_str(&image),
+        "--bootloader",
+        path_str(&rk3399),
+        "--soc",
+        "rk3399",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let data = fs::read(&rk3399).unwrap();
     assert_eq!(region(&image, IDB, data.len() as u64), data);
 
-    let out = rk_inject(&["verify", "--image", path_str(&image), "--soc", "rk3399", "--json"]);
+    let out = rk_inject(&[
+        "verify",
+        "--image",
+        path_str(&image),
+        "--soc",
+        "rk3399",
+        "--json",
+    ]);
     let report = json(&out);
     assert_eq!(report["loader"]["kind"], "rc4-v1");
     assert_eq!(report["loader"]["family"], "RK33");
@@ -213,12 +346,23 @@ fn rc4_scrambled_rk3399_header_is_checked_against_the_soc() {
     assert_eq!(report["loader"]["stages"][1]["size"], 100_352);
     // No u-boot.itb was written: verify says so and exits 1.
     assert_eq!(out.status.code(), Some(1));
-    assert!(report["findings"][0].as_str().unwrap().contains("no u-boot.itb"), "{report}");
+    assert!(
+        report["findings"][0]
+            .as_str()
+            .unwrap()
+            .contains("no u-boot.itb"),
+        "{report}"
+    );
 
     let out = rk_inject(&["verify", "--image", path_str(&image), "--json"]);
     let report = json(&out);
     assert_eq!(report["loader"]["soc_matches"], false);
-    assert!(report["findings"].to_string().contains("does not fit --soc rk3588"), "{report}");
+    assert!(
+        report["findings"]
+            .to_string()
+            .contains("does not fit --soc rk3588"),
+        "{report}"
+    );
 }
 
 #[test]
@@ -228,9 +372,21 @@ fn rc4_scrambled_stage_of_rk3188_is_read() {
     let spl = dir.path().join("spl.bin");
     fs::write(&spl, bytes(9, 20_000)).unwrap();
     let out_path = dir.path().join("rk3188.img");
-    run(Command::new("mkimage").args(["-n", "rk3188", "-T", "rksd", "-d"]).arg(&spl).arg(&out_path));
+    run(Command::new("mkimage")
+        .args(["-n", "rk3188", "-T", "rksd", "-d"])
+        .arg(&spl)
+        .arg(&out_path));
     let image = partitioned(dir.path(), "img", 32, "label: dos\nstart=16M, type=83\n");
-    let out = rk_inject(&["write", "--image", path_str(&image), "--bootloader", path_str(&out_path), "--soc", "rk3188", "--json"]);
+    let out = rk_inject(&[
+        "write",
+        "--image",
+        path_str(&image),
+        "--bootloader",
+        path_str(&out_path),
+        "--soc",
+        "rk3188",
+        "--json",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(json(&out)["pieces"][0]["loader"]["family"], "RK31");
 }
@@ -242,7 +398,13 @@ fn payload_without_a_rockchip_header_is_refused() {
     fs::write(&junk, bytes(7, 300_000)).unwrap();
     let sd = sd_image(dir.path(), "junk.img", 16);
     let before = digest(&sd.path);
-    let out = rk_inject(&["write", "--image", path_str(&sd.path), "--bootloader", path_str(&junk)]);
+    let out = rk_inject(&[
+        "write",
+        "--image",
+        path_str(&sd.path),
+        "--bootloader",
+        path_str(&junk),
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert_one_line(&err);
@@ -250,9 +412,21 @@ fn payload_without_a_rockchip_header_is_refused() {
     assert_eq!(digest(&sd.path), before);
 
     let p = rk35_payloads(dir.path());
-    let out = rk_inject(&["write", "--image", path_str(&sd.path), "--idbloader", path_str(&p.idbloader), "--itb", path_str(&junk)]);
+    let out = rk_inject(&[
+        "write",
+        "--image",
+        path_str(&sd.path),
+        "--idbloader",
+        path_str(&p.idbloader),
+        "--itb",
+        path_str(&junk),
+    ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("is not a FIT image"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is not a FIT image"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(digest(&sd.path), before);
 }
 
@@ -265,23 +439,45 @@ fn truncated_or_damaged_payloads_are_refused() {
     let combined = fs::read(&p.combined).unwrap();
     let idb_len = fs::metadata(&p.idbloader).unwrap().len() as usize;
     let cases = [
-        ("cut-in-stage-2.bin", combined[..idb_len - 1000].to_vec(), "is truncated: its header says the loader runs to byte"),
-        ("cut-in-itb.bin", combined[..combined.len() - 4096].to_vec(), "is truncated: its u-boot.itb needs"),
-        ("flipped-stage-1.bin", {
-            let mut c = combined.clone();
-            c[4096] ^= 1;
-            c
-        }, "the SHA-256 of stage 1 does not match"),
-        ("flipped-header.bin", {
-            let mut c = combined.clone();
-            c[200] ^= 1;
-            c
-        }, "the SHA-256 in its RKNS header does not match"),
+        (
+            "cut-in-stage-2.bin",
+            combined[..idb_len - 1000].to_vec(),
+            "is truncated: its header says the loader runs to byte",
+        ),
+        (
+            "cut-in-itb.bin",
+            combined[..combined.len() - 4096].to_vec(),
+            "is truncated: its u-boot.itb needs",
+        ),
+        (
+            "flipped-stage-1.bin",
+            {
+                let mut c = combined.clone();
+                c[4096] ^= 1;
+                c
+            },
+            "the SHA-256 of stage 1 does not match",
+        ),
+        (
+            "flipped-header.bin",
+            {
+                let mut c = combined.clone();
+                c[200] ^= 1;
+                c
+            },
+            "the SHA-256 in its RKNS header does not match",
+        ),
     ];
     for (name, data, expected) in cases {
         let path = dir.path().join(name);
         fs::write(&path, data).unwrap();
-        let out = rk_inject(&["write", "--image", path_str(&sd.path), "--bootloader", path_str(&path)]);
+        let out = rk_inject(&[
+            "write",
+            "--image",
+            path_str(&sd.path),
+            "--bootloader",
+            path_str(&path),
+        ]);
         assert_eq!(out.status.code(), Some(2), "{name}");
         assert!(stderr(&out).contains(expected), "{name}: {}", stderr(&out));
         assert_eq!(digest(&sd.path), before, "{name} changed the image");
@@ -294,7 +490,13 @@ fn image_too_small_for_the_payload_is_refused_and_not_grown() {
     let p = rk35_payloads(dir.path());
     let image = dir.path().join("small.img");
     fs::File::create(&image).unwrap().set_len(4 * MIB).unwrap();
-    let out = rk_inject(&["write", "--image", path_str(&image), "--bootloader", path_str(&p.combined)]);
+    let out = rk_inject(&[
+        "write",
+        "--image",
+        path_str(&image),
+        "--bootloader",
+        path_str(&p.combined),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("too small"), "{}", stderr(&out));
     assert_eq!(fs::metadata(&image).unwrap().len(), 4 * MIB);
@@ -313,22 +515,50 @@ fn gpt_image_takes_the_loader_and_keeps_both_tables() {
     let head = region(&image, 0, 34 * 512);
     let tail = region(&image, 64 * MIB - 33 * 512, 33 * 512);
 
-    let out = rk_inject(&["write", "--image", path_str(&image), "--bootloader", path_str(&p.combined)]);
+    let out = rk_inject(&[
+        "write",
+        "--image",
+        path_str(&image),
+        "--bootloader",
+        path_str(&p.combined),
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(sfdisk_dump(&image), table);
-    assert_eq!(region(&image, 0, 34 * 512), head, "protective MBR or primary GPT changed");
-    assert_eq!(region(&image, 64 * MIB - 33 * 512, 33 * 512), tail, "backup GPT changed");
+    assert_eq!(
+        region(&image, 0, 34 * 512),
+        head,
+        "protective MBR or primary GPT changed"
+    );
+    assert_eq!(
+        region(&image, 64 * MIB - 33 * 512, 33 * 512),
+        tail,
+        "backup GPT changed"
+    );
     run(Command::new("sfdisk").arg("--verify").arg(&image));
 
-    let report = json(&rk_inject(&["verify", "--image", path_str(&image), "--json"]));
+    let report = json(&rk_inject(&[
+        "verify",
+        "--image",
+        path_str(&image),
+        "--json",
+    ]));
     let table = &report["partition_table"];
     assert_eq!(table["scheme"], "gpt");
     assert_eq!(table["disk_id"], "5B2A6A4E-27C1-4E42-9C1F-1C7C0A3E3A11");
-    assert_eq!(table["partitions"][0]["description"], "\"firmware\" Microsoft basic data");
+    assert_eq!(
+        table["partitions"][0]["description"],
+        "\"firmware\" Microsoft basic data"
+    );
     let last_lba = 64 * MIB / 512 - 1;
     let reserved = table["reserved"].to_string();
-    assert!(reserved.contains(&format!("the backup GPT header (LBA {last_lba})")), "{reserved}");
-    assert!(reserved.contains("the primary GPT entry array (LBA 2..34)"), "{reserved}");
+    assert!(
+        reserved.contains(&format!("the backup GPT header (LBA {last_lba})")),
+        "{reserved}"
+    );
+    assert!(
+        reserved.contains("the primary GPT entry array (LBA 2..34)"),
+        "{reserved}"
+    );
     assert_eq!(report["ok"], true, "{report}");
 }
 
@@ -336,13 +566,27 @@ fn gpt_image_takes_the_loader_and_keeps_both_tables() {
 fn gpt_partition_at_8_mib_is_refused_by_number_and_name() {
     let dir = tempfile::tempdir().unwrap();
     let p = rk35_payloads(dir.path());
-    let image = partitioned(dir.path(), "gpt8.img", 64, "label: gpt\nstart=8M, size=30M, name=firmware\nstart=38M, name=nixos\n");
+    let image = partitioned(
+        dir.path(),
+        "gpt8.img",
+        64,
+        "label: gpt\nstart=8M, size=30M, name=firmware\nstart=38M, name=nixos\n",
+    );
     let before = digest(&image);
-    let out = rk_inject(&["write", "--image", path_str(&image), "--bootloader", path_str(&p.combined)]);
+    let out = rk_inject(&[
+        "write",
+        "--image",
+        path_str(&image),
+        "--bootloader",
+        path_str(&p.combined),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert_one_line(&err);
-    assert!(err.contains("partition 1 (GPT \"firmware\" Linux filesystem) at bytes 8388608.."), "{err}");
+    assert!(
+        err.contains("partition 1 (GPT \"firmware\" Linux filesystem) at bytes 8388608.."),
+        "{err}"
+    );
     assert_eq!(digest(&image), before);
 }
 
@@ -351,12 +595,28 @@ fn gpt_entry_array_reaching_sector_64_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let p = rk35_payloads(dir.path());
     // 512 entries of 128 bytes: the array covers LBA 2..130, past sector 64.
-    let image = partitioned(dir.path(), "longtable.img", 64, "label: gpt\ntable-length: 512\nfirst-lba: 2048\nstart=16M, name=firmware\n");
+    let image = partitioned(
+        dir.path(),
+        "longtable.img",
+        64,
+        "label: gpt\ntable-length: 512\nfirst-lba: 2048\nstart=16M, name=firmware\n",
+    );
     let before = digest(&image);
-    let out = rk_inject(&["write", "--image", path_str(&image), "--bootloader", path_str(&p.combined)]);
+    let out = rk_inject(&[
+        "write",
+        "--image",
+        path_str(&image),
+        "--bootloader",
+        path_str(&p.combined),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("the primary GPT entry array (LBA 2..130) at bytes 1024..66560 by 33792 bytes"), "{err}");
+    assert!(
+        err.contains(
+            "the primary GPT entry array (LBA 2..130) at bytes 1024..66560 by 33792 bytes"
+        ),
+        "{err}"
+    );
     assert_eq!(digest(&image), before);
 }
 
@@ -364,21 +624,51 @@ fn gpt_entry_array_reaching_sector_64_is_refused() {
 fn damaged_primary_gpt_falls_back_to_the_backup() {
     let dir = tempfile::tempdir().unwrap();
     let p = rk35_payloads(dir.path());
-    let image = partitioned(dir.path(), "damaged.img", 64, "label: gpt\nstart=8M, size=30M, name=firmware\n");
+    let image = partitioned(
+        dir.path(),
+        "damaged.img",
+        64,
+        "label: gpt\nstart=8M, size=30M, name=firmware\n",
+    );
     // Break the primary header's CRC.
-    let mut file = fs::OpenOptions::new().read(true).write(true).open(&image).unwrap();
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&image)
+        .unwrap();
     use std::io::{Seek, SeekFrom, Write};
     file.seek(SeekFrom::Start(512 + 40)).unwrap();
     file.write_all(&[0xff]).unwrap();
     drop(file);
     let before = digest(&image);
 
-    let out = rk_inject(&["write", "--image", path_str(&image), "--bootloader", path_str(&p.combined)]);
+    let out = rk_inject(&[
+        "write",
+        "--image",
+        path_str(&image),
+        "--bootloader",
+        path_str(&p.combined),
+    ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("partition 1 (GPT \"firmware\""), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("partition 1 (GPT \"firmware\""),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(digest(&image), before);
-    let report = json(&rk_inject(&["verify", "--image", path_str(&image), "--json"]));
-    assert!(report["partition_table"]["notes"][0].as_str().unwrap().contains("primary GPT header is not usable"), "{report}");
+    let report = json(&rk_inject(&[
+        "verify",
+        "--image",
+        path_str(&image),
+        "--json",
+    ]));
+    assert!(
+        report["partition_table"]["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("primary GPT header is not usable"),
+        "{report}"
+    );
 
     // Both copies broken: nothing can be trusted, so nothing is written.
     let last = 64 * MIB - 512;
@@ -387,7 +677,13 @@ fn damaged_primary_gpt_falls_back_to_the_backup() {
     file.write_all(&[0xff]).unwrap();
     drop(file);
     let before = digest(&image);
-    let out = rk_inject(&["write", "--image", path_str(&image), "--bootloader", path_str(&p.combined)]);
+    let out = rk_inject(&[
+        "write",
+        "--image",
+        path_str(&image),
+        "--bootloader",
+        path_str(&p.combined),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("no valid GPT"), "{}", stderr(&out));
     assert_eq!(digest(&image), before);
@@ -397,13 +693,30 @@ fn damaged_primary_gpt_falls_back_to_the_backup() {
 fn logical_partition_in_an_extended_one_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let p = rk35_payloads(dir.path());
-    let image = partitioned(dir.path(), "ext.img", 64, "label: dos\nstart=4M, size=40M, type=5\nstart=8M, size=10M, type=83\n");
+    let image = partitioned(
+        dir.path(),
+        "ext.img",
+        64,
+        "label: dos\nstart=4M, size=40M, type=5\nstart=8M, size=10M, type=83\n",
+    );
     let before = digest(&image);
-    let out = rk_inject(&["write", "--image", path_str(&image), "--bootloader", path_str(&p.combined)]);
+    let out = rk_inject(&[
+        "write",
+        "--image",
+        path_str(&image),
+        "--bootloader",
+        path_str(&p.combined),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("partition 1 (MBR type 0x05 extended)"), "{err}");
-    assert!(err.contains("partition 5 (MBR type 0x83 Linux) at bytes 8388608.."), "{err}");
+    assert!(
+        err.contains("partition 1 (MBR type 0x05 extended)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("partition 5 (MBR type 0x83 Linux) at bytes 8388608.."),
+        "{err}"
+    );
     assert_eq!(digest(&image), before);
 }
 
@@ -415,9 +728,19 @@ fn unpartitioned_ext4_image_is_refused() {
     fs::File::create(&image).unwrap().set_len(64 * MIB).unwrap();
     run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image));
     let before = digest(&image);
-    let out = rk_inject(&["write", "--image", path_str(&image), "--bootloader", path_str(&p.combined)]);
+    let out = rk_inject(&[
+        "write",
+        "--image",
+        path_str(&image),
+        "--bootloader",
+        path_str(&p.combined),
+    ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("the whole-disk ext2/3/4 file system"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the whole-disk ext2/3/4 file system"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(digest(&image), before);
     run(Command::new("e2fsck").args(["-n", "-f"]).arg(&image));
 }
@@ -435,10 +758,19 @@ fn verify_shows_what_the_guides_dd_did_to_an_8_mib_layout() {
     let out = rk_inject(&["verify", "--image", path_str(&sd.path), "--json"]);
     assert_eq!(out.status.code(), Some(1));
     let report = json(&out);
-    assert_eq!(report["loader"]["kind"], "rkns-v2", "the header itself is fine");
+    assert_eq!(
+        report["loader"]["kind"], "rkns-v2",
+        "the header itself is fine"
+    );
     let findings = report["findings"].to_string();
-    assert!(findings.contains("u-boot.itb at bytes 8388608.."), "{findings}");
-    assert!(findings.contains("overlaps partition 1 (MBR type 0x0b FAT32)"), "{findings}");
+    assert!(
+        findings.contains("u-boot.itb at bytes 8388608.."),
+        "{findings}"
+    );
+    assert!(
+        findings.contains("overlaps partition 1 (MBR type 0x0b FAT32)"),
+        "{findings}"
+    );
     assert!(report["free_before_first_partition"].as_i64().unwrap() < 0);
     let text = rk_inject(&["verify", "--image", path_str(&sd.path)]);
     assert!(stdout(&text).contains("problem(s)"));
@@ -451,12 +783,24 @@ fn sixteen_gib_sparse_image_stays_sparse() {
     let p = rk35_payloads(dir.path());
     let image = dir.path().join("big.img");
     fs::File::create(&image).unwrap().set_len(16 << 30).unwrap();
-    sfdisk(&image, "label: dos\nstart=16M, size=30M, type=b\nstart=46M, type=83\n");
-    let out = rk_inject(&["write", "--image", path_str(&image), "--bootloader", path_str(&p.combined)]);
+    sfdisk(
+        &image,
+        "label: dos\nstart=16M, size=30M, type=b\nstart=46M, type=83\n",
+    );
+    let out = rk_inject(&[
+        "write",
+        "--image",
+        path_str(&image),
+        "--bootloader",
+        path_str(&p.combined),
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     use std::os::unix::fs::MetadataExt;
     let allocated = fs::metadata(&image).unwrap().blocks() * 512;
-    assert!(allocated < 32 * MIB, "{allocated} bytes allocated: the image was copied or filled");
+    assert!(
+        allocated < 32 * MIB,
+        "{allocated} bytes allocated: the image was copied or filled"
+    );
     let out = rk_inject(&["verify", "--image", path_str(&image)]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
 }
@@ -481,15 +825,27 @@ fn block_device_through_losetup() {
     let p = rk35_payloads(dir.path());
     let sd = sd_image(dir.path(), "loop.img", 16);
     let table = sfdisk_dump(&sd.path);
-    let out = run(Command::new("losetup").args(["--find", "--show"]).arg(&sd.path));
+    let out = run(Command::new("losetup")
+        .args(["--find", "--show"])
+        .arg(&sd.path));
     let device = Loop(stdout(&out).trim().to_string());
 
-    let out = rk_inject(&["write", "--image", &device.0, "--bootloader", path_str(&p.combined), "--json"]);
+    let out = rk_inject(&[
+        "write",
+        "--image",
+        &device.0,
+        "--bootloader",
+        path_str(&p.combined),
+        "--json",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(json(&out)["image"]["kind"], "block device");
     let out = rk_inject(&["verify", "--image", &device.0, "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
-    assert_eq!(json(&out)["image"]["size"], fs::metadata(&sd.path).unwrap().len());
+    assert_eq!(
+        json(&out)["image"]["size"],
+        fs::metadata(&sd.path).unwrap().len()
+    );
     drop(device);
     let payload = fs::read(&p.combined).unwrap();
     assert_eq!(region(&sd.path, IDB, payload.len() as u64), payload);
@@ -498,9 +854,17 @@ fn block_device_through_losetup() {
 
     let low = sd_image(dir.path(), "loop-8.img", 8);
     let before = digest(&low.path);
-    let out = run(Command::new("losetup").args(["--find", "--show"]).arg(&low.path));
+    let out = run(Command::new("losetup")
+        .args(["--find", "--show"])
+        .arg(&low.path));
     let device = Loop(stdout(&out).trim().to_string());
-    let out = rk_inject(&["write", "--image", &device.0, "--bootloader", path_str(&p.combined)]);
+    let out = rk_inject(&[
+        "write",
+        "--image",
+        &device.0,
+        "--bootloader",
+        path_str(&p.combined),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("partition 1 (MBR type 0x0b FAT32)"));
     drop(device);
@@ -512,51 +876,122 @@ fn flakesmith_inject_runs_the_same_code() {
     let dir = tempfile::tempdir().unwrap();
     let p = rk35_payloads(dir.path());
     let sd = sd_image(dir.path(), "cmd.img", 16);
-    let args: Vec<String> = ["write", "--image", path_str(&sd.path), "--bootloader", path_str(&p.combined)]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let args: Vec<String> = [
+        "write",
+        "--image",
+        path_str(&sd.path),
+        "--bootloader",
+        path_str(&p.combined),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     assert_eq!(flakesmith::cmd::inject::run(&args), 0);
     let payload = fs::read(&p.combined).unwrap();
     assert_eq!(region(&sd.path, IDB, payload.len() as u64), payload);
 
     let low = sd_image(dir.path(), "cmd-8.img", 8);
     let before = digest(&low.path);
-    let args: Vec<String> = ["write", "--image", path_str(&low.path), "--bootloader", path_str(&p.combined)]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let args: Vec<String> = [
+        "write",
+        "--image",
+        path_str(&low.path),
+        "--bootloader",
+        path_str(&p.combined),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     assert_eq!(flakesmith::cmd::inject::run(&args), 1);
     assert_eq!(digest(&low.path), before);
 
     let mut out = Vec::new();
     let mut err = Vec::new();
-    let code = flakesmith::rockchip::cli::run_with("flakesmith inject", &["--help".to_string()], &mut out, &mut err);
+    let code = flakesmith::rockchip::cli::run_with(
+        "flakesmith inject",
+        &["--help".to_string()],
+        &mut out,
+        &mut err,
+    );
     assert_eq!(code, 0);
-    assert!(String::from_utf8(out).unwrap().contains("flakesmith inject write --image IMG"));
+    assert!(String::from_utf8(out)
+        .unwrap()
+        .contains("flakesmith inject write --image IMG"));
 }
 
 #[test]
 fn command_line_mistakes_exit_2_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let p = rk35_payloads(dir.path());
-    let image = partitioned(dir.path(), "cli.img", 32, "label: dos\nstart=16M, type=83\n");
+    let image = partitioned(
+        dir.path(),
+        "cli.img",
+        32,
+        "label: dos\nstart=16M, type=83\n",
+    );
     let img = path_str(&image);
     let boot = path_str(&p.combined);
     let before = digest(&image);
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec![], "no command given"),
         (vec!["flash"], "unknown command \"flash\""),
-        (vec!["write", "--bootloader", boot], "--image IMG is required"),
+        (
+            vec!["write", "--bootloader", boot],
+            "--image IMG is required",
+        ),
         (vec!["write", "--image", img], "give --bootloader"),
-        (vec!["write", "--image", img, "--bootloader", boot, "--itb", boot], "excludes --idbloader and --itb"),
-        (vec!["write", "--image", img, "--idbloader", boot], "--idbloader and --itb go together"),
-        (vec!["write", "--image", img, "--bootloader", boot, "--soc", "rk9999"], "--soc: unknown SoC \"rk9999\"; allowed: px30,"),
-        (vec!["write", "--image", img, "--bootloader", boot, "--force"], "unknown option --force"),
-        (vec!["write", "--image", img, "--bootloader"], "--bootloader needs a value"),
-        (vec!["write", "--image", "/nonexistent/x.img", "--bootloader", boot], "--image /nonexistent/x.img"),
-        (vec!["write", "--image", img, "--bootloader", "/nonexistent/u-boot.bin"], "--bootloader /nonexistent/u-boot.bin: cannot open"),
-        (vec!["verify", "--image", img, "extra"], "unexpected argument \"extra\""),
+        (
+            vec!["write", "--image", img, "--bootloader", boot, "--itb", boot],
+            "excludes --idbloader and --itb",
+        ),
+        (
+            vec!["write", "--image", img, "--idbloader", boot],
+            "--idbloader and --itb go together",
+        ),
+        (
+            vec![
+                "write",
+                "--image",
+                img,
+                "--bootloader",
+                boot,
+                "--soc",
+                "rk9999",
+            ],
+            "--soc: unknown SoC \"rk9999\"; allowed: px30,",
+        ),
+        (
+            vec!["write", "--image", img, "--bootloader", boot, "--force"],
+            "unknown option --force",
+        ),
+        (
+            vec!["write", "--image", img, "--bootloader"],
+            "--bootloader needs a value",
+        ),
+        (
+            vec![
+                "write",
+                "--image",
+                "/nonexistent/x.img",
+                "--bootloader",
+                boot,
+            ],
+            "--image /nonexistent/x.img",
+        ),
+        (
+            vec![
+                "write",
+                "--image",
+                img,
+                "--bootloader",
+                "/nonexistent/u-boot.bin",
+            ],
+            "--bootloader /nonexistent/u-boot.bin: cannot open",
+        ),
+        (
+            vec!["verify", "--image", img, "extra"],
+            "unexpected argument \"extra\"",
+        ),
     ];
     for (args, expected) in cases {
         let out = rk_inject(&args);
@@ -573,9 +1008,17 @@ fn command_line_mistakes_exit_2_with_one_line() {
     let out = rk_inject(&["write", "--help"]);
     assert!(stdout(&out).contains("--dry-run"));
     let out = rk_inject(&["--version"]);
-    assert_eq!(stdout(&out).trim(), format!("rk-inject {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        stdout(&out).trim(),
+        format!("rk-inject {}", env!("CARGO_PKG_VERSION"))
+    );
     // --name=value works too.
-    let out = rk_inject(&["write", &format!("--image={img}"), &format!("--bootloader={boot}"), "--soc=rk3588"]);
+    let out = rk_inject(&[
+        "write",
+        &format!("--image={img}"),
+        &format!("--bootloader={boot}"),
+        "--soc=rk3588",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
 
@@ -584,21 +1027,40 @@ fn json_refusal_is_machine_readable() {
     let dir = tempfile::tempdir().unwrap();
     let p = rk35_payloads(dir.path());
     let sd = sd_image(dir.path(), "json.img", 8);
-    let out = rk_inject(&["write", "--image", path_str(&sd.path), "--bootloader", path_str(&p.combined), "--json"]);
+    let out = rk_inject(&[
+        "write",
+        "--image",
+        path_str(&sd.path),
+        "--bootloader",
+        path_str(&p.combined),
+        "--json",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let report = json(&out);
     assert_eq!(report["ok"], false);
     assert_eq!(report["error"]["kind"], "refused");
     assert_eq!(report["error"]["exit_code"], 1);
-    assert!(report["error"]["message"].as_str().unwrap().contains("partition 1"));
+    assert!(report["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("partition 1"));
 }
 
 #[test]
 fn vendored_crate_is_our_source_and_builds_offline_on_its_own() {
     let files = flakesmith::rockchip_vendor::vendored_sources();
     let names: Vec<&str> = files.iter().map(|(p, _, _)| p.as_str()).collect();
-    for expected in ["Cargo.toml", "Cargo.lock", "src/main.rs", "src/rockchip/mod.rs", "src/rockchip/inject.rs"] {
-        assert!(names.contains(&expected), "{expected} missing from {names:?}");
+    for expected in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "src/main.rs",
+        "src/rockchip/mod.rs",
+        "src/rockchip/inject.rs",
+    ] {
+        assert!(
+            names.contains(&expected),
+            "{expected} missing from {names:?}"
+        );
     }
     let ours = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/rockchip");
     let mut count = 0;
@@ -609,12 +1071,27 @@ fn vendored_crate_is_our_source_and_builds_offline_on_its_own() {
             .iter()
             .find(|(p, _, _)| *p == format!("src/rockchip/{name}"))
             .unwrap_or_else(|| panic!("src/rockchip/{name} is not vendored"));
-        assert_eq!(vendored.1, fs::read(&path).unwrap(), "src/rockchip/{name} differs from its vendored copy");
+        assert_eq!(
+            vendored.1,
+            fs::read(&path).unwrap(),
+            "src/rockchip/{name} differs from its vendored copy"
+        );
         count += 1;
     }
     assert_eq!(files.len(), count + 3);
-    let toml = String::from_utf8(files.iter().find(|f| f.0 == "Cargo.toml").unwrap().1.clone()).unwrap();
-    assert!(toml.contains("[dependencies]\n\n"), "the vendored crate must have no dependencies:\n{toml}");
+    let toml = String::from_utf8(
+        files
+            .iter()
+            .find(|f| f.0 == "Cargo.toml")
+            .unwrap()
+            .1
+            .clone(),
+    )
+    .unwrap();
+    assert!(
+        toml.contains("[dependencies]\n\n"),
+        "the vendored crate must have no dependencies:\n{toml}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("rk-inject");
@@ -633,16 +1110,31 @@ fn vendored_crate_is_our_source_and_builds_offline_on_its_own() {
         .env_remove("CARGO_BUILD_TARGET_DIR")
         .output()
         .unwrap();
-    assert!(out.status.success(), "vendored rk-inject did not build:\n{}", stderr(&out));
-    assert_eq!(fs::read(root.join("Cargo.lock")).unwrap(), lock_before, "cargo rewrote Cargo.lock");
+    assert!(
+        out.status.success(),
+        "vendored rk-inject did not build:\n{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        fs::read(root.join("Cargo.lock")).unwrap(),
+        lock_before,
+        "cargo rewrote Cargo.lock"
+    );
 
     // The vendored binary says exactly what ours says about the same image.
     let p = rk35_payloads(dir.path());
     let sd = sd_image(dir.path(), "vendored.img", 16);
     let vendored = target_dir.join("debug/rk-inject");
-    let out = run(Command::new(&vendored).args(["write", "--image", path_str(&sd.path), "--bootloader", path_str(&p.combined)]));
+    let out = run(Command::new(&vendored).args([
+        "write",
+        "--image",
+        path_str(&sd.path),
+        "--bootloader",
+        path_str(&p.combined),
+    ]));
     assert!(stdout(&out).contains("fsynced, read back and identical"));
-    let theirs = run(Command::new(&vendored).args(["verify", "--image", path_str(&sd.path), "--json"]));
+    let theirs =
+        run(Command::new(&vendored).args(["verify", "--image", path_str(&sd.path), "--json"]));
     let ours = rk_inject(&["verify", "--image", path_str(&sd.path), "--json"]);
     assert_eq!(stdout(&theirs), stdout(&ours));
 }
@@ -650,7 +1142,9 @@ fn vendored_crate_is_our_source_and_builds_offline_on_its_own() {
 #[test]
 fn nix_in_the_book_chapter_parses() {
     // Real Nix (Debian's nix-bin) parses the flake snippet the chapter tells templates to use.
-    let chapter = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("book/src/rk1-boot.md")).unwrap();
+    let chapter =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("book/src/rk1-boot.md"))
+            .unwrap();
     let mut blocks = 0;
     let mut rest = chapter.as_str();
     while let Some(start) = rest.find("```nix\n") {
@@ -660,9 +1154,43 @@ fn nix_in_the_book_chapter_parses() {
         let file = dir.path().join("snippet.nix");
         fs::write(&file, &body[..end]).unwrap();
         run(Command::new("nix-instantiate").arg("--parse").arg(&file));
-        assert!(body[..end].contains("write --image \"$img\" --bootloader ${pkgs.ubootTuringRK1}/u-boot-rockchip.bin"));
+        assert!(body[..end].contains(
+            "write --image \"$img\" --bootloader ${pkgs.ubootTuringRK1}/u-boot-rockchip.bin"
+        ));
         blocks += 1;
         rest = &body[end + 3..];
     }
     assert_eq!(blocks, 1);
+}
+
+#[test]
+fn leftover_gpt_signature_under_a_valid_mbr_is_ignored_with_a_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = rk35_payloads(dir.path());
+    let image = partitioned(
+        dir.path(),
+        "stale.img",
+        64,
+        "label: dos\nstart=16M, type=83\n",
+    );
+    let mut file = fs::OpenOptions::new().write(true).open(&image).unwrap();
+    use std::io::{Seek, SeekFrom, Write};
+    file.seek(SeekFrom::Start(512)).unwrap();
+    file.write_all(b"EFI PART").unwrap();
+    drop(file);
+    let out = rk_inject(&[
+        "write",
+        "--image",
+        path_str(&image),
+        "--bootloader",
+        path_str(&p.combined),
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report = json(&out);
+    assert_eq!(report["partition_table"]["scheme"], "mbr");
+    assert!(report["partition_table"]["notes"][0]
+        .as_str()
+        .unwrap()
+        .contains("leftover GPT signature"));
 }

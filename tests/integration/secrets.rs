@@ -50,7 +50,10 @@ fn sops_yaml_gives_the_admins_recipients_to_every_secrets_file() {
     let sops: Value = serde_yaml_ng::from_str(tree.get(".sops.yaml").unwrap().as_text().unwrap())
         .expect(".sops.yaml is YAML (aliases resolved)");
     let rule = &sops["creation_rules"][0];
-    assert_eq!(rule["path_regex"].as_str(), Some(r"secrets/[^/]+\.(yaml|json|env|ini)$"));
+    assert_eq!(
+        rule["path_regex"].as_str(),
+        Some(r"secrets/[^/]+\.(yaml|json|env|ini)$")
+    );
     let recipients: Vec<&str> = rule["key_groups"][0]["age"]
         .as_sequence()
         .expect("an age key group")
@@ -72,11 +75,20 @@ fn deployment_keys_mode_has_no_sops_files_and_authorises_the_key_in_the_images_o
     let tree = Project::default().with_deployment_key().render();
     assert!(tree.get(".sops.yaml").is_none() && tree.get("secrets/secrets.yaml").is_none());
     let common = tree.get("common.nix").unwrap().as_text().unwrap();
-    assert!(!common.contains(crate::support::DEPLOY_SSH_KEY), "the running configuration never has the deployment key");
-    assert!(common.contains("deploy/post-deploy.sh"), "the post-deploy step is explained");
+    assert!(
+        !common.contains(crate::support::DEPLOY_SSH_KEY),
+        "the running configuration never has the deployment key"
+    );
+    assert!(
+        common.contains("deploy/post-deploy.sh"),
+        "the post-deploy step is explained"
+    );
     assert!(!common.contains("sops."));
     let images_only = tree.get("deployment-key.nix").unwrap().as_text().unwrap();
-    assert!(images_only.contains(&format!("users.users.root.openssh.authorizedKeys.keys = lib.mkForce [\n    \"{}\"", crate::support::DEPLOY_SSH_KEY)));
+    assert!(images_only.contains(&format!(
+        "users.users.root.openssh.authorizedKeys.keys = lib.mkForce [\n    \"{}\"",
+        crate::support::DEPLOY_SSH_KEY
+    )));
     let flake = tree.get("flake.nix").unwrap().as_text().unwrap();
     assert!(!flake.contains("sops-nix"));
     assert!(flake.contains("node.extendModules { modules = [ ./deployment-key.nix ]; }"));
@@ -148,8 +160,14 @@ fn node_identities_round_trip_through_the_age_cli() {
     assert!(refused.contains("no identity matched"), "{refused}");
 
     // And age-keygen -y (what an admin would run) derives the same recipient from the file.
-    let derived = Command::new("age-keygen").args(["-y", node1.to_str().unwrap()]).output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&derived.stdout).trim(), recipients["rk1-node1"].as_str());
+    let derived = Command::new("age-keygen")
+        .args(["-y", node1.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&derived.stdout).trim(),
+        recipients["rk1-node1"].as_str()
+    );
 }
 
 #[test]
@@ -159,9 +177,16 @@ fn existing_identities_are_kept_and_missing_ones_made() {
     let before = std::fs::read(identity_path(repo.path(), "n1")).unwrap();
     let grown = project(|a| a.set_node_count(3, "n"));
     let keys = NodeKeys::prepare(repo.path(), &grown).unwrap();
-    assert_eq!(keys.new_paths(), ["keys/n3.age"], "only the new node gets an identity");
+    assert_eq!(
+        keys.new_paths(),
+        ["keys/n3.age"],
+        "only the new node gets an identity"
+    );
     keys.write_new(repo.path()).unwrap();
-    assert_eq!(std::fs::read(identity_path(repo.path(), "n1")).unwrap(), before);
+    assert_eq!(
+        std::fs::read(identity_path(repo.path(), "n1")).unwrap(),
+        before
+    );
     let second = keys.recipients();
     assert_eq!(first["n1"], second["n1"]);
     assert_eq!(first["n2"], second["n2"]);
@@ -178,14 +203,18 @@ fn a_clone_without_keys_keeps_the_recipients_recorded_in_sops_yaml() {
         .collect();
     std::fs::write(clone.path().join(".sops.yaml"), sops_yaml).unwrap();
     let keys = NodeKeys::prepare(clone.path(), &project(|_| {})).unwrap();
-    assert!(keys.new_paths().is_empty(), "no new identity replaces a recorded recipient");
+    assert!(
+        keys.new_paths().is_empty(),
+        "no new identity replaces a recorded recipient"
+    );
     assert_eq!(keys.recipients(), recipients);
 }
 
 #[test]
 fn ssh_host_key_and_deployment_key_modes_make_no_identities() {
     for edit in [
-        (|a: &mut Answers| a.secrets.node_recipients = NodeRecipients::SshHostKeys) as fn(&mut Answers),
+        (|a: &mut Answers| a.secrets.node_recipients = NodeRecipients::SshHostKeys)
+            as fn(&mut Answers),
         |a: &mut Answers| {
             a.secrets.mode = SecretsMode::DeploymentKeys;
             a.secrets.admin_age_recipients.clear();
@@ -204,22 +233,38 @@ fn git_never_sees_the_keys_even_without_the_top_level_gitignore() {
     ensure_node_keys(repo.path(), &project(|_| {})).unwrap();
     std::fs::write(repo.path().join("README.md"), "x\n").unwrap();
     let git = |args: &[&str]| {
-        let out = Command::new("git").args(args).current_dir(repo.path()).output().unwrap();
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(repo.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     };
     git(&["init", "--quiet"]);
     git(&["add", "--all"]);
     let tracked = git(&["ls-files"]);
-    assert_eq!(tracked.trim(), "README.md", "keys/ stays out of git: {tracked}");
+    assert_eq!(
+        tracked.trim(),
+        "README.md",
+        "keys/ stays out of git: {tracked}"
+    );
 }
 
 /// The `.sops.yaml` rules as sops applies them: the first rule whose path_regex matches wins.
 /// Go's regexp (sops) is stood in for by `grep -E`; the generated patterns use only syntax the
 /// two share.
 pub fn recipients_for(sops_yaml: &str, path: &str) -> Vec<String> {
-    let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(sops_yaml).expect(".sops.yaml is YAML");
-    for rule in value["creation_rules"].as_sequence().expect("creation_rules is a list") {
+    let value: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(sops_yaml).expect(".sops.yaml is YAML");
+    for rule in value["creation_rules"]
+        .as_sequence()
+        .expect("creation_rules is a list")
+    {
         let regex = rule["path_regex"].as_str().unwrap();
         let matched = Command::new("grep")
             .args(["-qE", regex])
@@ -227,7 +272,10 @@ pub fn recipients_for(sops_yaml: &str, path: &str) -> Vec<String> {
             .spawn()
             .and_then(|mut c| {
                 use std::io::Write;
-                c.stdin.take().unwrap().write_all(format!("{path}\n").as_bytes())?;
+                c.stdin
+                    .take()
+                    .unwrap()
+                    .write_all(format!("{path}\n").as_bytes())?;
                 c.wait()
             })
             .unwrap()
@@ -235,7 +283,11 @@ pub fn recipients_for(sops_yaml: &str, path: &str) -> Vec<String> {
         if matched {
             return rule["key_groups"][0]["age"]
                 .as_sequence()
-                .map(|ages| ages.iter().map(|a| a.as_str().unwrap().to_owned()).collect())
+                .map(|ages| {
+                    ages.iter()
+                        .map(|a| a.as_str().unwrap().to_owned())
+                        .collect()
+                })
                 .unwrap_or_default();
         }
     }
@@ -282,19 +334,34 @@ fn init_makes_node_identities_and_sops_yaml_encrypts_to_them() {
         let key = repo.join(format!("keys/{host}.age"));
         assert_eq!(mode(&key), 0o600);
         // The recipient in .sops.yaml is the one the identity file has (as age-keygen sees it).
-        let derived = Command::new("age-keygen").arg("-y").arg(&key).output().unwrap();
-        assert_eq!(String::from_utf8_lossy(&derived.stdout).trim(), anchors.anchors[host], "{host}");
+        let derived = Command::new("age-keygen")
+            .arg("-y")
+            .arg(&key)
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&derived.stdout).trim(),
+            anchors.anchors[host],
+            "{host}"
+        );
         assert!(anchors.aliases.contains(host), "{host} is used by a rule");
         // A node's own file: that node and the admin, nobody else.
         let own = recipients_for(&sops_yaml, &format!("secrets/{host}.yaml"));
-        assert_eq!(own, [ADMIN_AGE_RECIPIENT, anchors.anchors[host].as_str()], "secrets/{host}.yaml");
+        assert_eq!(
+            own,
+            [ADMIN_AGE_RECIPIENT, anchors.anchors[host].as_str()],
+            "secrets/{host}.yaml"
+        );
     }
     // The shared file: the admin and every node.
     let shared = recipients_for(&sops_yaml, "secrets/secrets.yaml");
     let mut expected = vec![ADMIN_AGE_RECIPIENT.to_owned()];
     expected.extend(hosts.iter().map(|h| anchors.anchors[*h].clone()));
     assert_eq!(shared, expected);
-    assert!(recipients_for(&sops_yaml, "README.md").is_empty(), "files outside secrets/ are not sops files");
+    assert!(
+        recipients_for(&sops_yaml, "README.md").is_empty(),
+        "files outside secrets/ are not sops files"
+    );
 
     // A secret encrypted to the shared rule's recipients (as sops would wrap its data key)
     // opens with any node's identity from keys/.
@@ -304,13 +371,23 @@ fn init_makes_node_identities_and_sops_yaml_encrypts_to_them() {
     }
     let ciphertext = age(&args, b"token: s3cret\n").unwrap();
     let node3 = repo.join("keys/rk1-node3.age");
-    assert_eq!(age(&["-d", "-i", node3.to_str().unwrap()], &ciphertext).unwrap(), b"token: s3cret\n");
+    assert_eq!(
+        age(&["-d", "-i", node3.to_str().unwrap()], &ciphertext).unwrap(),
+        b"token: s3cret\n"
+    );
 
     // git (init ran `git add --all`) tracks no key.
-    let tracked = Command::new("git").args(["ls-files"]).current_dir(&repo).output().unwrap();
+    let tracked = Command::new("git")
+        .args(["ls-files"])
+        .current_dir(&repo)
+        .output()
+        .unwrap();
     let tracked = String::from_utf8(tracked.stdout).unwrap();
     assert!(tracked.contains(".sops.yaml"), "{tracked}");
-    assert!(!tracked.contains("keys/"), "keys are never tracked:\n{tracked}");
+    assert!(
+        !tracked.contains("keys/"),
+        "keys are never tracked:\n{tracked}"
+    );
 }
 
 #[test]
@@ -319,11 +396,21 @@ fn check_passes_on_freshly_generated_repos() {
     let deploy_key = crate::support::DEPLOY_SSH_KEY;
     for flags in [
         vec!["--age-recipient", ADMIN_AGE_RECIPIENT],
-        vec!["--secrets", "deployment-keys", "--deployment-key", deploy_key],
+        vec![
+            "--secrets",
+            "deployment-keys",
+            "--deployment-key",
+            deploy_key,
+        ],
         vec!["--nodes", "6", "--age-recipient", ADMIN_AGE_RECIPIENT],
     ] {
         let (_home, repo) = init(&flags);
-        let out = Command::cargo_bin("flakesmith").unwrap().args(["check", "-C"]).arg(&repo).output().unwrap();
+        let out = Command::cargo_bin("flakesmith")
+            .unwrap()
+            .args(["check", "-C"])
+            .arg(&repo)
+            .output()
+            .unwrap();
         assert_eq!(
             out.status.code(),
             Some(0),
@@ -336,24 +423,48 @@ fn check_passes_on_freshly_generated_repos() {
 #[test]
 fn check_lists_ssh_host_key_nodes_until_their_recipients_are_recorded() {
     use assert_cmd::cargo::CommandCargoExt;
-    let (_home, repo) = init(&["--age-recipient", ADMIN_AGE_RECIPIENT, "--node-recipients", "ssh-host-keys", "--nodes", "2"]);
-    assert!(!repo.join("keys").exists(), "ssh-host-keys mode makes no identities");
+    let (_home, repo) = init(&[
+        "--age-recipient",
+        ADMIN_AGE_RECIPIENT,
+        "--node-recipients",
+        "ssh-host-keys",
+        "--nodes",
+        "2",
+    ]);
+    assert!(
+        !repo.join("keys").exists(),
+        "ssh-host-keys mode makes no identities"
+    );
     let run = || {
-        let out = Command::cargo_bin("flakesmith").unwrap().args(["check", "-C"]).arg(&repo).output().unwrap();
+        let out = Command::cargo_bin("flakesmith")
+            .unwrap()
+            .args(["check", "-C"])
+            .arg(&repo)
+            .output()
+            .unwrap();
         (out.status.code(), String::from_utf8(out.stdout).unwrap())
     };
     let (code, stdout) = run();
     assert_eq!(code, Some(1));
     assert_eq!(stdout.lines().count(), 2, "{stdout}");
-    assert!(stdout.contains(".sops.yaml: node rk1-node2 has no age recipient"), "{stdout}");
-    assert!(stdout.contains("deploy/post-deploy.sh --host rk1-node2"), "{stdout}");
+    assert!(
+        stdout.contains(".sops.yaml: node rk1-node2 has no age recipient"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("deploy/post-deploy.sh --host rk1-node2"),
+        "{stdout}"
+    );
 
     // Recording the recipients (as the README says, from ssh-to-age) clears the findings.
     let mut text = std::fs::read_to_string(repo.join(".sops.yaml")).unwrap();
     for host in ["rk1-node1", "rk1-node2"] {
         let recipient = age::x25519::Identity::generate().to_public().to_string();
         text = text
-            .replace(&format!("# - &{host} age1…   (not known yet: `flakesmith check` lists it)"), &format!("- &{host} {recipient}"))
+            .replace(
+                &format!("# - &{host} age1…   (not known yet: `flakesmith check` lists it)"),
+                &format!("- &{host} {recipient}"),
+            )
             .replace(&format!("# - *{host}\n"), &format!("- *{host}\n"));
     }
     std::fs::write(repo.join(".sops.yaml"), text).unwrap();
@@ -369,7 +480,8 @@ struct StandIns {
 }
 
 impl StandIns {
-    const HOST_KEY_RECIPIENT: &str = "age1n2s3macghfa7zj0g7re4v42zd2gn2hkfcsaddwcsu9mmk4y2s5xs80uu30";
+    const HOST_KEY_RECIPIENT: &str =
+        "age1n2s3macghfa7zj0g7re4v42zd2gn2hkfcsaddwcsu9mmk4y2s5xs80uu30";
 
     fn without(self, tool: &str) -> Self {
         std::fs::remove_file(self.dir.path().join(tool)).unwrap();
@@ -411,8 +523,16 @@ impl StandIns {
     }
 
     fn run(&self, repo: &Path, args: &[&str]) -> std::process::Output {
-        let path = format!("{}:{}", self.dir.path().display(), std::env::var("PATH").unwrap());
-        Command::new(repo.join("deploy/post-deploy.sh")).args(args).env("PATH", path).output().unwrap()
+        let path = format!(
+            "{}:{}",
+            self.dir.path().display(),
+            std::env::var("PATH").unwrap()
+        );
+        Command::new(repo.join("deploy/post-deploy.sh"))
+            .args(args)
+            .env("PATH", path)
+            .output()
+            .unwrap()
     }
 
     fn log(&self) -> Vec<String> {
@@ -432,16 +552,39 @@ impl StandIns {
 fn post_deploy_pins_the_host_key_and_installs_the_identity_before_the_switch() {
     let (_home, repo) = init(&["--age-recipient", ADMIN_AGE_RECIPIENT, "--nodes", "2"]);
     let tools = StandIns::new(0);
-    let out = tools.run(&repo, &["--host", "rk1-node2", "--address", "rk1-node2=10.9.9.2"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = tools.run(
+        &repo,
+        &["--host", "rk1-node2", "--address", "rk1-node2=10.9.9.2"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let log = tools.log();
-    assert_eq!(log.len(), 2, "one ssh, then one nixos-rebuild, for rk1-node2 only: {log:#?}");
+    assert_eq!(
+        log.len(),
+        2,
+        "one ssh, then one nixos-rebuild, for rk1-node2 only: {log:#?}"
+    );
     let known_hosts = repo.join("deploy/known_hosts");
-    assert!(log[0].starts_with("ssh -o UserKnownHostsFile="), "{}", log[0]);
-    assert!(log[0].contains(&format!("UserKnownHostsFile={}", known_hosts.display())), "{}", log[0]);
+    assert!(
+        log[0].starts_with("ssh -o UserKnownHostsFile="),
+        "{}",
+        log[0]
+    );
+    assert!(
+        log[0].contains(&format!("UserKnownHostsFile={}", known_hosts.display())),
+        "{}",
+        log[0]
+    );
     assert!(log[0].contains("StrictHostKeyChecking=yes admin@10.9.9.2 sudo sh -c 'umask 077 && mkdir -p /var/lib/sops-nix && cat > /var/lib/sops-nix/key.txt.new && mv /var/lib/sops-nix/key.txt.new /var/lib/sops-nix/key.txt'"), "{}", log[0]);
-    assert_eq!(tools.stdin(), std::fs::read(repo.join("keys/rk1-node2.age")).unwrap(), "the identity travels on stdin, nowhere else");
+    assert_eq!(
+        tools.stdin(),
+        std::fs::read(repo.join("keys/rk1-node2.age")).unwrap(),
+        "the identity travels on stdin, nowhere else"
+    );
     assert!(
         log[1].starts_with(&format!("nixos-rebuild switch --flake {}#rk1-node2 --target-host admin@10.9.9.2 --use-remote-sudo NIX_SSHOPTS=", repo.display())),
         "{}",
@@ -452,7 +595,19 @@ fn post_deploy_pins_the_host_key_and_installs_the_identity_before_the_switch() {
     assert!(pinned.starts_with("10.9.9.2 ssh-ed25519 AAAA"), "{pinned}");
 
     // A second run keeps the pinned key rather than scanning again.
-    assert!(tools.run(&repo, &["--host", "rk1-node2", "--address", "rk1-node2=10.9.9.2", "--no-switch"]).status.success());
+    assert!(tools
+        .run(
+            &repo,
+            &[
+                "--host",
+                "rk1-node2",
+                "--address",
+                "rk1-node2=10.9.9.2",
+                "--no-switch"
+            ]
+        )
+        .status
+        .success());
     assert_eq!(std::fs::read_to_string(&known_hosts).unwrap(), pinned);
 
     // Without its identity a node is refused, before anything is sent.
@@ -465,7 +620,14 @@ fn post_deploy_pins_the_host_key_and_installs_the_identity_before_the_switch() {
 #[test]
 fn post_deploy_swaps_the_deployment_key_for_the_admins_keys() {
     let deploy_key = crate::support::DEPLOY_SSH_KEY;
-    let (home, repo) = init(&["--secrets", "deployment-keys", "--deployment-key", deploy_key, "--nodes", "1"]);
+    let (home, repo) = init(&[
+        "--secrets",
+        "deployment-keys",
+        "--deployment-key",
+        deploy_key,
+        "--nodes",
+        "1",
+    ]);
     let identity = home.path().join("deploy-key");
     std::fs::write(&identity, "stand-in private key\n").unwrap();
 
@@ -480,13 +642,36 @@ fn post_deploy_swaps_the_deployment_key_for_the_admins_keys() {
 
     let tools = StandIns::new(255);
     let out = tools.run(&repo, &["--identity", identity.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let log = tools.log();
     assert_eq!(log.len(), 3, "{log:#?}");
-    assert!(log[0].starts_with(&format!("nixos-rebuild switch --flake {}#rk1-node1 --target-host root@rk1-node1 NIX_SSHOPTS=", repo.display())), "{}", log[0]);
-    assert!(log[0].contains(&format!("-o IdentitiesOnly=yes -i {}", identity.display())), "{}", log[0]);
-    assert!(log[1].contains(&format!("-i {} root@rk1-node1 true", identity.display())), "then the deployment key is tried: {}", log[1]);
-    assert!(log[2].ends_with("-o BatchMode=yes admin@rk1-node1 true"), "and the admin's key: {}", log[2]);
+    assert!(
+        log[0].starts_with(&format!(
+            "nixos-rebuild switch --flake {}#rk1-node1 --target-host root@rk1-node1 NIX_SSHOPTS=",
+            repo.display()
+        )),
+        "{}",
+        log[0]
+    );
+    assert!(
+        log[0].contains(&format!("-o IdentitiesOnly=yes -i {}", identity.display())),
+        "{}",
+        log[0]
+    );
+    assert!(
+        log[1].contains(&format!("-i {} root@rk1-node1 true", identity.display())),
+        "then the deployment key is tried: {}",
+        log[1]
+    );
+    assert!(
+        log[2].ends_with("-o BatchMode=yes admin@rk1-node1 true"),
+        "and the admin's key: {}",
+        log[2]
+    );
 }
 
 #[test]
@@ -502,36 +687,116 @@ fn looking_makes_no_identity() {
 #[test]
 fn post_deploy_records_an_ssh_host_key_recipient_and_re_encrypts() {
     use assert_cmd::cargo::CommandCargoExt;
-    let (_home, repo) = init(&["--age-recipient", ADMIN_AGE_RECIPIENT, "--node-recipients", "ssh-host-keys", "--nodes", "2"]);
+    let (_home, repo) = init(&[
+        "--age-recipient",
+        ADMIN_AGE_RECIPIENT,
+        "--node-recipients",
+        "ssh-host-keys",
+        "--nodes",
+        "2",
+    ]);
     let secret = repo.join("secrets/wifi.yaml");
-    std::fs::write(&secret, "psk: ENC[AES256_GCM,data:eA==,iv:aQ==,tag:dA==,type:str]\nsops:\n    mac: ENC[x]\n").unwrap();
+    std::fs::write(
+        &secret,
+        "psk: ENC[AES256_GCM,data:eA==,iv:aQ==,tag:dA==,type:str]\nsops:\n    mac: ENC[x]\n",
+    )
+    .unwrap();
 
     // Without sops, the recipient is recorded but nothing is switched.
     let tools = StandIns::new(0).without("sops");
     let out = tools.run(&repo, &["--host", "rk1-node1"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("sops is not on PATH"));
-    assert!(!tools.log().iter().any(|l| l.starts_with("nixos-rebuild")), "{:?}", tools.log());
+    assert!(
+        !tools.log().iter().any(|l| l.starts_with("nixos-rebuild")),
+        "{:?}",
+        tools.log()
+    );
 
     let sops_yaml = std::fs::read_to_string(repo.join(".sops.yaml")).unwrap();
     let recorded = anchors_of(&sops_yaml);
     assert_eq!(recorded.anchors["rk1-node1"], StandIns::HOST_KEY_RECIPIENT);
-    assert!(recorded.aliases.contains("rk1-node1") && !recorded.aliases.contains("rk1-node2"), "{sops_yaml}");
-    assert!(recipients_for(&sops_yaml, "secrets/secrets.yaml").contains(&StandIns::HOST_KEY_RECIPIENT.to_owned()));
+    assert!(
+        recorded.aliases.contains("rk1-node1") && !recorded.aliases.contains("rk1-node2"),
+        "{sops_yaml}"
+    );
+    assert!(recipients_for(&sops_yaml, "secrets/secrets.yaml")
+        .contains(&StandIns::HOST_KEY_RECIPIENT.to_owned()));
 
     // With sops, a second run re-encrypts the sops files (not the placeholder), then switches.
     let tools = StandIns::new(0);
     let out = tools.run(&repo, &["--host", "rk1-node1"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let log = tools.log();
     assert_eq!(log.len(), 2, "{log:#?}");
-    assert_eq!(log[0], format!("sops updatekeys --yes {}", secret.display()));
+    assert_eq!(
+        log[0],
+        format!("sops updatekeys --yes {}", secret.display())
+    );
     assert!(log[1].starts_with("nixos-rebuild switch"), "{}", log[1]);
-    assert_eq!(std::fs::read_to_string(repo.join(".sops.yaml")).unwrap(), sops_yaml, "recorded once");
+    assert_eq!(
+        std::fs::read_to_string(repo.join(".sops.yaml")).unwrap(),
+        sops_yaml,
+        "recorded once"
+    );
 
     // check now misses only the node that has not booted.
-    let out = Command::cargo_bin("flakesmith").unwrap().args(["check", "-C"]).arg(&repo).output().unwrap();
+    let out = Command::cargo_bin("flakesmith")
+        .unwrap()
+        .args(["check", "-C"])
+        .arg(&repo)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
-    assert!(stdout.contains("node rk1-node2 has no age recipient"), "{stdout}");
+    assert!(
+        stdout.contains("node rk1-node2 has no age recipient"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn post_deploy_dry_run_prints_every_step_and_runs_nothing() {
+    let (_home, repo) = init(&["--age-recipient", ADMIN_AGE_RECIPIENT, "--nodes", "2"]);
+    let tools = StandIns::new(0);
+    let out = tools.run(&repo, &["--dry-run"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines.len(),
+        6,
+        "three steps for each of two nodes:\n{stdout}"
+    );
+    assert_eq!(
+        lines[0],
+        "ssh-keyscan -t ed25519 rk1-node1 >> deploy/known_hosts"
+    );
+    assert!(
+        lines[1].starts_with("ssh admin@rk1-node1 sudo sh -c ")
+            && lines[1].ends_with("< keys/rk1-node1.age"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2].contains("nixos-rebuild switch --flake")
+            && lines[2].contains("#rk1-node1 --target-host admin@rk1-node1"),
+        "{}",
+        lines[2]
+    );
+    assert!(lines[3].contains("rk1-node2"));
+    assert!(
+        tools.log().is_empty(),
+        "a dry run calls nothing: {:?}",
+        tools.log()
+    );
+    assert!(!repo.join("deploy/known_hosts").exists());
 }

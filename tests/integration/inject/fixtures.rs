@@ -78,8 +78,12 @@ pub fn itb(dir: &Path, payload_len: usize) -> PathBuf {
     fs::write(&blob, bytes(3, payload_len)).unwrap();
     let out = dir.join("u-boot.itb");
     run(Command::new("mkimage")
-        .args(["-E", "-f", "auto", "-A", "arm64", "-O", "u-boot", "-T", "firmware"])
-        .args(["-C", "none", "-a", "0x200000", "-e", "0x200000", "-n", "U-Boot", "-d"])
+        .args([
+            "-E", "-f", "auto", "-A", "arm64", "-O", "u-boot", "-T", "firmware",
+        ])
+        .args([
+            "-C", "none", "-a", "0x200000", "-e", "0x200000", "-n", "U-Boot", "-d",
+        ])
         .arg(&blob)
         .arg(&out));
     out
@@ -133,14 +137,20 @@ pub fn sd_image(dir: &Path, name: &str, gap_mib: u64) -> SdImage {
     fs::write(work.join("files/nix-path-registration"), bytes(4, 100_000)).unwrap();
 
     let root_fs = work.join("root-fs.img");
-    fs::File::create(&root_fs).unwrap().set_len(ROOT_MIB * MIB).unwrap();
+    fs::File::create(&root_fs)
+        .unwrap()
+        .set_len(ROOT_MIB * MIB)
+        .unwrap();
     run(Command::new("mkfs.ext4")
         .args(["-q", "-F", "-L", "NIXOS_SD", "-E", "root_owner=0:0", "-d"])
         .arg(work.join("files"))
         .arg(&root_fs));
 
     let firmware_fs = work.join("firmware_part.img");
-    fs::File::create(&firmware_fs).unwrap().set_len(FIRMWARE_MIB * MIB).unwrap();
+    fs::File::create(&firmware_fs)
+        .unwrap()
+        .set_len(FIRMWARE_MIB * MIB)
+        .unwrap();
     run(Command::new("mkfs.vfat")
         .args(["--invariant", "-i", "2178694e", "-n", "FIRMWARE"])
         .arg(&firmware_fs));
@@ -169,7 +179,10 @@ pub fn sd_image(dir: &Path, name: &str, gap_mib: u64) -> SdImage {
 /// A blank image of `size_mib` partitioned by an sfdisk script.
 pub fn partitioned(dir: &Path, name: &str, size_mib: u64, script: &str) -> PathBuf {
     let path = dir.join(name);
-    fs::File::create(&path).unwrap().set_len(size_mib * MIB).unwrap();
+    fs::File::create(&path)
+        .unwrap()
+        .set_len(size_mib * MIB)
+        .unwrap();
     sfdisk(&path, script);
     path
 }
@@ -243,7 +256,11 @@ pub fn digest(path: &Path) -> Vec<u8> {
 /// copied out of the image first (neither tool takes an offset).
 pub fn fsck_clean(image: &SdImage, dir: &Path) {
     let firmware = dir.join("fsck-firmware.img");
-    fs::write(&firmware, region(&image.path, image.firmware.0, image.firmware.1)).unwrap();
+    fs::write(
+        &firmware,
+        region(&image.path, image.firmware.0, image.firmware.1),
+    )
+    .unwrap();
     run(Command::new("fsck.vfat").arg("-n").arg(&firmware));
     let root = dir.join("fsck-root.img");
     fs::write(&root, region(&image.path, image.root.0, image.root.1)).unwrap();
@@ -262,6 +279,10 @@ pub fn stderr(out: &Output) -> String {
 
 pub fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("rk-inject --json printed no JSON ({e}):\n{}\n{}", stdout(out), stderr(out))
+        panic!(
+            "rk-inject --json printed no JSON ({e}):\n{}\n{}",
+            stdout(out),
+            stderr(out)
+        )
     })
 }

@@ -37,7 +37,20 @@ impl Rng {
     }
 }
 
-const INTERESTING: [u32; 12] = [0, 1, 2, 4, 0x7f, 0x80, 0xff, 0xffff, 0x1_0000, 0x7fff_ffff, 0xffff_ffff, 0x0ff0_aa55];
+const INTERESTING: [u32; 12] = [
+    0,
+    1,
+    2,
+    4,
+    0x7f,
+    0x80,
+    0xff,
+    0xffff,
+    0x1_0000,
+    0x7fff_ffff,
+    0xffff_ffff,
+    0x0ff0_aa55,
+];
 
 fn seeds(dir: &Path) -> Vec<Vec<u8>> {
     let mut seeds = Vec::new();
@@ -47,14 +60,19 @@ fn seeds(dir: &Path) -> Vec<Vec<u8>> {
     let spl = dir.join("spl3188.bin");
     fs::write(&spl, fixtures::bytes(5, 3_000)).unwrap();
     let rk3188 = dir.join("rk3188.img");
-    run(Command::new("mkimage").args(["-n", "rk3188", "-T", "rksd", "-d"]).arg(&spl).arg(&rk3188));
+    run(Command::new("mkimage")
+        .args(["-n", "rk3188", "-T", "rksd", "-d"])
+        .arg(&spl)
+        .arg(&rk3188));
     seeds.push(fs::read(rk3188).unwrap());
     seeds.push(fs::read(fixtures::itb(dir, 3_000)).unwrap());
     let blob = dir.join("blob.bin");
     fs::write(&blob, fixtures::bytes(6, 2_000)).unwrap();
     let embedded = dir.join("embedded.itb");
     run(Command::new("mkimage")
-        .args(["-f", "auto", "-A", "arm64", "-O", "u-boot", "-T", "firmware", "-C", "none"])
+        .args([
+            "-f", "auto", "-A", "arm64", "-O", "u-boot", "-T", "firmware", "-C", "none",
+        ])
         .args(["-a", "0", "-e", "0", "-n", "U-Boot", "-d"])
         .arg(&blob)
         .arg(&embedded));
@@ -67,7 +85,10 @@ fn seeds(dir: &Path) -> Vec<Vec<u8>> {
     ];
     for (name, script) in tables {
         let path = dir.join(name);
-        fs::File::create(&path).unwrap().set_len(256 * 1024).unwrap();
+        fs::File::create(&path)
+            .unwrap()
+            .set_len(256 * 1024)
+            .unwrap();
         fixtures::sfdisk(&path, script);
         let mut data = fs::read(path).unwrap();
         if name == "hybrid.img" {
@@ -105,7 +126,11 @@ fn mutate(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
                     let window = [0usize, 512, 32768][rng.below(3)];
                     let at = (window + rng.below(2048)).min(data.len() - 4) & !3;
                     let value = INTERESTING[rng.below(INTERESTING.len())];
-                    let bytes = if rng.below(2) == 0 { value.to_le_bytes() } else { value.to_be_bytes() };
+                    let bytes = if rng.below(2) == 0 {
+                        value.to_le_bytes()
+                    } else {
+                        value.to_be_bytes()
+                    };
                     data[at..at + 4].copy_from_slice(&bytes);
                 }
             }
@@ -150,7 +175,8 @@ fn repair(data: &mut [u8]) {
         if lba == 0 || at + 512 > data.len() || &data[at..at + 8] != b"EFI PART" {
             continue;
         }
-        let le32 = |d: &[u8], i: usize| u32::from_le_bytes(d[i..i + 4].try_into().unwrap()) as usize;
+        let le32 =
+            |d: &[u8], i: usize| u32::from_le_bytes(d[i..i + 4].try_into().unwrap()) as usize;
         let entries_lba = u64::from_le_bytes(data[at + 72..at + 80].try_into().unwrap()) as usize;
         let bytes = le32(data, at + 80).saturating_mul(le32(data, at + 84));
         let start = entries_lba.saturating_mul(512);
@@ -175,8 +201,14 @@ fn repair(data: &mut [u8]) {
 fn parsers_survive_mutated_real_inputs() {
     let dir = tempfile::tempdir().unwrap();
     let seeds = seeds(dir.path());
-    let iterations: usize = std::env::var("RK_INJECT_FUZZ_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(5000);
-    let seed: u64 = std::env::var("RK_INJECT_FUZZ_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x5eed_1234);
+    let iterations: usize = std::env::var("RK_INJECT_FUZZ_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5000);
+    let seed: u64 = std::env::var("RK_INJECT_FUZZ_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x5eed_1234);
     let mut rng = Rng(seed | 1);
 
     for data in &seeds {
@@ -187,9 +219,13 @@ fn parsers_survive_mutated_real_inputs() {
         let data = mutate(&mut rng, &seeds);
         let outcome = std::panic::catch_unwind(|| exercise(&data));
         if outcome.is_err() {
-            let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("rk-inject-fuzz-{seed}-{i}.bin"));
+            let keep = Path::new(env!("CARGO_TARGET_TMPDIR"))
+                .join(format!("rk-inject-fuzz-{seed}-{i}.bin"));
             fs::write(&keep, &data).unwrap();
-            panic!("input {i} (seed {seed}) broke a parser; saved to {}", keep.display());
+            panic!(
+                "input {i} (seed {seed}) broke a parser; saved to {}",
+                keep.display()
+            );
         }
         if header::parse(&data).is_ok() {
             headers += 1;
@@ -203,7 +239,16 @@ fn parsers_survive_mutated_real_inputs() {
     eprintln!("{iterations} inputs: {headers} with a loader header, {gpt_tables} with a GPT, {mbr_tables} with an MBR");
     // The mutations must keep reaching past the parsers' first checks, or this test tests little.
     let floor = iterations / 20;
-    assert!(headers > floor, "only {headers} of {iterations} inputs had a loader header");
-    assert!(gpt_tables > floor, "only {gpt_tables} of {iterations} inputs had a usable GPT");
-    assert!(mbr_tables > floor, "only {mbr_tables} of {iterations} inputs had a usable MBR");
+    assert!(
+        headers > floor,
+        "only {headers} of {iterations} inputs had a loader header"
+    );
+    assert!(
+        gpt_tables > floor,
+        "only {gpt_tables} of {iterations} inputs had a usable GPT"
+    );
+    assert!(
+        mbr_tables > floor,
+        "only {mbr_tables} of {iterations} inputs had a usable MBR"
+    );
 }

@@ -121,8 +121,9 @@ pin_host_key() {
 install_identity() {
   local host="$1" addr="$2" key="$repo_root/keys/$1.age"
   if [[ ! -f "$key" ]]; then
-    echo "error: $key is missing: restore it from your backup, or run \`flakesmith update\`" >&2
-    echo "       to make a new one (then \`sops updatekeys\` each file in secrets/)" >&2
+    echo "error: $key is missing: restore it from your backup of keys/. If it is lost, delete the" >&2
+    echo "       line '- &$host age1…' from .sops.yaml, run \`flakesmith update\` to make a new identity," >&2
+    echo "       then \`sops updatekeys\` each file in secrets/" >&2
     exit 1
   fi
   # Streamed over ssh into a root-only file: no copy in /tmp, never world-readable.
