@@ -49,6 +49,15 @@ pub fn run(args: RemoveNodeArgs) -> Result<Outcome> {
     for path in kept {
         println!("kept {path}: you edited it (--force removes it)");
     }
+    let identity = crate::secrets::identity_path(&repo.dir, &removed.host);
+    if identity.exists() {
+        // A secret of the user's, and the only way to read what was encrypted to the node.
+        println!(
+            "kept {}/{}.age, the node's age identity: delete it once nothing needs it",
+            crate::secrets::KEYS_DIR,
+            removed.host
+        );
+    }
     if change.project.secrets.mode == SecretsMode::Sops {
         println!(
             "Next: stop encrypting to {}'s recipient (and rotate what it could read):\n  sops updatekeys secrets/secrets.yaml",

@@ -369,8 +369,12 @@ fn update_leaves_deleted_files_deleted_unless_asked() {
 #[test]
 fn remove_node_keeps_edited_files_unless_forced() {
     let repo = TestRepo::init(&[]);
-    expect(&repo.run(&["remove-node", "rk1-node4"]), 0);
+    let out = repo.run(&["remove-node", "rk1-node4"]);
+    expect(&out, 0);
     assert!(!repo.dir.join("nodes/rk1-node4.nix").exists());
+    assert!(!repo.read(".sops.yaml").contains("rk1-node4"));
+    assert!(repo.dir.join("keys/rk1-node4.age").exists(), "the identity is the user's to delete");
+    assert!(text(&out.stdout).contains("kept keys/rk1-node4.age"), "{}", text(&out.stdout));
     assert!(!repo.read("flake.nix").contains("rk1-node4"));
     assert!(!repo
         .dir
