@@ -373,8 +373,15 @@ fn remove_node_keeps_edited_files_unless_forced() {
     expect(&out, 0);
     assert!(!repo.dir.join("nodes/rk1-node4.nix").exists());
     assert!(!repo.read(".sops.yaml").contains("rk1-node4"));
-    assert!(repo.dir.join("keys/rk1-node4.age").exists(), "the identity is the user's to delete");
-    assert!(text(&out.stdout).contains("kept keys/rk1-node4.age"), "{}", text(&out.stdout));
+    assert!(
+        repo.dir.join("keys/rk1-node4.age").exists(),
+        "the identity is the user's to delete"
+    );
+    assert!(
+        text(&out.stdout).contains("kept keys/rk1-node4.age"),
+        "{}",
+        text(&out.stdout)
+    );
     assert!(!repo.read("flake.nix").contains("rk1-node4"));
     assert!(!repo
         .dir
@@ -740,4 +747,33 @@ fn a_second_run_in_a_locked_repo_is_refused() {
     );
     assert_same_tree(&before, &repo.snapshot());
     expect(&repo.run(&["add-node", "--bmc-host", "b.lan"]), 0);
+}
+
+/// Without --bmc-host, in a terminal, add-node asks for the new board's BMC host (through a real
+/// pseudo-terminal, as the user sees the prompt).
+#[test]
+fn add_node_asks_for_a_new_boards_bmc_host_in_a_terminal() {
+    use expectrl::{Eof, Expect, Session};
+    let repo = TestRepo::init(&[]);
+    let mut command = Command::new(BIN);
+    command
+        .args(["add-node", "-C"])
+        .arg(&repo.dir)
+        .env(
+            "HOME",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("empty-home"),
+        )
+        .env("NO_COLOR", "1")
+        .env("TERM", "xterm");
+    let mut session = Session::spawn(command).expect("spawn in a pty");
+    session.set_expect_timeout(Some(std::time::Duration::from_secs(30)));
+    session
+        .expect("BMC host of the new Turing Pi 2 board tp2")
+        .unwrap();
+    session.send("rack2-bmc.lan\r").unwrap();
+    session.expect("rk1-node5").unwrap();
+    session.expect(Eof).unwrap();
+    let answers = repo.read("flakesmith.yaml");
+    assert!(answers.contains("bmc-host: rack2-bmc.lan"), "{answers}");
+    assert!(repo.dir.join("nodes/rk1-node5.nix").exists());
 }
