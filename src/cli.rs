@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::model::{
-    answers::{ForeignBuild, NodeRecipients, SecretsMode},
+    answers::{AwsImageFormat, ForeignBuild, NodeRecipients, SecretsMode},
     Layout,
 };
 
@@ -134,6 +134,26 @@ pub struct InitArgs {
     /// How a build host of the other architecture builds images
     #[arg(long, value_enum, help_heading = "Answers")]
     pub foreign: Option<ForeignBuild>,
+    /// NixOS release the machines are first installed with (system.stateVersion) [default: the
+    /// branch's release, else the newest]
+    #[arg(long, value_name = "YY.MM", help_heading = "Answers")]
+    pub state_version: Option<String>,
+    /// crypt(3) hash (mkpasswd -m yescrypt) of a temporary console password for the admin, which
+    /// must be changed at first login [default: no password, SSH keys only]
+    #[arg(long, value_name = "HASH", help_heading = "Answers")]
+    pub temporary_password_hash: Option<String>,
+    /// Do not run the Prometheus node exporter
+    #[arg(long, help_heading = "Answers")]
+    pub no_node_exporter: bool,
+    /// Open the node exporter's port (9100) in the firewall
+    #[arg(long, conflicts_with = "no_node_exporter", help_heading = "Answers")]
+    pub open_exporter_port: bool,
+    /// Disk format of the AWS image (what `aws ec2 import-snapshot` uploads)
+    #[arg(long, value_enum, value_name = "FORMAT", help_heading = "Answers")]
+    pub aws_image_format: Option<AwsImageFormat>,
+    /// Also build a raw UEFI disk image of the generic-x86_64 server, besides its ISO
+    #[arg(long, help_heading = "Answers")]
+    pub raw_efi: bool,
 }
 
 #[derive(Debug, Args)]

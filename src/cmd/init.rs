@@ -37,6 +37,10 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
         Asking::Refuse
     };
     prompt::complete(&mut answers, &given, asking)?;
+    // Recorded now, so that a later change of nixpkgs-branch does not move system.stateVersion.
+    if answers.state_version.is_none() {
+        answers.state_version = Some(crate::model::state_version_of_branch(&answers.nixpkgs_branch));
+    }
     if answers.layout == Layout::MultiCloud && !answers.platforms.contains(&Platform::Rk1) {
         answers.nodes.clear();
         answers.boards.clear();
@@ -247,6 +251,24 @@ fn apply_flags(args: &InitArgs, a: &mut Answers, given: &mut BTreeSet<Question>)
     }
     if let Some(foreign) = args.foreign {
         a.build.foreign = foreign;
+    }
+    if let Some(v) = &args.state_version {
+        a.state_version = Some(v.clone());
+    }
+    if let Some(hash) = &args.temporary_password_hash {
+        a.temporary_password_hash = Some(hash.clone()).filter(|h| !h.is_empty());
+    }
+    if args.no_node_exporter {
+        a.monitoring.node_exporter = false;
+    }
+    if args.open_exporter_port {
+        a.monitoring.open_port = true;
+    }
+    if let Some(format) = args.aws_image_format {
+        a.aws.image_format = format;
+    }
+    if args.raw_efi {
+        a.generic_x86_64.raw_efi = true;
     }
     Ok(())
 }

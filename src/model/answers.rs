@@ -36,6 +36,85 @@ pub struct Answers {
     pub network: NetworkAnswers,
     pub boards: Vec<BoardAnswers>,
     pub nodes: Vec<NodeAnswers>,
+    /// NixOS `system.stateVersion`: the release the machines were first installed with. `init`
+    /// records it, because changing it later changes how stateful services migrate data; when
+    /// absent it follows the nixpkgs branch (nixos-25.05 → 25.05), else DEFAULT_STATE_VERSION.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_version: Option<String>,
+    #[serde(skip_serializing_if = "MonitoringAnswers::is_default")]
+    pub monitoring: MonitoringAnswers,
+    /// A crypt(3) hash (`mkpasswd -m yescrypt`, `openssl passwd -6`) for the admin account's
+    /// temporary console password; the account must change it at first login. None: no
+    /// password at all (SSH keys only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temporary_password_hash: Option<String>,
+    #[serde(skip_serializing_if = "AwsAnswers::is_default")]
+    pub aws: AwsAnswers,
+    #[serde(rename = "generic-x86_64", skip_serializing_if = "GenericX86_64Answers::is_default")]
+    pub generic_x86_64: GenericX86_64Answers,
+}
+
+/// The NixOS release a fresh repository records as `system.stateVersion` when nothing else says.
+pub const DEFAULT_STATE_VERSION: &str = "25.11";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MonitoringAnswers {
+    /// Run the Prometheus node exporter (port 9100).
+    pub node_exporter: bool,
+    /// Open the exporter's port in the host firewall; otherwise scrape it through a tunnel or VPN.
+    pub open_port: bool,
+}
+
+impl Default for MonitoringAnswers {
+    fn default() -> Self {
+        Self {
+            node_exporter: true,
+            open_port: false,
+        }
+    }
+}
+
+impl MonitoringAnswers {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// The disk format of the AMI's image, as `aws ec2 import-snapshot` takes it (it refuses qcow2).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum AwsImageFormat {
+    /// VHD (nixpkgs calls it `vpc`): sparse, so the upload is about the size of the data.
+    #[default]
+    Vhd,
+    /// Raw disk: the full disk size is uploaded.
+    Raw,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AwsAnswers {
+    pub image_format: AwsImageFormat,
+}
+
+impl AwsAnswers {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct GenericX86_64Answers {
+    /// Also build a raw UEFI disk image (to `dd` onto a server's disk) besides the ISO.
+    pub raw_efi: bool,
+}
+
+impl GenericX86_64Answers {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -170,6 +249,11 @@ impl Default for Answers {
             network: NetworkAnswers::default(),
             boards: Vec::new(),
             nodes: Vec::new(),
+            state_version: None,
+            monitoring: MonitoringAnswers::default(),
+            temporary_password_hash: None,
+            aws: AwsAnswers::default(),
+            generic_x86_64: GenericX86_64Answers::default(),
         };
         answers.set_node_count(DEFAULT_NODE_COUNT, DEFAULT_HOST_PREFIX);
         answers
@@ -300,6 +384,18 @@ mod tests {
         let mut back = Answers::from_yaml(&a.to_yaml()).unwrap();
         back.flakesmith_version = None;
         assert_eq!(a, back);
+    }
+
+    #[test]
+    fn files_without_the_newer_fields_still_load() {
+        let a = Answers::from_yaml("schema: 1\nname: x\n").unwrap();
+        assert_eq!(a.state_version, None);
+        assert!(a.monitoring.node_exporter && !a.monitoring.open_port);
+        assert_eq!(a.aws.image_format, AwsImageFormat::Vhd);
+        assert!(!a.generic_x86_64.raw_efi);
+        let a = Answers::from_yaml("generic-x86_64:\n  raw-efi: true\naws:\n  image-format: raw\n").unwrap();
+        assert!(a.generic_x86_64.raw_efi);
+        assert_eq!(a.aws.image_format, AwsImageFormat::Raw);
     }
 
     #[test]

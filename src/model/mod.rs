@@ -21,5 +21,7 @@ pub use hostname::Hostname;
 pub use layout::Layout;
 pub use node::{Ipv4Cidr, Node};
 pub use platform::Platform;
-pub use project::{Bootloader, Project, BUILD_SYSTEMS};
+pub use project::{
+    state_version_of_branch, Aws, Bootloader, GenericX86_64, Monitoring, Project, BUILD_SYSTEMS,
+};
 pub use ssh_public_key::SshPublicKey;

@@ -10,6 +10,8 @@ pub enum Platform {
     Gcp,
     Rk1,
     GenericArm64,
+    // kebab-case would make this "generic-x86-64"; the name users type is the Nix system's.
+    #[serde(rename = "generic-x86_64")]
     GenericX86_64,
 }
 
@@ -66,5 +68,19 @@ impl Platform {
 impl fmt::Display for Platform {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serde_names_are_the_names_users_type() {
+        for p in Platform::ALL {
+            let yaml = serde_yaml_ng::to_string(&p).unwrap();
+            assert_eq!(yaml.trim(), p.name());
+            assert_eq!(serde_yaml_ng::from_str::<Platform>(p.name()).unwrap(), p);
+        }
     }
 }

@@ -10,7 +10,7 @@ use std::{
 use serde::Serialize;
 
 use super::{
-    answers::{ForeignBuild, NodeRecipients, SecretsMode, SLOTS_PER_BOARD},
+    answers::{AwsImageFormat, ForeignBuild, NodeRecipients, SecretsMode, SLOTS_PER_BOARD},
     board::check_host_or_ip,
     Answers, AgeRecipient, Board, Hostname, InvalidAnswer, Ipv4Cidr, Layout, Node, Platform,
     SshPublicKey,
@@ -43,6 +43,13 @@ pub struct Project {
     /// layer reads it from `keys/` and `.sops.yaml` with [`crate::secrets::NodeKeys`] and sets
     /// it before rendering, because rendering never touches the disk. Empty from `from_answers`.
     pub node_age_recipients: BTreeMap<String, AgeRecipient>,
+    /// `system.stateVersion`, e.g. "25.11".
+    pub state_version: String,
+    pub monitoring: Monitoring,
+    /// crypt(3) hash of the admin's temporary password (expired at first boot); none: no password.
+    pub temporary_password_hash: Option<String>,
+    pub aws: Aws,
+    pub generic_x86_64: GenericX86_64,
     /// The answers this project was validated from, written back as flakesmith.yaml.
     #[serde(skip)]
     pub answers: Answers,
@@ -61,6 +68,23 @@ pub struct Build {
     pub systems: Vec<String>,
     pub foreign: ForeignBuild,
     pub rk1_remote_builders: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Monitoring {
+    pub node_exporter: bool,
+    pub open_port: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Aws {
+    /// "vhd" or "raw".
+    pub image_format: AwsImageFormat,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GenericX86_64 {
+    pub raw_efi: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -164,12 +188,41 @@ impl Project {
         } else {
             (Vec::new(), Vec::new())
         };
+        if answers.layout == Layout::MultiCloud {
+            // Nodes and platform images share the flake's package and configuration names.
+            if let Some((i, n)) = nodes.iter().enumerate().find(|(_, n)| {
+                [Platform::Aws, Platform::Gcp, Platform::GenericArm64]
+                    .iter()
+                    .any(|p| p.name() == n.host.as_str())
+            }) {
+                return Err(InvalidAnswer::new(
+                    format!("nodes[{i}].host"),
+                    format!("'{}' is the name of a platform image in this flake; choose another host name", n.host),
+                ));
+            }
+        }
         if nodes.iter().any(|n| n.address.is_some()) && network.gateway.is_none() {
             return Err(InvalidAnswer::new(
                 "network.gateway",
                 "nodes with a static address need a gateway (e.g. 10.0.0.1)",
             ));
         }
+
+        let state_version = match answers.state_version.as_deref() {
+            Some(v) => check_state_version(v).map_err(|m| InvalidAnswer::new("state-version", m))?,
+            None => state_version_of_branch(&answers.nixpkgs_branch),
+        };
+        let monitoring = monitoring_of(answers)?;
+        let temporary_password_hash = answers
+            .temporary_password_hash
+            .as_deref()
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(|h| {
+                check_password_hash(h).map_err(|m| InvalidAnswer::new("temporary-password-hash", m))
+            })
+            .transpose()?;
+        let (aws, generic_x86_64) = platform_options_of(answers, &platforms)?;
 
         Ok(Self {
             name,
@@ -186,6 +239,11 @@ impl Project {
             boards,
             nodes,
             node_age_recipients: BTreeMap::new(),
+            state_version,
+            monitoring,
+            temporary_password_hash,
+            aws,
+            generic_x86_64,
             answers: answers.clone(),
         })
     }
@@ -248,6 +306,84 @@ fn check_flake_url(s: &str) -> Result<String, String> {
             "'{s}' is not a flake URL (e.g. github:you/dots, git+https://…, path:/home/you/dots)"
         ))
     }
+}
+
+/// The release a branch such as nixos-25.05 or release-25.05 follows; unstable and other
+/// branches get DEFAULT_STATE_VERSION.
+pub fn state_version_of_branch(branch: &str) -> String {
+    branch
+        .rsplit_once('-')
+        .map(|(_, v)| v)
+        .filter(|v| check_state_version(v).is_ok())
+        .unwrap_or(super::answers::DEFAULT_STATE_VERSION)
+        .to_owned()
+}
+
+fn check_state_version(s: &str) -> Result<String, String> {
+    let ok = matches!(s.as_bytes(), [a, b, b'.', c, d] if [a, b, c, d].iter().all(|x| x.is_ascii_digit()));
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "'{s}' is not a NixOS release (YY.MM, e.g. 25.11: the release the machines were first installed with)"
+        ))
+    }
+}
+
+/// A crypt(3) hash as `users.users.<name>.initialHashedPassword` takes it. Plain text is refused
+/// so that a password is never written into the repository or the Nix store readable as is.
+fn check_password_hash(h: &str) -> Result<String, String> {
+    const SCHEMES: [&str; 6] = ["$y$", "$gy$", "$7$", "$2b$", "$6$", "$5$"];
+    let scheme_ok = SCHEMES.iter().any(|p| h.starts_with(p));
+    // The passwd entry format forbids ':' and newlines.
+    let chars_ok = h.len() >= 20 && !h.contains([':', '\n', ' ']);
+    if scheme_ok && chars_ok {
+        Ok(h.to_owned())
+    } else {
+        Err("not a password hash: give the output of `mkpasswd -m yescrypt` or `openssl passwd -6` (starting $y$ or $6$), never the password itself".into())
+    }
+}
+
+fn monitoring_of(answers: &Answers) -> Result<Monitoring, InvalidAnswer> {
+    let m = &answers.monitoring;
+    if m.open_port && !m.node_exporter {
+        return Err(InvalidAnswer::new(
+            "monitoring.open-port",
+            "only with monitoring.node-exporter: true (there is no port to open otherwise)",
+        ));
+    }
+    Ok(Monitoring {
+        node_exporter: m.node_exporter,
+        open_port: m.open_port,
+    })
+}
+
+/// Answers about one platform are refused when that platform is not chosen, so that a typo in
+/// the platform list does not silently drop them.
+fn platform_options_of(
+    answers: &Answers,
+    platforms: &[Platform],
+) -> Result<(Aws, GenericX86_64), InvalidAnswer> {
+    if answers.aws != Default::default() && !platforms.contains(&Platform::Aws) {
+        return Err(InvalidAnswer::new(
+            "aws.image-format",
+            "only used when platforms include aws",
+        ));
+    }
+    if answers.generic_x86_64.raw_efi && !platforms.contains(&Platform::GenericX86_64) {
+        return Err(InvalidAnswer::new(
+            "generic-x86_64.raw-efi",
+            "only used when platforms include generic-x86_64",
+        ));
+    }
+    Ok((
+        Aws {
+            image_format: answers.aws.image_format,
+        },
+        GenericX86_64 {
+            raw_efi: answers.generic_x86_64.raw_efi,
+        },
+    ))
 }
 
 fn platforms_of(answers: &Answers) -> Result<Vec<Platform>, InvalidAnswer> {
@@ -535,5 +671,54 @@ mod tests {
             invalid(|a| a.nodes[0].address = Some("10.0.0.5/24".into())).field,
             "network.gateway"
         );
+        assert_eq!(invalid(|a| a.state_version = Some("unstable".into())).field, "state-version");
+        assert_eq!(
+            invalid(|a| a.temporary_password_hash = Some("hunter2hunter2hunter2".into())).field,
+            "temporary-password-hash"
+        );
+        assert_eq!(
+            invalid(|a| a.monitoring = crate::model::answers::MonitoringAnswers {
+                node_exporter: false,
+                open_port: true
+            })
+            .field,
+            "monitoring.open-port"
+        );
+        assert_eq!(
+            invalid(|a| a.generic_x86_64.raw_efi = true).field,
+            "generic-x86_64.raw-efi"
+        );
+        assert_eq!(
+            invalid(|a| a.aws.image_format = AwsImageFormat::Raw).field,
+            "aws.image-format"
+        );
+    }
+
+    #[test]
+    fn the_state_version_is_recorded_or_follows_the_release_branch() {
+        assert_eq!(state_version_of_branch("nixos-25.05"), "25.05");
+        assert_eq!(state_version_of_branch("release-24.11"), "24.11");
+        assert_eq!(state_version_of_branch("nixos-unstable"), crate::model::answers::DEFAULT_STATE_VERSION);
+        let a = Answers {
+            nixpkgs_branch: "nixos-26.05".into(),
+            state_version: Some("25.05".into()),
+            ..Answers::default()
+        };
+        assert_eq!(Project::from_answers(&a).unwrap().state_version, "25.05", "recorded wins");
+    }
+
+    #[test]
+    fn multi_cloud_platform_options_validate_when_their_platform_is_chosen() {
+        let mut a = Answers {
+            layout: Layout::MultiCloud,
+            platforms: vec![Platform::Aws, Platform::GenericX86_64],
+            ..Answers::default()
+        };
+        a.generic_x86_64.raw_efi = true;
+        a.aws.image_format = AwsImageFormat::Raw;
+        a.temporary_password_hash = Some("$6$saltsalt$abcdefghijklmnopqrstuv".into());
+        let p = Project::from_answers(&a).unwrap();
+        assert!(p.generic_x86_64.raw_efi);
+        assert!(p.nodes.is_empty(), "no rk1, no nodes");
     }
 }

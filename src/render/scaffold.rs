@@ -55,7 +55,13 @@ pub fn outputs(project: &Project) -> Vec<Output<'_>> {
         out.push(Output::script("shared/post-deploy.sh.tera", "deploy/post-deploy.sh"));
     }
     out.push(Output::file("shared/gitignore.tera", ".gitignore"));
-    out.push(Output::script("shared/build-all-images.sh.tera", "build-all-images.sh"));
+    out.push(match project.layout {
+        Layout::Rk1Cluster => Output::script("shared/build-all-images.sh.tera", "build-all-images.sh"),
+        // Builds every platform's images, not only the nodes'.
+        Layout::MultiCloud => {
+            Output::script("multi-cloud/build-all-images.sh.tera", "build-all-images.sh")
+        }
+    });
     if project.secrets.mode == crate::model::answers::SecretsMode::Sops {
         out.push(Output::file("shared/sops.yaml.tera", ".sops.yaml"));
         out.push(Output::file("shared/secrets.yaml.tera", "secrets/secrets.yaml"));

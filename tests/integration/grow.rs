@@ -601,7 +601,6 @@ fn an_interrupted_add_node_leaves_the_repo_unchanged() {
 }
 
 #[test]
-#[ignore = "needs the multi-cloud templates (branch cloud); run with --ignored once merged"]
 fn add_node_works_in_a_multi_cloud_repo_with_rk1() {
     let repo = TestRepo::init(&[
         "--layout",
@@ -667,7 +666,7 @@ fn add_node_snapshots_show_the_repo_before_and_after() {
         .into_iter()
         .filter(|c| c.dir.join("add-node.args").is_file())
         .collect();
-    assert!(cases.len() >= 2, "expected the add-node snapshot cases");
+    assert!(cases.len() >= 3, "expected the add-node snapshot cases");
     let mut report = String::new();
     for case in cases {
         let tmp = tempfile::tempdir().unwrap();

@@ -4,6 +4,7 @@
 
 mod book;
 mod check;
+mod cloud;
 mod grow;
 mod init_cli;
 mod inject;

@@ -35,11 +35,15 @@ fn find(set: &ast::AttrSet, path: &[&str]) -> Option<String> {
 #[test]
 fn every_rk1_configuration_injects_its_bootloader_with_rk_inject() {
     for (variant, tree) in all_variants() {
-        let base = tree
-            .get("rk1-base.nix")
-            .unwrap_or_else(|| panic!("{variant}: no rk1-base.nix"))
-            .as_text()
-            .unwrap();
+        // rk1-cluster: rk1-base.nix; multi-cloud with rk1 chosen: platforms/rk1.nix.
+        let Some(base) = tree.get("rk1-base.nix").or_else(|| tree.get("platforms/rk1.nix")) else {
+            assert!(
+                !tree.paths().any(|p| p.starts_with("nodes/")),
+                "{variant}: RK1 nodes without rk1-base.nix or platforms/rk1.nix"
+            );
+            continue;
+        };
+        let base = base.as_text().unwrap();
         let commands = post_build_commands(base)
             .unwrap_or_else(|| panic!("{variant}: rk1-base.nix sets no sdImage.postBuildCommands"));
         let call = commands

@@ -301,5 +301,6 @@ pub fn all_variants() -> Vec<(String, Tree)> {
             .into_iter()
             .map(|(name, p)| (name.to_owned(), p.render())),
     );
+    trees.extend(crate::cloud::variants());
     trees
 }
