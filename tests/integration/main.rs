@@ -7,6 +7,7 @@ mod build;
 mod deploy;
 mod check;
 mod cloud;
+mod grow;
 mod init_cli;
 mod inject;
 mod interactive;
