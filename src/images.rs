@@ -157,21 +157,8 @@ pub fn sign(key: &Path, sums: &Path) -> Result<PathBuf> {
     Ok(sig)
 }
 
-/// `1.4 GiB`, `812 KiB`, `17 B`.
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
+/// `1.4 GiB`, `812 KiB`, `17 B`: the injector's formatting, so sizes read the same everywhere.
+pub use crate::rockchip::human as human_size;
 
 #[cfg(test)]
 mod tests {

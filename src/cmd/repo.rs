@@ -97,14 +97,7 @@ impl Repo {
             write: Box::new(|| change.node_keys.write_new(&self.dir).map(drop)),
         });
         let applied = sync::apply_with(&self.dir, &change.plan, own)?;
-        if !made.is_empty() {
-            println!(
-                "Made {} node age identit{} in {}/ (git-ignored, 0600): back them up, they decrypt the nodes' secrets.",
-                made.len(),
-                if made.len() == 1 { "y" } else { "ies" },
-                secrets::KEYS_DIR
-            );
-        }
+        secrets::report_made(&made);
         Ok(applied)
     }
 }
