@@ -167,7 +167,7 @@ pub struct AddNodeArgs {
     #[arg(long)]
     pub board: Option<String>,
     /// Slot 1-4 on that board [default: the first free one]
-    #[arg(long)]
+    #[arg(long, requires = "board")]
     pub slot: Option<u8>,
     /// Static IPv4 address with prefix (10.0.0.15/24)
     #[arg(long, value_name = "CIDR")]
@@ -175,9 +175,9 @@ pub struct AddNodeArgs {
     /// Add this many nodes
     #[arg(long, value_name = "N", default_value_t = 1, conflicts_with_all = ["host", "slot", "address"])]
     pub count: usize,
-    /// BMC host for a board that has to be added
-    #[arg(long, value_name = "HOST")]
-    pub bmc_host: Option<String>,
+    /// BMC host of each board that has to be added, in order [asked when not given]
+    #[arg(long = "bmc-host", value_delimiter = ',', value_name = "HOST")]
+    pub bmc_hosts: Vec<String>,
     /// Show the plan and write nothing
     #[arg(long)]
     pub dry_run: bool,

@@ -4,6 +4,7 @@
 //! [`render::Tree`] → plan against disk ([`sync`]) → apply. The binary is a thin shell over
 //! [`cmd`].
 
+pub mod images;
 pub mod model;
 pub mod nix;
 pub mod render;

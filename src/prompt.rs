@@ -462,3 +462,21 @@ pub fn split_list(s: &str) -> Vec<String> {
         .collect()
 }
 
+
+/// Whether questions can be asked: both stdin and stderr (where dialoguer draws) are terminals.
+pub fn can_ask() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// The BMC host of a board that `add-node` has to add.
+pub fn ask_bmc_host(board: &str, default: &str) -> Result<String> {
+    let host: String = Input::with_theme(&ColorfulTheme::default())
+        .with_prompt(format!(
+            "The cluster's boards are full: BMC host of the new Turing Pi 2 board {board}"
+        ))
+        .default(default.to_owned())
+        .validate_with(|s: &String| crate::model::check_host_or_ip(s.trim()))
+        .interact_text()?;
+    Ok(host.trim().to_owned())
+}

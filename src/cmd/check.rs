@@ -2,28 +2,15 @@
 
 use anyhow::Result;
 
-use super::Outcome;
-use crate::{
-    check,
-    cli::CheckArgs,
-    model::{Answers, InvalidAnswer},
-    render::ANSWERS_FILE,
-    UsageError,
-};
+use super::{repo::Repo, Outcome};
+use crate::{check, cli::CheckArgs};
 
 pub fn run(args: CheckArgs) -> Result<Outcome> {
-    let repo = &args.repo.dir;
-    let answers_path = repo.join(ANSWERS_FILE);
-    if !answers_path.is_file() {
-        return Err(UsageError::new(format!(
-            "{} is not a flakesmith repository (no {ANSWERS_FILE}); give its directory with -C DIR",
-            repo.display()
-        ))
-        .into());
-    }
-    let answers = Answers::from_yaml(&fs_err::read_to_string(&answers_path)?)
-        .map_err(|e| InvalidAnswer::new(format!("{ANSWERS_FILE}: {}", e.field), e.message))?;
-    let findings = check::check(repo, &answers)?;
+    // Opened like every command that reads a generated repo: locked, an interrupted change
+    // rolled back, the answers read (or one line saying why not).
+    let opened = Repo::open(&args.repo.dir)?;
+    let repo = &opened.dir;
+    let findings = check::check(repo, &opened.answers)?;
     for finding in &findings {
         println!("{finding}");
     }

@@ -113,14 +113,7 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
             dir.display()
         )
     })?;
-    if !made.is_empty() {
-        println!(
-            "Made {} node age identit{} in {}/ (git-ignored, 0600): back them up, they decrypt the nodes' secrets.",
-            made.len(),
-            if made.len() == 1 { "y" } else { "ies" },
-            secrets::KEYS_DIR
-        );
-    }
+    secrets::report_made(&made);
     if !args.no_git {
         git_init(&dir);
     }

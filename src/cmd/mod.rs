@@ -1,10 +1,16 @@
 //! One plain function per subcommand.
 
+pub mod add_node;
+pub mod build;
 pub mod check;
+pub mod diff;
 pub mod init;
 pub mod inject;
+pub mod remove_node;
+pub mod repo;
+pub mod update;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
 use crate::cli::{Cli, Command};
 
@@ -22,6 +28,11 @@ pub enum Outcome {
 pub fn run(cli: Cli) -> Result<Outcome> {
     match cli.command {
         Command::Init(args) => init::run(args),
+        Command::Build(args) => build::run(args),
+        Command::AddNode(args) => add_node::run(args),
+        Command::RemoveNode(args) => remove_node::run(args),
+        Command::Diff(args) => diff::run(args),
+        Command::Update(args) => update::run(args),
         Command::Check(args) => check::run(args),
         Command::Inject(args) => Ok(match inject::run(&args.args) {
             0 => Outcome::Success,
@@ -37,6 +48,5 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             clap_mangen::Man::new(command).render(&mut std::io::stdout())?;
             Ok(Outcome::Success)
         }
-        other => bail!("{other:?}: not built yet"),
     }
 }

@@ -3,6 +3,7 @@
 pub mod answers;
 mod age_recipient;
 mod board;
+mod cluster;
 mod error;
 mod hostname;
 mod layout;
@@ -13,7 +14,8 @@ mod ssh_public_key;
 
 pub use age_recipient::AgeRecipient;
 pub use answers::{Answers, SCHEMA_VERSION};
-pub use board::Board;
+pub use board::{check_host_or_ip, Board};
+pub use cluster::{NodeRequest, Placement};
 pub use error::InvalidAnswer;
 pub use hostname::Hostname;
 pub use layout::Layout;

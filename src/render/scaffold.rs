@@ -53,6 +53,9 @@ pub fn outputs(project: &Project) -> Vec<Output<'_>> {
         out.extend(project.nodes.iter().map(|n| Output::for_node("shared/node.nix.tera", n)));
         out.push(Output::script("shared/rk1-deploy.sh.tera", "deploy/rk1-deploy.sh"));
         out.push(Output::script("shared/post-deploy.sh.tera", "deploy/post-deploy.sh"));
+        if project.build.rk1_remote_builders {
+            out.push(Output::file("shared/remote-builder.nix.tera", "remote-builder.nix"));
+        }
     }
     out.push(Output::file("shared/gitignore.tera", ".gitignore"));
     out.push(match project.layout {

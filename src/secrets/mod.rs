@@ -128,3 +128,15 @@ pub fn ensure_node_keys(repo: &Path, project: &Project) -> Result<BTreeMap<Strin
     keys.write_new(repo)?;
     Ok(keys.recipients())
 }
+
+/// Tells the user about identities just made: they exist nowhere else, so they need a backup.
+pub fn report_made(made: &[String]) {
+    if !made.is_empty() {
+        println!(
+            "Made {} node age identit{} in {}/ (git-ignored, 0600): back them up, they decrypt the nodes' secrets.",
+            made.len(),
+            if made.len() == 1 { "y" } else { "ies" },
+            KEYS_DIR
+        );
+    }
+}

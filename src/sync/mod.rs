@@ -4,8 +4,12 @@
 
 mod apply;
 mod base;
+mod diff;
 mod plan;
+mod txn;
 
-pub use apply::{apply, create_project, Applied, NEW_SUFFIX};
+pub use apply::{apply, apply_with, create_project, Applied, NEW_SUFFIX};
 pub use base::{read_base, BASE_DIR};
-pub use plan::{plan, Action, Plan, PlanOptions};
+pub use diff::unified_diff;
+pub use plan::{has_conflict_markers, plan, Action, Plan, PlanOptions};
+pub use txn::{recover, OwnWrites, TXN_DIR};

@@ -3,10 +3,21 @@
 use std::{fmt, path::Path};
 
 use anyhow::Result;
-use similar::TextMerge;
+use similar::{MergeResolution, TextMerge};
 
 use super::base::read_base;
-use crate::render::{Tree, TreeFile};
+use crate::render::{Tree, TreeFile, ANSWERS_FILE};
+
+/// The labels of conflict markers: `<<<<<<< yours` … `>>>>>>> flakesmith (new)`.
+pub const CONFLICT_OURS: &str = "yours";
+pub const CONFLICT_THEIRS: &str = "flakesmith (new)";
+
+/// Whether a file still holds conflict markers that `update` wrote.
+pub fn has_conflict_markers(text: &str) -> bool {
+    let ours = format!("<<<<<<< {CONFLICT_OURS}");
+    let theirs = format!(">>>>>>> {CONFLICT_THEIRS}");
+    text.lines().any(|l| l == ours) && text.lines().any(|l| l == theirs)
+}
 
 /// What happens to one path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +106,9 @@ pub struct PlanOptions {
     /// Do not merge: a file the user edited is kept, and the new render goes beside it. Used by
     /// `init --force`, which must never change a file it did not write.
     pub no_merge: bool,
+    /// Remove files that are no longer generated even when the user edited them
+    /// (`remove-node --force`).
+    pub delete_edited: bool,
 }
 
 /// Plans bringing `repo` to `rendered`, using the base recorded in the repo.
@@ -113,6 +127,7 @@ pub fn plan(repo: &Path, rendered: &Tree, options: PlanOptions) -> Result<Plan> 
                 let _ = (disk, old);
                 Action::KeepUserFile(new.clone())
             }
+            (Some(disk), Some(old)) if path == ANSWERS_FILE => merge_answers(&disk, old, new),
             (Some(disk), Some(old)) => merge(&disk, old, new),
             (Some(_), None) => Action::KeepUserFile(new.clone()),
         };
@@ -124,7 +139,7 @@ pub fn plan(repo: &Path, rendered: &Tree, options: PlanOptions) -> Result<Plan> 
         }
         let action = match read_if_exists(&repo.join(path))? {
             None => continue,
-            Some(disk) if disk == *old => Action::Delete,
+            Some(disk) if disk == *old || options.delete_edited => Action::Delete,
             Some(_) => Action::KeepEdited,
         };
         entries.push((path.to_owned(), action));
@@ -138,13 +153,18 @@ pub fn plan(repo: &Path, rendered: &Tree, options: PlanOptions) -> Result<Plan> 
 
 /// Three-way merge of the user's file (ours) and the new render (theirs) over the base.
 fn merge(disk: &TreeFile, base: &TreeFile, new: &TreeFile) -> Action {
-    let (Some(ours), Some(ancestor), Some(theirs)) = (disk.as_text(), base.as_text(), new.as_text())
+    let (Some(ours), Some(ancestor), Some(theirs)) =
+        (disk.as_text(), base.as_text(), new.as_text())
     else {
         // Binary: nothing to merge line by line; the user's bytes win, the new ones go beside.
         return Action::KeepUserFile(new.clone());
     };
     let mut merge = TextMerge::from_lines(ancestor, ours, theirs);
-    merge.labels("flakesmith (last generated)", "yours", "flakesmith (new)");
+    merge.labels(
+        "flakesmith (last generated)",
+        CONFLICT_OURS,
+        CONFLICT_THEIRS,
+    );
     let merged = TreeFile {
         contents: merge.to_string().into_bytes(),
         executable: disk.executable || new.executable,
@@ -158,7 +178,67 @@ fn merge(disk: &TreeFile, base: &TreeFile, new: &TreeFile) -> Action {
     }
 }
 
-fn read_if_exists(path: &Path) -> Result<Option<TreeFile>> {
+/// The answers file merges like any other, except where both sides only inserted lines at the
+/// same place (your comment above `nodes:`, flakesmith's new board at the end of `boards:`):
+/// there the new lines go first and yours after them, and the result is kept only if it reads
+/// back as exactly the new answers. A conflict in flakesmith.yaml would leave a repo that no
+/// command can open, so it is worth this one rule the other files do not get.
+fn merge_answers(disk: &TreeFile, base: &TreeFile, new: &TreeFile) -> Action {
+    let action = merge(disk, base, new);
+    if !matches!(action, Action::Conflict(_)) {
+        return action;
+    }
+    let (Some(ours), Some(ancestor), Some(theirs)) =
+        (disk.as_text(), base.as_text(), new.as_text())
+    else {
+        return action;
+    };
+    let merge = TextMerge::from_lines(ancestor, ours, theirs);
+    let Some(text) = insertions_theirs_first(&merge) else {
+        return action;
+    };
+    let answers = |t: &str| {
+        crate::model::Answers::from_yaml(t).ok().map(|mut a| {
+            a.flakesmith_version = None;
+            a
+        })
+    };
+    match (answers(&text), answers(theirs)) {
+        (Some(merged), Some(wanted)) if merged == wanted => Action::Merge(TreeFile {
+            contents: text.into_bytes(),
+            executable: false,
+        }),
+        _ => action,
+    }
+}
+
+/// The merge with every conflict that is an insertion on both sides resolved as theirs, then
+/// ours; `None` when a conflict changes lines that were there before.
+fn insertions_theirs_first(merge: &TextMerge<'_, '_, '_, str>) -> Option<String> {
+    let mut out = String::new();
+    for region in merge.regions() {
+        let ours: String = region
+            .ours_range()
+            .filter_map(|i| merge.ours_line(i))
+            .collect();
+        let theirs: String = region
+            .theirs_range()
+            .filter_map(|i| merge.theirs_line(i))
+            .collect();
+        match region.resolution() {
+            MergeResolution::Theirs => out.push_str(&theirs),
+            MergeResolution::Conflict if region.base_range().is_empty() => {
+                out.push_str(&theirs);
+                out.push_str(&ours);
+            }
+            MergeResolution::Conflict => return None,
+            _ => out.push_str(&ours),
+        }
+    }
+    Some(out)
+}
+
+pub(super) fn read_if_exists(path: &Path) -> Result<Option<TreeFile>> {
     match std::fs::read(path) {
         Ok(contents) => Ok(Some(TreeFile {
             contents,
@@ -166,5 +246,84 @@ fn read_if_exists(path: &Path) -> Result<Option<TreeFile>> {
         })),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(anyhow::Error::new(e).context(format!("reading {}", path.display()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn merged(base: &str, ours: &str, theirs: &str) -> Action {
+        merge(
+            &TreeFile::text(ours),
+            &TreeFile::text(base),
+            &TreeFile::text(theirs),
+        )
+    }
+
+    #[test]
+    fn edits_on_different_lines_merge() {
+        let base = "{\n  a = 1;\n  b = 2;\n  c = 3;\n}\n";
+        let ours = "# mine\n{\n  a = 1;\n  b = 2;\n  c = 3;\n}\n";
+        let theirs = "{\n  a = 1;\n  b = 20;\n  c = 3;\n}\n";
+        assert_eq!(
+            merged(base, ours, theirs),
+            Action::Merge(TreeFile::text(
+                "# mine\n{\n  a = 1;\n  b = 20;\n  c = 3;\n}\n"
+            ))
+        );
+    }
+
+    #[test]
+    fn the_same_change_on_both_sides_is_not_a_conflict() {
+        let base = "a\nb\nc\nd\ne\n";
+        let ours = "a\nB\nc\nd\ne\nmine\n";
+        let theirs = "a\nB\nc\nd\ne\n";
+        assert_eq!(merged(base, ours, theirs), Action::Unchanged);
+    }
+
+    #[test]
+    fn comments_in_the_answers_survive_insertions_at_the_same_place() {
+        let mut answers = crate::model::Answers::default();
+        let base = answers.to_yaml();
+        let ours = base.replace("\nnodes:\n", "\n# the rack by the window\nnodes:\n")
+            + "# end of my notes\n";
+        let placement = answers.place_node(&Default::default()).unwrap();
+        answers.add_node(&placement, Some("tp2.lan".into()));
+        let theirs = answers.to_yaml();
+        assert!(matches!(merged(&base, &ours, &theirs), Action::Conflict(_)));
+        let Action::Merge(f) = merge_answers(
+            &TreeFile::text(ours),
+            &TreeFile::text(base),
+            &TreeFile::text(theirs.clone()),
+        ) else {
+            panic!("expected a clean merge");
+        };
+        let text = f.as_text().unwrap();
+        assert!(
+            text.contains("  bmc-host: tp2.lan\n# the rack by the window\nnodes:\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("  slot: 1\n# end of my notes\n"), "{text}");
+        // A real conflict (both changed the same value) still gets markers.
+        let ours = theirs.replace("bmc-host: tp2.lan", "bmc-host: mine.lan");
+        let theirs2 = theirs.replace("bmc-host: tp2.lan", "bmc-host: other.lan");
+        let conflict = merge_answers(
+            &TreeFile::text(ours),
+            &TreeFile::text(theirs),
+            &TreeFile::text(theirs2),
+        );
+        assert!(matches!(conflict, Action::Conflict(_)));
+    }
+
+    #[test]
+    fn edits_of_the_same_line_conflict_with_markers() {
+        let Action::Conflict(f) = merged("a\nb\nc\n", "a\nmine\nc\n", "a\ntheirs\nc\n") else {
+            panic!("expected a conflict");
+        };
+        assert_eq!(
+            f.as_text().unwrap(),
+            "a\n<<<<<<< yours\nmine\n=======\ntheirs\n>>>>>>> flakesmith (new)\nc\n"
+        );
     }
 }

@@ -3,8 +3,11 @@
 //! is not on this machine (a BMC, nixpkgs; see tests/fixtures/README.md).
 
 mod book;
+mod build;
+mod deploy;
 mod check;
 mod cloud;
+mod grow;
 mod init_cli;
 mod inject;
 mod interactive;

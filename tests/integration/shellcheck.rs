@@ -46,7 +46,7 @@ fn scripts_have_help_and_a_dry_run_that_prints_the_commands() {
     }
 
     let build = run_ok(
-        Command::new(repo.path().join("build-all-images.sh")).args(["--dry-run", "--identical"]),
+        Command::new(repo.path().join("build-all-images.sh")).args(["--dry-run", "--identical", "--nix"]),
     );
     assert_eq!(
         build.trim(),
@@ -59,16 +59,20 @@ fn scripts_have_help_and_a_dry_run_that_prints_the_commands() {
     repo.write("result-4/sd-image/nixos-rk1-node5.img", "image");
     let deploy = run_ok(
         Command::new(repo.path().join("deploy/rk1-deploy.sh"))
-            .args(["--dry-run", "--node", "rk1-node5", "--node", "rk1-node1"])
+            .args(["--dry-run", "--no-post-deploy", "--node", "rk1-node5", "--node", "rk1-node1"])
             .env("TPI_PASSWORD", "secret-not-printed"),
     );
     let root = repo.path().display();
+    // sha256 of "image": without images/SHA256SUMS the script computes it for the BMC.
+    let sha = "6105d6cc76af400325e94d588ce511be5bfdbb73b437dc51eca43917d7a43e3d";
     assert_eq!(
         deploy,
         format!(
-            "tpi --host turingpi.local flash --node 1 --image-path {root}/result/sd-image/nixos-rk1-node1.img \n\
+            "tpi --host turingpi.local flash --node 1 --image-path {root}/result/sd-image/nixos-rk1-node1.img --sha256 {sha} \n\
+             tpi --host turingpi.local power off --node 1 \n\
              tpi --host turingpi.local power on --node 1 \n\
-             tpi --host turingpi2.local flash --node 1 --image-path {root}/result-4/sd-image/nixos-rk1-node5.img \n\
+             tpi --host turingpi2.local flash --node 1 --image-path {root}/result-4/sd-image/nixos-rk1-node5.img --sha256 {sha} \n\
+             tpi --host turingpi2.local power off --node 1 \n\
              tpi --host turingpi2.local power on --node 1 \n"
         )
     );

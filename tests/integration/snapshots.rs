@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use flakesmith::render::Tree;
 use similar::TextDiff;
 
 use crate::support::{snapshot_cases, SnapshotCase};
@@ -47,29 +48,35 @@ fn read_tree(dir: &Path) -> BTreeMap<String, (Vec<u8>, bool)> {
 }
 
 fn compare(case: &SnapshotCase) -> String {
-    let committed = read_tree(&case.tree_dir());
-    let rendered = case.render();
+    compare_tree(&case.name, &case.tree_dir(), &case.render())
+}
+
+/// A report of every difference between the tree committed in `dir` and `rendered`; empty when
+/// they are the same. `name` prefixes each line.
+pub fn compare_tree(name: &str, dir: &Path, rendered: &Tree) -> String {
+    let committed = read_tree(dir);
+    let snapshot_dir = dir
+        .strip_prefix(crate::support::repo_root())
+        .unwrap_or(dir)
+        .display()
+        .to_string();
     let mut report = String::new();
     for (path, file) in rendered.iter() {
         let Some((old, old_executable)) = committed.get(path) else {
-            report.push_str(&format!(
-                "{}: missing from the snapshot: {path}\n",
-                case.name
-            ));
+            report.push_str(&format!("{name}: missing from the snapshot: {path}\n"));
             continue;
         };
         if *old != file.contents {
             let old = String::from_utf8_lossy(old);
             let new = String::from_utf8_lossy(&file.contents);
             let diff = TextDiff::from_lines(old.as_ref(), new.as_ref());
-            let a = format!("snapshots/{}/tree/{path}", case.name);
-            let b = format!("rendered/{}/{path}", case.name);
+            let a = format!("{snapshot_dir}/{path}");
+            let b = format!("rendered/{name}/{path}");
             report.push_str(&diff.unified_diff().header(&a, &b).to_string());
         }
         if *old_executable != file.executable {
             report.push_str(&format!(
-                "{}: {path} is {}executable in the snapshot, {}executable when rendered\n",
-                case.name,
+                "{name}: {path} is {}executable in the snapshot, {}executable when rendered\n",
                 if *old_executable { "" } else { "not " },
                 if file.executable { "" } else { "not " },
             ));
@@ -77,19 +84,22 @@ fn compare(case: &SnapshotCase) -> String {
     }
     for path in committed.keys().filter(|p| rendered.get(p).is_none()) {
         report.push_str(&format!(
-            "{}: extra file in the snapshot (no longer rendered): {path}\n",
-            case.name
+            "{name}: extra file in the snapshot (no longer rendered): {path}\n"
         ));
     }
     report
 }
 
 fn rewrite(case: &SnapshotCase) {
-    let dir = case.tree_dir();
+    write_tree(&case.tree_dir(), &case.render());
+}
+
+/// Replaces `dir` with exactly `tree`.
+pub fn write_tree(dir: &Path, tree: &Tree) {
     if dir.exists() {
-        fs_err::remove_dir_all(&dir).unwrap();
+        fs_err::remove_dir_all(dir).unwrap();
     }
-    for (path, file) in case.render().iter() {
+    for (path, file) in tree.iter() {
         let target = dir.join(path);
         fs_err::create_dir_all(target.parent().unwrap()).unwrap();
         fs_err::write(&target, &file.contents).unwrap();

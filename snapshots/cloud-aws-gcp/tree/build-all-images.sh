@@ -10,15 +10,18 @@ images=(
 
 usage() {
   cat <<EOF
-Usage: ./build-all-images.sh [--system SYSTEM] [--dry-run] [IMAGE...]
+Usage: ./build-all-images.sh [--system SYSTEM] [--nix] [--dry-run] [IMAGE...]
 
-Builds each IMAGE (default: all of them) into ./result-<IMAGE>.
+Builds each IMAGE (default: all of them). With flakesmith installed: one \`flakesmith build\`
+(one evaluation, parallel builds, progress) into images/<IMAGE> with images/SHA256SUMS;
+otherwise one \`nix build\` per image into ./result-<IMAGE>.
 Images: ${images[*]}
 
 Options:
   --system SYSTEM   use the packages of this build system (default: this machine's; one of
                     x86_64-linux, aarch64-linux)
-  --dry-run         print the nix commands instead of running them
+  --nix             use plain nix build even when flakesmith is installed
+  --dry-run         print the commands instead of running them
   -h, --help        show this help
 EOF
 }
@@ -30,11 +33,13 @@ die() {
 
 system=""
 dry_run=0
+use_flakesmith=1
 selected=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --system) system="${2:-}"; shift ;;
     --dry-run) dry_run=1 ;;
+    --nix) use_flakesmith=0 ;;
     -h | --help) usage; exit 0 ;;
     -*) usage >&2; die "unknown option: $1" ;;
     *) selected+=("$1") ;;
@@ -51,26 +56,45 @@ for image in "${selected[@]}"; do
     *) die "'$image' is not an image of this flake (images: ${images[*]})" ;;
   esac
 done
-if [ -z "$system" ]; then
-  system="$(nix eval --impure --raw --expr builtins.currentSystem)"
-fi
-case "$system" in
-  x86_64-linux) ;;
-  aarch64-linux) ;;
-  *) die "no packages for build system '$system' (flakesmith.yaml build.systems: x86_64-linux, aarch64-linux); on a Mac, build on its Linux builder" ;;
-esac
+show() {
+  printf '+'
+  printf ' %q' "$@"
+  printf '\n'
+}
 
-for image in "${selected[@]}"; do
-  echo "Building $image for $system ..." >&2
-  command=(nix build ".#packages.$system.$image" --out-link "result-$image" --print-build-logs)
+if [ "$use_flakesmith" = 1 ] && command -v flakesmith >/dev/null; then
+  # One evaluation and one nix build for all images; flakesmith checks the prerequisites
+  # (flakes, a way to build foreign systems) and writes images/SHA256SUMS.
+  command=(flakesmith build -C "$(dirname "${BASH_SOURCE[0]}")")
+  if [ -n "$system" ]; then
+    command+=(--system "$system")
+  fi
+  command+=("${selected[@]}")
   if [ "$dry_run" = 1 ]; then
-    printf '+'
-    printf ' %q' "${command[@]}"
-    printf '\n'
+    show "${command[@]}"
   else
     "${command[@]}"
   fi
-done
+else
+  if [ -z "$system" ]; then
+    system="$(nix --extra-experimental-features nix-command eval --impure --raw --expr builtins.currentSystem)"
+  fi
+  case "$system" in
+    x86_64-linux) ;;
+    aarch64-linux) ;;
+    *) die "no packages for build system '$system' (flakesmith.yaml build.systems: x86_64-linux, aarch64-linux); on a Mac, build on its Linux builder" ;;
+  esac
+
+  for image in "${selected[@]}"; do
+    echo "Building $image for $system ..." >&2
+    command=(nix build ".#packages.$system.$image" --out-link "result-$image" --print-build-logs)
+    if [ "$dry_run" = 1 ]; then
+      show "${command[@]}"
+    else
+      "${command[@]}"
+    fi
+  done
+fi
 
 echo "Built: ${selected[*]}" >&2
 echo "Deploy with:" >&2

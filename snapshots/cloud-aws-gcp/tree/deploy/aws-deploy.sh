@@ -4,6 +4,8 @@
 # `aws ec2 import-image` refuses NixOS, so this takes the path that works: upload the disk image
 # to S3, `aws ec2 import-snapshot`, wait for the snapshot, `aws ec2 register-image` (ENA, boot
 # mode and architecture from the image's nix-support/image-info.json), then tag the AMI.
+# Credentials, region and bucket are checked before anything is uploaded; a failing step stops
+# the script and says which one.
 set -euo pipefail
 
 project=cloud-images
@@ -22,7 +24,8 @@ Options:
   --region REGION   AWS region of the AMI (default: \$AWS_REGION or \$AWS_DEFAULT_REGION)
   --bucket BUCKET   S3 bucket to upload the disk image to, in that region
                     (default: \$FLAKESMITH_AWS_BUCKET)
-  --image DIR       the built image (default: result-aws, built first if missing)
+  --image DIR       the built image (default: images/aws from flakesmith build, else
+                    result-aws; built first if neither exists)
   --name NAME       AMI name (default: $project-<NixOS label>)
   --role NAME       service role import-snapshot uses to read the bucket (default: vmimport;
                     see https://docs.aws.amazon.com/vm-import/latest/userguide/required-permissions.html)
@@ -81,14 +84,38 @@ if [ "$dry_run" = 0 ]; then
   done
 fi
 
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+step="checking the arguments"
+on_error() {
+  local status=$?
+  # A failure inside $(…) reaches here from the subshell first: report it once, from the top.
+  [ "$BASHPID" = "$$" ] || exit "$status"
+  echo "aws-deploy: stopped: $step failed (exit $status); nothing after it was done." >&2
+  exit 1
+}
+trap on_error ERR
+set -o errtrace
+
 # Runs a command, or prints it under --dry-run.
+# (Under --dry-run every command is printed to the script's stdout, fd 3, even from inside $(…).
+# Otherwise the tools' own output goes to stderr: stdout carries only the AMI id.)
+exec 3>&1
 run() {
   if [ "$dry_run" = 1 ]; then
-    printf '+'
-    printf ' %q' "$@"
-    printf '\n'
+    printf '+' >&3
+    printf ' %q' "$@" >&3
+    printf '\n' >&3
   else
-    "$@"
+    "$@" >&2
+  fi
+}
+
+# Like run, for a check whose output is not needed.
+quiet() {
+  if [ "$dry_run" = 1 ]; then
+    run "$@"
+  else
+    "$@" >/dev/null
   fi
 }
 
@@ -97,17 +124,43 @@ capture() {
   local placeholder="$1"
   shift
   if [ "$dry_run" = 1 ]; then
-    run "$@" >&2
+    run "$@"
     printf '%s\n' "$placeholder"
   else
     "$@"
   fi
 }
 
+# The account, the region and the bucket, before anything is built or uploaded. The bucket must
+# be in the region: import-snapshot reads it from there.
+step="checking the AWS credentials"
+quiet aws sts get-caller-identity --output json
+step="checking the bucket $bucket"
+if ! quiet aws s3api head-bucket --bucket "$bucket" --region "$region"; then
+  echo "aws-deploy: bucket $bucket does not exist or this account cannot read it" >&2
+  false
+fi
+bucket_region="$(capture "{\"LocationConstraint\": \"$region\"}" \
+  aws s3api get-bucket-location --bucket "$bucket" --output json | jq -r '.LocationConstraint // "us-east-1"')"
+# S3 reports us-east-1 as null, and very old eu-west-1 buckets as EU.
+[ "$bucket_region" != "EU" ] || bucket_region=eu-west-1
+[ "$bucket_region" = "$region" ] ||
+  die "bucket $bucket is in $bucket_region, not $region: import-snapshot needs them in one region"
+
 if [ -z "$image" ]; then
-  image=result-aws
-  if [ ! -e "$image" ]; then
-    run nix build .#aws --out-link "$image" --print-build-logs
+  if [ -e "$repo_root/images/aws" ]; then
+    image="$repo_root/images/aws"
+  elif [ -e "$repo_root/result-aws" ]; then
+    image="$repo_root/result-aws"
+  else
+    step="building the image"
+    if command -v flakesmith >/dev/null; then
+      run flakesmith build -C "$repo_root" aws
+      image="$repo_root/images/aws"
+    else
+      image="$repo_root/result-aws"
+      run nix build "$repo_root#aws" --out-link "$image" --print-build-logs
+    fi
   fi
 fi
 
@@ -134,35 +187,48 @@ esac
 key="$name.${file##*.}"
 
 echo "Uploading $file to s3://$bucket/$key ..." >&2
+step="uploading $file to s3://$bucket/$key"
 run aws s3 cp "$file" "s3://$bucket/$key" --region "$region"
 
 echo "Importing the snapshot ..." >&2
-task="$(capture import-snap-0000 aws ec2 import-snapshot --region "$region" \
+step="aws ec2 import-snapshot"
+task="$(capture '{"ImportTaskId": "import-snap-0000"}' aws ec2 import-snapshot --region "$region" \
   --role-name "$role" \
   --description "$name" \
   --disk-container "Format=$image_format,UserBucket={S3Bucket=$bucket,S3Key=$key}" \
-  --query ImportTaskId --output text)"
+  --output json | jq -r .ImportTaskId)"
 
+step="waiting for the snapshot import $task"
 snapshot=""
 if [ "$dry_run" = 1 ]; then
-  run aws ec2 describe-import-snapshot-tasks --region "$region" --import-task-ids "$task"
+  run aws ec2 describe-import-snapshot-tasks --region "$region" --import-task-ids "$task" --output json
   snapshot=snap-0000
 else
   while :; do
-    read -r status snapshot message < <(aws ec2 describe-import-snapshot-tasks --region "$region" \
-      --import-task-ids "$task" \
-      --query 'ImportSnapshotTasks[0].SnapshotTaskDetail.[Status,SnapshotId,StatusMessage]' \
-      --output text)
+    detail="$(aws ec2 describe-import-snapshot-tasks --region "$region" --import-task-ids "$task" \
+      --output json | jq -c '.ImportSnapshotTasks[0].SnapshotTaskDetail')"
+    status="$(jq -r '.Status // "unknown"' <<<"$detail")"
     case "$status" in
-      completed) break ;;
-      active) echo "  $task: ${message:-in progress}" >&2; sleep 15 ;;
-      *) fail "import $task ended as '$status': $message" ;;
+      completed)
+        snapshot="$(jq -r .SnapshotId <<<"$detail")"
+        echo "  $task: completed, snapshot $snapshot" >&2
+        break
+        ;;
+      active | pending)
+        echo "  $task: $(jq -r '"\(.Progress // "0")% \(.StatusMessage // .Status)"' <<<"$detail")" >&2
+        sleep 15
+        ;;
+      *)
+        echo "aws-deploy: import $task ended as '$status': $(jq -r '.StatusMessage // "no message"' <<<"$detail")" >&2
+        false
+        ;;
     esac
   done
 fi
 
 echo "Registering the AMI ..." >&2
-ami="$(capture ami-0000 aws ec2 register-image --region "$region" \
+step="aws ec2 register-image"
+ami="$(capture '{"ImageId": "ami-0000"}' aws ec2 register-image --region "$region" \
   --name "$name" \
   --description "NixOS $label ($project, built by flakesmith)" \
   --architecture "$architecture" \
@@ -173,12 +239,14 @@ ami="$(capture ami-0000 aws ec2 register-image --region "$region" \
   --sriov-net-support simple \
   --imds-support v2.0 \
   --boot-mode "$boot_mode" \
-  --query ImageId --output text)"
+  --output json | jq -r .ImageId)"
 
+step="tagging $ami"
 run aws ec2 create-tags --region "$region" --resources "$ami" "$snapshot" \
   --tags "Key=Name,Value=$name" "Key=flakesmith:project,Value=$project" "Key=nixos:label,Value=$label"
 
 if [ "$keep_upload" = 0 ]; then
+  step="removing the upload s3://$bucket/$key"
   run aws s3 rm "s3://$bucket/$key" --region "$region"
 fi
 

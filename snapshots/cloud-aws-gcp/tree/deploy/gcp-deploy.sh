@@ -3,6 +3,8 @@
 #
 # Uploads the <name>.raw.tar.gz built by `nix build .#gcp` (a tarball holding disk.raw, the form
 # GCE imports) to a Cloud Storage bucket, then `gcloud compute images create --source-uri gs://…`.
+# The project and the bucket are checked before anything is uploaded; a failing step stops the
+# script and says which one.
 set -euo pipefail
 
 project_name=cloud-images
@@ -18,7 +20,8 @@ Uploads the image built by 'nix build .#gcp' and creates a Compute Engine image 
 Options:
   --project PROJECT   Google Cloud project (default: \$CLOUDSDK_CORE_PROJECT or \$GOOGLE_CLOUD_PROJECT)
   --bucket BUCKET     Cloud Storage bucket to upload to (default: \$FLAKESMITH_GCP_BUCKET)
-  --image DIR         the built image (default: result-gcp, built first if missing)
+  --image DIR         the built image (default: images/gcp from flakesmith build, else
+                      result-gcp; built first if neither exists)
   --name NAME         image name (default: $project_name-<NixOS label>, made a valid name)
   --family FAMILY     image family, so instances can follow the newest image (default: $project_name)
   --guest-os-features LIST
@@ -84,21 +87,54 @@ if [ "$dry_run" = 0 ]; then
   done
 fi
 
-# Runs a command, or prints it under --dry-run.
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+step="checking the arguments"
+on_error() {
+  local status=$?
+  echo "gcp-deploy: stopped: $step failed (exit $status); nothing after it was done." >&2
+  exit 1
+}
+trap on_error ERR
+set -o errtrace
+
+# Runs a command, or prints it under --dry-run. The tools' own output goes to stderr: stdout
+# carries only the image name.
 run() {
   if [ "$dry_run" = 1 ]; then
     printf '+'
     printf ' %q' "$@"
     printf '\n'
   else
-    "$@"
+    "$@" >&2
   fi
 }
 
+# The project and the bucket, before anything is built or uploaded.
+step="checking project $project"
+if ! run gcloud projects describe "$project" --format='value(projectId)'; then
+  echo "gcp-deploy: project $project does not exist or this account cannot see it (gcloud auth login?)" >&2
+  false
+fi
+step="checking bucket gs://$bucket"
+if ! run gcloud storage buckets describe "gs://$bucket" --project "$project" --format='value(name)'; then
+  echo "gcp-deploy: bucket gs://$bucket does not exist or this account cannot read it" >&2
+  false
+fi
+
 if [ -z "$image" ]; then
-  image=result-gcp
-  if [ ! -e "$image" ]; then
-    run nix build .#gcp --out-link "$image" --print-build-logs
+  if [ -e "$repo_root/images/gcp" ]; then
+    image="$repo_root/images/gcp"
+  elif [ -e "$repo_root/result-gcp" ]; then
+    image="$repo_root/result-gcp"
+  else
+    step="building the image"
+    if command -v flakesmith >/dev/null; then
+      run flakesmith build -C "$repo_root" gcp
+      image="$repo_root/images/gcp"
+    else
+      image="$repo_root/result-gcp"
+      run nix build "$repo_root#gcp" --out-link "$image" --print-build-logs
+    fi
   fi
 fi
 
@@ -122,9 +158,11 @@ name="$(gce_name "$name")"
 object="gs://$bucket/$name.raw.tar.gz"
 
 echo "Uploading $tarball to $object ..." >&2
+step="uploading $tarball to $object"
 run gcloud storage cp "$tarball" "$object" --project "$project"
 
 echo "Creating image $name ..." >&2
+step="gcloud compute images create $name"
 run gcloud compute images create "$name" \
   --project "$project" \
   --source-uri "$object" \
@@ -133,6 +171,7 @@ run gcloud compute images create "$name" \
   --description "NixOS $label ($project_name, built by flakesmith)"
 
 if [ "$keep_upload" = 0 ]; then
+  step="removing the upload $object"
   run gcloud storage rm "$object" --project "$project"
 fi
 

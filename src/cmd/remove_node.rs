@@ -1,0 +1,68 @@
+//! `flakesmith remove-node`: the node out of the answers, then the repo re-rendered and merged.
+//! A file of the node's that the user edited stays unless `--force`.
+
+use anyhow::Result;
+
+use super::{
+    repo::{print_plan, report, Repo},
+    Outcome,
+};
+use crate::{
+    cli::RemoveNodeArgs,
+    model::answers::SecretsMode,
+    sync::{Action, PlanOptions},
+};
+
+pub fn run(args: RemoveNodeArgs) -> Result<Outcome> {
+    let repo = Repo::open(&args.repo.dir)?;
+    let mut answers = repo.answers.clone();
+    let removed = answers.remove_node(&args.host)?;
+    let options = PlanOptions {
+        delete_edited: args.force,
+        ..Default::default()
+    };
+    let change = repo.prepare(&answers, options)?;
+    let plan = &change.plan;
+    println!(
+        "{} {} (board {}, slot {})",
+        if args.dry_run {
+            "Would remove"
+        } else {
+            "Removing"
+        },
+        removed.host,
+        removed.board,
+        removed.slot
+    );
+    print_plan(plan, false);
+    let kept: Vec<&str> = plan
+        .entries
+        .iter()
+        .filter(|(_, a)| *a == Action::KeepEdited)
+        .map(|(p, _)| p.as_str())
+        .collect();
+    if args.dry_run {
+        return Ok(Outcome::Success);
+    }
+    let applied = repo.apply(&change)?;
+    let outcome = report(&applied);
+    for path in kept {
+        println!("kept {path}: you edited it (--force removes it)");
+    }
+    let identity = crate::secrets::identity_path(&repo.dir, &removed.host);
+    if identity.exists() {
+        // A secret of the user's, and the only way to read what was encrypted to the node.
+        println!(
+            "kept {}/{}.age, the node's age identity: delete it once nothing needs it",
+            crate::secrets::KEYS_DIR,
+            removed.host
+        );
+    }
+    if change.project.secrets.mode == SecretsMode::Sops {
+        println!(
+            "Next: stop encrypting to {}'s recipient (and rotate what it could read):\n  sops updatekeys secrets/secrets.yaml",
+            removed.host
+        );
+    }
+    Ok(outcome)
+}

@@ -1,0 +1,198 @@
+//! Opening a generated repository: what every command that changes one does first.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::{
+    model::{Answers, InvalidAnswer, Project},
+    render::{self, ANSWERS_FILE},
+    secrets,
+    sync::{self, Applied, Plan},
+    UsageError,
+};
+
+/// A generated repo, locked against other flakesmith runs for as long as this lives.
+pub struct Repo {
+    pub dir: PathBuf,
+    pub answers: Answers,
+    _lock: fs_err::File,
+}
+
+impl Repo {
+    /// Locks the repo, rolls back a transaction a crash interrupted, and reads its answers.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let answers_path = dir.join(ANSWERS_FILE);
+        if !answers_path.is_file() {
+            return Err(UsageError::new(format!(
+                "{} has no {ANSWERS_FILE}: not a flakesmith repo (create one with `flakesmith init`, or pass -C DIR)",
+                dir.display()
+            ))
+            .into());
+        }
+        let lock = lock(dir)?;
+        if let Some(n) = sync::recover(dir)? {
+            eprintln!(
+                "note: an earlier flakesmith run in {} was interrupted; its change ({n} files) was rolled back",
+                dir.display()
+            );
+        }
+        let text = fs_err::read_to_string(&answers_path)?;
+        if sync::has_conflict_markers(&text) {
+            return Err(UsageError::new(format!(
+                "{ANSWERS_FILE} has conflict markers from an earlier update: keep the answers you want, remove the <<<<<<< ======= >>>>>>> lines, and run the command again"
+            ))
+            .into());
+        }
+        let answers = Answers::from_yaml(&text).map_err(|e| match e.field.as_str() {
+            ANSWERS_FILE => e,
+            field => InvalidAnswer::new(format!("{ANSWERS_FILE}: {field}"), e.message),
+        })?;
+        if let Some(written_by) = answers.flakesmith_version.as_deref() {
+            let running = env!("CARGO_PKG_VERSION");
+            if is_newer(written_by, running) {
+                eprintln!(
+                    "note: {ANSWERS_FILE} was written by flakesmith {written_by}, newer than this one ({running}): what it generates may differ; upgrade flakesmith"
+                );
+            }
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            answers,
+            _lock: lock,
+        })
+    }
+
+    /// Renders `answers` (this repo's, or changed ones) and plans bringing the repo to it, to
+    /// look at only (`diff`, `--dry-run`): a node without an age identity yet shows as a
+    /// placeholder in `.sops.yaml`, and none is made.
+    pub fn plan(&self, answers: &Answers, options: sync::PlanOptions) -> Result<(Project, Plan)> {
+        let mut project = Project::from_answers(answers)?;
+        project.node_age_recipients = secrets::existing_node_recipients(&self.dir, &project)?;
+        let plan = sync::plan(&self.dir, &render::render(&project)?, options)?;
+        Ok((project, plan))
+    }
+
+    /// Like [`Repo::plan`], for a change that will be applied: a node that needs an age
+    /// identity gets one (in memory until [`Repo::apply`]), and its recipient is rendered.
+    pub fn prepare(&self, answers: &Answers, options: sync::PlanOptions) -> Result<Change> {
+        let mut project = Project::from_answers(answers)?;
+        let node_keys = secrets::NodeKeys::prepare(&self.dir, &project)?;
+        project.node_age_recipients = node_keys.recipients();
+        let plan = sync::plan(&self.dir, &render::render(&project)?, options)?;
+        Ok(Change {
+            project,
+            plan,
+            node_keys,
+        })
+    }
+
+    /// Applies the change in one transaction, node identities included: they are written
+    /// (0600, never through a temporary file) just before the renames, and removed again if the
+    /// transaction fails or is interrupted.
+    pub fn apply(&self, change: &Change) -> Result<Applied> {
+        let made = change.node_keys.new_paths();
+        let own = (!made.is_empty()).then(|| sync::OwnWrites {
+            paths: made.clone(),
+            write: Box::new(|| change.node_keys.write_new(&self.dir).map(drop)),
+        });
+        let applied = sync::apply_with(&self.dir, &change.plan, own)?;
+        secrets::report_made(&made);
+        Ok(applied)
+    }
+}
+
+/// A change ready to apply: the project it renders, the plan, and node identities to write.
+pub struct Change {
+    pub project: Project,
+    pub plan: Plan,
+    node_keys: secrets::NodeKeys,
+}
+
+impl Change {
+    /// The identities [`Repo::apply`] will write, relative to the repo.
+    pub fn node_keys_to_make(&self) -> Vec<String> {
+        self.node_keys.new_paths()
+    }
+}
+
+/// Holds an exclusive lock on the repo directory, so that a second flakesmith run neither changes
+/// the repo at the same time nor mistakes the first one's transaction for an interrupted one.
+fn lock(dir: &Path) -> Result<fs_err::File> {
+    let file = fs_err::File::open(dir)?;
+    match file.file().try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(UsageError::new(format!(
+            "another flakesmith is working in {}; wait for it to finish",
+            dir.display()
+        ))
+        .into()),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", dir.display()))
+        }
+    }
+}
+
+/// Whether version `a` is newer than `b` (numeric dotted versions; pre-release tags ignored).
+fn is_newer(a: &str, b: &str) -> bool {
+    let parse = |v: &str| -> Vec<u64> {
+        v.split(['-', '+'])
+            .next()
+            .unwrap_or_default()
+            .split('.')
+            .map(|p| p.parse().unwrap_or(0))
+            .collect()
+    };
+    parse(a) > parse(b)
+}
+
+/// The plan's lines that change something (or all, with `all`), as `update --dry-run` shows them.
+pub fn print_plan(plan: &Plan, all: bool) {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for (path, action) in &plan.entries {
+        if all || action.changes_disk() {
+            let _ = writeln!(out, "{:>13}  {path}", action.label());
+        }
+    }
+    // `update --dry-run | head` closing the pipe early is not an error worth a panic.
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), out.as_bytes());
+}
+
+/// The summary after applying, and the exit outcome: conflicts are findings.
+pub fn report(applied: &Applied) -> super::Outcome {
+    for path in &applied.kept_beside {
+        println!(
+            "kept your {path}; flakesmith's version is in {path}{}",
+            sync::NEW_SUFFIX
+        );
+    }
+    println!(
+        "{} files written, {} removed.",
+        applied.written.len(),
+        applied.deleted.len()
+    );
+    if applied.conflicts.is_empty() {
+        super::Outcome::Success
+    } else {
+        eprintln!(
+            "{} files have conflicts (your edits and flakesmith's change touch the same lines); resolve the <<<<<<< markers in:",
+            applied.conflicts.len()
+        );
+        for path in &applied.conflicts {
+            println!("CONFLICT  {path}");
+        }
+        super::Outcome::Findings
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn versions_compare_numerically() {
+        assert!(super::is_newer("0.10.0", "0.9.3"));
+        assert!(super::is_newer("1.0.0", "0.99.0"));
+        assert!(!super::is_newer("0.1.0", "0.1.0"));
+        assert!(!super::is_newer("0.1.0-rc1", "0.1.0"));
+    }
+}

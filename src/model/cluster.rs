@@ -1,0 +1,343 @@
+//! Growing and shrinking the cluster in the answers: where a new node goes, and what it is called.
+//!
+//! Only the answers change here; everything generated follows from re-rendering them.
+
+use super::{
+    answers::{default_bmc_host, BoardAnswers, NodeAnswers, DEFAULT_HOST_PREFIX, SLOTS_PER_BOARD},
+    Answers, Hostname, InvalidAnswer, Ipv4Cidr, Layout, Platform,
+};
+
+/// What `add-node` was asked for; anything left out is chosen.
+#[derive(Debug, Clone, Default)]
+pub struct NodeRequest {
+    pub host: Option<String>,
+    pub board: Option<String>,
+    pub slot: Option<u8>,
+    pub address: Option<String>,
+    /// Names not to choose although no node has them: say, a removed node's file the user kept.
+    pub avoid: Vec<String>,
+}
+
+/// Where a new node will go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub host: String,
+    pub board: String,
+    pub slot: u8,
+    /// The board does not exist yet: it needs a BMC host.
+    pub new_board: bool,
+    pub address: Option<String>,
+}
+
+impl Answers {
+    fn has_rk1(&self) -> bool {
+        self.layout == Layout::Rk1Cluster || self.platforms.contains(&Platform::Rk1)
+    }
+
+    /// Chooses the host name, board and slot of a new node, or says in one line why it cannot.
+    pub fn place_node(&self, req: &NodeRequest) -> Result<Placement, InvalidAnswer> {
+        if !self.has_rk1() {
+            return Err(InvalidAnswer::new(
+                "platforms",
+                "this repo builds no rk1 images: add rk1 to platforms in flakesmith.yaml first",
+            ));
+        }
+        let host = match &req.host {
+            Some(h) => {
+                let host = Hostname::parse(h).map_err(|m| InvalidAnswer::new("HOST", m))?;
+                if self.nodes.iter().any(|n| n.host == host.as_str()) {
+                    return Err(InvalidAnswer::new(
+                        "HOST",
+                        format!("node '{host}' already exists"),
+                    ));
+                }
+                host.to_string()
+            }
+            None => self.next_host(&req.avoid),
+        };
+        let (board, slot, new_board) = match &req.board {
+            Some(name) if self.boards.iter().any(|b| &b.name == name) => {
+                let slot = match req.slot {
+                    Some(slot) => {
+                        if !(1..=SLOTS_PER_BOARD).contains(&slot) {
+                            return Err(InvalidAnswer::new(
+                                "--slot",
+                                format!("slot {slot} does not exist (a Turing Pi 2 has slots 1-{SLOTS_PER_BOARD})"),
+                            ));
+                        }
+                        if let Some(n) = self.node_at(name, slot) {
+                            return Err(InvalidAnswer::new(
+                                "--slot",
+                                format!("slot {slot} of board '{name}' is taken by {}", n.host),
+                            ));
+                        }
+                        slot
+                    }
+                    None => self.free_slot(name).ok_or_else(|| {
+                        InvalidAnswer::new(
+                            "--board",
+                            format!(
+                                "board '{name}' is full ({SLOTS_PER_BOARD} slots); choose another board, or name a new one with --board NAME --bmc-host HOST"
+                            ),
+                        )
+                    })?,
+                };
+                (name.clone(), slot, false)
+            }
+            Some(name) => {
+                Hostname::parse(name).map_err(|m| InvalidAnswer::new("--board", m))?;
+                let slot = req.slot.unwrap_or(1);
+                if !(1..=SLOTS_PER_BOARD).contains(&slot) {
+                    return Err(InvalidAnswer::new(
+                        "--slot",
+                        format!("slot {slot} does not exist (a Turing Pi 2 has slots 1-{SLOTS_PER_BOARD})"),
+                    ));
+                }
+                (name.clone(), slot, true)
+            }
+            None => match self
+                .boards
+                .iter()
+                .find_map(|b| Some((b, self.free_slot(&b.name)?)))
+            {
+                Some((b, slot)) => (b.name.clone(), slot, false),
+                None => (self.next_board_name(), 1, true),
+            },
+        };
+        let address = match req
+            .address
+            .as_deref()
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+        {
+            Some(a) => {
+                let cidr = Ipv4Cidr::parse(a).map_err(|m| InvalidAnswer::new("--address", m))?;
+                let taken = self.nodes.iter().find(|n| {
+                    n.address
+                        .as_deref()
+                        .and_then(|o| Ipv4Cidr::parse(o).ok())
+                        .is_some_and(|o| o.ip == cidr.ip)
+                });
+                if let Some(n) = taken {
+                    return Err(InvalidAnswer::new(
+                        "--address",
+                        format!("{} is already the address of {}", cidr.ip, n.host),
+                    ));
+                }
+                Some(cidr.to_string())
+            }
+            None => None,
+        };
+        Ok(Placement {
+            host,
+            board,
+            slot,
+            new_board,
+            address,
+        })
+    }
+
+    /// Adds the node (and its board, when new, with this BMC host).
+    pub fn add_node(&mut self, placement: &Placement, bmc_host: Option<String>) {
+        if placement.new_board {
+            let n = self.boards.len() + 1;
+            self.boards.push(BoardAnswers {
+                name: placement.board.clone(),
+                bmc_host: bmc_host.unwrap_or_else(|| default_bmc_host(n)),
+            });
+        }
+        self.nodes.push(NodeAnswers {
+            host: placement.host.clone(),
+            board: placement.board.clone(),
+            slot: placement.slot,
+            address: placement.address.clone(),
+        });
+    }
+
+    /// Removes a node; its board stays (the hardware is still there, and so is its BMC).
+    pub fn remove_node(&mut self, host: &str) -> Result<NodeAnswers, InvalidAnswer> {
+        let Some(i) = self.nodes.iter().position(|n| n.host == host) else {
+            let hosts: Vec<&str> = self.nodes.iter().map(|n| n.host.as_str()).collect();
+            return Err(InvalidAnswer::new(
+                "HOST",
+                format!(
+                    "no node '{host}' in flakesmith.yaml (nodes: {})",
+                    hosts.join(", ")
+                ),
+            ));
+        };
+        if self.nodes.len() == 1 {
+            return Err(InvalidAnswer::new(
+                "HOST",
+                format!("'{host}' is the only node, and an RK1 cluster needs at least one"),
+            ));
+        }
+        Ok(self.nodes.remove(i))
+    }
+
+    fn node_at(&self, board: &str, slot: u8) -> Option<&NodeAnswers> {
+        self.nodes
+            .iter()
+            .find(|n| n.board == board && n.slot == slot)
+    }
+
+    fn free_slot(&self, board: &str) -> Option<u8> {
+        (1..=SLOTS_PER_BOARD).find(|&s| self.node_at(board, s).is_none())
+    }
+
+    /// `<prefix><n+1>`, continuing the naming the cluster already uses: the prefix of the last
+    /// node whose name ends in a number, and one more than the largest number with that prefix.
+    pub fn next_host(&self, avoid: &[String]) -> String {
+        let split = |h: &str| {
+            let prefix = h.trim_end_matches(|c: char| c.is_ascii_digit());
+            let number = h[prefix.len()..].parse::<u64>().ok()?;
+            Some((prefix.to_owned(), number))
+        };
+        let prefix = self
+            .nodes
+            .iter()
+            .rev()
+            .find_map(|n| split(&n.host))
+            .map(|(p, _)| p)
+            .unwrap_or_else(|| DEFAULT_HOST_PREFIX.to_owned());
+        let mut n = self
+            .nodes
+            .iter()
+            .filter_map(|node| split(&node.host))
+            .filter(|(p, _)| *p == prefix)
+            .map(|(_, n)| n)
+            .max()
+            .unwrap_or(0);
+        loop {
+            n += 1;
+            let host = format!("{prefix}{n}");
+            if !self.nodes.iter().any(|node| node.host == host) && !avoid.contains(&host) {
+                return host;
+            }
+        }
+    }
+
+    fn next_board_name(&self) -> String {
+        (self.boards.len() + 1..)
+            .map(|n| format!("tp{n}"))
+            .find(|name| !self.boards.iter().any(|b| &b.name == name))
+            .expect("some name is free")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn add(a: &mut Answers, req: NodeRequest) -> Placement {
+        let p = a.place_node(&req).unwrap();
+        a.add_node(&p, None);
+        p
+    }
+
+    #[test]
+    fn a_fifth_node_takes_a_new_board() {
+        let mut a = Answers::default();
+        let p = add(&mut a, NodeRequest::default());
+        assert_eq!(
+            p,
+            Placement {
+                host: "rk1-node5".into(),
+                board: "tp2".into(),
+                slot: 1,
+                new_board: true,
+                address: None
+            }
+        );
+        assert_eq!(a.boards[1].bmc_host, "turingpi2.local");
+        let p = add(&mut a, NodeRequest::default());
+        assert_eq!(
+            (p.host.as_str(), p.board.as_str(), p.slot, p.new_board),
+            ("rk1-node6", "tp2", 2, false)
+        );
+        crate::model::Project::from_answers(&a).unwrap();
+    }
+
+    #[test]
+    fn a_freed_slot_is_reused_and_names_continue() {
+        let mut a = Answers::default();
+        a.remove_node("rk1-node2").unwrap();
+        let p = add(&mut a, NodeRequest::default());
+        assert_eq!(
+            (p.host.as_str(), p.board.as_str(), p.slot),
+            ("rk1-node5", "tp1", 2)
+        );
+    }
+
+    #[test]
+    fn bad_requests_are_one_line_naming_the_flag() {
+        let a = Answers::default();
+        let err = |req: NodeRequest| a.place_node(&req).unwrap_err();
+        let full = err(NodeRequest {
+            board: Some("tp1".into()),
+            ..Default::default()
+        });
+        assert_eq!(full.field, "--board");
+        assert!(full.message.contains("full"), "{full}");
+        let taken = err(NodeRequest {
+            board: Some("tp1".into()),
+            slot: Some(3),
+            ..Default::default()
+        });
+        assert!(taken.message.contains("taken by rk1-node3"), "{taken}");
+        assert_eq!(
+            err(NodeRequest {
+                host: Some("rk1-node1".into()),
+                ..Default::default()
+            })
+            .field,
+            "HOST"
+        );
+        assert_eq!(
+            err(NodeRequest {
+                host: Some("Bad_Name".into()),
+                ..Default::default()
+            })
+            .field,
+            "HOST"
+        );
+        assert_eq!(
+            err(NodeRequest {
+                address: Some("10.0.0.300/24".into()),
+                ..Default::default()
+            })
+            .field,
+            "--address"
+        );
+        assert_eq!(
+            err(NodeRequest {
+                board: Some("tp2".into()),
+                slot: Some(5),
+                ..Default::default()
+            })
+            .field,
+            "--slot"
+        );
+        let mut b = Answers::default();
+        assert_eq!(b.remove_node("nope").unwrap_err().field, "HOST");
+        b.layout = Layout::MultiCloud;
+        b.platforms = vec![Platform::Aws];
+        assert_eq!(
+            b.place_node(&NodeRequest::default()).unwrap_err().field,
+            "platforms"
+        );
+    }
+
+    #[test]
+    fn a_taken_address_is_refused() {
+        let mut a = Answers::default();
+        a.nodes[0].address = Some("10.0.0.11/24".into());
+        let e = a
+            .place_node(&NodeRequest {
+                address: Some("10.0.0.11/24".into()),
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert!(e.message.contains("rk1-node1"), "{e}");
+    }
+}
