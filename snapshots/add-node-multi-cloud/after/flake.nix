@@ -90,6 +90,9 @@
       # The configurations the machines run (what nixos-rebuild switches to), built natively.
       nixosConfigurations = lib.mapAttrs (_: machine: nixosSystemFor machine machine.system) machines;
 
+      # An image is the configuration its machine runs, nothing added.
+      imageOf = nixos: nixos;
+
       # Every image, as built on buildSystem.
       imagesBuiltOn =
         buildSystem:
@@ -102,7 +105,7 @@
               else
                 nixosSystemFor machine buildSystem;
           in
-          lib.mapAttrs (_: image: image nixos.config) machine.images
+          lib.mapAttrs (_: image: image (imageOf nixos).config) machine.images
         ) machines;
     in
     {
@@ -133,5 +136,10 @@
           ];
         };
       });
+
+      # nix fmt: nixfmt (RFC 166), the style these files are written in.
+      formatter = lib.genAttrs shellSystems (
+        system: nixpkgs.legacyPackages.${system}.nixfmt
+      );
     };
 }

@@ -19,9 +19,8 @@
   # image builds only); deploy/post-deploy.sh switches each node to this configuration, which
   # has the keys above and not the deployment key.
 
-  # The admin account has no password (it logs in with the keys above), so sudo could never
-  # ask for one. To require one, give the account a hashed password
-  # (users.users.admin.hashedPasswordFile) and remove this line.
+  # No password anywhere (flakesmith.yaml has no temporary-password-hash), so sudo cannot ask
+  # for one: the admin's SSH key is the credential.
   security.sudo.wheelNeedsPassword = false;
 
   services.openssh = {

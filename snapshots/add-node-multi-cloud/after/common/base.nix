@@ -35,11 +35,11 @@
     jq
   ];
 
-  # sops-nix: secrets/secrets.yaml is encrypted to the admins and to every machine (.sops.yaml).
-  # Only the encrypted file enters the Nix store; each machine decrypts at activation with a key
-  # that is provisioned at deploy time, never baked into an image.
+  # sops-nix: secrets/secrets.yaml is encrypted to the admins and to each machine (.sops.yaml).
+  # Only the encrypted file enters the Nix store. A machine decrypts with its SSH host key, which
+  # sshd makes on its first boot (never baked into an image): its age recipient is then
+  # `ssh-keyscan -t ed25519 <address> | ssh-to-age`, added to .sops.yaml (README, "Secrets").
   sops.defaultSopsFile = ../secrets/secrets.yaml;
-  # The machine's age identity is derived from its SSH host key (ssh-to-age).
   sops.age.sshKeyPaths = [ "/etc/ssh/ssh_host_ed25519_key" ];
 
   # The release these machines were first installed with (flakesmith.yaml: state-version).
