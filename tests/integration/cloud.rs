@@ -739,3 +739,51 @@ fn sops_machines_decrypt_with_keys_they_have() {
     }
     assert!(readme.contains("ssh-keyscan -t ed25519 <address> | ssh-to-age"), "{readme}");
 }
+
+#[test]
+fn a_recorded_cloud_recipient_survives_add_node() {
+    // The user uncomments a cloud machine's placeholder in .sops.yaml after its first boot; a
+    // later add-node changes the same file and must merge with that edit, not conflict: the
+    // placeholders sit apart from the node lines add-node inserts.
+    use assert_cmd::cargo::CommandCargoExt;
+    let home = tempfile::tempdir().unwrap();
+    let repo = home.path().join("fleet");
+    let flakesmith = |args: &[&str], dir: &Path| {
+        let out = Command::cargo_bin("flakesmith")
+            .unwrap()
+            .args(args)
+            .current_dir(dir)
+            .env("HOME", home.path())
+            .env_remove("SOPS_AGE_KEY_FILE")
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    };
+    let (code, out) = flakesmith(
+        &[
+            "init", "fleet", "--yes", "--platform", "aws,rk1", "--nodes", "1",
+            "--ssh-key", crate::support::ADMIN_SSH_KEY,
+            "--age-recipient", crate::support::ADMIN_AGE_RECIPIENT,
+        ],
+        home.path(),
+    );
+    assert_eq!(code, Some(0), "{out}");
+    // What ssh-to-age would print for the instance's host key (any age recipient will do).
+    let aws = "age142udgvpkm7hpy5mwaktlyptcyee5z2l7fvnz8udkg9kzu29zpucqej5vy8";
+    let sops_yaml = std::fs::read_to_string(repo.join(".sops.yaml")).unwrap();
+    assert!(sops_yaml.contains("  # - &aws age1…\n") && sops_yaml.contains("          # - *aws\n"), "{sops_yaml}");
+    let recorded = sops_yaml
+        .replace("  # - &aws age1…\n", &format!("  - &aws {aws}\n"))
+        .replace("          # - *aws\n", "          - *aws\n");
+    std::fs::write(repo.join(".sops.yaml"), &recorded).unwrap();
+
+    let (code, out) = flakesmith(&["add-node", "rk1-node2"], &repo);
+    assert_eq!(code, Some(0), "{out}");
+    let merged = std::fs::read_to_string(repo.join(".sops.yaml")).unwrap();
+    assert!(!merged.contains("<<<<<<<"), "{merged}");
+    for line in [format!("  - &aws {aws}\n"), "          - *aws\n".into(), "          - *rk1-node2\n".into()] {
+        assert!(merged.contains(&line), "{line:?} in\n{merged}");
+    }
+    let (code, out) = flakesmith(&["check"], &repo);
+    assert_eq!(code, Some(0), "{out}");
+}
