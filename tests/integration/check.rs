@@ -466,7 +466,8 @@ fn check_passes_on_every_freshly_generated_variant() {
             String::from_utf8_lossy(&out.stderr)
         );
         let (code, lines) = check(&repo);
-        let pending_host_keys = answers.secrets.mode == flakesmith::model::answers::SecretsMode::Sops
+        let pending_host_keys = answers.secrets.mode
+            == flakesmith::model::answers::SecretsMode::Sops
             && answers.secrets.node_recipients
                 == flakesmith::model::answers::NodeRecipients::SshHostKeys;
         let unexpected: Vec<&String> = lines
@@ -477,5 +478,9 @@ fn check_passes_on_every_freshly_generated_variant() {
             failures.push(format!("{name} (exit {code}):\n  {}", lines.join("\n  ")));
         }
     }
-    assert!(failures.is_empty(), "check on fresh repos:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "check on fresh repos:\n{}",
+        failures.join("\n")
+    );
 }

@@ -678,7 +678,11 @@ fn multi_cloud_deployment_key_is_in_the_images_only() {
             serde_json::json!([crate::support::DEPLOY_SSH_KEY]),
             "{machine} image"
         );
-        assert_eq!(image_users["admin"], serde_json::json!([]), "{machine} image");
+        assert_eq!(
+            image_users["admin"],
+            serde_json::json!([]),
+            "{machine} image"
+        );
         let running = flake.eval(
             &format!("nixosConfigurations.{machine}.config.users.users"),
             keys_of,
@@ -726,7 +730,11 @@ fn sops_machines_decrypt_with_keys_they_have() {
     let readme = tree.get("README.md").unwrap().as_text().unwrap();
     for machine in ["aws", "gcp", "generic-arm64", "generic-x86_64"] {
         let a = age(machine);
-        assert_eq!(a["keyFile"], Value::Null, "{machine}: no age identity is provisioned there: {a}");
+        assert_eq!(
+            a["keyFile"],
+            Value::Null,
+            "{machine}: no age identity is provisioned there: {a}"
+        );
         assert_eq!(
             a["sshKeyPaths"],
             serde_json::json!(["/etc/ssh/ssh_host_ed25519_key"]),
@@ -737,7 +745,10 @@ fn sops_machines_decrypt_with_keys_they_have() {
             "{machine} has a place in .sops.yaml:\n{sops_yaml}"
         );
     }
-    assert!(readme.contains("ssh-keyscan -t ed25519 <address> | ssh-to-age"), "{readme}");
+    assert!(
+        readme.contains("ssh-keyscan -t ed25519 <address> | ssh-to-age"),
+        "{readme}"
+    );
 }
 
 #[test]
@@ -757,13 +768,25 @@ fn a_recorded_cloud_recipient_survives_add_node() {
             .env_remove("SOPS_AGE_KEY_FILE")
             .output()
             .unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
     };
     let (code, out) = flakesmith(
         &[
-            "init", "fleet", "--yes", "--platform", "aws,rk1", "--nodes", "1",
-            "--ssh-key", crate::support::ADMIN_SSH_KEY,
-            "--age-recipient", crate::support::ADMIN_AGE_RECIPIENT,
+            "init",
+            "fleet",
+            "--yes",
+            "--platform",
+            "aws,rk1",
+            "--nodes",
+            "1",
+            "--ssh-key",
+            crate::support::ADMIN_SSH_KEY,
+            "--age-recipient",
+            crate::support::ADMIN_AGE_RECIPIENT,
         ],
         home.path(),
     );
@@ -771,7 +794,10 @@ fn a_recorded_cloud_recipient_survives_add_node() {
     // What ssh-to-age would print for the instance's host key (any age recipient will do).
     let aws = "age142udgvpkm7hpy5mwaktlyptcyee5z2l7fvnz8udkg9kzu29zpucqej5vy8";
     let sops_yaml = std::fs::read_to_string(repo.join(".sops.yaml")).unwrap();
-    assert!(sops_yaml.contains("  # - &aws age1…\n") && sops_yaml.contains("          # - *aws\n"), "{sops_yaml}");
+    assert!(
+        sops_yaml.contains("  # - &aws age1…\n") && sops_yaml.contains("          # - *aws\n"),
+        "{sops_yaml}"
+    );
     let recorded = sops_yaml
         .replace("  # - &aws age1…\n", &format!("  - &aws {aws}\n"))
         .replace("          # - *aws\n", "          - *aws\n");
@@ -781,7 +807,11 @@ fn a_recorded_cloud_recipient_survives_add_node() {
     assert_eq!(code, Some(0), "{out}");
     let merged = std::fs::read_to_string(repo.join(".sops.yaml")).unwrap();
     assert!(!merged.contains("<<<<<<<"), "{merged}");
-    for line in [format!("  - &aws {aws}\n"), "          - *aws\n".into(), "          - *rk1-node2\n".into()] {
+    for line in [
+        format!("  - &aws {aws}\n"),
+        "          - *aws\n".into(),
+        "          - *rk1-node2\n".into(),
+    ] {
         assert!(merged.contains(&line), "{line:?} in\n{merged}");
     }
     let (code, out) = flakesmith(&["check"], &repo);

@@ -67,7 +67,10 @@ fn enter_throughout_gives_a_working_repo() {
     s.expect("Created").expect("init finished");
     s.expect(Eof).unwrap();
     let answers = std::fs::read_to_string(dir.path().join("cluster/flakesmith.yaml")).unwrap();
-    assert!(answers.contains("name: cluster") && answers.contains("host: rk1-node4"), "{answers}");
+    assert!(
+        answers.contains("name: cluster") && answers.contains("host: rk1-node4"),
+        "{answers}"
+    );
 }
 
 #[test]
@@ -78,7 +81,8 @@ fn typed_answers_and_a_corrected_mistake() {
     answer(&mut s, "Number of RK1 nodes", "5");
     // A bad host name is refused at the prompt, which asks again.
     answer(&mut s, "Host names", "a,b,c,d,Bad_E");
-    s.expect("not an RFC 1123 host name").expect("the mistake is explained");
+    s.expect("not an RFC 1123 host name")
+        .expect("the mistake is explained");
     s.send("\u{15}a,b,c,d,e").unwrap(); // Ctrl-U clears the line first
     s.send(ENTER).unwrap();
     answer(&mut s, "BMC host of board 1", "");
@@ -95,8 +99,18 @@ fn typed_answers_and_a_corrected_mistake() {
     s.expect(Eof).unwrap();
 
     let answers = std::fs::read_to_string(dir.path().join("cluster/flakesmith.yaml")).unwrap();
-    for expected in ["admin-user: ops", "bmc-host: tp-b.local", "host: e", "board: tp2", "dots: github:someone/dots", "admin@example"] {
-        assert!(answers.contains(expected), "{expected} missing from\n{answers}");
+    for expected in [
+        "admin-user: ops",
+        "bmc-host: tp-b.local",
+        "host: e",
+        "board: tp2",
+        "dots: github:someone/dots",
+        "admin@example",
+    ] {
+        assert!(
+            answers.contains(expected),
+            "{expected} missing from\n{answers}"
+        );
     }
 }
 
@@ -152,10 +166,16 @@ fn multi_cloud_asks_what_its_chosen_platforms_need() {
         answers.platforms,
         [Platform::Aws, Platform::Gcp, Platform::GenericX86_64]
     );
-    assert!(answers.monitoring.node_exporter && answers.monitoring.open_port, "{text}");
+    assert!(
+        answers.monitoring.node_exporter && answers.monitoring.open_port,
+        "{text}"
+    );
     assert_eq!(answers.aws.image_format, AwsImageFormat::Raw);
     assert!(answers.generic_x86_64.raw_efi);
-    assert!(!text.contains("temporary-example"), "the password itself is not stored");
+    assert!(
+        !text.contains("temporary-example"),
+        "the password itself is not stored"
+    );
     // The stored hash is the typed password's, as openssl computes it with the same salt.
     let hash = answers.temporary_password_hash.expect("a hash");
     let salt = hash.split('$').nth(2).unwrap();
@@ -174,14 +194,20 @@ fn without_openssl_the_password_question_takes_a_hash() {
     let mut s = spawn_init_named(dir.path(), "boards", Some(&empty));
     keys(&mut s, "Layout", &[DOWN]);
     // Only generic-arm64: uncheck aws, gcp, rk1 and generic-x86_64.
-    keys(&mut s, "Platforms", &[SPACE, DOWN, SPACE, DOWN, SPACE, DOWN, DOWN, SPACE]);
+    keys(
+        &mut s,
+        "Platforms",
+        &[SPACE, DOWN, SPACE, DOWN, SPACE, DOWN, DOWN, SPACE],
+    );
     answer(&mut s, "Admin user", "");
     answer(&mut s, "SSH public key", KEY);
     answer(&mut s, "Temporary console password", "y");
     // A password typed where the hash belongs is refused, and the prompt asks again.
     answer(&mut s, "Hash of the temporary password", "hunter2");
-    s.expect("not a password hash").expect("the mistake is explained");
-    s.send(format!("\u{15}{}", crate::support::TEMPORARY_PASSWORD_HASH)).unwrap();
+    s.expect("not a password hash")
+        .expect("the mistake is explained");
+    s.send(format!("\u{15}{}", crate::support::TEMPORARY_PASSWORD_HASH))
+        .unwrap();
     s.send(ENTER).unwrap();
     answer(&mut s, "Secrets", "");
     answer(&mut s, "Admin age recipients", "");
@@ -190,14 +216,20 @@ fn without_openssl_the_password_question_takes_a_hash() {
     answer(&mut s, "Prometheus node exporter", "n");
     let before = keys(&mut s, "dots flake", &[]);
     for absent in ["Open port", "AWS image format", "raw UEFI"] {
-        assert!(!before.contains(absent), "{absent} asked without its platform:\n{before}");
+        assert!(
+            !before.contains(absent),
+            "{absent} asked without its platform:\n{before}"
+        );
     }
     s.expect("Created").expect("init finished");
     s.expect(Eof).unwrap();
 
     let text = std::fs::read_to_string(dir.path().join("boards/flakesmith.yaml")).unwrap();
     let answers = flakesmith::model::Answers::from_yaml(&text).unwrap();
-    assert_eq!(answers.platforms, [flakesmith::model::Platform::GenericArm64]);
+    assert_eq!(
+        answers.platforms,
+        [flakesmith::model::Platform::GenericArm64]
+    );
     assert_eq!(
         answers.temporary_password_hash.as_deref(),
         Some(crate::support::TEMPORARY_PASSWORD_HASH)

@@ -39,7 +39,9 @@ impl Flake {
         // A user's blob is copied into the repository by `init`, not rendered.
         let flake = tree.get("flake.nix").unwrap().as_text().unwrap();
         // rk1-base.nix (rk1-cluster) or platforms/rk1.nix (multi-cloud) names it.
-        let rk1_base = tree.get("rk1-base.nix").or_else(|| tree.get("platforms/rk1.nix"));
+        let rk1_base = tree
+            .get("rk1-base.nix")
+            .or_else(|| tree.get("platforms/rk1.nix"));
         if rk1_base.is_some_and(|f| f.as_text().unwrap().contains("rk1-bootloader.bin}")) {
             repo.write("rk1-bootloader.bin", [0u8; 512]);
         }
@@ -302,17 +304,26 @@ fn deployment_keys_are_in_the_images_only() {
     // configuration post-deploy.sh switches to has the admin's keys and not the deployment key.
     // The stand-in shows which users and keys each system holds; that sshd honours them, and
     // that the switch happens on a real node, it cannot show.
-    let tree = Project::default().with_deployment_key().built_on(&["aarch64-linux"]).render();
+    let tree = Project::default()
+        .with_deployment_key()
+        .built_on(&["aarch64-linux"])
+        .render();
     let flake = Flake::new(&tree);
     let keys_of = r#"users: builtins.mapAttrs (_: u: u.openssh.authorizedKeys.keys or [ ]) users"#;
     let image_users = flake.eval(
         "packages.aarch64-linux.rk1-node1.toplevel.users",
         &format!("json: ({keys_of}) (builtins.fromJSON json)"),
     );
-    assert_eq!(image_users["root"], serde_json::json!([crate::support::DEPLOY_SSH_KEY]));
+    assert_eq!(
+        image_users["root"],
+        serde_json::json!([crate::support::DEPLOY_SSH_KEY])
+    );
     assert_eq!(image_users["admin"], serde_json::json!([]));
     let running = flake.eval("nixosConfigurations.rk1-node1.config.users.users", keys_of);
-    assert_eq!(running["admin"], serde_json::json!([crate::support::ADMIN_SSH_KEY]));
+    assert_eq!(
+        running["admin"],
+        serde_json::json!([crate::support::ADMIN_SSH_KEY])
+    );
     assert!(
         !running.to_string().contains(crate::support::DEPLOY_SSH_KEY),
         "the running configuration must not authorise the deployment key: {running}"
@@ -382,7 +393,10 @@ fn rk1_nodes_honour_the_temporary_password() {
 
     let without = Flake::new(&Project::default().built_on(&["aarch64-linux"]).render())
         .eval("nixosConfigurations.rk1-node1.config", facts);
-    assert!(without["admin"].get("initialHashedPassword").is_none(), "{without}");
+    assert!(
+        without["admin"].get("initialHashedPassword").is_none(),
+        "{without}"
+    );
     assert_eq!(without["sudoPassword"], false);
     assert!(without["expire"].is_null(), "{without}");
 }
