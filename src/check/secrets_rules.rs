@@ -136,7 +136,7 @@ pub fn deployment_key_in_images_only(files: &RepoFiles, answers: &Answers) -> Re
             findings.push(Finding::new(
                 format!("{path}:{}", line_of(&text, offset)),
                 "authorises the deployment key in the configuration the machines keep running: switching to it after deploy does not remove the key",
-                "authorise it in deployment-key.nix only (flake.nix adds that module to the image builds), then deploy/post-deploy.sh's switch removes it",
+                "authorise it in deployment-key.nix only (flake.nix adds that module to the image builds), then the switch after first boot (deploy/post-deploy.sh, or nixos-rebuild --target-host on cloud machines) removes it",
             ));
         }
     }
