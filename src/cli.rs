@@ -28,7 +28,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a new repository from answers (asked in the terminal, or given as flags or a file)
-    Init(InitArgs),
+    Init(Box<InitArgs>),
     /// Add RK1 nodes to a generated repository
     AddNode(AddNodeArgs),
     /// Remove an RK1 node from a generated repository
@@ -87,7 +87,12 @@ pub struct InitArgs {
     #[arg(long, value_enum, help_heading = "Answers")]
     pub layout: Option<Layout>,
     /// Platforms of a multi-cloud repo: aws, gcp, rk1, generic-arm64, generic-x86_64
-    #[arg(long = "platform", value_delimiter = ',', value_name = "PLATFORM", help_heading = "Answers")]
+    #[arg(
+        long = "platform",
+        value_delimiter = ',',
+        value_name = "PLATFORM",
+        help_heading = "Answers"
+    )]
     pub platforms: Vec<String>,
     /// Number of RK1 nodes, named <host-prefix>1, <host-prefix>2, …
     #[arg(long, value_name = "N", help_heading = "Answers")]
@@ -96,10 +101,21 @@ pub struct InitArgs {
     #[arg(long, value_name = "PREFIX", help_heading = "Answers")]
     pub host_prefix: Option<String>,
     /// Node host names, in slot order (instead of --nodes)
-    #[arg(long = "hosts", value_delimiter = ',', value_name = "HOST", conflicts_with = "nodes", help_heading = "Answers")]
+    #[arg(
+        long = "hosts",
+        value_delimiter = ',',
+        value_name = "HOST",
+        conflicts_with = "nodes",
+        help_heading = "Answers"
+    )]
     pub hosts: Vec<String>,
     /// BMC host of each Turing Pi 2 board, in board order
-    #[arg(long = "bmc-host", value_delimiter = ',', value_name = "HOST", help_heading = "Answers")]
+    #[arg(
+        long = "bmc-host",
+        value_delimiter = ',',
+        value_name = "HOST",
+        help_heading = "Answers"
+    )]
     pub bmc_hosts: Vec<String>,
     /// Admin user created on every machine
     #[arg(long, value_name = "USER", help_heading = "Answers")]
@@ -129,7 +145,12 @@ pub struct InitArgs {
     #[arg(long, value_name = "FLAKE-URL", help_heading = "Answers")]
     pub dots: Option<String>,
     /// Systems images are built on
-    #[arg(long = "build-system", value_delimiter = ',', value_name = "SYSTEM", help_heading = "Answers")]
+    #[arg(
+        long = "build-system",
+        value_delimiter = ',',
+        value_name = "SYSTEM",
+        help_heading = "Answers"
+    )]
     pub build_systems: Vec<String>,
     /// How a build host of the other architecture builds images
     #[arg(long, value_enum, help_heading = "Answers")]
@@ -249,7 +270,11 @@ pub struct CheckArgs {
 #[derive(Debug, Args)]
 pub struct InjectArgs {
     /// Arguments for the injector (see `flakesmith inject --help`)
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
     pub args: Vec<String>,
 }
 

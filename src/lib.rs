@@ -4,20 +4,20 @@
 //! [`render::Tree`] → plan against disk ([`sync`]) → apply. The binary is a thin shell over
 //! [`cmd`].
 
-pub mod images;
-pub mod model;
-pub mod nix;
-pub mod render;
-pub mod rockchip;
-pub mod rockchip_vendor;
-pub mod sync;
-pub mod secrets;
 pub mod check;
 pub mod cli;
 pub mod cmd;
 mod error;
 pub mod failpoint;
+pub mod images;
+pub mod model;
+pub mod nix;
 pub mod prompt;
+pub mod render;
+pub mod rockchip;
+pub mod rockchip_vendor;
+pub mod secrets;
+pub mod sync;
 
 pub use error::UsageError;
 

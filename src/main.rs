@@ -9,7 +9,10 @@ fn main() -> ExitCode {
         Ok(flakesmith::cmd::Outcome::Findings) => ExitCode::from(1),
         Ok(flakesmith::cmd::Outcome::Exit(code)) => ExitCode::from(code),
         Err(error) => {
-            eprintln!("{}: {error:#}", console::style("error").red().bold().for_stderr());
+            eprintln!(
+                "{}: {error:#}",
+                console::style("error").red().bold().for_stderr()
+            );
             ExitCode::from(flakesmith::exit_code(&error))
         }
     }

@@ -87,7 +87,8 @@ impl Question {
 
     /// Whether the question means anything for these answers so far.
     fn applies(self, answers: &Answers) -> bool {
-        let rk1 = answers.layout == Layout::Rk1Cluster || answers.platforms.contains(&Platform::Rk1);
+        let rk1 =
+            answers.layout == Layout::Rk1Cluster || answers.platforms.contains(&Platform::Rk1);
         match self {
             Question::Platforms => answers.layout == Layout::MultiCloud,
             Question::Nodes | Question::BmcHosts | Question::Bootloader => rk1,
@@ -285,11 +286,15 @@ fn ask(question: Question, a: &mut Answers, theme: &ColorfulTheme) -> Result<()>
             match a.secrets.mode {
                 SecretsMode::Sops => {
                     let text: String = Input::with_theme(theme)
-                        .with_prompt("Admin age recipients (age1…, comma-separated; empty: add later)")
+                        .with_prompt(
+                            "Admin age recipients (age1…, comma-separated; empty: add later)",
+                        )
                         .default(a.secrets.admin_age_recipients.join(","))
                         .allow_empty(true)
                         .validate_with(|s: &String| -> Result<(), String> {
-                            split_list(s).iter().try_for_each(|r| AgeRecipient::parse(r).map(|_| ()))
+                            split_list(s)
+                                .iter()
+                                .try_for_each(|r| AgeRecipient::parse(r).map(|_| ()))
                         })
                         .interact_text()?;
                     a.secrets.admin_age_recipients = split_list(&text);
@@ -297,17 +302,22 @@ fn ask(question: Question, a: &mut Answers, theme: &ColorfulTheme) -> Result<()>
                 }
                 SecretsMode::DeploymentKeys => {
                     let text: String = Input::with_theme(theme)
-                        .with_prompt("Deployment public key (key or .pub path; empty: use your admin key)")
+                        .with_prompt(
+                            "Deployment public key (key or .pub path; empty: use your admin key)",
+                        )
                         .default(a.secrets.deployment_key.clone().unwrap_or_default())
                         .allow_empty(true)
                         .validate_with(|s: &String| -> Result<(), String> {
                             if s.trim().is_empty() {
                                 return Ok(());
                             }
-                            crate::cmd::init::read_ssh_keys(&[s.clone()]).map(|_| ()).map_err(|e| format!("{e:#}"))
+                            crate::cmd::init::read_ssh_keys(std::slice::from_ref(s))
+                                .map(|_| ())
+                                .map_err(|e| format!("{e:#}"))
                         })
                         .interact_text()?;
-                    a.secrets.deployment_key = crate::cmd::init::read_ssh_keys(&[text])?.into_iter().next();
+                    a.secrets.deployment_key =
+                        crate::cmd::init::read_ssh_keys(&[text])?.into_iter().next();
                 }
             }
         }
@@ -351,7 +361,11 @@ fn ask(question: Question, a: &mut Answers, theme: &ColorfulTheme) -> Result<()>
                 .default(a.temporary_password_hash.is_some())
                 .wait_for_newline(true)
                 .interact()?;
-            a.temporary_password_hash = if wanted { Some(ask_password_hash(a, theme)?) } else { None };
+            a.temporary_password_hash = if wanted {
+                Some(ask_password_hash(a, theme)?)
+            } else {
+                None
+            };
         }
         Question::Monitoring => {
             a.monitoring.node_exporter = Confirm::with_theme(theme)
@@ -372,7 +386,10 @@ fn ask(question: Question, a: &mut Answers, theme: &ColorfulTheme) -> Result<()>
                 "vhd: sparse, the upload is about the size of the data (recommended)",
                 "raw: the whole disk is uploaded",
             ];
-            let current = formats.iter().position(|f| *f == a.aws.image_format).unwrap_or(0);
+            let current = formats
+                .iter()
+                .position(|f| *f == a.aws.image_format)
+                .unwrap_or(0);
             a.aws.image_format = formats[Select::with_theme(theme)
                 .with_prompt("AWS image format")
                 .items(items)
@@ -388,7 +405,9 @@ fn ask(question: Question, a: &mut Answers, theme: &ColorfulTheme) -> Result<()>
         }
         Question::Dots => {
             let text: String = Input::with_theme(theme)
-                .with_prompt("Your dots flake (its nixosModules.default is imported; empty for none)")
+                .with_prompt(
+                    "Your dots flake (its nixosModules.default is imported; empty for none)",
+                )
                 .default(a.dots.clone().unwrap_or_default())
                 .allow_empty(true)
                 .interact_text()?;
@@ -461,7 +480,6 @@ pub fn split_list(s: &str) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
-
 
 /// Whether questions can be asked: both stdin and stderr (where dialoguer draws) are terminals.
 pub fn can_ask() -> bool {

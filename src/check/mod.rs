@@ -45,8 +45,11 @@ impl fmt::Display for Finding {
     }
 }
 
+/// One rule: it reads the repo and the answers, and returns what it found.
+pub type Rule = fn(&RepoFiles, &Answers) -> Result<Vec<Finding>>;
+
 /// Every rule, in the order their findings are listed.
-pub const RULES: &[(&str, fn(&RepoFiles, &Answers) -> Result<Vec<Finding>>)] = &[
+pub const RULES: &[(&str, Rule)] = &[
     ("nix-syntax", nix_rules::nix_syntax),
     ("plaintext-secrets", secrets_rules::plaintext_secrets),
     ("private-keys", secrets_rules::private_keys),

@@ -40,7 +40,7 @@ pub fn ssh_auth(files: &RepoFiles, _: &Answers) -> Result<Vec<Finding>> {
                     findings.push(Finding::new(
                         at,
                         format!("{name} is enabled: passwords can be guessed, and fail2ban only slows that down"),
-                        format!("set services.openssh.settings.PasswordAuthentication = false; and log in with SSH keys (ssh-keys in flakesmith.yaml)"),
+                        "set services.openssh.settings.PasswordAuthentication = false; and log in with SSH keys (ssh-keys in flakesmith.yaml)",
                     ))
                 }
                 "KbdInteractiveAuthentication" | "kbdInteractiveAuthentication"

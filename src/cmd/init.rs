@@ -39,7 +39,9 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
     prompt::complete(&mut answers, &given, asking)?;
     // Recorded now, so that a later change of nixpkgs-branch does not move system.stateVersion.
     if answers.state_version.is_none() {
-        answers.state_version = Some(crate::model::state_version_of_branch(&answers.nixpkgs_branch));
+        answers.state_version = Some(crate::model::state_version_of_branch(
+            &answers.nixpkgs_branch,
+        ));
     }
     if answers.layout == Layout::MultiCloud && !answers.platforms.contains(&Platform::Rk1) {
         answers.nodes.clear();
@@ -57,7 +59,10 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
     let node_keys = secrets::NodeKeys::prepare(&dir, &project)?;
     project.node_age_recipients = node_keys.recipients();
     let tree = render::render(&project)?;
-    let extra: Vec<(String, Vec<u8>)> = blob.into_iter().map(|b| (BLOB_FILE.to_owned(), b)).collect();
+    let extra: Vec<(String, Vec<u8>)> = blob
+        .into_iter()
+        .map(|b| (BLOB_FILE.to_owned(), b))
+        .collect();
 
     let existing = dir_state(&dir)?;
     if existing == DirState::NonEmpty && !args.force {
@@ -69,7 +74,11 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
     }
 
     if args.dry_run {
-        println!("Would write {} files to {}:", tree.len() + extra.len(), dir.display());
+        println!(
+            "Would write {} files to {}:",
+            tree.len() + extra.len(),
+            dir.display()
+        );
         for (path, file) in tree.iter() {
             println!("  {path} ({} bytes)", file.contents.len());
         }
@@ -83,14 +92,25 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
     }
 
     if existing == DirState::NonEmpty {
-        let plan = sync::plan(&dir, &tree, PlanOptions { no_merge: true, ..Default::default() })?;
+        let plan = sync::plan(
+            &dir,
+            &tree,
+            PlanOptions {
+                no_merge: true,
+                ..Default::default()
+            },
+        )?;
         let applied = sync::apply(&dir, &plan)?;
         for (path, bytes) in &extra {
             if !dir.join(path).exists() {
                 fs_err::write(dir.join(path), bytes)?;
             }
         }
-        println!("Wrote {} files to {}.", applied.written.len(), dir.display());
+        println!(
+            "Wrote {} files to {}.",
+            applied.written.len(),
+            dir.display()
+        );
         for path in &applied.kept_beside {
             println!(
                 "  kept your {path}; flakesmith's version is in {path}{}",
@@ -172,7 +192,9 @@ fn apply_flags(args: &InitArgs, a: &mut Answers, given: &mut BTreeSet<Question>)
     } else if args.nodes.is_some() || args.host_prefix.is_some() {
         let count = args.nodes.unwrap_or(a.nodes.len());
         if count == 0 {
-            return Err(InvalidAnswer::new("--nodes", "an RK1 cluster needs at least one node").into());
+            return Err(
+                InvalidAnswer::new("--nodes", "an RK1 cluster needs at least one node").into(),
+            );
         }
         let prefix = args
             .host_prefix
@@ -280,10 +302,15 @@ pub fn read_ssh_keys(items: &[String]) -> Result<Vec<String>> {
             item.to_owned()
         } else {
             let path = expand_home(item);
-            fs_err::read_to_string(&path)
-                .with_context(|| format!("'{item}' is neither an SSH public key nor a readable file"))?
+            fs_err::read_to_string(&path).with_context(|| {
+                format!("'{item}' is neither an SSH public key nor a readable file")
+            })?
         };
-        for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        for line in text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
             let key = SshPublicKey::parse(line).map_err(anyhow::Error::msg)?;
             keys.push(key.as_str().to_owned());
         }
@@ -332,8 +359,12 @@ fn take_blob(answers: &mut Answers) -> Result<Option<Vec<u8>>> {
         return Ok(None);
     }
     let path = expand_home(&path);
-    let bytes = fs_err::read(&path)
-        .map_err(|e| InvalidAnswer::new("bootloader.blob", format!("cannot read {}: {e}", path.display())))?;
+    let bytes = fs_err::read(&path).map_err(|e| {
+        InvalidAnswer::new(
+            "bootloader.blob",
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })?;
     if bytes.is_empty() || bytes.len() as u64 > MAX_BLOB_SIZE {
         return Err(InvalidAnswer::new(
             "bootloader.blob",
@@ -361,7 +392,9 @@ fn dir_state(dir: &Path) -> Result<DirState> {
         return Ok(DirState::Missing);
     }
     if !dir.is_dir() {
-        return Err(UsageError::new(format!("{} exists and is not a directory", dir.display())).into());
+        return Err(
+            UsageError::new(format!("{} exists and is not a directory", dir.display())).into(),
+        );
     }
     Ok(if fs_err::read_dir(dir)?.next().is_none() {
         DirState::Empty
@@ -414,7 +447,10 @@ fn next_steps(project: &Project, dir: &Path) -> Vec<String> {
     let mut commands: Vec<(String, &str)> = Vec::new();
     if project.has(Platform::Rk1) {
         if let Some(node) = project.nodes.first() {
-            commands.push((format!("nix build .#{}", node.host), "one RK1 node's eMMC image"));
+            commands.push((
+                format!("nix build .#{}", node.host),
+                "one RK1 node's eMMC image",
+            ));
         }
     }
     if project.layout == Layout::MultiCloud {
@@ -454,20 +490,27 @@ fn next_steps(project: &Project, dir: &Path) -> Vec<String> {
             }
         }
     }
-    commands.push(("./build-all-images.sh".into(), "every image, in one nix build"));
+    commands.push((
+        "./build-all-images.sh".into(),
+        "every image, in one nix build",
+    ));
     if project.has(Platform::Rk1) {
-        commands.push(("./deploy/rk1-deploy.sh --dry-run".into(), "flash the nodes through the BMC"));
+        commands.push((
+            "./deploy/rk1-deploy.sh --dry-run".into(),
+            "flash the nodes through the BMC",
+        ));
         commands.push((
             "./deploy/post-deploy.sh --dry-run".into(),
             "after first boot: pin host keys, hand over keys, switch",
         ));
     }
     let width = commands.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
-    steps.extend(commands.into_iter().map(|(c, what)| format!("{c:width$}  # {what}")));
-    let cloud = project
-        .platforms
-        .iter()
-        .any(|p| *p != Platform::Rk1);
+    steps.extend(
+        commands
+            .into_iter()
+            .map(|(c, what)| format!("{c:width$}  # {what}")),
+    );
+    let cloud = project.platforms.iter().any(|p| *p != Platform::Rk1);
     if cloud && project.secrets.mode == SecretsMode::DeploymentKeys {
         steps.push("# after a machine's first boot: switch it with the deployment key, which removes it (README, \"Security\")".into());
     }

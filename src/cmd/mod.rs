@@ -27,7 +27,7 @@ pub enum Outcome {
 
 pub fn run(cli: Cli) -> Result<Outcome> {
     match cli.command {
-        Command::Init(args) => init::run(args),
+        Command::Init(args) => init::run(*args),
         Command::Build(args) => build::run(args),
         Command::AddNode(args) => add_node::run(args),
         Command::RemoveNode(args) => remove_node::run(args),
@@ -40,7 +40,12 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         }),
         Command::Completions(args) => {
             let mut command = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(args.shell, &mut command, "flakesmith", &mut std::io::stdout());
+            clap_complete::generate(
+                args.shell,
+                &mut command,
+                "flakesmith",
+                &mut std::io::stdout(),
+            );
             Ok(Outcome::Success)
         }
         Command::Man => {

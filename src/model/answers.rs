@@ -50,7 +50,10 @@ pub struct Answers {
     pub temporary_password_hash: Option<String>,
     #[serde(skip_serializing_if = "AwsAnswers::is_default")]
     pub aws: AwsAnswers,
-    #[serde(rename = "generic-x86_64", skip_serializing_if = "GenericX86_64Answers::is_default")]
+    #[serde(
+        rename = "generic-x86_64",
+        skip_serializing_if = "GenericX86_64Answers::is_default"
+    )]
     pub generic_x86_64: GenericX86_64Answers,
 }
 
@@ -315,7 +318,8 @@ impl Answers {
                 bmc_host: default_bmc_host(n),
             });
         }
-        self.boards.truncate(boards_needed.max(usize::from(!hosts.is_empty())));
+        self.boards
+            .truncate(boards_needed.max(usize::from(!hosts.is_empty())));
         self.nodes = hosts
             .into_iter()
             .enumerate()
@@ -348,7 +352,10 @@ fn yaml_error(e: &serde_yaml_ng::Error) -> InvalidAnswer {
         _ => ("flakesmith.yaml".to_owned(), message.clone()),
     };
     // A misspelt key is best named by the key itself.
-    let field = match rest.strip_prefix("unknown field `").and_then(|r| r.split_once('`')) {
+    let field = match rest
+        .strip_prefix("unknown field `")
+        .and_then(|r| r.split_once('`'))
+    {
         Some((key, _)) if field == "flakesmith.yaml" => key.to_owned(),
         Some((key, _)) => format!("{field}.{key}"),
         None => field,
@@ -393,7 +400,8 @@ mod tests {
         assert!(a.monitoring.node_exporter && !a.monitoring.open_port);
         assert_eq!(a.aws.image_format, AwsImageFormat::Vhd);
         assert!(!a.generic_x86_64.raw_efi);
-        let a = Answers::from_yaml("generic-x86_64:\n  raw-efi: true\naws:\n  image-format: raw\n").unwrap();
+        let a = Answers::from_yaml("generic-x86_64:\n  raw-efi: true\naws:\n  image-format: raw\n")
+            .unwrap();
         assert!(a.generic_x86_64.raw_efi);
         assert_eq!(a.aws.image_format, AwsImageFormat::Raw);
     }

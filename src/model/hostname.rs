@@ -14,13 +14,17 @@ impl Hostname {
     pub fn parse(s: &str) -> Result<Self, String> {
         let ok = !s.is_empty()
             && s.len() <= 63
-            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !s.starts_with('-')
             && !s.ends_with('-');
         if ok {
             Ok(Self(s.to_owned()))
         } else {
-            Err(format!("'{s}' is not an RFC 1123 host name ({})", Self::RULE))
+            Err(format!(
+                "'{s}' is not an RFC 1123 host name ({})",
+                Self::RULE
+            ))
         }
     }
 

@@ -1,7 +1,7 @@
 //! Validated types: the answers file schema ([`Answers`]) and what it validates into ([`Project`]).
 
-pub mod answers;
 mod age_recipient;
+pub mod answers;
 mod board;
 mod cluster;
 mod error;
@@ -22,6 +22,7 @@ pub use layout::Layout;
 pub use node::{Ipv4Cidr, Node};
 pub use platform::Platform;
 pub use project::{
-    check_password_hash, state_version_of_branch, Aws, Bootloader, GenericX86_64, Monitoring, Project, BUILD_SYSTEMS,
+    check_password_hash, state_version_of_branch, Aws, Bootloader, GenericX86_64, Monitoring,
+    Project, BUILD_SYSTEMS,
 };
 pub use ssh_public_key::SshPublicKey;

@@ -28,7 +28,10 @@ impl Ipv4Cidr {
         let (ip, prefix) = s.trim().split_once('/').ok_or_else(err)?;
         let ip: Ipv4Addr = ip.parse().map_err(|_| err())?;
         let prefix: u8 = prefix.parse().map_err(|_| err())?;
-        if !(1..=32).contains(&prefix) || ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast()
+        if !(1..=32).contains(&prefix)
+            || ip.is_unspecified()
+            || ip.is_broadcast()
+            || ip.is_multicast()
         {
             return Err(err());
         }

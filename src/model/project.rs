@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::{
     answers::{AwsImageFormat, ForeignBuild, NodeRecipients, SecretsMode, SLOTS_PER_BOARD},
     board::check_host_or_ip,
-    Answers, AgeRecipient, Board, Hostname, InvalidAnswer, Ipv4Cidr, Layout, Node, Platform,
+    AgeRecipient, Answers, Board, Hostname, InvalidAnswer, Ipv4Cidr, Layout, Node, Platform,
     SshPublicKey,
 };
 
@@ -209,7 +209,9 @@ impl Project {
         }
 
         let state_version = match answers.state_version.as_deref() {
-            Some(v) => check_state_version(v).map_err(|m| InvalidAnswer::new("state-version", m))?,
+            Some(v) => {
+                check_state_version(v).map_err(|m| InvalidAnswer::new("state-version", m))?
+            }
             None => state_version_of_branch(&answers.nixpkgs_branch),
         };
         let monitoring = monitoring_of(answers)?;
@@ -263,7 +265,8 @@ fn check_project_name(s: &str) -> Result<String, String> {
     let ok = !s.is_empty()
         && s.len() <= 64
         && s.as_bytes()[0].is_ascii_alphabetic()
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if ok {
         Ok(s.to_owned())
     } else {
@@ -277,7 +280,8 @@ fn check_user_name(s: &str) -> Result<String, String> {
     let ok = !s.is_empty()
         && s.len() <= 32
         && (s.as_bytes()[0].is_ascii_lowercase() || s.starts_with('_'))
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
     if !ok {
         return Err(format!(
             "'{s}' is not a user name (1-32 lowercase letters, digits, '_' or '-', starting with a letter)"
@@ -293,9 +297,20 @@ fn check_user_name(s: &str) -> Result<String, String> {
 
 /// A flake reference that can be written into a Nix string as it is.
 fn check_flake_url(s: &str) -> Result<String, String> {
-    let scheme_ok = ["github:", "gitlab:", "sourcehut:", "git+", "path:", "https://", "http://", "tarball+", "file:", "flake:"]
-        .iter()
-        .any(|p| s.starts_with(p));
+    let scheme_ok = [
+        "github:",
+        "gitlab:",
+        "sourcehut:",
+        "git+",
+        "path:",
+        "https://",
+        "http://",
+        "tarball+",
+        "file:",
+        "flake:",
+    ]
+    .iter()
+    .any(|p| s.starts_with(p));
     let chars_ok = s
         .chars()
         .all(|c| !c.is_whitespace() && c != '"' && c != '\\' && c != '$');
@@ -409,7 +424,10 @@ fn platforms_of(answers: &Answers) -> Result<Vec<Platform>, InvalidAnswer> {
                 ));
             }
             if set.len() != answers.platforms.len() {
-                return Err(InvalidAnswer::new("platforms", "a platform is listed twice"));
+                return Err(InvalidAnswer::new(
+                    "platforms",
+                    "a platform is listed twice",
+                ));
             }
             Ok(set.into_iter().collect())
         }
@@ -430,7 +448,9 @@ fn secrets_of(answers: &Answers) -> Result<Secrets, InvalidAnswer> {
     let deployment_key = s
         .deployment_key
         .as_deref()
-        .map(|k| SshPublicKey::parse(k).map_err(|m| InvalidAnswer::new("secrets.deployment-key", m)))
+        .map(|k| {
+            SshPublicKey::parse(k).map_err(|m| InvalidAnswer::new("secrets.deployment-key", m))
+        })
         .transpose()?;
     if s.mode == SecretsMode::Sops && deployment_key.is_some() {
         return Err(InvalidAnswer::new(
@@ -470,7 +490,10 @@ fn build_of(answers: &Answers) -> Result<Build, InvalidAnswer> {
             ));
         }
         if systems.contains(system) {
-            return Err(InvalidAnswer::new(field, format!("{system} is listed twice")));
+            return Err(InvalidAnswer::new(
+                field,
+                format!("{system} is listed twice"),
+            ));
         }
         systems.push(system.clone());
     }
@@ -513,7 +536,10 @@ fn network_of(answers: &Answers) -> Result<Network, InvalidAnswer> {
     if !tz_ok {
         return Err(InvalidAnswer::new(
             "network.time-zone",
-            format!("'{}' is not a tz database name (e.g. UTC, Europe/Berlin)", n.time_zone),
+            format!(
+                "'{}' is not a tz database name (e.g. UTC, Europe/Berlin)",
+                n.time_zone
+            ),
         ));
     }
     Ok(Network {
@@ -525,15 +551,20 @@ fn network_of(answers: &Answers) -> Result<Network, InvalidAnswer> {
 
 fn cluster_of(answers: &Answers) -> Result<(Vec<Board>, Vec<Node>), InvalidAnswer> {
     if answers.nodes.is_empty() {
-        return Err(InvalidAnswer::new("nodes", "an RK1 cluster needs at least one node"));
+        return Err(InvalidAnswer::new(
+            "nodes",
+            "an RK1 cluster needs at least one node",
+        ));
     }
     if answers.boards.is_empty() {
-        return Err(InvalidAnswer::new("boards", "list the Turing Pi 2 board(s) the nodes sit in"));
+        return Err(InvalidAnswer::new(
+            "boards",
+            "list the Turing Pi 2 board(s) the nodes sit in",
+        ));
     }
     let mut boards: Vec<Board> = Vec::new();
     for (i, b) in answers.boards.iter().enumerate() {
-        Hostname::parse(&b.name)
-            .map_err(|m| InvalidAnswer::new(format!("boards[{i}].name"), m))?;
+        Hostname::parse(&b.name).map_err(|m| InvalidAnswer::new(format!("boards[{i}].name"), m))?;
         if boards.iter().any(|o| o.name == b.name) {
             return Err(InvalidAnswer::new(
                 format!("boards[{i}].name"),
@@ -582,20 +613,33 @@ fn cluster_of(answers: &Answers) -> Result<(Vec<Board>, Vec<Node>), InvalidAnswe
                 format!(
                     "'{}' is not a board (boards: {})",
                     n.board,
-                    boards.iter().map(|b| b.name.as_str()).collect::<Vec<_>>().join(", ")
+                    boards
+                        .iter()
+                        .map(|b| b.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             ));
         }
         if !(1..=SLOTS_PER_BOARD).contains(&n.slot) {
             return Err(InvalidAnswer::new(
                 field("slot"),
-                format!("slot {} does not exist (a Turing Pi 2 has slots 1-{SLOTS_PER_BOARD})", n.slot),
+                format!(
+                    "slot {} does not exist (a Turing Pi 2 has slots 1-{SLOTS_PER_BOARD})",
+                    n.slot
+                ),
             ));
         }
-        if let Some(other) = nodes.iter().find(|o| o.board == n.board && o.slot == n.slot) {
+        if let Some(other) = nodes
+            .iter()
+            .find(|o| o.board == n.board && o.slot == n.slot)
+        {
             return Err(InvalidAnswer::new(
                 field("slot"),
-                format!("slot {} of board '{}' is already taken by {}", n.slot, n.board, other.host),
+                format!(
+                    "slot {} of board '{}' is already taken by {}",
+                    n.slot, n.board, other.host
+                ),
             ));
         }
         let address = n
@@ -605,7 +649,10 @@ fn cluster_of(answers: &Answers) -> Result<(Vec<Board>, Vec<Node>), InvalidAnswe
             .map(|a| Ipv4Cidr::parse(a).map_err(|m| InvalidAnswer::new(field("address"), m)))
             .transpose()?;
         if let Some(addr) = address {
-            if let Some(other) = nodes.iter().find(|o| o.address.map(|a| a.ip) == Some(addr.ip)) {
+            if let Some(other) = nodes
+                .iter()
+                .find(|o| o.address.map(|a| a.ip) == Some(addr.ip))
+            {
                 return Err(InvalidAnswer::new(
                     field("address"),
                     format!("{} is already the address of {}", addr.ip, other.host),
@@ -641,8 +688,14 @@ mod tests {
 
     #[test]
     fn each_bad_answer_names_its_field() {
-        assert_eq!(invalid(|a| a.nodes[1].host = "Node_1".into()).field, "nodes[1].host");
-        assert_eq!(invalid(|a| a.nodes[2].host = "rk1-node1".into()).field, "nodes[2].host");
+        assert_eq!(
+            invalid(|a| a.nodes[1].host = "Node_1".into()).field,
+            "nodes[1].host"
+        );
+        assert_eq!(
+            invalid(|a| a.nodes[2].host = "rk1-node1".into()).field,
+            "nodes[2].host"
+        );
         assert_eq!(invalid(|a| a.nodes[2].slot = 1).field, "nodes[2].slot");
         assert_eq!(invalid(|a| a.nodes[0].slot = 5).field, "nodes[0].slot");
         assert_eq!(
@@ -653,14 +706,26 @@ mod tests {
             .field,
             "nodes"
         );
-        assert_eq!(invalid(|a| a.ssh_keys = vec!["nope".into()]).field, "ssh-keys[0]");
+        assert_eq!(
+            invalid(|a| a.ssh_keys = vec!["nope".into()]).field,
+            "ssh-keys[0]"
+        );
         assert_eq!(
             invalid(|a| a.secrets.admin_age_recipients = vec!["age1nope".into()]).field,
             "secrets.admin-age-recipients[0]"
         );
-        assert_eq!(invalid(|a| a.admin_user = "root".into()).field, "admin-user");
-        assert_eq!(invalid(|a| a.nodes[0].host = "rk1".into()).field, "nodes[0].host");
-        assert_eq!(invalid(|a| a.nixpkgs_branch = "nixos-24.11".into()).field, "nixpkgs-branch");
+        assert_eq!(
+            invalid(|a| a.admin_user = "root".into()).field,
+            "admin-user"
+        );
+        assert_eq!(
+            invalid(|a| a.nodes[0].host = "rk1".into()).field,
+            "nodes[0].host"
+        );
+        assert_eq!(
+            invalid(|a| a.nixpkgs_branch = "nixos-24.11".into()).field,
+            "nixpkgs-branch"
+        );
         assert!(nixos_release("nixos-unstable").is_none());
         assert_eq!(nixos_release("nixos-25.05-small"), Some((25, 5)));
         assert_eq!(
@@ -671,16 +736,21 @@ mod tests {
             invalid(|a| a.nodes[0].address = Some("10.0.0.5/24".into())).field,
             "network.gateway"
         );
-        assert_eq!(invalid(|a| a.state_version = Some("unstable".into())).field, "state-version");
+        assert_eq!(
+            invalid(|a| a.state_version = Some("unstable".into())).field,
+            "state-version"
+        );
         assert_eq!(
             invalid(|a| a.temporary_password_hash = Some("hunter2hunter2hunter2".into())).field,
             "temporary-password-hash"
         );
         assert_eq!(
-            invalid(|a| a.monitoring = crate::model::answers::MonitoringAnswers {
-                node_exporter: false,
-                open_port: true
-            })
+            invalid(
+                |a| a.monitoring = crate::model::answers::MonitoringAnswers {
+                    node_exporter: false,
+                    open_port: true
+                }
+            )
             .field,
             "monitoring.open-port"
         );
@@ -698,13 +768,20 @@ mod tests {
     fn the_state_version_is_recorded_or_follows_the_release_branch() {
         assert_eq!(state_version_of_branch("nixos-25.05"), "25.05");
         assert_eq!(state_version_of_branch("release-24.11"), "24.11");
-        assert_eq!(state_version_of_branch("nixos-unstable"), crate::model::answers::DEFAULT_STATE_VERSION);
+        assert_eq!(
+            state_version_of_branch("nixos-unstable"),
+            crate::model::answers::DEFAULT_STATE_VERSION
+        );
         let a = Answers {
             nixpkgs_branch: "nixos-26.05".into(),
             state_version: Some("25.05".into()),
             ..Answers::default()
         };
-        assert_eq!(Project::from_answers(&a).unwrap().state_version, "25.05", "recorded wins");
+        assert_eq!(
+            Project::from_answers(&a).unwrap().state_version,
+            "25.05",
+            "recorded wins"
+        );
     }
 
     #[test]

@@ -104,7 +104,7 @@ fn decode_base64(s: &str) -> Option<Vec<u8>> {
         } as u32)
     }
     let bytes = s.as_bytes();
-    if bytes.is_empty() || bytes.len() % 4 != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(4) {
         return None;
     }
     let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
@@ -140,7 +140,9 @@ mod tests {
     #[test]
     fn rejects_a_type_that_does_not_match_the_data() {
         let wrong = KEY.replace("ssh-ed25519", "ssh-rsa");
-        assert!(SshPublicKey::parse(&wrong).unwrap_err().contains("does not encode"));
+        assert!(SshPublicKey::parse(&wrong)
+            .unwrap_err()
+            .contains("does not encode"));
     }
 
     #[test]

@@ -76,7 +76,13 @@ pub fn render(project: &Project) -> Result<Tree, RenderError> {
         // The injector's source, which the generated flake builds and calls after each image.
         for (path, contents, executable) in crate::rockchip_vendor::vendored_sources() {
             let path = format!("{}/{path}", crate::rockchip_vendor::VENDOR_DIR);
-            tree.insert(path, TreeFile { contents, executable });
+            tree.insert(
+                path,
+                TreeFile {
+                    contents,
+                    executable,
+                },
+            );
         }
     }
     crate::nix::check_syntax(&tree)?;

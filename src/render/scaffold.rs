@@ -50,26 +50,49 @@ pub fn outputs(project: &Project) -> Vec<Output<'_>> {
         Layout::MultiCloud => multi_cloud_outputs(project),
     };
     if project.has(Platform::Rk1) {
-        out.extend(project.nodes.iter().map(|n| Output::for_node("shared/node.nix.tera", n)));
-        out.push(Output::script("shared/rk1-deploy.sh.tera", "deploy/rk1-deploy.sh"));
-        out.push(Output::script("shared/post-deploy.sh.tera", "deploy/post-deploy.sh"));
+        out.extend(
+            project
+                .nodes
+                .iter()
+                .map(|n| Output::for_node("shared/node.nix.tera", n)),
+        );
+        out.push(Output::script(
+            "shared/rk1-deploy.sh.tera",
+            "deploy/rk1-deploy.sh",
+        ));
+        out.push(Output::script(
+            "shared/post-deploy.sh.tera",
+            "deploy/post-deploy.sh",
+        ));
         if project.build.rk1_remote_builders {
-            out.push(Output::file("shared/remote-builder.nix.tera", "remote-builder.nix"));
+            out.push(Output::file(
+                "shared/remote-builder.nix.tera",
+                "remote-builder.nix",
+            ));
         }
     }
     out.push(Output::file("shared/gitignore.tera", ".gitignore"));
     out.push(match project.layout {
-        Layout::Rk1Cluster => Output::script("shared/build-all-images.sh.tera", "build-all-images.sh"),
-        // Builds every platform's images, not only the nodes'.
-        Layout::MultiCloud => {
-            Output::script("multi-cloud/build-all-images.sh.tera", "build-all-images.sh")
+        Layout::Rk1Cluster => {
+            Output::script("shared/build-all-images.sh.tera", "build-all-images.sh")
         }
+        // Builds every platform's images, not only the nodes'.
+        Layout::MultiCloud => Output::script(
+            "multi-cloud/build-all-images.sh.tera",
+            "build-all-images.sh",
+        ),
     });
     if project.secrets.mode == crate::model::answers::SecretsMode::Sops {
         out.push(Output::file("shared/sops.yaml.tera", ".sops.yaml"));
-        out.push(Output::file("shared/secrets.yaml.tera", "secrets/secrets.yaml"));
+        out.push(Output::file(
+            "shared/secrets.yaml.tera",
+            "secrets/secrets.yaml",
+        ));
     } else {
-        out.push(Output::file("shared/deployment-key.nix.tera", "deployment-key.nix"));
+        out.push(Output::file(
+            "shared/deployment-key.nix.tera",
+            "deployment-key.nix",
+        ));
     }
     out
 }
@@ -78,20 +101,41 @@ fn multi_cloud_outputs(project: &Project) -> Vec<Output<'_>> {
     let mut out = vec![
         Output::file("multi-cloud/flake.nix.tera", "flake.nix"),
         Output::file("multi-cloud/common/base.nix.tera", "common/base.nix"),
-        Output::file("multi-cloud/common/security.nix.tera", "common/security.nix"),
-        Output::file("multi-cloud/common/monitoring.nix.tera", "common/monitoring.nix"),
+        Output::file(
+            "multi-cloud/common/security.nix.tera",
+            "common/security.nix",
+        ),
+        Output::file(
+            "multi-cloud/common/monitoring.nix.tera",
+            "common/monitoring.nix",
+        ),
         Output::file("multi-cloud/README.md.tera", "README.md"),
     ];
     for platform in &project.platforms {
         match platform {
-            Platform::Rk1 => out.push(Output::file("shared/rk1-base.nix.tera", "platforms/rk1.nix")),
+            Platform::Rk1 => out.push(Output::file(
+                "shared/rk1-base.nix.tera",
+                "platforms/rk1.nix",
+            )),
             Platform::Aws => {
-                out.push(Output::file("multi-cloud/platforms/aws.nix.tera", "platforms/aws.nix"));
-                out.push(Output::script("multi-cloud/deploy/aws-deploy.sh.tera", "deploy/aws-deploy.sh"));
+                out.push(Output::file(
+                    "multi-cloud/platforms/aws.nix.tera",
+                    "platforms/aws.nix",
+                ));
+                out.push(Output::script(
+                    "multi-cloud/deploy/aws-deploy.sh.tera",
+                    "deploy/aws-deploy.sh",
+                ));
             }
             Platform::Gcp => {
-                out.push(Output::file("multi-cloud/platforms/gcp.nix.tera", "platforms/gcp.nix"));
-                out.push(Output::script("multi-cloud/deploy/gcp-deploy.sh.tera", "deploy/gcp-deploy.sh"));
+                out.push(Output::file(
+                    "multi-cloud/platforms/gcp.nix.tera",
+                    "platforms/gcp.nix",
+                ));
+                out.push(Output::script(
+                    "multi-cloud/deploy/gcp-deploy.sh.tera",
+                    "deploy/gcp-deploy.sh",
+                ));
             }
             Platform::GenericArm64 => out.push(Output::file(
                 "multi-cloud/platforms/generic-arm64.nix.tera",

@@ -42,7 +42,12 @@ fn cli_reference() -> String {
             }
             let value = arg
                 .get_value_names()
-                .map(|v| v.iter().map(|s| format!("<{s}>")).collect::<Vec<_>>().join(" "))
+                .map(|v| {
+                    v.iter()
+                        .map(|s| format!("<{s}>"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
                 .filter(|_| arg.get_action().takes_values())
                 .unwrap_or_default();
             let spelled = if names.is_empty() {
@@ -73,7 +78,9 @@ fn cli_reference() -> String {
             out.push_str(&format!(
                 "| `{}` | {} |\n",
                 spelled.replace('|', "\\|"),
-                help.replace('|', "\\|").replace('<', "&lt;").replace('>', "&gt;")
+                help.replace('|', "\\|")
+                    .replace('<', "&lt;")
+                    .replace('>', "&gt;")
             ));
         }
     }
@@ -187,5 +194,9 @@ fn every_link_in_the_book_resolves() {
             }
         }
     }
-    assert!(broken.is_empty(), "broken links in the book:\n{}", broken.join("\n"));
+    assert!(
+        broken.is_empty(),
+        "broken links in the book:\n{}",
+        broken.join("\n")
+    );
 }

@@ -467,7 +467,11 @@ fn aws_deploy_uploads_imports_waits_registers_tags_and_prints_the_ami() {
     let output = aws_deploy(&run).arg("--dry-run").output().unwrap();
     let (stdout, stderr) = text(&output);
     assert!(output.status.success(), "{stderr}");
-    assert_eq!(run.calls().len(), calls_before, "--dry-run called the aws CLI");
+    assert_eq!(
+        run.calls().len(),
+        calls_before,
+        "--dry-run called the aws CLI"
+    );
     for step in [
         "+ aws sts get-caller-identity",
         "+ aws s3 cp",

@@ -44,7 +44,14 @@ impl Scratch {
         walkdir::WalkDir::new(self.dir.path())
             .sort_by_file_name()
             .into_iter()
-            .map(|e| e.unwrap().path().strip_prefix(self.dir.path()).unwrap().display().to_string())
+            .map(|e| {
+                e.unwrap()
+                    .path()
+                    .strip_prefix(self.dir.path())
+                    .unwrap()
+                    .display()
+                    .to_string()
+            })
             .filter(|p| !p.is_empty() && p != "home")
             .collect()
     }
@@ -71,26 +78,69 @@ fn yes_writes_a_whole_git_ready_repo() {
     let out = s.flakesmith(&["init", "my-cluster", "--yes", "--ssh-key", KEY]);
     assert!(out.status.success(), "{}", stderr(&out));
     let repo = s.path("my-cluster");
-    for file in ["flake.nix", "common.nix", "rk1-base.nix", "nodes/rk1-node4.nix", "flakesmith.yaml", ".gitignore", "README.md"] {
+    for file in [
+        "flake.nix",
+        "common.nix",
+        "rk1-base.nix",
+        "nodes/rk1-node4.nix",
+        "flakesmith.yaml",
+        ".gitignore",
+        "README.md",
+    ] {
         assert!(repo.join(file).is_file(), "{file} missing");
     }
-    assert!(repo.join(".flakesmith/base/flake.nix").is_file(), "base record missing");
+    assert!(
+        repo.join(".flakesmith/base/flake.nix").is_file(),
+        "base record missing"
+    );
     assert!(repo.join(".git").is_dir(), "git init did not run");
     let answers = std::fs::read_to_string(repo.join("flakesmith.yaml")).unwrap();
-    assert!(answers.contains(KEY) && answers.contains("schema: 1"), "{answers}");
+    assert!(
+        answers.contains(KEY) && answers.contains("schema: 1"),
+        "{answers}"
+    );
     // No staging directory is left beside the project.
-    assert_eq!(s.listing().iter().filter(|p| !p.contains('/')).count(), 1, "{:?}", s.listing());
+    assert_eq!(
+        s.listing().iter().filter(|p| !p.contains('/')).count(),
+        1,
+        "{:?}",
+        s.listing()
+    );
 }
 
 #[test]
 fn bad_answers_are_refused_naming_the_field() {
     let s = Scratch::new();
-    assert_refused(&s, &["init", "c", "--yes", "--hosts", "a,b,Node_3"], "nodes[2].host");
-    assert_refused(&s, &["init", "c", "--yes", "--hosts", "a,b,a"], "nodes[2].host");
-    assert_refused(&s, &["init", "c", "--yes", "--ssh-key", "ssh-ed25519 AAAAnotakey"], "--ssh-key");
-    assert_refused(&s, &["init", "c", "--yes", "--age-recipient", "age2xyz"], "secrets.admin-age-recipients[0]");
-    assert_refused(&s, &["init", "c", "--yes", "--admin-user", "Root User"], "admin-user");
-    assert_refused(&s, &["init", "c", "--yes", "--platform", "azure"], "--platform");
+    assert_refused(
+        &s,
+        &["init", "c", "--yes", "--hosts", "a,b,Node_3"],
+        "nodes[2].host",
+    );
+    assert_refused(
+        &s,
+        &["init", "c", "--yes", "--hosts", "a,b,a"],
+        "nodes[2].host",
+    );
+    assert_refused(
+        &s,
+        &["init", "c", "--yes", "--ssh-key", "ssh-ed25519 AAAAnotakey"],
+        "--ssh-key",
+    );
+    assert_refused(
+        &s,
+        &["init", "c", "--yes", "--age-recipient", "age2xyz"],
+        "secrets.admin-age-recipients[0]",
+    );
+    assert_refused(
+        &s,
+        &["init", "c", "--yes", "--admin-user", "Root User"],
+        "admin-user",
+    );
+    assert_refused(
+        &s,
+        &["init", "c", "--yes", "--platform", "azure"],
+        "--platform",
+    );
 }
 
 #[test]
@@ -107,13 +157,30 @@ fn answers_files_are_checked_like_flags() {
         "too-many.yaml",
         &format!(
             "schema: 1\nboards:\n  - name: tp1\n    bmc-host: turingpi.local\nnodes:\n{}",
-            (1..=5).map(|i| format!("  - {{host: n{i}, board: tp1, slot: {}}}\n", (i - 1) % 4 + 1)).collect::<String>()
+            (1..=5)
+                .map(|i| format!(
+                    "  - {{host: n{i}, board: tp1, slot: {}}}\n",
+                    (i - 1) % 4 + 1
+                ))
+                .collect::<String>()
         ),
     );
     assert_refused(&s, &["init", "c", "--answers", "typo.yaml"], "admin-usr");
-    assert_refused(&s, &["init", "c", "--answers", "newer.yaml"], "newer flakesmith");
-    assert_refused(&s, &["init", "c", "--answers", "crowded.yaml"], "nodes[1].slot");
-    assert_refused(&s, &["init", "c", "--answers", "too-many.yaml"], "do not fit");
+    assert_refused(
+        &s,
+        &["init", "c", "--answers", "newer.yaml"],
+        "newer flakesmith",
+    );
+    assert_refused(
+        &s,
+        &["init", "c", "--answers", "crowded.yaml"],
+        "nodes[1].slot",
+    );
+    assert_refused(
+        &s,
+        &["init", "c", "--answers", "too-many.yaml"],
+        "do not fit",
+    );
 }
 
 #[test]
@@ -123,7 +190,10 @@ fn without_a_terminal_missing_answers_are_named_not_waited_for() {
     assert_refused(&s, &["init", "c", "--nodes", "3"], "--ssh-key");
     let out = s.flakesmith(&["init", "c", "--nodes", "3"]);
     let err = stderr(&out);
-    assert!(err.contains("--admin-user") && !err.contains("--nodes"), "{err}");
+    assert!(
+        err.contains("--admin-user") && !err.contains("--nodes"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -132,7 +202,10 @@ fn dry_run_lists_files_and_writes_nothing() {
     let out = s.flakesmith(&["init", "c", "--yes", "--dry-run"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let listing = String::from_utf8(out.stdout).unwrap();
-    assert!(listing.contains("flake.nix") && listing.contains("nodes/rk1-node1.nix"), "{listing}");
+    assert!(
+        listing.contains("flake.nix") && listing.contains("nodes/rk1-node1.nix"),
+        "{listing}"
+    );
     assert!(s.listing().is_empty(), "{:?}", s.listing());
 }
 
@@ -146,8 +219,14 @@ fn a_non_empty_directory_needs_force_and_force_keeps_user_files() {
 
     let out = s.flakesmith(&["init", "c", "--yes", "--force", "--no-git"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(std::fs::read_to_string(s.path("c/README.md")).unwrap(), "my notes\n");
-    assert_eq!(std::fs::read_to_string(s.path("c/other.txt")).unwrap(), "keep me\n");
+    assert_eq!(
+        std::fs::read_to_string(s.path("c/README.md")).unwrap(),
+        "my notes\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.path("c/other.txt")).unwrap(),
+        "keep me\n"
+    );
     assert!(s.path("c/README.md.flakesmith-new").is_file());
     assert!(s.path("c/flake.nix").is_file());
 }
@@ -178,24 +257,43 @@ fn assert_project_absent_or_whole(dir: &Path) {
 fn an_extracted_bootloader_blob_is_copied_into_the_repo() {
     let s = Scratch::new();
     std::fs::write(s.path("u-boot-rockchip.bin"), vec![0xa5; 4096]).unwrap();
-    let out = s.flakesmith(&["init", "c", "--yes", "--no-git", "--bootloader-blob", "u-boot-rockchip.bin"]);
+    let out = s.flakesmith(&[
+        "init",
+        "c",
+        "--yes",
+        "--no-git",
+        "--bootloader-blob",
+        "u-boot-rockchip.bin",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(std::fs::read(s.path("c/rk1-bootloader.bin")).unwrap(), vec![0xa5; 4096]);
+    assert_eq!(
+        std::fs::read(s.path("c/rk1-bootloader.bin")).unwrap(),
+        vec![0xa5; 4096]
+    );
     let answers = std::fs::read_to_string(s.path("c/flakesmith.yaml")).unwrap();
     assert!(answers.contains("blob: rk1-bootloader.bin"), "{answers}");
     let flake_files = std::fs::read_to_string(s.path("c/rk1-base.nix")).unwrap()
         + &std::fs::read_to_string(s.path("c/flake.nix")).unwrap();
-    assert!(flake_files.contains("rk1-bootloader.bin"), "the blob is not used");
+    assert!(
+        flake_files.contains("rk1-bootloader.bin"),
+        "the blob is not used"
+    );
 }
 
 #[test]
 fn version_completions_and_man_page() {
     let s = Scratch::new();
     let out = s.flakesmith(&["--version"]);
-    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), format!("flakesmith {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        format!("flakesmith {}", env!("CARGO_PKG_VERSION"))
+    );
     for shell in ["bash", "zsh", "fish"] {
         let out = s.flakesmith(&["completions", shell]);
-        assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("add-node"), "{shell}");
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("add-node"),
+            "{shell}"
+        );
     }
     let out = s.flakesmith(&["man"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains(".TH flakesmith"));
@@ -227,7 +325,10 @@ fn next_steps(scratch: &Scratch, args: &[&str]) -> (Vec<String>, PathBuf) {
             );
         }
         if let Some(script) = command.strip_prefix("./").and_then(|c| c.split(' ').next()) {
-            assert!(repo.join(script).is_file(), "{step}: {script} does not exist");
+            assert!(
+                repo.join(script).is_file(),
+                "{step}: {script} does not exist"
+            );
         }
     }
     (steps, repo)
@@ -238,7 +339,16 @@ fn next_steps_name_each_chosen_platforms_build_and_deploy() {
     let scratch = Scratch::new();
     let (steps, _) = next_steps(
         &scratch,
-        &["init", "fleet", "--yes", "--ssh-key", KEY, "--platform", "aws,gcp,generic-x86_64", "--raw-efi"],
+        &[
+            "init",
+            "fleet",
+            "--yes",
+            "--ssh-key",
+            KEY,
+            "--platform",
+            "aws,gcp,generic-x86_64",
+            "--raw-efi",
+        ],
     );
     let text = steps.join("\n");
     for wanted in [
@@ -258,7 +368,11 @@ fn next_steps_name_each_chosen_platforms_build_and_deploy() {
 
     let (steps, _) = next_steps(&scratch, &["init", "cluster", "--yes", "--ssh-key", KEY]);
     let text = steps.join("\n");
-    for wanted in ["nix build .#rk1-node1 ", "./deploy/rk1-deploy.sh ", "./deploy/post-deploy.sh "] {
+    for wanted in [
+        "nix build .#rk1-node1 ",
+        "./deploy/rk1-deploy.sh ",
+        "./deploy/post-deploy.sh ",
+    ] {
         assert!(text.contains(wanted), "{wanted}:\n{text}");
     }
     assert!(!text.contains("aws"), "{text}");
@@ -273,7 +387,12 @@ fn without_a_terminal_options_with_safe_defaults_are_not_missing() {
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(err.contains("--ssh-key"), "{err}");
-    for optional in ["--raw-efi", "--aws-image-format", "--temporary-password-hash", "--no-node-exporter"] {
+    for optional in [
+        "--raw-efi",
+        "--aws-image-format",
+        "--temporary-password-hash",
+        "--no-node-exporter",
+    ] {
         assert!(!err.contains(optional), "{optional}: {err}");
     }
 }

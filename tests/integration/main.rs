@@ -4,9 +4,9 @@
 
 mod book;
 mod build;
-mod deploy;
 mod check;
 mod cloud;
+mod deploy;
 mod grow;
 mod init_cli;
 mod inject;

@@ -11,7 +11,11 @@ fn the_project_flake_and_package_parse_with_real_nix() {
             .args(["--parse", &path])
             .output()
             .expect("nix-instantiate (Debian nix-bin) is installed");
-        assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -19,8 +23,12 @@ fn the_project_flake_and_package_parse_with_real_nix() {
 fn the_package_ships_what_the_binary_embeds() {
     // include_dir! embeds scaffolds/ and src/rockchip/ at build time; the Nix source filter must
     // carry them, or the packaged flakesmith would not compile.
-    let package = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/nix/package.nix")).unwrap();
+    let package =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/nix/package.nix")).unwrap();
     for needed in ["../src", "../scaffolds", "../build.rs", "../Cargo.lock"] {
-        assert!(package.contains(needed), "nix/package.nix does not include {needed}");
+        assert!(
+            package.contains(needed),
+            "nix/package.nix does not include {needed}"
+        );
     }
 }

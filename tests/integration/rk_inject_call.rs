@@ -36,7 +36,10 @@ fn find(set: &ast::AttrSet, path: &[&str]) -> Option<String> {
 fn every_rk1_configuration_injects_its_bootloader_with_rk_inject() {
     for (variant, tree) in all_variants() {
         // rk1-cluster: rk1-base.nix; multi-cloud with rk1 chosen: platforms/rk1.nix.
-        let Some(base) = tree.get("rk1-base.nix").or_else(|| tree.get("platforms/rk1.nix")) else {
+        let Some(base) = tree
+            .get("rk1-base.nix")
+            .or_else(|| tree.get("platforms/rk1.nix"))
+        else {
             assert!(
                 !tree.paths().any(|p| p.starts_with("nodes/")),
                 "{variant}: RK1 nodes without rk1-base.nix or platforms/rk1.nix"

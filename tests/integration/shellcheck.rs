@@ -45,9 +45,11 @@ fn scripts_have_help_and_a_dry_run_that_prints_the_commands() {
         assert!(help.contains("--dry-run"), "{script} --help:\n{help}");
     }
 
-    let build = run_ok(
-        Command::new(repo.path().join("build-all-images.sh")).args(["--dry-run", "--identical", "--nix"]),
-    );
+    let build = run_ok(Command::new(repo.path().join("build-all-images.sh")).args([
+        "--dry-run",
+        "--identical",
+        "--nix",
+    ]));
     assert_eq!(
         build.trim(),
         "nix build .#rk1-node1 .#rk1-node2 .#rk1-node3 .#rk1-node4 .#rk1-node5 .#rk1-node6 .#rk1",
@@ -59,7 +61,14 @@ fn scripts_have_help_and_a_dry_run_that_prints_the_commands() {
     repo.write("result-4/sd-image/nixos-rk1-node5.img", "image");
     let deploy = run_ok(
         Command::new(repo.path().join("deploy/rk1-deploy.sh"))
-            .args(["--dry-run", "--no-post-deploy", "--node", "rk1-node5", "--node", "rk1-node1"])
+            .args([
+                "--dry-run",
+                "--no-post-deploy",
+                "--node",
+                "rk1-node5",
+                "--node",
+                "rk1-node1",
+            ])
             .env("TPI_PASSWORD", "secret-not-printed"),
     );
     let root = repo.path().display();

@@ -41,8 +41,10 @@ pub struct Project {
 
 impl Default for Project {
     fn default() -> Self {
-        let mut answers = Answers::default();
-        answers.ssh_keys = vec![ADMIN_SSH_KEY.to_owned()];
+        let answers = Answers {
+            ssh_keys: vec![ADMIN_SSH_KEY.to_owned()],
+            ..Answers::default()
+        };
         Self { answers }
     }
 }
@@ -171,12 +173,18 @@ pub fn digest_vendored_sources(tree: Tree) -> Tree {
     let mut out = Tree::new();
     for (path, file) in tree.iter() {
         match path.strip_prefix(VENDORED) {
-            Some(name) => sums.push_str(&format!("{}  {name}\n", hex::encode(Sha256::digest(&file.contents)))),
+            Some(name) => sums.push_str(&format!(
+                "{}  {name}\n",
+                hex::encode(Sha256::digest(&file.contents))
+            )),
             None => out.insert(path, file.clone()),
         }
     }
     if !sums.is_empty() {
-        out.insert(format!("{VENDORED}SHA256SUMS"), flakesmith::render::TreeFile::text(sums));
+        out.insert(
+            format!("{VENDORED}SHA256SUMS"),
+            flakesmith::render::TreeFile::text(sums),
+        );
     }
     out
 }
