@@ -236,3 +236,46 @@ fn without_openssl_the_password_question_takes_a_hash() {
     );
     assert!(!answers.monitoring.node_exporter && !answers.monitoring.open_port);
 }
+
+/// The error line of a refused answer, as a terminal shows it, with or without NO_COLOR.
+fn error_in_a_terminal(no_color: bool) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new(assert_cmd::cargo::cargo_bin("flakesmith"));
+    command
+        .args(["init", "c", "--yes", "--hosts", "Bad_Host"])
+        .current_dir(dir.path())
+        .env("HOME", dir.path())
+        .env("TERM", "xterm-256color")
+        .env_remove("CLICOLOR")
+        .env_remove("CLICOLOR_FORCE");
+    if no_color {
+        command.env("NO_COLOR", "1");
+    } else {
+        command.env_remove("NO_COLOR");
+    }
+    let mut session = Session::spawn(command).expect("spawn in a pty");
+    session.set_expect_timeout(Some(Duration::from_secs(30)));
+    let captured = session.expect(Eof).expect("flakesmith exits");
+    // Eof matches everything the program printed.
+    let bytes: Vec<u8> = captured
+        .before()
+        .iter()
+        .chain(captured.matches().flatten())
+        .copied()
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+#[test]
+fn colours_only_on_a_terminal_and_never_with_no_color() {
+    let coloured = error_in_a_terminal(false);
+    assert!(coloured.contains("nodes[0].host"), "{coloured:?}");
+    assert!(
+        coloured.contains('\u{1b}'),
+        "a terminal gets colour: {coloured:?}"
+    );
+    let plain = error_in_a_terminal(true);
+    assert!(plain.contains("nodes[0].host"), "{plain:?}");
+    assert!(!plain.contains('\u{1b}'), "NO_COLOR is honoured: {plain:?}");
+    // Not a terminal: the other tests read stderr through a pipe and match it as plain text.
+}
