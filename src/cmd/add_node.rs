@@ -49,6 +49,7 @@ pub fn run(args: AddNodeArgs) -> Result<Outcome> {
         let bmc_host = if placement.new_board {
             Some(new_board_bmc_host(
                 &placement,
+                args.board.is_some(),
                 bmc_hosts.next(),
                 answers.boards.len() + 1,
             )?)
@@ -104,6 +105,7 @@ pub fn run(args: AddNodeArgs) -> Result<Outcome> {
 /// A new board's BMC host: from --bmc-host, else asked, else (no terminal) an error saying so.
 fn new_board_bmc_host(
     placement: &Placement,
+    board_named: bool,
     given: Option<&String>,
     board_number: usize,
 ) -> Result<String> {
@@ -113,9 +115,17 @@ fn new_board_bmc_host(
     if prompt::can_ask() {
         return prompt::ask_bmc_host(&placement.board, &default_bmc_host(board_number));
     }
+    // A board named with --board that does not exist is new by choice, not because the others are full.
+    let why = if board_named {
+        format!("board '{}' does not exist yet", placement.board)
+    } else {
+        format!(
+            "{} needs a new Turing Pi 2 board ({}; the others are full)",
+            placement.host, placement.board
+        )
+    };
     Err(UsageError::new(format!(
-        "--bmc-host: {} needs a new Turing Pi 2 board ({}; the others are full): give its BMC host with --bmc-host HOST",
-        placement.host, placement.board
+        "--bmc-host: {why}: give its BMC host with --bmc-host HOST"
     ))
     .into())
 }

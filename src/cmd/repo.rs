@@ -100,6 +100,37 @@ impl Repo {
         secrets::report_made(&made);
         Ok(applied)
     }
+
+    /// Files of the plan that still hold conflict markers an earlier `update` wrote: no
+    /// difference to the render any more, but not a finished repo either, so `diff` and `update`
+    /// must not report it clean.
+    pub fn unresolved_conflicts(&self, plan: &Plan) -> Vec<String> {
+        plan.entries
+            .iter()
+            .map(|(path, _)| path)
+            .filter(|path| {
+                fs_err::read_to_string(self.dir.join(path))
+                    .is_ok_and(|text| sync::has_conflict_markers(&text))
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+/// Names each file `update` left with conflict markers, on stderr.
+pub fn print_unresolved(paths: &[String]) {
+    for path in paths {
+        eprintln!("{path}: unresolved conflict markers from an earlier update");
+    }
+}
+
+/// `n` and the noun, plural unless `n` is 1: "1 file", "2 files".
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("{n} {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 /// A change ready to apply: the project it renders, the plan, and node identities to write.
@@ -168,16 +199,19 @@ pub fn report(applied: &Applied) -> super::Outcome {
         );
     }
     println!(
-        "{} files written, {} removed.",
-        applied.written.len(),
+        "{} written, {} removed.",
+        count(applied.written.len(), "file"),
         applied.deleted.len()
     );
     if applied.conflicts.is_empty() {
         super::Outcome::Success
     } else {
         eprintln!(
-            "{} files have conflicts (your edits and flakesmith's change touch the same lines); resolve the <<<<<<< markers in:",
-            applied.conflicts.len()
+            "{} conflicts (your edits and flakesmith's change touch the same lines); resolve the <<<<<<< markers in:",
+            match applied.conflicts.len() {
+                1 => "1 file has".to_owned(),
+                n => format!("{n} files have"),
+            }
         );
         for path in &applied.conflicts {
             println!("CONFLICT  {path}");

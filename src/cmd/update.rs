@@ -3,7 +3,7 @@
 use anyhow::Result;
 
 use super::{
-    repo::{print_plan, report, Repo},
+    repo::{print_plan, print_unresolved, report, Repo},
     Outcome,
 };
 use crate::{cli::UpdateArgs, sync::PlanOptions};
@@ -23,9 +23,23 @@ pub fn run(args: UpdateArgs) -> Result<Outcome> {
     print_plan(&change.plan, false);
     // Applied even when no file changes: the base record may still need to catch up.
     let applied = repo.apply(&change)?;
+    let outcome = if change.plan.is_noop() {
+        Outcome::Success
+    } else {
+        report(&applied)
+    };
+    // Markers left by an earlier update are no change to make, but the repo is not finished.
+    let unresolved: Vec<String> = repo
+        .unresolved_conflicts(&change.plan)
+        .into_iter()
+        .filter(|path| !applied.conflicts.contains(path))
+        .collect();
+    if !unresolved.is_empty() {
+        print_unresolved(&unresolved);
+        return Ok(Outcome::Findings);
+    }
     if change.plan.is_noop() {
         println!("Up to date.");
-        return Ok(Outcome::Success);
     }
-    Ok(report(&applied))
+    Ok(outcome)
 }

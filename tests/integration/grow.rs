@@ -310,6 +310,14 @@ fn update_merges_edits_and_marks_conflicts() {
         "{}",
         text(&out.stdout)
     );
+    // One file changed, one conflicted: counted in English.
+    assert!(
+        text(&out.stdout).contains("1 file written, 0 removed.")
+            && text(&out.stderr).starts_with("1 file has conflicts"),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     let merged = repo.read(&zone_file);
     for marker in [
         "<<<<<<< yours",
@@ -332,6 +340,15 @@ fn update_merges_edits_and_marks_conflicts() {
         "{}",
         text(&out.stderr)
     );
+    // Nor does update call such a repo up to date.
+    let out = repo.run(&["update"]);
+    expect(&out, 1);
+    assert!(
+        text(&out.stderr).contains(&format!("{zone_file}: unresolved conflict markers")),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!text(&out.stdout).contains("Up to date"));
     repo.edit(&zone_file, |t| {
         t.lines()
             .filter(|l| {
@@ -345,6 +362,9 @@ fn update_merges_edits_and_marks_conflicts() {
     });
     expect(&repo.run(&["diff"]), 0);
     assert!(repo.read(&zone_file).contains("Europe/Paris"));
+    let out = repo.run(&["update"]);
+    expect(&out, 0);
+    assert!(text(&out.stdout).contains("Up to date."));
 }
 
 #[test]
@@ -461,6 +481,23 @@ fn diff_is_empty_on_a_fresh_repo_and_a_unified_diff_after_a_change() {
         "{stderr}"
     );
     assert!(stderr.contains("99.0.0"), "{stderr}");
+}
+
+#[test]
+fn add_node_on_a_board_that_does_not_exist_says_so() {
+    // Board tp1 has free slots: the new board is the user's choice, not because tp1 is full.
+    let repo = TestRepo::init(&["--nodes", "2"]);
+    let out = repo.run(&["add-node", "--board", "tp9"]);
+    expect(&out, 2);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("board 'tp9' does not exist yet") && !stderr.contains("full"),
+        "{stderr}"
+    );
+    expect(
+        &repo.run(&["add-node", "--board", "tp9", "--bmc-host", "tp9.lan"]),
+        0,
+    );
 }
 
 #[test]
