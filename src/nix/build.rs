@@ -158,9 +158,9 @@ pub fn evaluate(request: &Request) -> Result<Vec<Target>> {
         .context("cannot run nix eval")?;
     if !output.status.success() {
         bail!(
-            "evaluating {} failed:\n{}",
+            "evaluating {} failed: {}",
             request.flake.display(),
-            String::from_utf8_lossy(&output.stderr).trim_end()
+            eval_failure(&String::from_utf8_lossy(&output.stderr), &request.flake)
         );
     }
     let evaluated: Evaluated = serde_json::from_slice(&output.stdout).with_context(|| {
@@ -193,6 +193,26 @@ pub fn evaluate(request: &Request) -> Result<Vec<Target>> {
         ))),
         None => Ok(evaluated.targets),
     }
+}
+
+/// Nix's last error, and what to do about it, in one line: its stderr repeats each retry of a
+/// download as a warning and ends in a `--show-trace` hint that names no command.
+fn eval_failure(stderr: &str, flake: &Path) -> String {
+    let last_error = stderr
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("error: "))
+        .last()
+        .or_else(|| stderr.lines().map(str::trim).rfind(|l| !l.is_empty()))
+        .unwrap_or("nix eval failed without a message");
+    let hint = if last_error.contains("unable to download") {
+        "nix fetches the flake's inputs (nixpkgs) on first use: check the network, then run the build again".to_owned()
+    } else {
+        format!(
+            "`nix flake check --show-trace {}` shows where",
+            shell_word(&flake.display().to_string())
+        )
+    };
+    format!("{last_error} ({hint})")
 }
 
 /// The installable that builds every output of a derivation, in this nix's syntax.
@@ -501,6 +521,19 @@ pub fn run_build(mut command: Command, mut observe: impl FnMut(Event<'_>)) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_evaluation_failure_is_nix_last_error_and_a_hint() {
+        let stderr = "warning: error: unable to download 'https://api.github.com/repos/NixOS/nixpkgs/commits/nixos-unstable': Couldn't resolve host name (6); retrying in 266 ms\n\
+                      error: unable to download 'https://api.github.com/repos/NixOS/nixpkgs/commits/nixos-unstable': Couldn't resolve host name (6)\n\
+                      (use '--show-trace' to show detailed location information)\n";
+        let line = eval_failure(stderr, Path::new("/r"));
+        assert!(
+            line.starts_with("unable to download 'https://api.github.com/repos/NixOS/nixpkgs/commits/nixos-unstable': Couldn't resolve host name (6) (nix fetches")
+                && !line.contains('\n'),
+            "{line}"
+        );
+    }
 
     #[test]
     fn names_are_checked() {

@@ -33,10 +33,17 @@ pub fn check_text(path: &str, text: &str) -> Result<(), SyntaxError> {
             path: path.to_owned(),
             line,
             column,
-            message: error.to_string(),
+            message: without_byte_range(&error.to_string()),
         });
     }
     Ok(())
+}
+
+/// rnix names the error's byte range (`unexpected token at 2920..2932`); the line and column
+/// already say where, in the units an editor shows.
+fn without_byte_range(message: &str) -> String {
+    let range = regex::Regex::new(r" at \d+\.\.\d+").expect("valid regex");
+    range.replace_all(message, "").into_owned()
 }
 
 fn error_offset(error: &rnix::ParseError) -> usize {

@@ -257,6 +257,31 @@ fn unknown_targets_and_missing_arguments_are_usage_errors() {
 }
 
 #[test]
+fn an_evaluation_error_is_one_line_with_nix_message_and_where_to_look() {
+    // Stand-in for a flake nixpkgs cannot evaluate (here: a throw, as a failed assertion is).
+    let dir = tempfile::tempdir().unwrap();
+    fs_err::write(
+        dir.path().join("flake.nix"),
+        "{\n  outputs = { self }: {\n    packages.x86_64-linux.node1 = throw \"boom: no such option\";\n  };\n}\n",
+    )
+    .unwrap();
+    let out = flakesmith()
+        .args(["build", "-C"])
+        .arg(dir.path())
+        .arg("node1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains("failed: boom: no such option (`nix flake check --show-trace"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn aarch64_without_emulation_or_builder_names_each_fix() {
     let has_binfmt = fs_err::read_dir("/proc/sys/fs/binfmt_misc")
         .map(|d| {

@@ -164,6 +164,18 @@ fn finds_nix_that_does_not_parse() {
 }
 
 #[test]
+fn a_syntax_error_is_placed_by_line_and_column_only() {
+    let dir = clean_repo();
+    write(dir.path(), "nodes/n1.nix", "{\n  a = 1;\n}\nb = 2;\n");
+    let (_, lines) = check(dir.path());
+    // rnix's byte range ("at 15..16") repeats what the line and column say, less readably.
+    assert!(
+        lines.len() == 1 && lines[0].starts_with("nodes/n1.nix:4:") && !lines[0].contains(".."),
+        "{lines:#?}"
+    );
+}
+
+#[test]
 fn finds_a_plaintext_file_under_secrets() {
     finds(
         |r| write(r, "secrets/wifi.yaml", "wifi_password: hunter2\n"),
