@@ -6,6 +6,7 @@ pub mod check;
 pub mod diff;
 pub mod init;
 pub mod inject;
+pub mod man;
 pub mod remove_node;
 pub mod repo;
 pub mod update;
@@ -48,10 +49,6 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             );
             Ok(Outcome::Success)
         }
-        Command::Man => {
-            let command = <Cli as clap::CommandFactory>::command();
-            clap_mangen::Man::new(command).render(&mut std::io::stdout())?;
-            Ok(Outcome::Success)
-        }
+        Command::Man => man::run(),
     }
 }

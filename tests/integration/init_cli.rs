@@ -296,7 +296,16 @@ fn version_completions_and_man_page() {
         );
     }
     let out = s.flakesmith(&["man"]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains(".TH flakesmith"));
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(page.contains(".TH flakesmith"));
+    // One page documents every subcommand's options, and points to no page that is not installed.
+    assert!(
+        page.contains(".SH \"FLAKESMITH ADD-NODE\"")
+            && page.contains("\\-\\-bmc\\-host")
+            && page.contains("\\-\\-restore\\-deleted")
+            && !page.contains("(1)\n"),
+        "{page}"
+    );
 }
 
 /// The "Next steps" lines: every `nix build .#X` names an image the new flake has, every script
