@@ -620,6 +620,8 @@ fn build_all_images_builds_every_platform_image() {
         &[],
     );
     assert!(out.status.success(), "{}", stderr(&out));
+    // A dry run built nothing, and does not say it did.
+    assert!(!stderr(&out).contains("Built"), "{}", stderr(&out));
     let built: Vec<String> = stdout(&out)
         .lines()
         .map(|l| l.split_whitespace().nth(3).unwrap().to_owned())

@@ -101,6 +101,9 @@ else
   done
 fi
 
+if [ "$dry_run" = 1 ]; then
+  exit 0
+fi
 echo "Built: ${selected[*]}" >&2
 echo "Deploy with:" >&2
 echo "  AWS:  deploy/aws-deploy.sh --region REGION --bucket BUCKET" >&2
