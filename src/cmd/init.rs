@@ -53,7 +53,7 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(&answers.name));
     let blob = take_blob(&mut answers)?;
-    let mut project = Project::from_answers(&answers)?;
+    let mut project = Project::from_answers(&answers).map_err(|e| named_by_flag(&args, e))?;
     // Node identities are made in memory now (their recipients go into .sops.yaml) and
     // written, 0600, only once the repo exists.
     let node_keys = secrets::NodeKeys::prepare(&dir, &project)?;
@@ -291,6 +291,46 @@ fn apply_flags(args: &InitArgs, a: &mut Answers, given: &mut BTreeSet<Question>)
         answer(Question::RawEfi);
     }
     Ok(())
+}
+
+/// Validation names the flakesmith.yaml field (`nodes[1].host`); a value the user gave as a
+/// flag is named by that flag instead, since the user has not seen the file yet, and a value
+/// from --answers by its file and field, as a YAML error in that file is.
+fn named_by_flag(args: &InitArgs, mut e: InvalidAnswer) -> InvalidAnswer {
+    let field = e.field.as_str();
+    let host_flag = if !args.hosts.is_empty() {
+        Some("--hosts")
+    } else {
+        args.host_prefix.is_some().then_some("--host-prefix")
+    };
+    let flag = match field {
+        "name" => args.name.is_some().then_some("--name"),
+        "admin-user" => args.admin_user.is_some().then_some("--admin-user"),
+        "nixpkgs-branch" => args.nixpkgs_branch.is_some().then_some("--nixpkgs-branch"),
+        "dots" => args.dots.is_some().then_some("--dots"),
+        "state-version" => args.state_version.is_some().then_some("--state-version"),
+        "temporary-password-hash" => args
+            .temporary_password_hash
+            .is_some()
+            .then_some("--temporary-password-hash"),
+        _ if field.starts_with("nodes[") && field.ends_with("].host") => host_flag,
+        _ if field.starts_with("boards[") && field.ends_with("].bmc-host") => {
+            (!args.bmc_hosts.is_empty()).then_some("--bmc-host")
+        }
+        _ if field.starts_with("secrets.admin-age-recipients") => {
+            (!args.age_recipients.is_empty()).then_some("--age-recipient")
+        }
+        _ if field.starts_with("build.systems") => {
+            (!args.build_systems.is_empty()).then_some("--build-system")
+        }
+        _ => None,
+    };
+    match (flag, &args.answers) {
+        (Some(flag), _) => e.field = flag.to_owned(),
+        (None, Some(path)) => e.field = format!("{}: {field}", path.display()),
+        (None, None) => {}
+    }
+    e
 }
 
 /// Keys given as text or as files (`.pub`, or an authorized_keys file with several).

@@ -114,12 +114,12 @@ fn bad_answers_are_refused_naming_the_field() {
     assert_refused(
         &s,
         &["init", "c", "--yes", "--hosts", "a,b,Node_3"],
-        "nodes[2].host",
+        "--hosts: 'Node_3'",
     );
     assert_refused(
         &s,
         &["init", "c", "--yes", "--hosts", "a,b,a"],
-        "nodes[2].host",
+        "--hosts: host 'a' is listed twice",
     );
     assert_refused(
         &s,
@@ -129,12 +129,12 @@ fn bad_answers_are_refused_naming_the_field() {
     assert_refused(
         &s,
         &["init", "c", "--yes", "--age-recipient", "age2xyz"],
-        "secrets.admin-age-recipients[0]",
+        "--age-recipient: 'age2xyz'",
     );
     assert_refused(
         &s,
         &["init", "c", "--yes", "--admin-user", "Root User"],
-        "admin-user",
+        "--admin-user: ",
     );
     assert_refused(
         &s,
@@ -174,7 +174,7 @@ fn answers_files_are_checked_like_flags() {
     assert_refused(
         &s,
         &["init", "c", "--answers", "crowded.yaml"],
-        "nodes[1].slot",
+        "crowded.yaml: nodes[1].slot",
     );
     assert_refused(
         &s,
