@@ -269,13 +269,13 @@ fn error_in_a_terminal(no_color: bool) -> String {
 #[test]
 fn colours_only_on_a_terminal_and_never_with_no_color() {
     let coloured = error_in_a_terminal(false);
-    assert!(coloured.contains("nodes[0].host"), "{coloured:?}");
+    assert!(coloured.contains("--hosts: 'Bad_Host'"), "{coloured:?}");
     assert!(
         coloured.contains('\u{1b}'),
         "a terminal gets colour: {coloured:?}"
     );
     let plain = error_in_a_terminal(true);
-    assert!(plain.contains("nodes[0].host"), "{plain:?}");
+    assert!(plain.contains("--hosts: 'Bad_Host'"), "{plain:?}");
     assert!(!plain.contains('\u{1b}'), "NO_COLOR is honoured: {plain:?}");
     // Not a terminal: the other tests read stderr through a pipe and match it as plain text.
 }
