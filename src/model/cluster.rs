@@ -158,12 +158,14 @@ impl Answers {
     pub fn remove_node(&mut self, host: &str) -> Result<NodeAnswers, InvalidAnswer> {
         let Some(i) = self.nodes.iter().position(|n| n.host == host) else {
             let hosts: Vec<&str> = self.nodes.iter().map(|n| n.host.as_str()).collect();
+            let known = if hosts.is_empty() {
+                "it has no RK1 nodes".to_owned()
+            } else {
+                format!("nodes: {}", hosts.join(", "))
+            };
             return Err(InvalidAnswer::new(
                 "HOST",
-                format!(
-                    "no node '{host}' in flakesmith.yaml (nodes: {})",
-                    hosts.join(", ")
-                ),
+                format!("no node '{host}' in flakesmith.yaml ({known})"),
             ));
         };
         if self.nodes.len() == 1 {

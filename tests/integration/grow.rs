@@ -638,6 +638,25 @@ fn an_interrupted_add_node_leaves_the_repo_unchanged() {
 }
 
 #[test]
+fn a_multi_cloud_repo_without_rk1_has_no_nodes_to_add_or_remove() {
+    let repo = TestRepo::init(&["--platform", "aws"]);
+    let out = repo.run(&["add-node"]);
+    expect(&out, 2);
+    assert!(
+        text(&out.stderr).contains("add rk1 to platforms"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = repo.run(&["remove-node", "rk1-node1"]);
+    expect(&out, 2);
+    assert!(
+        text(&out.stderr).contains("no node 'rk1-node1' in flakesmith.yaml (it has no RK1 nodes)"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
 fn add_node_works_in_a_multi_cloud_repo_with_rk1() {
     let repo = TestRepo::init(&[
         "--layout",
