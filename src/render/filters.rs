@@ -25,16 +25,8 @@ pub fn nix_str(value: &Value, _: &HashMap<String, Value>) -> Result<Value> {
 
 /// `{{ x | sh }}`: a single-quoted POSIX shell word.
 pub fn sh(value: &Value, _: &HashMap<String, Value>) -> Result<Value> {
-    let s = value_as_string(value);
-    let safe = !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./:@=+,".contains(&b));
-    let quoted = if safe {
-        s
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    };
-    Ok(to_value(quoted)?)
+    // The same quoting as the commands flakesmith prints (`build --dry-run`).
+    Ok(to_value(crate::nix::build::shell_word(&value_as_string(value)))?)
 }
 
 /// `{{ x | yaml_str }}`: a double-quoted YAML scalar.
