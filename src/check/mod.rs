@@ -13,6 +13,7 @@ use std::{fmt, path::Path};
 use anyhow::Result;
 
 pub use files::RepoFiles;
+pub(crate) use secrets_rules::has_sops_metadata;
 
 use crate::model::Answers;
 

@@ -352,7 +352,7 @@ fn has_no_data(text: &str) -> bool {
 }
 
 /// What sops writes into every file it encrypts, per format.
-fn has_sops_metadata(path: &str, text: &str) -> bool {
+pub(crate) fn has_sops_metadata(path: &str, text: &str) -> bool {
     let with_mac =
         |v: Option<&serde_json::Value>| v.and_then(|s| s.get("mac")).is_some_and(|m| m.is_string());
     if path.ends_with(".env") {

@@ -3,7 +3,7 @@
 use anyhow::Result;
 
 use super::{
-    repo::{print_plan, report, Repo},
+    repo::{print_plan, print_updatekeys, report, Repo},
     Outcome,
 };
 use crate::{
@@ -95,8 +95,9 @@ pub fn run(args: AddNodeArgs) -> Result<Outcome> {
     let applied = repo.apply(&change)?;
     let outcome = report(&applied);
     if change.project.secrets.mode == SecretsMode::Sops {
-        println!(
-            "Next: re-encrypt the secrets for the new recipient(s) in .sops.yaml:\n  sops updatekeys secrets/secrets.yaml"
+        print_updatekeys(
+            &repo.dir,
+            "re-encrypt the secrets for the new recipient(s) in .sops.yaml",
         );
     }
     Ok(outcome)

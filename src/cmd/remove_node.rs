@@ -4,7 +4,7 @@
 use anyhow::Result;
 
 use super::{
-    repo::{print_plan, report, Repo},
+    repo::{print_plan, print_updatekeys, report, Repo},
     Outcome,
 };
 use crate::{
@@ -59,9 +59,12 @@ pub fn run(args: RemoveNodeArgs) -> Result<Outcome> {
         );
     }
     if change.project.secrets.mode == SecretsMode::Sops {
-        println!(
-            "Next: stop encrypting to {}'s recipient (and rotate what it could read):\n  sops updatekeys secrets/secrets.yaml",
-            removed.host
+        print_updatekeys(
+            &repo.dir,
+            &format!(
+                "stop encrypting to {}'s recipient (and rotate what it could read)",
+                removed.host
+            ),
         );
     }
     Ok(outcome)

@@ -117,6 +117,36 @@ impl Repo {
     }
 }
 
+/// After the recipients in .sops.yaml changed: `sops updatekeys` for each file under secrets/
+/// that sops has encrypted. The generated placeholder is not encrypted yet, and sops refuses
+/// it, so a repo with nothing encrypted gets no such step.
+pub fn print_updatekeys(dir: &Path, why: &str) {
+    let secrets_dir = dir.join("secrets");
+    let mut encrypted: Vec<String> = walkdir::WalkDir::new(&secrets_dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| {
+            let path = e
+                .path()
+                .strip_prefix(dir)
+                .ok()?
+                .to_string_lossy()
+                .into_owned();
+            let text = fs_err::read_to_string(e.path()).ok()?;
+            crate::check::has_sops_metadata(&path, &text).then_some(path)
+        })
+        .collect();
+    if encrypted.is_empty() {
+        return;
+    }
+    encrypted.sort();
+    println!("Next: {why}:");
+    for path in encrypted {
+        println!("  sops updatekeys {}", crate::nix::build::shell_word(&path));
+    }
+}
+
 /// Names each file `update` left with conflict markers, on stderr.
 pub fn print_unresolved(paths: &[String]) {
     for path in paths {

@@ -26,7 +26,9 @@ pub fn nix_str(value: &Value, _: &HashMap<String, Value>) -> Result<Value> {
 /// `{{ x | sh }}`: a single-quoted POSIX shell word.
 pub fn sh(value: &Value, _: &HashMap<String, Value>) -> Result<Value> {
     // The same quoting as the commands flakesmith prints (`build --dry-run`).
-    Ok(to_value(crate::nix::build::shell_word(&value_as_string(value)))?)
+    Ok(to_value(crate::nix::build::shell_word(&value_as_string(
+        value,
+    )))?)
 }
 
 /// `{{ x | yaml_str }}`: a double-quoted YAML scalar.

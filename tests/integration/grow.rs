@@ -172,6 +172,33 @@ fn any_file_under_mentions(repo: &TestRepo, dir: &str, needle: &str) -> bool {
         .any(|(p, (_, b))| p.starts_with(dir) && text(b).contains(needle))
 }
 
+const SOPS_ENCRYPTED: &str = "example: ENC[AES256_GCM,data:9Xb3XQ==,iv:J6z5,tag:Qm9v,type:str]\nsops:\n    lastmodified: \"2026-01-01T00:00:00Z\"\n    mac: ENC[AES256_GCM,data:bWFj,iv:aXY=,tag:dGFn,type:str]\n    version: 3.9.4\n";
+
+#[test]
+fn no_updatekeys_step_while_the_secrets_are_the_unencrypted_placeholder() {
+    // `sops updatekeys` refuses a file without sops metadata: no step to run yet.
+    let repo = TestRepo::init(&["--nodes", "2"]);
+    for args in [&["add-node"][..], &["remove-node", "rk1-node3"]] {
+        let out = repo.run(args);
+        expect(&out, 0);
+        assert!(
+            !text(&out.stdout).contains("updatekeys"),
+            "{}",
+            text(&out.stdout)
+        );
+    }
+    repo.write("secrets/secrets.yaml", SOPS_ENCRYPTED);
+    let out = repo.run(&["remove-node", "rk1-node2"]);
+    expect(&out, 0);
+    assert!(
+        text(&out.stdout).contains(
+            "Next: stop encrypting to rk1-node2's recipient (and rotate what it could read):\n  sops updatekeys secrets/secrets.yaml\n"
+        ),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
 #[test]
 fn add_node_keeps_user_edits_and_wires_the_node_everywhere() {
     let repo = TestRepo::init(&[]);
@@ -181,6 +208,8 @@ fn add_node_keeps_user_edits_and_wires_the_node_everywhere() {
     });
     let common = repo.read("common.nix");
     let node1 = repo.read("nodes/rk1-node1.nix");
+    // Stand-in for a file sops encrypted (no sops here): the metadata `sops updatekeys` needs.
+    repo.write("secrets/secrets.yaml", SOPS_ENCRYPTED);
 
     // A fifth node needs a second board; without a terminal its BMC host must be given.
     let out = repo.run(&["add-node", "--bmc-host", "turingpi-b.lan"]);
