@@ -31,7 +31,8 @@ pub fn run() -> Result<Outcome> {
         sub_man.render_synopsis_section(&mut sections)?;
         sub_man.render_description_section(&mut sections)?;
         sub_man.render_options_section(&mut sections)?;
-        // The subcommand's sections become subsections of its own.
+        // Subsections, so each subcommand's SYNOPSIS and OPTIONS sit under its own heading
+        // instead of repeating top-level sections a reader would take for the whole CLI's.
         for line in String::from_utf8_lossy(&sections).lines() {
             match line.strip_prefix(".SH ") {
                 Some(heading) => writeln!(page, ".SS {heading}")?,

@@ -200,8 +200,8 @@ pub fn evaluate(request: &Request) -> Result<Vec<Target>> {
 fn eval_failure(stderr: &str, flake: &Path) -> String {
     let last_error = stderr
         .lines()
-        .filter_map(|line| line.trim().strip_prefix("error: "))
-        .last()
+        .rev()
+        .find_map(|line| line.trim().strip_prefix("error: "))
         .or_else(|| stderr.lines().map(str::trim).rfind(|l| !l.is_empty()))
         .unwrap_or("nix eval failed without a message");
     let hint = if last_error.contains("unable to download") {
