@@ -120,9 +120,10 @@ pub fn existing_node_recipients(
     Ok(keys.recipients)
 }
 
-/// For commands that grow an existing repo (`add-node`, `update`): makes the missing node
-/// identities on disk and returns every node's recipient, to be put into
-/// `project.node_age_recipients` before rendering.
+/// Makes the missing node identities on disk at once and returns every node's recipient, to be
+/// put into `project.node_age_recipients` before rendering. For library users that write a
+/// rendered tree themselves; the commands use [`NodeKeys`] instead, so that the identities are
+/// written inside their all-or-nothing transaction.
 pub fn ensure_node_keys(repo: &Path, project: &Project) -> Result<BTreeMap<String, AgeRecipient>> {
     let keys = NodeKeys::prepare(repo, project)?;
     keys.write_new(repo)?;
