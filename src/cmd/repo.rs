@@ -44,10 +44,10 @@ impl Repo {
             ))
             .into());
         }
-        let answers = Answers::from_yaml(&text).map_err(|e| match e.field.as_str() {
-            ANSWERS_FILE => e,
-            field => InvalidAnswer::new(format!("{ANSWERS_FILE}: {field}"), e.message),
-        })?;
+        let answers = Answers::from_yaml(&text).map_err(in_answers_file)?;
+        // Checked here, not only when rendering, so that every command (`check` too, which
+        // renders nothing) refuses answers the next `update` would refuse, naming the file.
+        Project::from_answers(&answers).map_err(in_answers_file)?;
         if let Some(written_by) = answers.flakesmith_version.as_deref() {
             let running = env!("CARGO_PKG_VERSION");
             if is_newer(written_by, running) {
@@ -174,6 +174,14 @@ impl Change {
     /// The identities [`Repo::apply`] will write, relative to the repo.
     pub fn node_keys_to_make(&self) -> Vec<String> {
         self.node_keys.new_paths()
+    }
+}
+
+/// An error in the answers, named as the field of flakesmith.yaml it is in.
+fn in_answers_file(e: InvalidAnswer) -> InvalidAnswer {
+    match e.field.as_str() {
+        ANSWERS_FILE => e,
+        field => InvalidAnswer::new(format!("{ANSWERS_FILE}: {field}"), e.message),
     }
 }
 

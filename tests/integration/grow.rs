@@ -587,6 +587,29 @@ fn bad_input_is_one_line_exit_2_and_changes_nothing() {
         assert_same_tree(&before, &repo.snapshot());
     }
 
+    // An answer that parses but is not allowed: every command names it in the file, check too.
+    repo.write("flakesmith.yaml", &answers);
+    repo.edit("flakesmith.yaml", |t| {
+        t.replace("bmc-host: turingpi.local", "bmc-host: bad_host")
+    });
+    let before = repo.snapshot();
+    for args in [
+        &["check"][..],
+        &["diff"],
+        &["update"],
+        &["add-node", "--dry-run"],
+        &["remove-node", "rk1-node2"],
+    ] {
+        let out = repo.run(args);
+        expect(&out, 2);
+        assert!(
+            text(&out.stderr).starts_with("error: flakesmith.yaml: boards[0].bmc-host: 'bad_host'"),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert_same_tree(&before, &repo.snapshot());
+    }
+
     let empty = tempfile::tempdir().unwrap();
     let out = flakesmith(empty.path(), &["diff"]);
     expect(&out, 2);
