@@ -6,7 +6,10 @@ use super::{
     repo::{print_plan, print_unresolved, report, Repo},
     Outcome,
 };
-use crate::{cli::UpdateArgs, sync::PlanOptions};
+use crate::{
+    cli::UpdateArgs,
+    sync::{Action, PlanOptions},
+};
 
 pub fn run(args: UpdateArgs) -> Result<Outcome> {
     let repo = Repo::open(&args.repo.dir)?;
@@ -37,6 +40,20 @@ pub fn run(args: UpdateArgs) -> Result<Outcome> {
     if !unresolved.is_empty() {
         print_unresolved(&unresolved);
         return Ok(Outcome::Findings);
+    }
+    // Not a change, so not in the plan's output; said so the user knows why a file is missing.
+    let deleted: Vec<&str> = change
+        .plan
+        .entries
+        .iter()
+        .filter(|(_, action)| *action == Action::KeepDeleted)
+        .map(|(path, _)| path.as_str())
+        .collect();
+    if !deleted.is_empty() {
+        println!(
+            "kept deleted: {} (--restore-deleted brings them back)",
+            deleted.join(", ")
+        );
     }
     if change.plan.is_noop() {
         println!("Up to date.");

@@ -409,8 +409,15 @@ fn update_leaves_deleted_files_deleted_unless_asked() {
         "{}",
         text(&dry.stdout)
     );
-    expect(&repo.run(&["update"]), 0);
+    let out = repo.run(&["update"]);
+    expect(&out, 0);
     assert!(!repo.dir.join("README.md").exists());
+    // The file the update did not bring back is named, with the way to bring it back.
+    assert!(
+        text(&out.stdout).contains("kept deleted: README.md (--restore-deleted brings them back)"),
+        "{}",
+        text(&out.stdout)
+    );
     expect(&repo.run(&["update", "--restore-deleted"]), 0);
     assert!(repo.read("README.md").contains("renamed"));
 }
