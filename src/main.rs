@@ -3,6 +3,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    default_sigpipe();
     let cli = flakesmith::cli::Cli::parse();
     match flakesmith::cmd::run(cli) {
         Ok(flakesmith::cmd::Outcome::Success) => ExitCode::SUCCESS,
@@ -17,3 +18,18 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// `flakesmith … | head`: when the reader goes away, end quietly as other Unix tools do (by
+/// SIGPIPE), instead of Rust's default of ignoring the signal and panicking in the next
+/// `println!`. No output is printed while a transaction renames files, so this cannot cut one
+/// short; a crash there would be rolled back from the journal anyway.
+#[cfg(unix)]
+fn default_sigpipe() {
+    // SAFETY: called first in main, before any other thread exists; SIG_DFL is a valid action.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn default_sigpipe() {}

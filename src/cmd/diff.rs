@@ -1,7 +1,5 @@
 //! `flakesmith diff`: what `update` would change, as a unified diff; exit 1 when anything.
 
-use std::io::Write;
-
 use anyhow::Result;
 
 use super::{
@@ -17,8 +15,7 @@ pub fn run(args: DiffArgs) -> Result<Outcome> {
     let repo = Repo::open(&args.repo.dir)?;
     let (_, plan) = repo.plan(&repo.answers, PlanOptions::default())?;
     let diff = sync::unified_diff(&repo.dir, &plan)?;
-    // A closed pipe (`flakesmith diff | head`) is not an error worth a message.
-    let _ = std::io::stdout().lock().write_all(diff.as_bytes());
+    print!("{diff}");
     let unresolved = repo.unresolved_conflicts(&plan);
     print_unresolved(&unresolved);
     Ok(if diff.is_empty() && unresolved.is_empty() {

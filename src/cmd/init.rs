@@ -91,7 +91,7 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
         return Ok(Outcome::Success);
     }
 
-    if existing == DirState::NonEmpty {
+    let summary = if existing == DirState::NonEmpty {
         let plan = sync::plan(
             &dir,
             &tree,
@@ -106,26 +106,33 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
                 fs_err::write(dir.join(path), bytes)?;
             }
         }
-        println!(
-            "Wrote {} files to {}.",
-            applied.written.len(),
+        // Generated files the new answers no longer generate (unedited) are removed, as by
+        // `update`: said, since the user did not ask for a removal.
+        let removed = match applied.deleted.as_slice() {
+            [] => String::new(),
+            deleted => format!("; removed {}", deleted.join(", ")),
+        };
+        let mut summary = format!(
+            "Wrote {} to {}{removed}.",
+            super::repo::count(applied.written.len(), "file"),
             dir.display()
         );
         for path in &applied.kept_beside {
-            println!(
-                "  kept your {path}; flakesmith's version is in {path}{}",
+            summary.push_str(&format!(
+                "\n  kept your {path}; flakesmith's version is in {path}{}",
                 sync::NEW_SUFFIX
-            );
+            ));
         }
+        summary
     } else {
         sync::create_project(&dir, &tree, &extra)?;
-        println!(
+        format!(
             "Created {} ({} layout, {} files).",
             dir.display(),
             project.layout,
             tree.len() + extra.len()
-        );
-    }
+        )
+    };
     let made = node_keys.write_new(&dir).with_context(|| {
         format!(
             "{} was created, but its node identities could not all be written to keys/ while .sops.yaml already names them: delete {} and run init again",
@@ -133,10 +140,13 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
             dir.display()
         )
     })?;
-    secrets::report_made(&made);
     if !args.no_git {
         git_init(&dir);
     }
+    // Printed once the repo is whole: a reader that goes away (`| head`) ends the process at the
+    // first print, and must not leave a repo without its node identities.
+    println!("{summary}");
+    secrets::report_made(&made);
     print_next_steps(&project, &dir);
     Ok(Outcome::Success)
 }

@@ -41,7 +41,6 @@ pub fn run() -> Result<Outcome> {
         }
     }
     man.render_version_section(&mut page)?;
-    // `flakesmith man | head` closing the pipe early is not an error worth a message.
-    let _ = std::io::stdout().lock().write_all(&page);
+    std::io::stdout().lock().write_all(&page)?;
     Ok(Outcome::Success)
 }

@@ -224,8 +224,8 @@ pub fn print_plan(plan: &Plan, all: bool) {
             let _ = writeln!(out, "{:>13}  {path}", action.label());
         }
     }
-    // `update --dry-run | head` closing the pipe early is not an error worth a panic.
-    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), out.as_bytes());
+    // A reader that goes away (`| head`) ends the process by SIGPIPE (see main.rs).
+    print!("{out}");
 }
 
 /// The summary after applying, and the exit outcome: conflicts are findings.

@@ -232,6 +232,39 @@ fn a_non_empty_directory_needs_force_and_force_keeps_user_files() {
 }
 
 #[test]
+fn a_reader_that_goes_away_neither_panics_nor_leaves_a_repo_half_made() {
+    // `flakesmith init c --yes | head -0`: the read end is closed before the first print.
+    let s = Scratch::new();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flakesmith"))
+        .args(["init", "c", "--yes", "--no-git"])
+        .current_dir(s.path(""))
+        .env("HOME", s.path("home"))
+        .env("NO_COLOR", "1")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    // Ended by SIGPIPE, as `git log | head` is: quietly.
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(13), "{:?}", out.status);
+    // Every identity .sops.yaml names was written before anything was printed.
+    let keys = std::fs::read_dir(s.path("c/keys"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "age")
+        })
+        .count();
+    assert_eq!(keys, 4);
+}
+
+#[test]
 fn a_crash_before_the_final_rename_leaves_no_project() {
     let s = Scratch::new();
     let out = Command::cargo_bin("flakesmith")
