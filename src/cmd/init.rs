@@ -251,10 +251,20 @@ fn apply_flags(args: &InitArgs, a: &mut Answers, given: &mut BTreeSet<Question>)
         a.secrets.node_recipients = r;
     }
     if let Some(key) = &args.deployment_key {
-        a.secrets.deployment_key = read_ssh_keys(std::slice::from_ref(key))
-            .map_err(|e| InvalidAnswer::new("--deployment-key", format!("{e:#}")))?
-            .into_iter()
-            .next();
+        let keys = read_ssh_keys(std::slice::from_ref(key))
+            .map_err(|e| InvalidAnswer::new("--deployment-key", format!("{e:#}")))?;
+        // The answer holds one key; taking the first of several would drop the others unsaid.
+        if keys.len() > 1 {
+            return Err(InvalidAnswer::new(
+                "--deployment-key",
+                format!(
+                    "'{key}' holds {} keys; give the one key for first access",
+                    keys.len()
+                ),
+            )
+            .into());
+        }
+        a.secrets.deployment_key = keys.into_iter().next();
     }
     if a.secrets.mode == crate::model::answers::SecretsMode::DeploymentKeys {
         a.secrets.admin_age_recipients.clear();

@@ -141,6 +141,29 @@ fn bad_answers_are_refused_naming_the_field() {
         &["init", "c", "--yes", "--platform", "azure"],
         "--platform",
     );
+    // An authorized_keys file with two keys: the answer holds one, and none is dropped unsaid.
+    std::fs::write(
+        s.path("two.pub"),
+        format!(
+            "{}\n{}\n",
+            crate::support::ADMIN_SSH_KEY,
+            crate::support::DEPLOY_SSH_KEY
+        ),
+    )
+    .unwrap();
+    assert_refused(
+        &s,
+        &[
+            "init",
+            "c",
+            "--yes",
+            "--secrets",
+            "deployment-keys",
+            "--deployment-key",
+            s.path("two.pub").to_str().unwrap(),
+        ],
+        "holds 2 keys",
+    );
 }
 
 #[test]
