@@ -267,6 +267,14 @@ fn apply_flags(args: &InitArgs, a: &mut Answers, given: &mut BTreeSet<Question>)
         a.secrets.deployment_key = keys.into_iter().next();
     }
     if a.secrets.mode == crate::model::answers::SecretsMode::DeploymentKeys {
+        // A recipient found in ~/.config/sops goes unused without a word; one given does not.
+        if !args.age_recipients.is_empty() {
+            return Err(InvalidAnswer::new(
+                "--age-recipient",
+                "only used with --secrets sops (deployment-keys mode encrypts nothing)",
+            )
+            .into());
+        }
         a.secrets.admin_age_recipients.clear();
     }
     if let Some(branch) = &args.nixpkgs_branch {
@@ -328,6 +336,8 @@ fn named_by_flag(args: &InitArgs, mut e: InvalidAnswer) -> InvalidAnswer {
         "admin-user" => args.admin_user.is_some().then_some("--admin-user"),
         "nixpkgs-branch" => args.nixpkgs_branch.is_some().then_some("--nixpkgs-branch"),
         "dots" => args.dots.is_some().then_some("--dots"),
+        "platforms" => (!args.platforms.is_empty()).then_some("--platform"),
+        "secrets.deployment-key" => args.deployment_key.is_some().then_some("--deployment-key"),
         "state-version" => args.state_version.is_some().then_some("--state-version"),
         "temporary-password-hash" => args
             .temporary_password_hash

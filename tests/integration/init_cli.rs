@@ -141,6 +141,44 @@ fn bad_answers_are_refused_naming_the_field() {
         &["init", "c", "--yes", "--platform", "azure"],
         "--platform",
     );
+    // Flags that the other answers make meaningless are refused, not dropped.
+    assert_refused(
+        &s,
+        &[
+            "init",
+            "c",
+            "--yes",
+            "--secrets",
+            "deployment-keys",
+            "--age-recipient",
+            "age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq",
+        ],
+        "--age-recipient: only used with --secrets sops",
+    );
+    assert_refused(
+        &s,
+        &[
+            "init",
+            "c",
+            "--yes",
+            "--deployment-key",
+            crate::support::DEPLOY_SSH_KEY,
+        ],
+        "--deployment-key: only used with",
+    );
+    assert_refused(
+        &s,
+        &[
+            "init",
+            "c",
+            "--yes",
+            "--layout",
+            "rk1-cluster",
+            "--platform",
+            "aws",
+        ],
+        "--platform: ",
+    );
     // An authorized_keys file with two keys: the answer holds one, and none is dropped unsaid.
     std::fs::write(
         s.path("two.pub"),
