@@ -138,8 +138,9 @@ if [ -z "$image" ]; then
   fi
 fi
 
-# The legacy-BIOS builder writes <baseName>.raw.tar.gz; the UEFI one (googleComputeImage.efi,
-# systemd-repart since NixOS 25.11) writes <name>.tar.gz. Both hold disk.raw.
+# nixpkgs' UEFI builder (googleComputeImage.efi) writes <name>.tar.gz since it uses
+# systemd-repart; older nixpkgs and the legacy-BIOS builder write <baseName>.raw.tar.gz. Both
+# hold disk.raw.
 tarball=""
 for candidate in "$image"/*.tar.gz; do
   [ -e "$candidate" ] && tarball="$candidate"
