@@ -147,7 +147,10 @@ const CONFIG_FACTS: &str = r#"cs: builtins.mapAttrs (name: c: let cfg = c.config
   ssh = cfg.services.openssh.settings;
   fail2ban = cfg.services.fail2ban.enable;
   exporter = cfg.services.prometheus.exporters.node or null;
-  journald = cfg.services.journald.extraConfig;
+  journaldSettings = cfg.services.journald ? settings;
+  journald = if cfg.services.journald ? settings
+    then "SystemMaxUse=" + cfg.services.journald.settings.Journal.SystemMaxUse
+    else cfg.services.journald.extraConfig;
   stateVersion = cfg.system.stateVersion;
   timeZone = cfg.time.timeZone;
   admin = cfg.users.users.${builtins.head (builtins.attrNames cfg.users.users)};
@@ -321,9 +324,20 @@ fn multi_cloud_flakes_evaluate_with_the_expected_outputs() {
             assert_eq!(c["ssh"]["PermitRootLogin"], "prohibit-password", "{at}");
             assert_eq!(c["fail2ban"], true, "{at}");
             assert!(
-                c["journald"].as_str().unwrap().contains("SystemMaxUse="),
+                c["journald"]
+                    .as_str()
+                    .unwrap()
+                    .contains("SystemMaxUse=500M"),
                 "{at}"
             );
+            // services.journald.extraConfig is gone from NixOS 26.11 (nixpkgs PR 536538), whose
+            // settings.Journal the releases up to 26.05 lack.
+            let release = project.nixpkgs_branch.split('-').nth(1);
+            let old_release = release
+                .filter(|r| r.len() == 5 && r.as_bytes()[2] == b'.')
+                .and_then(|r| r.parse::<f64>().ok())
+                .is_some_and(|r| r <= 26.05);
+            assert_eq!(c["journaldSettings"], !old_release, "{at}");
             assert_eq!(c["stateVersion"], project.state_version, "{at}");
             assert_eq!(c["timeZone"], project.network.time_zone, "{at}");
             let exporter = &c["exporter"];

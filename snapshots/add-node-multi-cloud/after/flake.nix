@@ -84,11 +84,15 @@
             commonModules
             ++ machine.modules
             ++ [ { nixpkgs.hostPlatform = machine.system; } ]
-            ++ lib.optional (buildSystem != machine.system) { nixpkgs.buildPlatform = buildSystem; };
+            ++ lib.optional (buildSystem != machine.system) {
+              nixpkgs.buildPlatform = buildSystem;
+            };
         };
 
       # The configurations the machines run (what nixos-rebuild switches to), built natively.
-      nixosConfigurations = lib.mapAttrs (_: machine: nixosSystemFor machine machine.system) machines;
+      nixosConfigurations = lib.mapAttrs (
+        _: machine: nixosSystemFor machine machine.system
+      ) machines;
 
       # An image is the configuration its machine runs, nothing added.
       imageOf = nixos: nixos;
@@ -138,8 +142,6 @@
       });
 
       # nix fmt: nixfmt (RFC 166), the style these files are written in.
-      formatter = lib.genAttrs shellSystems (
-        system: nixpkgs.legacyPackages.${system}.nixfmt
-      );
+      formatter = lib.genAttrs shellSystems (system: nixpkgs.legacyPackages.${system}.nixfmt);
     };
 }

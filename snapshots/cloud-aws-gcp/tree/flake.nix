@@ -59,11 +59,15 @@
             commonModules
             ++ machine.modules
             ++ [ { nixpkgs.hostPlatform = machine.system; } ]
-            ++ lib.optional (buildSystem != machine.system) { nixpkgs.buildPlatform = buildSystem; };
+            ++ lib.optional (buildSystem != machine.system) {
+              nixpkgs.buildPlatform = buildSystem;
+            };
         };
 
       # The configurations the machines run (what nixos-rebuild switches to), built natively.
-      nixosConfigurations = lib.mapAttrs (_: machine: nixosSystemFor machine machine.system) machines;
+      nixosConfigurations = lib.mapAttrs (
+        _: machine: nixosSystemFor machine machine.system
+      ) machines;
 
       # An image logs in with the deployment key only (deployment-key.nix); the configurations
       # above, which the machines are switched to after their first boot, never carry it.
@@ -111,8 +115,6 @@
       });
 
       # nix fmt: nixfmt (RFC 166), the style these files are written in.
-      formatter = lib.genAttrs shellSystems (
-        system: nixpkgs.legacyPackages.${system}.nixfmt
-      );
+      formatter = lib.genAttrs shellSystems (system: nixpkgs.legacyPackages.${system}.nixfmt);
     };
 }

@@ -104,8 +104,6 @@
       );
 
       # nix fmt: nixfmt (RFC 166), the style these files are written in.
-      formatter = lib.genAttrs shellSystems (
-        system: nixpkgs.legacyPackages.${system}.nixfmt
-      );
+      formatter = lib.genAttrs shellSystems (system: nixpkgs.legacyPackages.${system}.nixfmt);
     };
 }

@@ -17,9 +17,9 @@
   };
 
   # Bounded logs: small disks (SD cards, eMMC, 4 GiB cloud root volumes) must not fill up.
-  services.journald.extraConfig = ''
-    SystemMaxUse=500M
-    RuntimeMaxUse=100M
-    MaxRetentionSec=1month
-  '';
+  services.journald.settings.Journal = {
+    SystemMaxUse = "500M";
+    RuntimeMaxUse = "100M";
+    MaxRetentionSec = "1month";
+  };
 }

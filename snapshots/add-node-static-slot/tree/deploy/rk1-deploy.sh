@@ -231,6 +231,10 @@ for entry in "${nodes[@]}"; do
   wanted "$host" || continue
   address="$(address_of "$host" "$address")"
   bmc="${bmc_override:-$bmc}"
+  # tpi --host takes an IPv6 address only in brackets, [fd00::2] (turing-machines/tpi, cli.rs).
+  if [[ "$bmc" == *:* && "$bmc" != \[* ]]; then
+    bmc="[$bmc]"
+  fi
   target="$host"
   [[ "$identical" == true ]] && target="rk1"
 

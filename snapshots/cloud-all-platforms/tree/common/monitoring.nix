@@ -16,6 +16,7 @@
   };
 
   # Bounded logs: small disks (SD cards, eMMC, 4 GiB cloud root volumes) must not fill up.
+  # (NixOS 26.11 replaces this option with services.journald.settings.Journal.)
   services.journald.extraConfig = ''
     SystemMaxUse=500M
     RuntimeMaxUse=100M

@@ -9,15 +9,16 @@
 }:
 {
   imports = [
-    # nixpkgs' GCE image builder: config.system.build.googleComputeImage, written to
-    # $out/<name>.raw.tar.gz (a tarball holding disk.raw, as `gcloud compute images create`
-    # takes it). It imports google-compute-config.nix, the GCE runtime configuration: the
+    # nixpkgs' GCE image builder: config.system.build.googleComputeImage, a tarball in $out
+    # holding disk.raw, as `gcloud compute images create` takes it (<name>.tar.gz from the
+    # systemd-repart UEFI builder of current nixpkgs, <name>.raw.tar.gz from older ones). It imports google-compute-config.nix, the GCE runtime configuration: the
     # Google guest agent (accounts, metadata SSH keys, startup and shutdown scripts as systemd
     # units), OS Login, GCE udev rules and the metadata server, so cloud-init is not needed.
     "${modulesPath}/virtualisation/google-compute-image.nix"
   ];
 
-  # Boot by UEFI: deploy/gcp-deploy.sh creates the image with --guest-os-features=UEFI_COMPATIBLE,
-  # which Shielded VM needs.
+  # Boot by UEFI (systemd-boot; nixpkgs schedules legacy boot for removal in 26.05):
+  # deploy/gcp-deploy.sh creates the image with --guest-os-features=UEFI_COMPATIBLE, which
+  # Shielded VM needs.
   virtualisation.googleComputeImage.efi = true;
 }

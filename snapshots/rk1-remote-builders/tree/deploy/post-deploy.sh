@@ -141,6 +141,8 @@ switch_node() {
   if [[ "$switch" != true ]]; then
     return 0
   fi
+  # --use-remote-sudo rather than --sudo: the nixos-rebuild of NixOS 25.05 (nixos-rebuild.sh)
+  # has only the former; nixos-rebuild-ng takes both (the former with a deprecation warning).
   run env NIX_SSHOPTS="${ssh_opts[*]}" nixos-rebuild switch \
     --flake "$repo_root#$host" --target-host "$admin@$addr" --use-remote-sudo
 }
