@@ -884,6 +884,8 @@ fn add_node_asks_for_a_new_boards_bmc_host_in_a_terminal() {
     session
         .expect("BMC host of the new Turing Pi 2 board tp2")
         .unwrap();
+    // At a person's pace: a key sent before the prompt reads may be lost (tests/integration/interactive.rs).
+    std::thread::sleep(std::time::Duration::from_millis(60));
     session.send("rack2-bmc.lan\r").unwrap();
     session.expect("rk1-node5").unwrap();
     session.expect(Eof).unwrap();

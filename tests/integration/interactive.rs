@@ -34,12 +34,20 @@ fn spawn_init_named(
     session
 }
 
+/// Typing at a person's pace: the prompt is drawn before it starts reading keys, and a key sent
+/// in between can be lost when the terminal is switched to raw mode (seen on a loaded machine).
+fn pause() {
+    std::thread::sleep(Duration::from_millis(60));
+}
+
 /// Waits for a prompt, then types an answer (Enter alone takes the default).
 fn answer(session: &mut expectrl::session::OsSession, prompt: &str, text: &str) {
     session
         .expect(prompt)
         .unwrap_or_else(|e| panic!("prompt {prompt:?} did not appear: {e}"));
+    pause();
     session.send(text).unwrap();
+    pause();
     session.send(ENTER).unwrap();
 }
 
@@ -83,7 +91,9 @@ fn typed_answers_and_a_corrected_mistake() {
     answer(&mut s, "Host names", "a,b,c,d,Bad_E");
     s.expect("not an RFC 1123 host name")
         .expect("the mistake is explained");
+    pause();
     s.send("\u{15}a,b,c,d,e").unwrap(); // Ctrl-U clears the line first
+    pause();
     s.send(ENTER).unwrap();
     answer(&mut s, "BMC host of board 1", "");
     answer(&mut s, "BMC host of board 2", "tp-b.local");
@@ -123,8 +133,10 @@ fn keys(session: &mut expectrl::session::OsSession, prompt: &str, keys: &[&str])
         .expect(prompt)
         .unwrap_or_else(|e| panic!("prompt {prompt:?} did not appear: {e}"));
     let before = String::from_utf8_lossy(found.before()).into_owned();
+    pause();
     for k in keys {
         session.send(k).unwrap();
+        pause();
     }
     session.send(ENTER).unwrap();
     before
@@ -206,8 +218,10 @@ fn without_openssl_the_password_question_takes_a_hash() {
     answer(&mut s, "Hash of the temporary password", "hunter2");
     s.expect("not a password hash")
         .expect("the mistake is explained");
+    pause();
     s.send(format!("\u{15}{}", crate::support::TEMPORARY_PASSWORD_HASH))
         .unwrap();
+    pause();
     s.send(ENTER).unwrap();
     answer(&mut s, "Secrets", "");
     answer(&mut s, "Admin age recipients", "");
