@@ -16,7 +16,8 @@ pub const IMAGES_DIR: &str = "images";
 pub const SUMS_FILE: &str = "SHA256SUMS";
 
 /// File names that are disk images: sd-image `.img` (raw or zstd), ISO, AWS `.vhd`/raw,
-/// GCP `.raw.tar.gz`, qcow2.
+/// GCP `.tar.gz` (`<name>.tar.gz` from the UEFI builder of current nixpkgs, `.raw.tar.gz` from
+/// older ones), qcow2.
 const IMAGE_SUFFIXES: [&str; 10] = [
     ".img",
     ".img.zst",
@@ -27,7 +28,7 @@ const IMAGE_SUFFIXES: [&str; 10] = [
     ".vmdk",
     ".qcow2",
     ".raw",
-    ".raw.tar.gz",
+    ".tar.gz",
 ];
 
 pub fn is_image_name(name: &str) -> bool {
@@ -180,6 +181,14 @@ mod tests {
             find_image(&out.join("sd-image/small.img")),
             Some(out.join("sd-image/small.img"))
         );
+    }
+
+    #[test]
+    fn gce_tarballs_of_both_builders_are_images() {
+        // The UEFI (systemd-repart) builder names it <name>.tar.gz; older nixpkgs <name>.raw.tar.gz.
+        assert!(is_image_name("nixos-image-google-compute-25.11.x86_64-linux.tar.gz"));
+        assert!(is_image_name("nixos-image-25.05.x86_64-linux.raw.tar.gz"));
+        assert!(!is_image_name("image-info.json"));
     }
 
     #[test]
