@@ -19,16 +19,7 @@ pub const SUMS_FILE: &str = "SHA256SUMS";
 /// GCP `.tar.gz` (`<name>.tar.gz` from the UEFI builder of current nixpkgs, `.raw.tar.gz` from
 /// older ones), qcow2.
 const IMAGE_SUFFIXES: [&str; 10] = [
-    ".img",
-    ".img.zst",
-    ".img.xz",
-    ".iso",
-    ".vhd",
-    ".vhdx",
-    ".vmdk",
-    ".qcow2",
-    ".raw",
-    ".tar.gz",
+    ".img", ".img.zst", ".img.xz", ".iso", ".vhd", ".vhdx", ".vmdk", ".qcow2", ".raw", ".tar.gz",
 ];
 
 pub fn is_image_name(name: &str) -> bool {
@@ -186,7 +177,9 @@ mod tests {
     #[test]
     fn gce_tarballs_of_both_builders_are_images() {
         // The UEFI (systemd-repart) builder names it <name>.tar.gz; older nixpkgs <name>.raw.tar.gz.
-        assert!(is_image_name("nixos-image-google-compute-25.11.x86_64-linux.tar.gz"));
+        assert!(is_image_name(
+            "nixos-image-google-compute-25.11.x86_64-linux.tar.gz"
+        ));
         assert!(is_image_name("nixos-image-25.05.x86_64-linux.raw.tar.gz"));
         assert!(!is_image_name("image-info.json"));
     }

@@ -588,13 +588,19 @@ fn verify_output(report: &VerifyReport, json: bool) -> (String, i32) {
         report.first_partition(),
         report.free_before_first_partition(),
     ) {
-        (Some(first), Some(free)) => lines.push(format!(
-            "{:<12} {free} bytes between the loader's end (byte {}) and {} at byte {}",
-            "free",
-            report.loader_end().unwrap_or(super::IDBLOADER_OFFSET),
-            first.name(),
-            first.extent.start
-        )),
+        (Some(first), Some(free)) => {
+            // Without a loader the free space is counted from where one would start.
+            let from = match report.loader_end() {
+                Some(end) => format!("the loader's end (byte {end})"),
+                None => format!("sector 64 (byte {})", super::IDBLOADER_OFFSET),
+            };
+            lines.push(format!(
+                "{:<12} {free} bytes between {from} and {} at byte {}",
+                "free",
+                first.name(),
+                first.extent.start
+            ))
+        }
         _ => lines.push(format!("{:<12} no partition after the loader", "free")),
     }
     let soc_state = match &report.loader {

@@ -1194,3 +1194,19 @@ fn leftover_gpt_signature_under_a_valid_mbr_is_ignored_with_a_note() {
         .unwrap()
         .contains("leftover GPT signature"));
 }
+
+#[test]
+fn verify_of_an_image_without_a_loader_counts_free_space_from_sector_64() {
+    let dir = tempfile::tempdir().unwrap();
+    let sd = sd_image(dir.path(), "empty.img", 16);
+    let out = rk_inject(&["verify", "--image", path_str(&sd.path)]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("between sector 64 (byte 32768) and"),
+        "free space is counted from where a loader would start:\n{text}"
+    );
+    assert!(
+        !text.contains("loader's end"),
+        "there is no loader:\n{text}"
+    );
+}
