@@ -562,6 +562,22 @@ fn gpt_image_takes_the_loader_and_keeps_both_tables() {
     assert_eq!(report["ok"], true, "{report}");
 }
 
+/// `rk-inject write --image IMAGE --bootloader PAYLOAD` refuses (exit 1) and leaves the image
+/// byte for byte as it was; returns the refusal for the caller to check its wording.
+fn combined_write_is_refused(image: &Path, payload: &Path) -> String {
+    let before = digest(image);
+    let out = rk_inject(&[
+        "write",
+        "--image",
+        path_str(image),
+        "--bootloader",
+        path_str(payload),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(digest(image), before, "a refused write changed the image");
+    stderr(&out)
+}
+
 #[test]
 fn gpt_partition_at_8_mib_is_refused_by_number_and_name() {
     let dir = tempfile::tempdir().unwrap();
@@ -572,22 +588,12 @@ fn gpt_partition_at_8_mib_is_refused_by_number_and_name() {
         64,
         "label: gpt\nstart=8M, size=30M, name=firmware\nstart=38M, name=nixos\n",
     );
-    let before = digest(&image);
-    let out = rk_inject(&[
-        "write",
-        "--image",
-        path_str(&image),
-        "--bootloader",
-        path_str(&p.combined),
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = stderr(&out);
+    let err = combined_write_is_refused(&image, &p.combined);
     assert_one_line(&err);
     assert!(
         err.contains("partition 1 (GPT \"firmware\" Linux filesystem) at bytes 8388608.."),
         "{err}"
     );
-    assert_eq!(digest(&image), before);
 }
 
 #[test]
@@ -601,23 +607,13 @@ fn gpt_entry_array_reaching_sector_64_is_refused() {
         64,
         "label: gpt\ntable-length: 512\nfirst-lba: 2048\nstart=16M, name=firmware\n",
     );
-    let before = digest(&image);
-    let out = rk_inject(&[
-        "write",
-        "--image",
-        path_str(&image),
-        "--bootloader",
-        path_str(&p.combined),
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = stderr(&out);
+    let err = combined_write_is_refused(&image, &p.combined);
     assert!(
         err.contains(
             "the primary GPT entry array (LBA 2..130) at bytes 1024..66560 by 33792 bytes"
         ),
         "{err}"
     );
-    assert_eq!(digest(&image), before);
 }
 
 #[test]
@@ -640,22 +636,9 @@ fn damaged_primary_gpt_falls_back_to_the_backup() {
     file.seek(SeekFrom::Start(512 + 40)).unwrap();
     file.write_all(&[0xff]).unwrap();
     drop(file);
-    let before = digest(&image);
 
-    let out = rk_inject(&[
-        "write",
-        "--image",
-        path_str(&image),
-        "--bootloader",
-        path_str(&p.combined),
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("partition 1 (GPT \"firmware\""),
-        "{}",
-        stderr(&out)
-    );
-    assert_eq!(digest(&image), before);
+    let err = combined_write_is_refused(&image, &p.combined);
+    assert!(err.contains("partition 1 (GPT \"firmware\""), "{}", err);
     let report = json(&rk_inject(&[
         "verify",
         "--image",
@@ -676,17 +659,8 @@ fn damaged_primary_gpt_falls_back_to_the_backup() {
     file.seek(SeekFrom::Start(last + 40)).unwrap();
     file.write_all(&[0xff]).unwrap();
     drop(file);
-    let before = digest(&image);
-    let out = rk_inject(&[
-        "write",
-        "--image",
-        path_str(&image),
-        "--bootloader",
-        path_str(&p.combined),
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("no valid GPT"), "{}", stderr(&out));
-    assert_eq!(digest(&image), before);
+    let err = combined_write_is_refused(&image, &p.combined);
+    assert!(err.contains("no valid GPT"), "{err}");
 }
 
 #[test]
@@ -699,16 +673,7 @@ fn logical_partition_in_an_extended_one_is_named() {
         64,
         "label: dos\nstart=4M, size=40M, type=5\nstart=8M, size=10M, type=83\n",
     );
-    let before = digest(&image);
-    let out = rk_inject(&[
-        "write",
-        "--image",
-        path_str(&image),
-        "--bootloader",
-        path_str(&p.combined),
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = stderr(&out);
+    let err = combined_write_is_refused(&image, &p.combined);
     assert!(
         err.contains("partition 1 (MBR type 0x05 extended)"),
         "{err}"
@@ -717,7 +682,6 @@ fn logical_partition_in_an_extended_one_is_named() {
         err.contains("partition 5 (MBR type 0x83 Linux) at bytes 8388608.."),
         "{err}"
     );
-    assert_eq!(digest(&image), before);
 }
 
 #[test]
@@ -727,21 +691,12 @@ fn unpartitioned_ext4_image_is_refused() {
     let image = dir.path().join("whole.img");
     fs::File::create(&image).unwrap().set_len(64 * MIB).unwrap();
     run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image));
-    let before = digest(&image);
-    let out = rk_inject(&[
-        "write",
-        "--image",
-        path_str(&image),
-        "--bootloader",
-        path_str(&p.combined),
-    ]);
-    assert_eq!(out.status.code(), Some(1));
+    let err = combined_write_is_refused(&image, &p.combined);
     assert!(
-        stderr(&out).contains("the whole-disk ext2/3/4 file system"),
+        err.contains("the whole-disk ext2/3/4 file system"),
         "{}",
-        stderr(&out)
+        err
     );
-    assert_eq!(digest(&image), before);
     run(Command::new("e2fsck").args(["-n", "-f"]).arg(&image));
 }
 
