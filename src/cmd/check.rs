@@ -14,13 +14,18 @@ pub fn run(args: CheckArgs) -> Result<Outcome> {
     for finding in &findings {
         println!("{finding}");
     }
+    // `.` says nothing in a summary line; the directory's own name does.
+    let name = fs_err::canonicalize(repo)
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| repo.display().to_string());
     if findings.is_empty() {
-        eprintln!("{}: no findings", repo.display());
+        eprintln!("{name}: no findings");
         Ok(Outcome::Success)
     } else {
         eprintln!(
             "{}: {} finding{}",
-            repo.display(),
+            name,
             findings.len(),
             if findings.len() == 1 { "" } else { "s" }
         );

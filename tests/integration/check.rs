@@ -496,3 +496,22 @@ fn check_passes_on_every_freshly_generated_variant() {
         failures.join("\n")
     );
 }
+
+#[test]
+fn the_summary_names_the_repo_even_when_run_inside_it() {
+    let dir = clean_repo();
+    let out = Command::cargo_bin("flakesmith")
+        .unwrap()
+        .arg("check")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let name = dir
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim(), format!("{name}: no findings"));
+}
