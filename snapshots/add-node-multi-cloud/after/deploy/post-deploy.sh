@@ -46,7 +46,7 @@ switch=true
 dry_run=false
 
 die() {
-  echo "error: $*" >&2
+  echo "post-deploy: $*" >&2
   exit 2
 }
 
@@ -111,7 +111,7 @@ pin_host_key() {
     return 0
   fi
   scanned="$(ssh-keyscan -t ed25519 "$addr" 2>/dev/null)" || true
-  [[ -n "$scanned" ]] || { echo "error: no ed25519 host key from $addr: is the node up?" >&2; exit 1; }
+  [[ -n "$scanned" ]] || { echo "post-deploy: no ed25519 host key from $addr: is the node up?" >&2; exit 1; }
   printf '%s\n' "$scanned" >>"$known_hosts"
   echo "    pinned: $(printf '%s\n' "$scanned" | ssh-keygen -l -f /dev/stdin)" >&2
 }
@@ -124,11 +124,11 @@ record_recipient() {
     return 0
   fi
   recipient="$(awk -v a="$addr" '$1 == a && $2 == "ssh-ed25519"' "$known_hosts" | ssh-to-age)"
-  [[ "$recipient" == age1* ]] || { echo "error: ssh-to-age gave no recipient for $addr" >&2; exit 1; }
+  [[ "$recipient" == age1* ]] || { echo "post-deploy: ssh-to-age gave no recipient for $addr" >&2; exit 1; }
   echo "    age recipient of $host: $recipient" >&2
   if grep -q -- "- &$host age1[a-z0-9]" "$sops_yaml"; then
     if ! grep -q -- "- &$host $recipient" "$sops_yaml"; then
-      echo "error: .sops.yaml has another recipient for $host: its host key changed? Fix .sops.yaml by hand" >&2
+      echo "post-deploy: .sops.yaml has another recipient for $host: its host key changed? Fix .sops.yaml by hand" >&2
       exit 1
     fi
   elif grep -q -- "# - &$host age1…" "$sops_yaml"; then
@@ -142,11 +142,11 @@ record_recipient() {
     mv "$tmp" "$sops_yaml"
     echo "    recorded in .sops.yaml" >&2
   else
-    echo "error: no place for $host in .sops.yaml: add \`- &$host $recipient\` under keys: and \`- *$host\` to the rules" >&2
+    echo "post-deploy: no place for $host in .sops.yaml: add \`- &$host $recipient\` under keys: and \`- *$host\` to the rules" >&2
     exit 1
   fi
   if ! command -v sops >/dev/null; then
-    echo "error: sops is not on PATH (nix develop): run \`sops updatekeys\` on each file in secrets/, then $0 --host $host" >&2
+    echo "post-deploy: sops is not on PATH (nix develop): run \`sops updatekeys\` on each file in secrets/, then $0 --host $host" >&2
     exit 1
   fi
   for file in "$repo_root"/secrets/*; do

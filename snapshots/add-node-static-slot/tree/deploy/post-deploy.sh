@@ -46,7 +46,7 @@ switch=true
 dry_run=false
 
 die() {
-  echo "error: $*" >&2
+  echo "post-deploy: $*" >&2
   exit 2
 }
 
@@ -120,7 +120,7 @@ pin_host_key() {
     return 0
   fi
   scanned="$(ssh-keyscan -t ed25519 "$addr" 2>/dev/null)" || true
-  [[ -n "$scanned" ]] || { echo "error: no ed25519 host key from $addr: is the node up?" >&2; exit 1; }
+  [[ -n "$scanned" ]] || { echo "post-deploy: no ed25519 host key from $addr: is the node up?" >&2; exit 1; }
   printf '%s\n' "$scanned" >>"$known_hosts"
   echo "    pinned: $(printf '%s\n' "$scanned" | ssh-keygen -l -f /dev/stdin)" >&2
 }
@@ -140,11 +140,11 @@ check_keys() {
     return 0
   fi
   if ssh "${ssh_opts[@]}" -o BatchMode=yes -o IdentitiesOnly=yes -i "$identity" "root@$addr" true 2>/dev/null; then
-    echo "error: $addr still accepts the deployment key" >&2
+    echo "post-deploy: $addr still accepts the deployment key" >&2
     exit 1
   fi
   if ! ssh "${ssh_opts[@]}" -o BatchMode=yes "$admin@$addr" true; then
-    echo "error: $addr does not accept your key for $admin: log in on the console and check" >&2
+    echo "post-deploy: $addr does not accept your key for $admin: log in on the console and check" >&2
     exit 1
   fi
   echo "    deployment key refused, $admin's key accepted" >&2

@@ -48,7 +48,7 @@ switch=true
 dry_run=false
 
 die() {
-  echo "error: $*" >&2
+  echo "post-deploy: $*" >&2
   exit 2
 }
 
@@ -113,7 +113,7 @@ pin_host_key() {
     return 0
   fi
   scanned="$(ssh-keyscan -t ed25519 "$addr" 2>/dev/null)" || true
-  [[ -n "$scanned" ]] || { echo "error: no ed25519 host key from $addr: is the node up?" >&2; exit 1; }
+  [[ -n "$scanned" ]] || { echo "post-deploy: no ed25519 host key from $addr: is the node up?" >&2; exit 1; }
   printf '%s\n' "$scanned" >>"$known_hosts"
   echo "    pinned: $(printf '%s\n' "$scanned" | ssh-keygen -l -f /dev/stdin)" >&2
 }
@@ -121,7 +121,7 @@ pin_host_key() {
 install_identity() {
   local host="$1" addr="$2" key="$repo_root/keys/$1.age"
   if [[ ! -f "$key" ]]; then
-    echo "error: $key is missing: restore it from your backup of keys/. If it is lost, delete the" >&2
+    echo "post-deploy: $key is missing: restore it from your backup of keys/. If it is lost, delete the" >&2
     echo "       line '- &$host age1…' from .sops.yaml, run \`flakesmith update\` to make a new identity," >&2
     echo "       then \`sops updatekeys\` each file in secrets/" >&2
     exit 1
