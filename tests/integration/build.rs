@@ -51,12 +51,14 @@ fn image_script(name: &str, content: &str) -> String {
 }
 
 /// flakesmith with no binary cache (nothing is fetched from the network) and, so that tests do not
-/// depend on the machine's nix.conf, no remote builders and no extra platforms.
+/// depend on the machine's nix.conf, no remote builders and no extra platforms. The test
+/// derivations call the host's /bin/sh, so they build unsandboxed and as the invoking user (a fresh
+/// Debian has neither /etc/nix/nix.conf nor the nixbld group).
 fn flakesmith() -> Command {
     let mut command = Command::cargo_bin("flakesmith").unwrap();
     command.env(
         "NIX_CONFIG",
-        "substituters =\nbuilders =\nextra-platforms =\n",
+        "substituters =\nbuilders =\nextra-platforms =\nbuild-users-group =\nsandbox = false\n",
     );
     command
 }
