@@ -51,14 +51,14 @@ fn image_script(name: &str, content: &str) -> String {
 }
 
 /// flakesmith with no binary cache (nothing is fetched from the network) and, so that tests do not
-/// depend on the machine's nix.conf, no remote builders and no extra platforms. The test
-/// derivations call the host's /bin/sh, so they build unsandboxed and as the invoking user (a fresh
-/// Debian has neither /etc/nix/nix.conf nor the nixbld group).
+/// depend on the machine's nix.conf, no remote builders and no extra platforms (added to the
+/// settings every test runs with: support::nix_config).
 fn flakesmith() -> Command {
     let mut command = Command::cargo_bin("flakesmith").unwrap();
+    let config = std::env::var("NIX_CONFIG").unwrap_or_default();
     command.env(
         "NIX_CONFIG",
-        "substituters =\nbuilders =\nextra-platforms =\nbuild-users-group =\nsandbox = false\n",
+        format!("{config}substituters =\nbuilders =\nextra-platforms =\n"),
     );
     command
 }

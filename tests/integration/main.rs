@@ -20,3 +20,15 @@ mod secrets;
 mod shellcheck;
 mod snapshots;
 mod support;
+
+/// Every process the tests start sees the same Nix settings (support::nix_config says which).
+#[ctor::ctor(unsafe)]
+fn configure_nix_for_tests() {
+    let mut config = std::env::var("NIX_CONFIG").unwrap_or_default();
+    if !config.is_empty() && !config.ends_with('\n') {
+        config.push('\n');
+    }
+    config.push_str(&support::nix_config());
+    // Before main: no other thread exists yet.
+    std::env::set_var("NIX_CONFIG", config);
+}
