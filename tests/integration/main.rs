@@ -21,9 +21,20 @@ mod shellcheck;
 mod snapshots;
 mod support;
 
-/// Every process the tests start sees the same Nix settings (support::nix_config says which).
+/// Every process the tests start sees the same Nix settings (support::nix_config says which), and
+/// finds mkfs.ext4, sfdisk, sshd and the other tools Debian puts in the sbin directories, which a
+/// normal user's PATH lacks.
 #[ctor::ctor(unsafe)]
-fn configure_nix_for_tests() {
+fn configure_environment_for_tests() {
+    let mut path = std::env::var("PATH").unwrap_or_default();
+    for dir in ["/usr/local/sbin", "/usr/sbin", "/sbin"] {
+        if !path.split(':').any(|d| d == dir) {
+            path.push(':');
+            path.push_str(dir);
+        }
+    }
+    std::env::set_var("PATH", path);
+
     let mut config = std::env::var("NIX_CONFIG").unwrap_or_default();
     if !config.is_empty() && !config.ends_with('\n') {
         config.push('\n');
