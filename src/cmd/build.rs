@@ -240,6 +240,9 @@ struct Row {
     time: Option<Duration>,
 }
 
+/// The GC roots of a chroot store's outputs, inside the images directory.
+const GC_ROOTS_DIR: &str = ".gcroots";
+
 /// Link every built output into images/, hash the images, write (and sign) SHA256SUMS.
 fn finish_images(
     repo: &Path,
@@ -265,7 +268,15 @@ fn finish_images(
         if built {
             fs_err::create_dir_all(&dir)?;
             let link = dir.join(&target.name);
-            images::add_gc_root(&target.out, &link)?;
+            if out == target.out {
+                images::add_gc_root(&target.out, &link)?;
+            } else {
+                // A chroot store's GC follows roots that name /nix/store paths, which do not exist
+                // on this machine's disk: the root lives under .gcroots/, the link a person (and
+                // sha256sum -c) follows points at the files.
+                images::add_gc_root(&target.out, &dir.join(GC_ROOTS_DIR).join(&target.name))?;
+                images::link_outside_store(&out, &link)?;
+            }
             if let Some(image) = images::find_image(&out) {
                 let inside = image.strip_prefix(&out).unwrap_or(Path::new(""));
                 let relative = if inside.as_os_str().is_empty() {
