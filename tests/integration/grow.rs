@@ -776,7 +776,7 @@ fn files_of(root: &Path) -> flakesmith::render::Tree {
 #[test]
 fn add_node_snapshots_show_the_repo_before_and_after() {
     use crate::snapshots::{compare_tree, write_tree};
-    let update = std::env::var_os("UPDATE_SNAPSHOTS").is_some_and(|v| v == "1");
+    let update = crate::support::updating_snapshots();
     let cases: Vec<_> = crate::support::snapshot_cases()
         .into_iter()
         .filter(|c| c.dir.join("add-node.args").is_file())

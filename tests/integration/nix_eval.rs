@@ -46,7 +46,8 @@ impl Flake {
             repo.write("rk1-bootloader.bin", [0u8; 512]);
         }
         let fixture = |name: &str| format!("path:{}", fixtures().join(name).display());
-        let mut overrides = vec![("nixpkgs".to_owned(), fixture("fake-nixpkgs"))];
+        let nixpkgs = format!("path:{}", stand_in_nixpkgs().display());
+        let mut overrides = vec![("nixpkgs".to_owned(), nixpkgs)];
         if flake.contains("sops-nix.url") || flake.contains("url = \"github:Mic92/sops-nix\"") {
             overrides.push(("sops-nix".to_owned(), fixture("fake-sops-nix")));
         }
@@ -87,6 +88,55 @@ impl Flake {
         ]));
         serde_json::from_str(&out).unwrap()
     }
+}
+
+/// tests/fixtures/fake-nixpkgs with tests/integration/nixos_options.txt beside its
+/// nixos-system.nix, which declares the options listed there (a `path:` flake sees only its own
+/// directory). Made once per contents under the target's temporary directory.
+pub fn stand_in_nixpkgs() -> std::path::PathBuf {
+    use sha2::{Digest, Sha256};
+    let fixture = fixtures().join("fake-nixpkgs");
+    let list = crate::support::repo_root().join("tests/integration/nixos_options.txt");
+    let mut files: Vec<(String, Vec<u8>)> = walkdir::WalkDir::new(&fixture)
+        .sort_by_file_name()
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            let relative = e.path().strip_prefix(&fixture).unwrap();
+            (
+                relative.display().to_string(),
+                fs_err::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    files.push(("nixos_options.txt".into(), fs_err::read(list).unwrap()));
+    let mut hasher = Sha256::new();
+    for (name, contents) in &files {
+        hasher.update(name.as_bytes());
+        hasher.update([0]);
+        hasher.update(Sha256::digest(contents));
+    }
+    let digest = hex::encode(hasher.finalize());
+    let root = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let dir = root.join(format!("fake-nixpkgs-{}", &digest[..16]));
+    if !dir.exists() {
+        let partial = tempfile::Builder::new()
+            .prefix("fake-nixpkgs-")
+            .tempdir_in(root)
+            .unwrap();
+        for (name, contents) in &files {
+            let target = partial.path().join(name);
+            fs_err::create_dir_all(target.parent().unwrap()).unwrap();
+            fs_err::write(target, contents).unwrap();
+        }
+        // Another test may have made the same directory meanwhile: either copy is right.
+        let partial = partial.keep();
+        if std::fs::rename(&partial, &dir).is_err() {
+            let _ = std::fs::remove_dir_all(&partial);
+        }
+    }
+    dir
 }
 
 pub fn keys(v: &Value) -> BTreeSet<String> {

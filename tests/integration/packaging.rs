@@ -19,16 +19,114 @@ fn the_project_flake_and_package_parse_with_real_nix() {
     }
 }
 
+/// nix/package.nix evaluated by real Nix with a stand-in for the few nixpkgs functions it calls
+/// (lib.fileset's unions and toSource return the paths they are given, buildRustPackage its
+/// arguments): the source fileset's paths relative to its root, and the lock file's.
+fn package_sources() -> (Vec<String>, String) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let expr = format!(
+        r#"let
+          lib = {{
+            importTOML = p: builtins.fromTOML (builtins.readFile p);
+            fileset = {{ unions = xs: xs; toSource = {{ root, fileset }}: {{ inherit root fileset; }}; }};
+            optionalString = c: s: if c then s else "";
+            licenses = {{ mit = "mit"; asl20 = "asl20"; }};
+          }};
+          pkg = import {root}/nix/package.nix {{
+            inherit lib;
+            stdenv = {{ buildPlatform.canExecute = _: false; hostPlatform = {{ }}; }};
+            rustPlatform.buildRustPackage = args: args;
+            installShellFiles = null;
+          }};
+        in {{
+          root = toString pkg.src.root;
+          fileset = map toString pkg.src.fileset;
+          lock = toString pkg.cargoLock.lockFile;
+        }}"#
+    );
+    let out = crate::support::run_ok(
+        Command::new("nix-instantiate").args(["--eval", "--strict", "--json", "--expr", &expr]),
+    );
+    let value: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(value["root"], root, "the fileset's root is the repository");
+    let relative = |v: &serde_json::Value| {
+        let path = v.as_str().unwrap();
+        path.strip_prefix(root)
+            .and_then(|p| p.strip_prefix('/'))
+            .unwrap_or_else(|| panic!("{path} is outside the repository"))
+            .to_owned()
+    };
+    let fileset = value["fileset"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(relative)
+        .collect();
+    (fileset, relative(&value["lock"]))
+}
+
+/// The packaged source is exactly what cargo needs: the lock file the build is pinned to, the
+/// manifest, build.rs, and every directory include_dir! embeds (scaffolds/, src/rockchip/).
+/// Copied alone to a temporary directory, it resolves with `cargo tree --locked --offline`,
+/// which fails without Cargo.lock. (What this cannot show: the nixpkgs build itself; see above.)
 #[test]
-fn the_package_ships_what_the_binary_embeds() {
-    // include_dir! embeds scaffolds/ and src/rockchip/ at build time; the Nix source filter must
-    // carry them, or the packaged flakesmith would not compile.
-    let package =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/nix/package.nix")).unwrap();
-    for needed in ["../src", "../scaffolds", "../build.rs", "../Cargo.lock"] {
+fn the_package_source_is_what_cargo_builds_from() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (fileset, lock) = package_sources();
+    assert_eq!(lock, "Cargo.lock");
+    for needed in ["Cargo.toml", "Cargo.lock", "build.rs"] {
         assert!(
-            package.contains(needed),
-            "nix/package.nix does not include {needed}"
+            fileset.iter().any(|f| f == needed),
+            "nix/package.nix's source fileset lacks {needed}: {fileset:?}"
         );
     }
+    // Every include_dir!("$CARGO_MANIFEST_DIR/…") in the crate is inside the fileset.
+    let embed = regex::Regex::new(r#"include_dir!\("\$CARGO_MANIFEST_DIR/([^"]+)"\)"#).unwrap();
+    let mut embedded = Vec::new();
+    for entry in walkdir::WalkDir::new(root.join("src")) {
+        let entry = entry.unwrap();
+        if entry.path().extension().is_some_and(|e| e == "rs") {
+            let text = fs_err::read_to_string(entry.path()).unwrap();
+            embedded.extend(embed.captures_iter(&text).map(|c| c[1].to_owned()));
+        }
+    }
+    assert!(
+        embedded.len() >= 2,
+        "found no include_dir! calls: {embedded:?}"
+    );
+    for dir in &embedded {
+        assert!(
+            fileset
+                .iter()
+                .any(|f| dir == f || dir.starts_with(&format!("{f}/"))),
+            "include_dir! embeds {dir}, which nix/package.nix's source fileset does not hold: {fileset:?}"
+        );
+    }
+
+    let copy = tempfile::tempdir().unwrap();
+    for path in &fileset {
+        for entry in walkdir::WalkDir::new(root.join(path)) {
+            let entry = entry.unwrap();
+            let relative = entry.path().strip_prefix(root).unwrap();
+            let target = copy.path().join(relative);
+            if entry.file_type().is_dir() {
+                fs_err::create_dir_all(&target).unwrap();
+            } else {
+                fs_err::create_dir_all(target.parent().unwrap()).unwrap();
+                fs_err::copy(entry.path(), &target).unwrap();
+            }
+        }
+    }
+    crate::support::run_ok(
+        Command::new(env!("CARGO"))
+            .args([
+                "tree",
+                "--locked",
+                "--offline",
+                "-e",
+                "normal,build",
+                "--quiet",
+            ])
+            .current_dir(copy.path()),
+    );
 }
