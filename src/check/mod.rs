@@ -5,6 +5,7 @@
 //! own CI can run `flakesmith check` on a checkout.
 
 mod files;
+mod git_rules;
 mod nix_rules;
 mod secrets_rules;
 
@@ -65,6 +66,7 @@ pub const RULES: &[(&str, Rule)] = &[
     ),
     ("sops-nodes", secrets_rules::sops_nodes),
     ("sops-file-recipients", secrets_rules::sops_file_recipients),
+    ("git-untracked", git_rules::untracked_generated),
 ];
 
 /// Runs every rule on `repo`, whose answers are `answers` (its flakesmith.yaml).

@@ -4,7 +4,6 @@ use std::{
     collections::BTreeSet,
     io::IsTerminal,
     path::{Path, PathBuf},
-    process::Command as Process,
 };
 
 use anyhow::{Context, Result};
@@ -91,6 +90,8 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
         return Ok(Outcome::Success);
     }
 
+    // What init wrote, for git: never a file of the user's it kept.
+    let mut written: Vec<String> = Vec::new();
     let summary = if existing == DirState::NonEmpty {
         let plan = sync::plan(
             &dir,
@@ -104,8 +105,10 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
         for (path, bytes) in &extra {
             if !dir.join(path).exists() {
                 fs_err::write(dir.join(path), bytes)?;
+                written.push(path.clone());
             }
         }
+        written.extend(applied.written.iter().chain(&applied.deleted).cloned());
         // Generated files the new answers no longer generate (unedited) are removed, as by
         // `update`: said, since the user did not ask for a removal.
         let removed = match applied.deleted.as_slice() {
@@ -126,6 +129,8 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
         summary
     } else {
         sync::create_project(&dir, &tree, &extra)?;
+        written.extend(tree.paths().map(str::to_owned));
+        written.extend(extra.iter().map(|(path, _)| path.clone()));
         format!(
             "Created {} ({} layout, {} files).",
             dir.display(),
@@ -133,6 +138,7 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
             tree.len() + extra.len()
         )
     };
+    written.extend(tree.paths().map(|p| format!("{}/{p}", sync::BASE_DIR)));
     let made = node_keys.write_new(&dir).with_context(|| {
         format!(
             "{} was created, but its node identities could not all be written to keys/ while .sops.yaml already names them: delete {} and run init again",
@@ -140,12 +146,17 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
             dir.display()
         )
     })?;
-    if !args.no_git {
-        git_init(&dir);
-    }
+    let git_said = if args.no_git {
+        None
+    } else {
+        Some(stage_in_git(&dir, &written))
+    };
     // Printed once the repo is whole: a reader that goes away (`| head`) ends the process at the
     // first print, and must not leave a repo without its node identities.
     println!("{summary}");
+    if let Some(said) = git_said.flatten() {
+        println!("{said}");
+    }
     secrets::report_made(&made);
     print_next_steps(&project, &dir);
     Ok(Outcome::Success)
@@ -473,30 +484,31 @@ fn dir_state(dir: &Path) -> Result<DirState> {
     })
 }
 
-/// Flakes only see files git knows about, so a new repo is initialised and its files added.
-fn git_init(dir: &Path) {
-    let inside_repo = Process::new("git")
-        .args(["rev-parse", "--is-inside-work-tree"])
-        .current_dir(dir)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let ok = (inside_repo
-        || Process::new("git")
-            .args(["init", "--quiet"])
-            .current_dir(dir)
-            .status()
-            .is_ok_and(|s| s.success()))
-        && Process::new("git")
-            .args(["add", "--all"])
-            .current_dir(dir)
-            .status()
-            .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!(
-            "note: could not run git; run `git init && git add -A` in {} (flakes only see files git tracks)",
-            dir.display()
-        );
+/// Flakes only see files git knows about: the files init wrote are staged, in the repository
+/// `dir` is already in (and nothing else of it), or in a new one. Returns what to tell the user.
+fn stage_in_git(dir: &Path, written: &[String]) -> Option<String> {
+    let existing = crate::git::work_tree(dir);
+    if existing.is_none() {
+        if let Err(e) = crate::git::init(dir) {
+            eprintln!(
+                "note: could not run `git init` ({e:#}); run `git init && git add -A` in {} (flakes only see files git tracks)",
+                dir.display()
+            );
+            return None;
+        }
     }
+    let synced = super::repo::tell_git(dir, written, crate::git::Stage::Contents)?;
+    let files = super::repo::count(synced.added, "file");
+    Some(match existing {
+        Some(root) => format!(
+            "git: staged {files} in the existing repository {} (nothing committed)",
+            root.display()
+        ),
+        None => format!(
+            "git: initialised a repository in {} and staged {files} (nothing committed)",
+            dir.display()
+        ),
+    })
 }
 
 fn print_next_steps(project: &Project, dir: &Path) {

@@ -1,0 +1,205 @@
+//! The user's journey where flakesmith meets git and the user's own edits: real flakesmith
+//! processes in real git repositories, judged by what git's index holds (a flake in a git work
+//! tree sees only the files git tracks) and, in the journey test, by what real Nix sees when it
+//! evaluates the flake in place.
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+use crate::grow::flakesmith;
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[track_caller]
+fn expect(o: &Output, want: i32) -> String {
+    assert_eq!(
+        o.status.code(),
+        Some(want),
+        "stdout:\n{}\nstderr:\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    text(&o.stdout)
+}
+
+/// Runs git in `dir` (with an identity for commits); its stdout.
+#[track_caller]
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(["-c", "user.name=Test", "-c", "user.email=test@example.com"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+fn lines(s: &str) -> BTreeSet<String> {
+    s.lines().map(str::to_owned).collect()
+}
+
+/// `git ls-files <which>` in `dir`, relative to it.
+fn ls_files(dir: &Path, which: &[&str]) -> BTreeSet<String> {
+    let mut args = vec!["ls-files"];
+    args.extend_from_slice(which);
+    lines(&git(dir, &args))
+}
+
+/// Every file under `dir` but .git and keys/ (git-ignored secrets), relative to it.
+fn files_on_disk(dir: &Path) -> BTreeSet<String> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_entry(|e| e.file_name() != ".git")
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            e.path()
+                .strip_prefix(dir)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|p| !p.starts_with("keys/"))
+        .collect()
+}
+
+/// The index holds exactly the files on disk (keys/ aside): nothing generated is missing from
+/// git, nothing removed is left in it.
+#[track_caller]
+fn assert_index_is_the_tree(repo: &Path, step: &str) {
+    let tracked = ls_files(repo, &["--cached"]);
+    assert_eq!(tracked, files_on_disk(repo), "{step}: git's index");
+    assert!(
+        tracked.iter().all(|p| !p.starts_with("keys/")),
+        "{step}: keys/ staged"
+    );
+}
+
+/// A fresh directory to run init in, and a HOME-free flakesmith.
+struct Scratch {
+    tmp: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new() -> Self {
+        Self {
+            tmp: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.tmp.path().join(p)
+    }
+
+    /// `flakesmith ARGS…` run in the scratch directory.
+    fn run(&self, args: &[&str]) -> Output {
+        flakesmith(self.tmp.path(), args)
+    }
+
+    /// `flakesmith SUBCOMMAND -C <dir> ARGS…`.
+    fn run_in(&self, dir: &Path, args: &[&str]) -> Output {
+        let mut all = vec![args[0], "-C", dir.to_str().unwrap()];
+        all.extend_from_slice(&args[1..]);
+        self.run(&all)
+    }
+}
+
+#[test]
+fn add_node_remove_node_and_update_keep_the_index_in_step_with_the_disk() {
+    let s = Scratch::new();
+    let out = expect(&s.run(&["init", "repo", "--yes", "--nodes", "4"]), 0);
+    let repo = s.path("repo");
+    assert!(
+        out.contains(&format!(
+            "git: initialised a repository in {} and staged",
+            "repo"
+        )),
+        "{out}"
+    );
+    assert_index_is_the_tree(&repo, "init");
+    git(&repo, &["commit", "--quiet", "-m", "init"]);
+
+    // A new node's file, and a second board's worth of changes.
+    let out = expect(&s.run_in(&repo, &["add-node", "--bmc-host", "tp2.lan"]), 0);
+    assert!(
+        out.contains("git: 2 new files added with --intent-to-add"),
+        "{out}"
+    );
+    assert!(ls_files(&repo, &["--cached"]).contains("nodes/rk1-node5.nix"));
+    assert_index_is_the_tree(&repo, "add-node");
+    // Intent to add: the user reviews the new file with `git diff` before committing.
+    assert!(git(&repo, &["diff", "--name-only"]).contains("nodes/rk1-node5.nix"));
+
+    let out = expect(&s.run_in(&repo, &["remove-node", "rk1-node2"]), 0);
+    assert!(out.contains("2 removed from the index"), "{out}");
+    assert_index_is_the_tree(&repo, "remove-node");
+    assert!(!git(&repo, &["status", "--porcelain"]).contains(" D "));
+
+    // An answer changed by hand that adds a file (a second node back) and removes one.
+    let answers = std::fs::read_to_string(repo.join("flakesmith.yaml")).unwrap();
+    let answers = answers.replace("host: rk1-node3", "host: rk1-node9");
+    std::fs::write(repo.join("flakesmith.yaml"), answers).unwrap();
+    expect(&s.run_in(&repo, &["update"]), 0);
+    assert!(ls_files(&repo, &["--cached"]).contains("nodes/rk1-node9.nix"));
+    assert_index_is_the_tree(&repo, "update");
+}
+
+#[test]
+fn check_names_a_generated_file_git_does_not_track() {
+    let s = Scratch::new();
+    expect(&s.run(&["init", "repo", "--yes"]), 0);
+    let repo = s.path("repo");
+    expect(&s.run_in(&repo, &["check"]), 0);
+    git(&repo, &["rm", "--cached", "--quiet", "nodes/rk1-node2.nix"]);
+    let out = s.run_in(&repo, &["check"]);
+    assert_eq!(
+        expect(&out, 1),
+        "nodes/rk1-node2.nix: generated, but git does not track it, so the flake cannot see it — git add nodes/rk1-node2.nix\n"
+    );
+}
+
+#[test]
+fn init_in_an_existing_repository_stages_only_its_own_directory() {
+    let s = Scratch::new();
+    let parent = s.path("parent");
+    std::fs::create_dir(&parent).unwrap();
+    git(&parent, &["init", "--quiet"]);
+    std::fs::write(parent.join("tracked.txt"), "v1\n").unwrap();
+    git(&parent, &["add", "tracked.txt"]);
+    git(&parent, &["commit", "--quiet", "-m", "mine"]);
+    // The user's unrelated work in progress: a modified and an untracked file.
+    std::fs::write(parent.join("tracked.txt"), "v2\n").unwrap();
+    std::fs::write(parent.join("notes.txt"), "mine\n").unwrap();
+
+    let out = expect(&flakesmith(&parent, &["init", "sub", "--yes"]), 0);
+    let staged = lines(&git(&parent, &["diff", "--cached", "--name-only"]));
+    let sub_files: BTreeSet<String> = files_on_disk(&parent.join("sub"))
+        .into_iter()
+        .map(|p| format!("sub/{p}"))
+        .collect();
+    assert_eq!(staged, sub_files, "only sub/ is staged");
+    assert!(
+        out.contains(&format!(
+            "git: staged {} files in the existing repository {} (nothing committed)",
+            sub_files.len(),
+            parent.display()
+        )),
+        "{out}"
+    );
+    let status = lines(&git(
+        &parent,
+        &["status", "--porcelain", "--untracked-files=all"],
+    ));
+    assert!(status.contains(" M tracked.txt"), "{status:?}");
+    assert!(status.contains("?? notes.txt"), "{status:?}");
+    assert!(
+        !parent.join("sub/.git").exists(),
+        "no repository inside the repository"
+    );
+}
