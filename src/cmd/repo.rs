@@ -286,6 +286,12 @@ pub fn report(applied: &Applied) -> super::Outcome {
             sync::NEW_SUFFIX
         );
     }
+    for path in &applied.rewritten {
+        println!(
+            "rewrote {path}: the change did not merge into your formatting of it; your text is in {path}{} (copy your comments back, then delete it)",
+            sync::OLD_SUFFIX
+        );
+    }
     println!(
         "{} written, {} removed.",
         count(applied.written.len(), "file"),

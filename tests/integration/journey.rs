@@ -203,3 +203,99 @@ fn init_in_an_existing_repository_stages_only_its_own_directory() {
         "no repository inside the repository"
     );
 }
+
+/// The edits the book invites in flakesmith.yaml: a comment, a changed answer, a flow-style list,
+/// keys in another order.
+fn edit_answers_by_hand(answers: &str) -> String {
+    let edited = answers
+        .replacen(
+            "schema: 1\n",
+            "schema: 1\n# rack 2, by the window: ask Sam before reflashing\n",
+            1,
+        )
+        .replacen("admin-user: admin\n", "", 1)
+        .replacen("name: ", "admin-user: ops\nname: ", 1)
+        .replacen(
+            "  nameservers: []\n",
+            "  nameservers: [1.1.1.1, 9.9.9.9]\n",
+            1,
+        );
+    assert_ne!(edited, answers);
+    assert!(edited.contains("admin-user: ops\nname: "), "{edited}");
+    assert!(
+        edited.contains("nameservers: [1.1.1.1, 9.9.9.9]"),
+        "{edited}"
+    );
+    edited
+}
+
+#[test]
+fn update_keeps_the_users_flakesmith_yaml_byte_for_byte() {
+    let repo = crate::grow::TestRepo::init(&[]);
+    let mine = edit_answers_by_hand(&repo.read("flakesmith.yaml"));
+    repo.write("flakesmith.yaml", &mine);
+
+    let out = expect(&repo.run(&["update"]), 0);
+    assert!(!out.contains("flakesmith.yaml"), "{out}");
+    assert_eq!(repo.read("flakesmith.yaml"), mine);
+    // The answers did reach the generated files.
+    assert!(
+        repo.read("common.nix").contains("ops"),
+        "admin-user: ops rendered"
+    );
+    expect(&repo.run(&["diff"]), 0);
+    expect(&repo.run(&["update"]), 0);
+    assert_eq!(repo.read("flakesmith.yaml"), mine);
+
+    // A change of flakesmith's merges into the user's text: nothing of theirs is lost.
+    expect(&repo.run(&["add-node", "--bmc-host", "tp2.lan"]), 0);
+    let merged = repo.read("flakesmith.yaml");
+    for kept in [
+        "# rack 2, by the window: ask Sam before reflashing\n",
+        "admin-user: ops\nname: ",
+        "  nameservers: [1.1.1.1, 9.9.9.9]\n",
+        "- host: rk1-node5\n",
+        "bmc-host: tp2.lan\n",
+    ] {
+        assert!(merged.contains(kept), "{kept:?} in\n{merged}");
+    }
+    expect(&repo.run(&["remove-node", "rk1-node5"]), 0);
+    let after = repo.read("flakesmith.yaml");
+    assert!(!after.contains("rk1-node5"), "{after}");
+    assert!(after.contains("# rack 2, by the window"), "{after}");
+    expect(&repo.run(&["check"]), 0);
+}
+
+#[test]
+fn a_change_that_meets_the_users_formatting_rewrites_flakesmith_yaml_and_keeps_their_text() {
+    let repo = crate::grow::TestRepo::init(&["--nodes", "2"]);
+    // Every node on one line: add-node's new node cannot merge into that line.
+    let answers = repo.read("flakesmith.yaml");
+    let start = answers.find("nodes:\n").unwrap();
+    let end = answers.find("state-version:").unwrap();
+    let mine = format!(
+        "{}nodes: [{{host: rk1-node1, board: tp1, slot: 1}}, {{host: rk1-node2, board: tp1, slot: 2}}]\n{}",
+        &answers[..start],
+        &answers[end..]
+    );
+    repo.write("flakesmith.yaml", &mine);
+    expect(&repo.run(&["update"]), 0);
+    assert_eq!(repo.read("flakesmith.yaml"), mine, "same answers: kept");
+
+    let out = expect(&repo.run(&["add-node"]), 0);
+    assert!(
+        out.contains("rewrote flakesmith.yaml: the change did not merge into your formatting of it; your text is in flakesmith.yaml.flakesmith-old"),
+        "{out}"
+    );
+    let now = repo.read("flakesmith.yaml");
+    assert!(
+        !now.contains("<<<<<<<") && !now.contains(">>>>>>>"),
+        "{now}"
+    );
+    let answers = flakesmith::model::Answers::from_yaml(&now).unwrap();
+    let hosts: Vec<&str> = answers.nodes.iter().map(|n| n.host.as_str()).collect();
+    assert_eq!(hosts, ["rk1-node1", "rk1-node2", "rk1-node3"]);
+    assert_eq!(repo.read("flakesmith.yaml.flakesmith-old"), mine);
+    expect(&repo.run(&["update"]), 0);
+    expect(&repo.run(&["check"]), 0);
+}
