@@ -240,7 +240,7 @@ fn update_keeps_the_users_flakesmith_yaml_byte_for_byte() {
     assert_eq!(repo.read("flakesmith.yaml"), mine);
     // The answers did reach the generated files.
     assert!(
-        repo.read("common.nix").contains("ops"),
+        repo.read("common.nix").contains("users.users.ops = {"),
         "admin-user: ops rendered"
     );
     expect(&repo.run(&["diff"]), 0);
@@ -298,4 +298,151 @@ fn a_change_that_meets_the_users_formatting_rewrites_flakesmith_yaml_and_keeps_t
     assert_eq!(repo.read("flakesmith.yaml.flakesmith-old"), mine);
     expect(&repo.run(&["update"]), 0);
     expect(&repo.run(&["check"]), 0);
+}
+
+/// What the flake at `<top>/<sub>` is, for Nix, evaluated in place as a git flake
+/// (`git+file://<top>?dir=<sub>`, the same source a plain `nix build` there reads) against the
+/// stand-in inputs: its machines must be exactly `hosts`, each with its own node file read (an
+/// untracked one fails here as `nix build .#<host>` does), and the source Nix copied must hold
+/// exactly the files on disk (keys/ aside), and nothing of the parent repository's untracked.
+/// What the stand-ins cannot show: that the modules evaluate against real nixpkgs (see
+/// nix_eval.rs).
+#[track_caller]
+fn assert_flake_sees(top: &Path, sub: &str, hosts: &[&str], step: &str) {
+    use crate::nix_eval::{nix_with_stand_ins, stand_in_inputs};
+    use crate::support::run_ok;
+    let dir = top.join(sub);
+    let overrides = stand_in_inputs(&std::fs::read_to_string(dir.join("flake.nix")).unwrap());
+    let reference = format!("git+file://{}?dir={sub}", top.display());
+    let out = run_ok(&mut nix_with_stand_ins(
+        &overrides,
+        &[
+            "eval",
+            "--json",
+            &format!("{reference}#nixosConfigurations"),
+            "--apply",
+            "cs: builtins.mapAttrs (_: c: c.config.networking.hostName) cs",
+        ],
+    ));
+    let machines: std::collections::BTreeMap<String, String> = serde_json::from_str(&out).unwrap();
+    let mut want: std::collections::BTreeMap<String, String> = hosts
+        .iter()
+        .map(|h| (h.to_string(), h.to_string()))
+        .collect();
+    // The generic `rk1` configuration (one image for any node) has no host name of its own.
+    want.insert("rk1".into(), String::new());
+    assert_eq!(machines, want, "{step}: nixosConfigurations");
+
+    let metadata = run_ok(&mut nix_with_stand_ins(
+        &overrides,
+        &["flake", "metadata", "--json", &reference],
+    ));
+    let metadata: serde_json::Value = serde_json::from_str(&metadata).unwrap();
+    let source = PathBuf::from(metadata["path"].as_str().unwrap());
+    assert_eq!(
+        files_on_disk(&source.join(sub)),
+        files_on_disk(&dir),
+        "{step}: the files the flake sees"
+    );
+    assert!(!source.join("notes.txt").exists(), "{step}: notes.txt");
+}
+
+/// `git status` in the parent shows flakesmith's files (under `sub/`) and the user's untracked
+/// notes.txt, nothing else; notes.txt is never staged.
+#[track_caller]
+fn assert_status_is_only_generated(top: &Path, sub: &str, step: &str) {
+    let status = git(top, &["status", "--porcelain", "--untracked-files=all"]);
+    for line in status.lines() {
+        if line == "?? notes.txt" {
+            continue;
+        }
+        assert!(
+            !line.starts_with("??") && line[3..].starts_with(&format!("{sub}/")),
+            "{step}: unrelated in git status: {line:?}\n{status}"
+        );
+    }
+    assert!(status.contains("?? notes.txt"), "{step}: {status}");
+    assert_index_is_the_tree(&top.join(sub), step);
+}
+
+/// init → add-node (a second board) → remove-node → hand edits of flakesmith.yaml and of a
+/// generated file → diff → update, as a user walks it in their own git repository, each step a
+/// real flakesmith process, the flake evaluated in place by real Nix after every step.
+#[test]
+fn the_journey_from_init_to_update_keeps_the_flake_and_git_in_step() {
+    let s = Scratch::new();
+    let top = s.path("infra");
+    std::fs::create_dir(&top).unwrap();
+    git(&top, &["init", "--quiet"]);
+    std::fs::write(top.join("README"), "my infrastructure\n").unwrap();
+    git(&top, &["add", "README"]);
+    git(&top, &["commit", "--quiet", "-m", "start"]);
+    std::fs::write(top.join("notes.txt"), "not for git\n").unwrap();
+    let sub = "cluster";
+    let dir = top.join(sub);
+
+    let key = crate::support::ADMIN_SSH_KEY;
+    expect(
+        &flakesmith(
+            &top,
+            &["init", sub, "--yes", "--nodes", "4", "--ssh-key", key],
+        ),
+        0,
+    );
+    assert_status_is_only_generated(&top, sub, "init");
+    assert_flake_sees(
+        &top,
+        sub,
+        &["rk1-node1", "rk1-node2", "rk1-node3", "rk1-node4"],
+        "init",
+    );
+    git(&top, &["commit", "--quiet", "-m", "cluster"]);
+
+    expect(&flakesmith(&dir, &["add-node", "--bmc-host", "tp2.lan"]), 0);
+    let five = [
+        "rk1-node1",
+        "rk1-node2",
+        "rk1-node3",
+        "rk1-node4",
+        "rk1-node5",
+    ];
+    assert_status_is_only_generated(&top, sub, "add-node");
+    assert_flake_sees(&top, sub, &five, "add-node");
+
+    expect(&flakesmith(&dir, &["remove-node", "rk1-node2"]), 0);
+    let four = ["rk1-node1", "rk1-node3", "rk1-node4", "rk1-node5"];
+    assert_status_is_only_generated(&top, sub, "remove-node");
+    assert_flake_sees(&top, sub, &four, "remove-node");
+
+    let answers =
+        edit_answers_by_hand(&std::fs::read_to_string(dir.join("flakesmith.yaml")).unwrap());
+    std::fs::write(dir.join("flakesmith.yaml"), &answers).unwrap();
+    let node1 = std::fs::read_to_string(dir.join("nodes/rk1-node1.nix")).unwrap()
+        + "# the node with the serial cable\n";
+    std::fs::write(dir.join("nodes/rk1-node1.nix"), &node1).unwrap();
+    assert_status_is_only_generated(&top, sub, "hand edits");
+    assert_flake_sees(&top, sub, &four, "hand edits");
+
+    let out = flakesmith(&dir, &["diff"]);
+    let diff = expect(&out, 1);
+    assert!(diff.contains("+++ b/common.nix"), "{diff}");
+    assert!(!diff.contains("flakesmith.yaml"), "{diff}");
+    assert_status_is_only_generated(&top, sub, "diff");
+    assert_flake_sees(&top, sub, &four, "diff");
+
+    expect(&flakesmith(&dir, &["update"]), 0);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("flakesmith.yaml")).unwrap(),
+        answers
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("nodes/rk1-node1.nix")).unwrap(),
+        node1
+    );
+    assert!(std::fs::read_to_string(dir.join("common.nix"))
+        .unwrap()
+        .contains("users.users.ops = {"));
+    assert_status_is_only_generated(&top, sub, "update");
+    assert_flake_sees(&top, sub, &four, "update");
+    expect(&flakesmith(&dir, &["check"]), 0);
 }
