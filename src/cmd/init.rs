@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use super::Outcome;
 use crate::{
     cli::InitArgs,
-    model::{Answers, InvalidAnswer, Layout, Platform, Project, SshPublicKey},
+    model::{answers::MAX_NODES, Answers, InvalidAnswer, Layout, Platform, Project, SshPublicKey},
     prompt::{self, Asking, Question},
     render, secrets,
     sync::{self, PlanOptions},
@@ -212,10 +212,13 @@ fn apply_flags(args: &InitArgs, a: &mut Answers, given: &mut BTreeSet<Question>)
         answer(Question::Nodes);
     } else if args.nodes.is_some() || args.host_prefix.is_some() {
         let count = args.nodes.unwrap_or(a.nodes.len());
-        if count == 0 {
-            return Err(
-                InvalidAnswer::new("--nodes", "an RK1 cluster needs at least one node").into(),
-            );
+        // The prompt's range: a typo of 1000 must not write a thousand files.
+        if !(1..=MAX_NODES).contains(&count) {
+            return Err(InvalidAnswer::new(
+                "--nodes",
+                format!("{count} nodes; a repository holds 1 to {MAX_NODES}"),
+            )
+            .into());
         }
         let prefix = args
             .host_prefix
@@ -296,8 +299,16 @@ fn apply_flags(args: &InitArgs, a: &mut Answers, given: &mut BTreeSet<Question>)
         a.bootloader.blob = Some(blob.to_string_lossy().into_owned());
         answer(Question::Bootloader);
     }
+    if args.no_bootloader_blob {
+        a.bootloader.blob = None;
+        answer(Question::Bootloader);
+    }
     if let Some(dots) = &args.dots {
         a.dots = Some(dots.clone()).filter(|d| !d.is_empty());
+        answer(Question::Dots);
+    }
+    if args.no_dots {
+        a.dots = None;
         answer(Question::Dots);
     }
     if !args.build_systems.is_empty() {
@@ -354,6 +365,7 @@ fn named_by_flag(args: &InitArgs, mut e: InvalidAnswer) -> InvalidAnswer {
             .temporary_password_hash
             .is_some()
             .then_some("--temporary-password-hash"),
+        "nodes" => host_flag.or(args.nodes.is_some().then_some("--nodes")),
         _ if field.starts_with("nodes[") && field.ends_with("].host") => host_flag,
         _ if field.starts_with("boards[") && field.ends_with("].bmc-host") => {
             (!args.bmc_hosts.is_empty()).then_some("--bmc-host")

@@ -499,3 +499,90 @@ fn without_a_terminal_options_with_safe_defaults_are_not_missing() {
         assert!(!err.contains(optional), "{optional}: {err}");
     }
 }
+
+#[test]
+fn node_counts_are_held_to_the_prompts_range() {
+    let s = Scratch::new();
+    assert_refused(
+        &s,
+        &["init", "c", "--yes", "--nodes", "1000"],
+        "--nodes: 1000 nodes; a repository holds 1 to 256",
+    );
+    assert_refused(
+        &s,
+        &["init", "c", "--yes", "--nodes", "0"],
+        "--nodes: 0 nodes",
+    );
+    let hosts: Vec<String> = (1..=257).map(|i| format!("n{i}")).collect();
+    assert_refused(
+        &s,
+        &["init", "c", "--yes", "--hosts", &hosts.join(",")],
+        "--hosts: 257 nodes; a repository holds 1 to 256",
+    );
+    let out = s.flakesmith(&["init", "c", "--yes", "--nodes", "256", "--dry-run"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn multi_cloud_with_yes_takes_every_platform_as_the_prompt_does() {
+    let s = Scratch::new();
+    let out = s.flakesmith(&[
+        "init",
+        "c",
+        "--yes",
+        "--no-git",
+        "--layout",
+        "multi-cloud",
+        "--ssh-key",
+        KEY,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let answers = std::fs::read_to_string(s.path("c/flakesmith.yaml")).unwrap();
+    assert!(
+        answers.contains("platforms:\n- aws\n- gcp\n- rk1\n- generic-arm64\n- generic-x86_64\n"),
+        "{answers}"
+    );
+}
+
+#[test]
+fn scripted_init_can_answer_none_for_dots_and_the_bootloader_blob() {
+    let s = Scratch::new();
+    // No terminal and no --yes: every question needs its answer on the command line.
+    let out = s.flakesmith(&[
+        "init",
+        "c",
+        "--no-git",
+        "--layout",
+        "rk1-cluster",
+        "--nodes",
+        "1",
+        "--bmc-host",
+        "tp.lan",
+        "--admin-user",
+        "ops",
+        "--ssh-key",
+        KEY,
+        "--secrets",
+        "sops",
+        "--nixpkgs-branch",
+        "nixos-unstable",
+        "--no-bootloader-blob",
+        "--no-dots",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let answers = std::fs::read_to_string(s.path("c/flakesmith.yaml")).unwrap();
+    assert!(
+        answers.contains("dots: null") && answers.contains("bootloader:\n  blob: null"),
+        "{answers}"
+    );
+    // Without them, the refusal names both ways of answering.
+    let out = s.flakesmith(&["init", "d", "--nodes", "1"]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("--dots (or --no-dots)")
+            && err.contains("--bootloader-blob (or --no-bootloader-blob)"),
+        "{err}"
+    );
+    let out = s.flakesmith(&["init", "d", "--yes", "--dots", "github:a/b", "--no-dots"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
