@@ -362,13 +362,7 @@ fn ask(question: Question, a: &mut Answers, theme: &ColorfulTheme) -> Result<()>
                 let path: String = Input::with_theme(theme)
                     .with_prompt("Path to the bootloader blob")
                     .default(a.bootloader.blob.clone().unwrap_or_default())
-                    .validate_with(|s: &String| -> Result<(), String> {
-                        if std::path::Path::new(s.trim()).is_file() {
-                            Ok(())
-                        } else {
-                            Err(format!("{s} is not a file"))
-                        }
-                    })
+                    .validate_with(|s: &String| crate::cmd::init::read_blob(s.trim()).map(drop))
                     .interact_text()?;
                 Some(path.trim().to_owned())
             };

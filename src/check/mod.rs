@@ -60,6 +60,7 @@ pub const RULES: &[(&str, Rule)] = &[
     ("plaintext-passwords", nix_rules::plaintext_passwords),
     ("keys-in-store", nix_rules::keys_in_store),
     ("rk1-firmware-offset", nix_rules::rk1_firmware_offset),
+    ("bootloader-blob", nix_rules::bootloader_blob),
     (
         "deployment-key",
         secrets_rules::deployment_key_in_images_only,

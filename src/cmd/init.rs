@@ -18,8 +18,7 @@ use crate::{
     UsageError,
 };
 
-/// Where an extracted bootloader blob is kept inside the repo.
-pub const BLOB_FILE: &str = "rk1-bootloader.bin";
+pub use crate::model::answers::BLOB_FILE;
 
 /// The RK3588 loader is written at 32 KiB and the first partition starts at 16 MiB.
 const MAX_BLOB_SIZE: u64 = 16 * 1024 * 1024 - 32 * 1024;
@@ -51,7 +50,7 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
         .dir
         .clone()
         .unwrap_or_else(|| PathBuf::from(&answers.name));
-    let blob = take_blob(&mut answers)?;
+    let blob = take_blob(&mut answers).map_err(|e| named_by_flag(&args, e))?;
     let mut project = Project::from_answers(&answers).map_err(|e| named_by_flag(&args, e))?;
     // Node identities are made in memory now (their recipients go into .sops.yaml) and
     // written, 0600, only once the repo exists.
@@ -358,6 +357,10 @@ fn named_by_flag(args: &InitArgs, mut e: InvalidAnswer) -> InvalidAnswer {
         "admin-user" => args.admin_user.is_some().then_some("--admin-user"),
         "nixpkgs-branch" => args.nixpkgs_branch.is_some().then_some("--nixpkgs-branch"),
         "dots" => args.dots.is_some().then_some("--dots"),
+        "bootloader.blob" => args
+            .bootloader_blob
+            .is_some()
+            .then_some("--bootloader-blob"),
         "platforms" => (!args.platforms.is_empty()).then_some("--platform"),
         "secrets.deployment-key" => args.deployment_key.is_some().then_some("--deployment-key"),
         "state-version" => args.state_version.is_some().then_some("--state-version"),
@@ -444,33 +447,69 @@ fn detect_age_recipient() -> Option<String> {
 }
 
 /// Reads a blob named by path (outside the repo) and points the answers at its in-repo copy.
-fn take_blob(answers: &mut Answers) -> Result<Option<Vec<u8>>> {
+fn take_blob(answers: &mut Answers) -> Result<Option<Vec<u8>>, InvalidAnswer> {
     let Some(path) = answers.bootloader.blob.clone() else {
         return Ok(None);
     };
     if path == BLOB_FILE {
         return Ok(None);
     }
-    let path = expand_home(&path);
-    let bytes = fs_err::read(&path).map_err(|e| {
-        InvalidAnswer::new(
-            "bootloader.blob",
-            format!("cannot read {}: {e}", path.display()),
-        )
-    })?;
-    if bytes.is_empty() || bytes.len() as u64 > MAX_BLOB_SIZE {
-        return Err(InvalidAnswer::new(
-            "bootloader.blob",
-            format!(
-                "{} is {} bytes; an RK1 loader written at 32 KiB must be 1 to {MAX_BLOB_SIZE} bytes to end before the first partition at 16 MiB",
-                path.display(),
-                bytes.len()
-            ),
-        )
-        .into());
-    }
+    let bytes = read_blob(&path).map_err(|m| InvalidAnswer::new("bootloader.blob", m))?;
     answers.bootloader.blob = Some(BLOB_FILE.to_owned());
     Ok(Some(bytes))
+}
+
+/// The bootloader blob at `path` (`~/` expanded), if it is an RK1 loader; the prompt's check too.
+pub(crate) fn read_blob(path: &str) -> Result<Vec<u8>, String> {
+    let path = expand_home(path);
+    let bytes = fs_err::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if bytes.is_empty() || bytes.len() as u64 > MAX_BLOB_SIZE {
+        return Err(format!(
+            "{} is {} bytes; an RK1 loader written at 32 KiB must be 1 to {MAX_BLOB_SIZE} bytes to end before the first partition at 16 MiB",
+            path.display(),
+            bytes.len()
+        ));
+    }
+    check_rk1_loader(&bytes).map_err(|why| format!("{} {why}", path.display()))?;
+    Ok(bytes)
+}
+
+/// Whether `bytes` are a `u-boot-rockchip.bin` for the RK1, checked by the code rk-inject runs
+/// before it writes one (the RKNS header and its SHA-256 digests, the idbloader's size, the FIT
+/// at sector 16384), for the RK1's SoC, and with the u-boot.itb present: an idbloader alone
+/// boots no U-Boot. Anything else (an SSH key, a password file) is refused without a byte of
+/// it in the message: a file named by mistake may be a secret.
+pub(crate) fn check_rk1_loader(bytes: &[u8]) -> Result<(), String> {
+    use crate::rockchip::{cli::DEFAULT_SOC, header, inject, ITB_IN_COMBINED};
+    let soc = header::find_soc(DEFAULT_SOC).expect("the RK1's SoC is in the table");
+    if !bytes.starts_with(b"RKNS") {
+        return Err(format!(
+            "is not an RK1 loader: no RKNS header at byte 0 (the {DEFAULT_SOC} u-boot-rockchip.bin that U-Boot builds starts with one)"
+        ));
+    }
+    let mut reader = std::io::Cursor::new(bytes);
+    const NAME: &str = "blob";
+    let role = inject::Role::Combined;
+    let (_, fit) = inject::check_payload(&mut reader, bytes.len() as u64, role, NAME, soc)
+        .map_err(|e| {
+            let why = e.message.replace(&format!("{} {NAME} ", role.option()), "");
+            // The injector shows a few bytes where a magic number was expected; not here.
+            let why = why
+                .split(" (found ")
+                .next()
+                .unwrap_or_default()
+                .split(" (first bytes")
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            format!("is not an RK1 loader: {why}")
+        })?;
+    if fit.is_none() {
+        return Err(format!(
+            "is not a whole RK1 loader: it ends before byte {ITB_IN_COMBINED}, where u-boot.itb (sector 16384 once written) belongs"
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -11,7 +11,8 @@ use serde::Serialize;
 
 use super::{
     answers::{
-        AwsImageFormat, ForeignBuild, NodeRecipients, SecretsMode, MAX_NODES, SLOTS_PER_BOARD,
+        AwsImageFormat, ForeignBuild, NodeRecipients, SecretsMode, BLOB_FILE, MAX_NODES,
+        SLOTS_PER_BOARD,
     },
     board::check_host_or_ip,
     AgeRecipient, Answers, Board, Hostname, InvalidAnswer, Ipv4Cidr, Layout, Node, Platform,
@@ -157,9 +158,16 @@ impl Project {
             .transpose()?;
         let bootloader = match answers.bootloader.blob.as_deref().map(str::trim) {
             None | Some("") => Bootloader::Nixpkgs,
-            Some(path) => Bootloader::Blob {
-                path: path.to_owned(),
+            // A path outside the repo would be read (into the store) by Nix: only init's copy.
+            Some(BLOB_FILE) => Bootloader::Blob {
+                path: BLOB_FILE.to_owned(),
             },
+            Some(other) => {
+                return Err(InvalidAnswer::new(
+                    "bootloader.blob",
+                    format!("'{other}' is not {BLOB_FILE}: in a repository the blob is always {BLOB_FILE}; copy your u-boot-rockchip.bin there (`flakesmith check` checks it)"),
+                ))
+            }
         };
         let network = network_of(answers)?;
         let (boards, nodes) = if has_rk1 {
