@@ -9,6 +9,7 @@ pub mod cli;
 pub mod cmd;
 mod error;
 pub mod failpoint;
+mod git;
 pub mod images;
 pub mod model;
 pub mod nix;

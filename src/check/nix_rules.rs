@@ -223,3 +223,21 @@ fn has_ident(expr: &SyntaxNode, ident: &str) -> bool {
         .filter_map(|e| e.into_token())
         .any(|t| t.kind() == SyntaxKind::TOKEN_IDENT && t.text() == ident)
 }
+
+/// The bootloader blob `bootloader.blob` names is an RK1 loader, checked as `init` checks it
+/// (and as rk-inject will when it writes the blob into every image).
+pub fn bootloader_blob(files: &RepoFiles, answers: &Answers) -> Result<Vec<Finding>> {
+    use crate::model::answers::BLOB_FILE;
+    if answers.bootloader.blob.as_deref() != Some(BLOB_FILE) {
+        return Ok(Vec::new());
+    }
+    let fix = "put the RK1's u-boot-rockchip.bin there, or remove bootloader.blob from flakesmith.yaml to build U-Boot from nixpkgs";
+    let why = match fs_err::read(files.path(BLOB_FILE)) {
+        Err(_) => "named by bootloader.blob in flakesmith.yaml, but missing".to_owned(),
+        Ok(bytes) => match crate::cmd::init::check_rk1_loader(&bytes) {
+            Ok(()) => return Ok(Vec::new()),
+            Err(why) => why,
+        },
+    };
+    Ok(vec![Finding::new(BLOB_FILE, why, fix)])
+}

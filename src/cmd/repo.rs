@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use crate::{
+    git,
     model::{Answers, InvalidAnswer, Project},
     render::{self, ANSWERS_FILE},
     secrets,
@@ -96,8 +97,22 @@ impl Repo {
             paths: made.clone(),
             write: Box::new(|| change.node_keys.write_new(&self.dir).map(drop)),
         });
+        let old_base = sync::read_base(&self.dir)?;
         let applied = sync::apply_with(&self.dir, &change.plan, own)?;
         secrets::report_made(&made);
+        // The generated files, their base copies, and those of files no longer generated.
+        let base_copies = old_base
+            .paths()
+            .chain(change.plan.new_base.paths())
+            .map(|p| format!("{}/{p}", sync::BASE_DIR));
+        let paths: Vec<String> = applied
+            .written
+            .iter()
+            .chain(&applied.deleted)
+            .cloned()
+            .chain(base_copies)
+            .collect();
+        tell_git(&self.dir, &paths, git::Stage::IntentToAdd);
         Ok(applied)
     }
 
@@ -114,6 +129,41 @@ impl Repo {
             })
             .cloned()
             .collect()
+    }
+}
+
+/// When `dir` is in a git work tree: `paths` (relative to `dir`) that flakesmith wrote go into the
+/// index and those it removed leave it, so that the flake sees exactly the generated tree; says
+/// what it did. Not being in a work tree is no error: there is nothing to tell.
+pub(crate) fn tell_git(dir: &Path, paths: &[String], stage: git::Stage) -> Option<git::Synced> {
+    git::work_tree(dir)?;
+    match git::sync_index(dir, paths, stage) {
+        Ok(synced) => {
+            report_ignored(&synced);
+            if stage == git::Stage::IntentToAdd && (synced.added > 0 || synced.removed > 0) {
+                println!(
+                    "git: {} added with --intent-to-add, {} removed from the index (nothing committed)",
+                    count(synced.added, "new file"),
+                    synced.removed
+                );
+            }
+            Some(synced)
+        }
+        Err(e) => {
+            eprintln!(
+                "warning: could not update git's index ({e:#}); the flake sees only files git tracks: `flakesmith check` lists the ones to `git add`"
+            );
+            None
+        }
+    }
+}
+
+fn report_ignored(synced: &git::Synced) {
+    if !synced.ignored.is_empty() {
+        eprintln!(
+            "warning: git ignores {}, so the flake cannot see it: change .gitignore or `git add -f` it",
+            synced.ignored.join(", ")
+        );
     }
 }
 
@@ -234,6 +284,12 @@ pub fn report(applied: &Applied) -> super::Outcome {
         println!(
             "kept your {path}; flakesmith's version is in {path}{}",
             sync::NEW_SUFFIX
+        );
+    }
+    for path in &applied.rewritten {
+        println!(
+            "rewrote {path}: the change did not merge into your formatting of it; your text is in {path}{} (copy your comments back, then delete it)",
+            sync::OLD_SUFFIX
         );
     }
     println!(

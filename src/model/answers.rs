@@ -231,6 +231,10 @@ pub struct NodeAnswers {
 }
 
 pub const DEFAULT_NODE_COUNT: usize = 4;
+/// Where an extracted bootloader blob is kept inside the repo (`init --bootloader-blob` copies it).
+pub const BLOB_FILE: &str = "rk1-bootloader.bin";
+/// The most nodes one repository holds (64 boards): asked, flagged and read alike.
+pub const MAX_NODES: usize = 256;
 pub const DEFAULT_HOST_PREFIX: &str = "rk1-node";
 pub const SLOTS_PER_BOARD: u8 = 4;
 

@@ -10,7 +10,10 @@ use std::{
 use serde::Serialize;
 
 use super::{
-    answers::{AwsImageFormat, ForeignBuild, NodeRecipients, SecretsMode, SLOTS_PER_BOARD},
+    answers::{
+        AwsImageFormat, ForeignBuild, NodeRecipients, SecretsMode, BLOB_FILE, MAX_NODES,
+        SLOTS_PER_BOARD,
+    },
     board::check_host_or_ip,
     AgeRecipient, Answers, Board, Hostname, InvalidAnswer, Ipv4Cidr, Layout, Node, Platform,
     SshPublicKey,
@@ -122,31 +125,8 @@ impl Project {
         let platforms = platforms_of(answers)?;
         let has_rk1 = platforms.contains(&Platform::Rk1);
 
-        if answers.nixpkgs_branch.is_empty()
-            || !answers
-                .nixpkgs_branch
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b))
-        {
-            return Err(InvalidAnswer::new(
-                "nixpkgs-branch",
-                format!(
-                    "'{}' is not a branch name (letters, digits, '.', '_', '-', '/'; e.g. nixos-unstable or nixos-25.05)",
-                    answers.nixpkgs_branch
-                ),
-            ));
-        }
-        if let Some(release) = nixos_release(&answers.nixpkgs_branch) {
-            if release < (25, 5) {
-                return Err(InvalidAnswer::new(
-                    "nixpkgs-branch",
-                    format!(
-                        "{} is older than nixos-25.05, which the generated images need (image.baseName, system.build.images); use nixos-25.05 or newer, or nixos-unstable",
-                        answers.nixpkgs_branch
-                    ),
-                ));
-            }
-        }
+        check_nixpkgs_branch(&answers.nixpkgs_branch)
+            .map_err(|m| InvalidAnswer::new("nixpkgs-branch", m))?;
         let admin_user = check_user_name(&answers.admin_user)
             .map_err(|m| InvalidAnswer::new("admin-user", m))?;
 
@@ -178,9 +158,16 @@ impl Project {
             .transpose()?;
         let bootloader = match answers.bootloader.blob.as_deref().map(str::trim) {
             None | Some("") => Bootloader::Nixpkgs,
-            Some(path) => Bootloader::Blob {
-                path: path.to_owned(),
+            // A path outside the repo would be read (into the store) by Nix: only init's copy.
+            Some(BLOB_FILE) => Bootloader::Blob {
+                path: BLOB_FILE.to_owned(),
             },
+            Some(other) => {
+                return Err(InvalidAnswer::new(
+                    "bootloader.blob",
+                    format!("'{other}' is not {BLOB_FILE}: in a repository the blob is always {BLOB_FILE}; copy your u-boot-rockchip.bin there (`flakesmith check` checks it)"),
+                ))
+            }
         };
         let network = network_of(answers)?;
         let (boards, nodes) = if has_rk1 {
@@ -261,7 +248,28 @@ fn nixos_release(branch: &str) -> Option<(u32, u32)> {
     Some((year.parse().ok()?, month.parse().ok()?))
 }
 
-fn check_project_name(s: &str) -> Result<String, String> {
+/// A branch or tag of github:NixOS/nixpkgs that the generated images can be built from.
+pub fn check_nixpkgs_branch(branch: &str) -> Result<String, String> {
+    if branch.is_empty()
+        || !branch
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b))
+    {
+        return Err(format!(
+            "'{branch}' is not a branch name (letters, digits, '.', '_', '-', '/'; e.g. nixos-unstable or nixos-25.05)"
+        ));
+    }
+    if let Some(release) = nixos_release(branch) {
+        if release < (25, 5) {
+            return Err(format!(
+                "{branch} is older than nixos-25.05, which the generated images need (image.baseName, system.build.images); use nixos-25.05 or newer, or nixos-unstable"
+            ));
+        }
+    }
+    Ok(branch.to_owned())
+}
+
+pub fn check_project_name(s: &str) -> Result<String, String> {
     let ok = !s.is_empty()
         && s.len() <= 64
         && s.as_bytes()[0].is_ascii_alphabetic()
@@ -276,7 +284,7 @@ fn check_project_name(s: &str) -> Result<String, String> {
     }
 }
 
-fn check_user_name(s: &str) -> Result<String, String> {
+pub fn check_user_name(s: &str) -> Result<String, String> {
     let ok = !s.is_empty()
         && s.len() <= 32
         && (s.as_bytes()[0].is_ascii_lowercase() || s.starts_with('_'))
@@ -296,7 +304,7 @@ fn check_user_name(s: &str) -> Result<String, String> {
 }
 
 /// A flake reference that can be written into a Nix string as it is.
-fn check_flake_url(s: &str) -> Result<String, String> {
+pub fn check_flake_url(s: &str) -> Result<String, String> {
     let scheme_ok = [
         "github:",
         "gitlab:",
@@ -554,6 +562,15 @@ fn cluster_of(answers: &Answers) -> Result<(Vec<Board>, Vec<Node>), InvalidAnswe
         return Err(InvalidAnswer::new(
             "nodes",
             "an RK1 cluster needs at least one node",
+        ));
+    }
+    if answers.nodes.len() > MAX_NODES {
+        return Err(InvalidAnswer::new(
+            "nodes",
+            format!(
+                "{} nodes; a repository holds 1 to {MAX_NODES}",
+                answers.nodes.len()
+            ),
         ));
     }
     if answers.boards.is_empty() {

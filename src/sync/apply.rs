@@ -21,6 +21,9 @@ use crate::render::{Tree, TreeFile};
 /// Suffix of the generated version written beside a file flakesmith must not overwrite.
 pub const NEW_SUFFIX: &str = ".flakesmith-new";
 
+/// Suffix of the user's text of flakesmith.yaml kept when the new answers had to be rewritten.
+pub const OLD_SUFFIX: &str = ".flakesmith-old";
+
 /// Creates `dir` holding `tree`, its base record and `extra` user files (copied verbatim, not
 /// recorded as generated). `dir` must not exist, or be empty.
 pub fn create_project(dir: &Path, tree: &Tree, extra: &[(String, Vec<u8>)]) -> Result<()> {
@@ -69,6 +72,8 @@ pub struct Applied {
     pub conflicts: Vec<String>,
     /// Paths whose generated version was written beside the user's file.
     pub kept_beside: Vec<String>,
+    /// Paths rewritten as flakesmith renders them, the user's text kept beside ([`OLD_SUFFIX`]).
+    pub rewritten: Vec<String>,
     /// Files of the base record (`.flakesmith/base/`) written or removed.
     pub base_written: usize,
 }
@@ -92,6 +97,12 @@ pub fn apply_with(repo: &Path, plan: &Plan, own: Option<OwnWrites<'_>>) -> Resul
                 changes.push((path.clone(), Some(f)));
                 applied.written.push(path.clone());
                 applied.conflicts.push(path.clone());
+            }
+            Action::Rewrite { new, yours } => {
+                changes.push((path.clone(), Some(new)));
+                changes.push((format!("{path}{OLD_SUFFIX}"), Some(yours)));
+                applied.written.push(path.clone());
+                applied.rewritten.push(path.clone());
             }
             Action::KeepUserFile(f) => {
                 changes.push((format!("{path}{NEW_SUFFIX}"), Some(f)));

@@ -8,7 +8,7 @@ mod diff;
 mod plan;
 mod txn;
 
-pub use apply::{apply, apply_with, create_project, Applied, NEW_SUFFIX};
+pub use apply::{apply, apply_with, create_project, Applied, NEW_SUFFIX, OLD_SUFFIX};
 pub use base::{read_base, BASE_DIR};
 pub use diff::unified_diff;
 pub use plan::{has_conflict_markers, plan, Action, Plan, PlanOptions};

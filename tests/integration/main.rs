@@ -11,6 +11,7 @@ mod grow;
 mod init_cli;
 mod inject;
 mod interactive;
+mod journey;
 mod nix_eval;
 mod nix_syntax;
 mod nixos_options;

@@ -45,28 +45,12 @@ impl Flake {
         if rk1_base.is_some_and(|f| f.as_text().unwrap().contains("rk1-bootloader.bin}")) {
             repo.write("rk1-bootloader.bin", [0u8; 512]);
         }
-        let fixture = |name: &str| format!("path:{}", fixtures().join(name).display());
-        let nixpkgs = format!("path:{}", stand_in_nixpkgs().display());
-        let mut overrides = vec![("nixpkgs".to_owned(), nixpkgs)];
-        if flake.contains("sops-nix.url") || flake.contains("url = \"github:Mic92/sops-nix\"") {
-            overrides.push(("sops-nix".to_owned(), fixture("fake-sops-nix")));
-        }
-        if flake.contains("dots.url") {
-            overrides.push(("dots".to_owned(), fixture("fake-dots")));
-        }
+        let overrides = stand_in_inputs(flake);
         Self { repo, overrides }
     }
 
     pub fn nix(&self, args: &[&str]) -> Command {
-        let mut command = Command::new("nix");
-        command
-            .args(["--extra-experimental-features", "nix-command flakes"])
-            .args(args)
-            .args(["--no-write-lock-file", "--option", "flake-registry", ""]);
-        for (input, url) in &self.overrides {
-            command.args(["--override-input", input, url]);
-        }
-        command
+        nix_with_stand_ins(&self.overrides, args)
     }
 
     pub fn reference(&self, attr: &str) -> String {
@@ -137,6 +121,33 @@ pub fn stand_in_nixpkgs() -> std::path::PathBuf {
         }
     }
     dir
+}
+
+/// The stand-in for each input a generated flake.nix names: `(input, path:… URL)`.
+pub fn stand_in_inputs(flake_nix: &str) -> Vec<(String, String)> {
+    let fixture = |name: &str| format!("path:{}", fixtures().join(name).display());
+    let nixpkgs = format!("path:{}", stand_in_nixpkgs().display());
+    let mut overrides = vec![("nixpkgs".to_owned(), nixpkgs)];
+    if flake_nix.contains("sops-nix.url") || flake_nix.contains("url = \"github:Mic92/sops-nix\"") {
+        overrides.push(("sops-nix".to_owned(), fixture("fake-sops-nix")));
+    }
+    if flake_nix.contains("dots.url") {
+        overrides.push(("dots".to_owned(), fixture("fake-dots")));
+    }
+    overrides
+}
+
+/// `nix ARGS…` with flakes on, no lock file written, no registry, and `overrides` for the inputs.
+pub fn nix_with_stand_ins(overrides: &[(String, String)], args: &[&str]) -> Command {
+    let mut command = Command::new("nix");
+    command
+        .args(["--extra-experimental-features", "nix-command flakes"])
+        .args(args)
+        .args(["--no-write-lock-file", "--option", "flake-registry", ""]);
+    for (input, url) in overrides {
+        command.args(["--override-input", input, url]);
+    }
+    command
 }
 
 pub fn keys(v: &Value) -> BTreeSet<String> {
