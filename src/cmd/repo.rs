@@ -22,8 +22,8 @@ pub struct Repo {
 impl Repo {
     /// Locks the repo, rolls back a transaction a crash interrupted, and reads its answers.
     pub fn open(dir: &Path) -> Result<Self> {
-        let answers_path = dir.join(ANSWERS_FILE);
-        if !answers_path.is_file() {
+        // Never through a link: a planted flakesmith.yaml -> ~/.ssh/id_ed25519 is not read.
+        if std::fs::symlink_metadata(dir.join(ANSWERS_FILE)).is_err() {
             return Err(UsageError::new(format!(
                 "{} has no {ANSWERS_FILE}: not a flakesmith repo (create one with `flakesmith init`, or pass -C DIR)",
                 dir.display()
@@ -37,7 +37,10 @@ impl Repo {
                 dir.display()
             );
         }
-        let text = fs_err::read_to_string(&answers_path)?;
+        sync::check_base(dir)?;
+        let bytes = sync::inside::read_file(dir, ANSWERS_FILE)?.unwrap_or_default();
+        let text = String::from_utf8(bytes)
+            .map_err(|_| InvalidAnswer::new(ANSWERS_FILE, "is not UTF-8 text"))?;
         if sync::has_conflict_markers(&text) {
             return Err(UsageError::new(format!(
                 "{ANSWERS_FILE} has conflict markers from an earlier update: keep the answers you want, remove the <<<<<<< ======= >>>>>>> lines, and run the command again"
@@ -92,11 +95,8 @@ impl Repo {
     /// transaction fails or is interrupted.
     pub fn apply(&self, change: &Change) -> Result<Applied> {
         let made = change.node_keys.new_paths();
-        let own = (!made.is_empty()).then(|| sync::OwnWrites {
-            paths: made.clone(),
-            write: Box::new(|| change.node_keys.write_new(&self.dir).map(drop)),
-        });
-        let applied = sync::apply_with(&self.dir, &change.plan, own)?;
+        let new_files = change.node_keys.new_files(&self.dir);
+        let applied = sync::apply_with(&self.dir, &change.plan, &new_files)?;
         secrets::report_made(&made);
         Ok(applied)
     }
@@ -109,8 +109,12 @@ impl Repo {
             .iter()
             .map(|(path, _)| path)
             .filter(|path| {
-                fs_err::read_to_string(self.dir.join(path))
-                    .is_ok_and(|text| sync::has_conflict_markers(&text))
+                sync::inside::read_file(&self.dir, path)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|bytes| {
+                        sync::has_conflict_markers(&String::from_utf8_lossy(&bytes))
+                    })
             })
             .cloned()
             .collect()
@@ -123,6 +127,7 @@ impl Repo {
 pub fn print_updatekeys(dir: &Path, why: &str) {
     let secrets_dir = dir.join("secrets");
     let mut encrypted: Vec<String> = walkdir::WalkDir::new(&secrets_dir)
+        .follow_root_links(false)
         .into_iter()
         .filter_map(Result::ok)
         .filter(|e| e.file_type().is_file())

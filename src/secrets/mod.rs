@@ -91,6 +91,30 @@ impl NodeKeys {
             .collect()
     }
 
+    /// The files that write the identities made by [`NodeKeys::prepare`] into `repo`, for a
+    /// transaction to create: each 0600 (so `keys/`, if it has to be made, is 0700), and
+    /// `keys/.gitignore` when missing.
+    pub fn new_files(&self, repo: &Path) -> Vec<crate::sync::NewFile> {
+        let mut files: Vec<crate::sync::NewFile> = self
+            .new
+            .iter()
+            .map(|identity| crate::sync::NewFile {
+                path: format!("{KEYS_DIR}/{}.age", identity.host),
+                contents: identity.file_text().into_bytes(),
+                mode: 0o600,
+            })
+            .collect();
+        let ignore = format!("{KEYS_DIR}/.gitignore");
+        if !files.is_empty() && repo.join(&ignore).symlink_metadata().is_err() {
+            files.push(crate::sync::NewFile {
+                path: ignore,
+                contents: identity::KEYS_GITIGNORE.as_bytes().to_vec(),
+                mode: 0o644,
+            });
+        }
+        files
+    }
+
     /// Writes the identities made by [`NodeKeys::prepare`]: `keys/` 0700 with a `.gitignore`
     /// of its own, each file 0600, never overwriting one that exists.
     pub fn write_new(&self, repo: &Path) -> Result<Vec<String>> {

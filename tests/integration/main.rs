@@ -20,3 +20,4 @@ mod secrets;
 mod shellcheck;
 mod snapshots;
 mod support;
+mod transactions;
