@@ -151,3 +151,136 @@ fn planted_links_are_never_written_through() {
         }
     }
 }
+
+/// Item 4 of issue 12: in a clone without keys/, add-node crashes after making keys/ for the new
+/// node's identity; before running flakesmith again the user restores the other nodes'
+/// identities into that keys/. The rollback removes only the file the crashed run made, and
+/// keys/ only if empty: every restored identity is kept, byte for byte.
+#[test]
+fn a_rollback_keeps_what_the_user_put_in_a_directory_it_created() {
+    use std::os::unix::process::ExitStatusExt;
+
+    let repo = TestRepo::init(&[]);
+    let backup = repo.dir.parent().unwrap().join("backup");
+    std::fs::rename(repo.dir.join("keys"), &backup).unwrap();
+    let out = repo.run_env(
+        &["add-node", "--bmc-host", "b.lan"],
+        &[("FLAKESMITH_FAILPOINT", "apply:rename#2:abort")],
+    );
+    assert_eq!(out.status.signal(), Some(6), "{}", text(&out.stderr));
+    assert!(repo.dir.join("keys/rk1-node5.age").exists());
+
+    let mut restored = Vec::new();
+    for entry in std::fs::read_dir(&backup).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.ends_with(".age") {
+            std::fs::copy(backup.join(&name), repo.dir.join("keys").join(&name)).unwrap();
+            restored.push(name);
+        }
+    }
+    assert_eq!(restored.len(), 4);
+
+    let out = repo.run(&["update"]);
+    expect(&out, 0);
+    assert!(
+        text(&out.stderr).contains("interrupted"),
+        "{}",
+        text(&out.stderr)
+    );
+    for name in &restored {
+        assert_eq!(
+            std::fs::read(repo.dir.join("keys").join(name)).unwrap(),
+            std::fs::read(backup.join(name)).unwrap(),
+            "{name}"
+        );
+    }
+    // The crashed run's own identity went with the rest of its change.
+    assert!(!repo.dir.join("keys/rk1-node5.age").exists());
+    assert!(!repo.read("flakesmith.yaml").contains("rk1-node5"));
+}
+
+/// `chattr +i` on files of a test repo, undone when dropped (a panicking test included), so the
+/// temporary directory can be removed.
+struct Immutable(Vec<std::path::PathBuf>);
+
+impl Immutable {
+    /// Root ignores permission bits, so an immutable file is the way to make a rename fail here.
+    /// It needs a file system with inode flags (ext4, xfs, btrfs); tmpfs and overlayfs lack them.
+    fn set(path: &Path) -> Self {
+        let out = Command::new("chattr").arg("+i").arg(path).output().unwrap();
+        assert!(
+            out.status.success(),
+            "chattr +i {}: {} (this test needs TMPDIR on ext4, xfs or btrfs)",
+            path.display(),
+            text(&out.stderr)
+        );
+        Self(vec![path.to_owned()])
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            let _ = Command::new("chattr").arg("-i").arg(path).status();
+        }
+    }
+}
+
+/// Item 10 of issue 12: a rename that fails, during the change or during its rollback, does not
+/// stop the rollback. With README.md immutable (`chattr +i`) add-node fails and everything is
+/// rolled back. With README.md made immutable after a crash that had already replaced it, the
+/// rollback restores every other file, names README.md and says how to finish; once the cause is
+/// gone, the next run finishes it.
+#[test]
+fn a_rename_that_fails_does_not_stop_the_rollback() {
+    use std::os::unix::process::ExitStatusExt;
+
+    let repo = TestRepo::init(&[]);
+    let before = repo.snapshot();
+    let readme = repo.dir.join("README.md");
+    let add = ["add-node", "--bmc-host", "b.lan"];
+
+    let immutable = Immutable::set(&readme);
+    let out = repo.run(&add);
+    expect(&out, 1);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("README.md") && stderr.contains("rolled back"),
+        "{stderr}"
+    );
+    drop(immutable);
+    assert_same_tree(&before, &repo.snapshot());
+
+    // Renames run in path order: .sops.yaml, README.md, then the crash.
+    let out = repo.run_env(&add, &[("FLAKESMITH_FAILPOINT", "apply:rename#3:abort")]);
+    assert_eq!(out.status.signal(), Some(6), "{}", text(&out.stderr));
+    let changed_readme = repo.read("README.md");
+    assert!(changed_readme.contains("rk1-node5"));
+    let immutable = Immutable::set(&readme);
+    let out = repo.run(&["diff"]);
+    expect(&out, 1);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("could not restore README.md") && stderr.contains("chattr -i"),
+        "{stderr}"
+    );
+    let mut after = repo.snapshot();
+    assert_eq!(
+        after.remove("README.md").unwrap().1,
+        changed_readme.as_bytes()
+    );
+    after.retain(|path, _| !path.starts_with(".flakesmith/txn"));
+    let mut expected = before.clone();
+    expected.remove("README.md");
+    assert_same_tree(&expected, &after);
+
+    drop(immutable);
+    let out = repo.run(&["diff"]);
+    expect(&out, 0);
+    assert!(
+        text(&out.stderr).contains("interrupted"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_same_tree(&before, &repo.snapshot());
+}
