@@ -37,7 +37,6 @@ impl Repo {
                 dir.display()
             );
         }
-        sync::check_base(dir)?;
         let bytes = sync::inside::read_file(dir, ANSWERS_FILE)?.unwrap_or_default();
         let text = String::from_utf8(bytes)
             .map_err(|_| InvalidAnswer::new(ANSWERS_FILE, "is not UTF-8 text"))?;
@@ -70,6 +69,9 @@ impl Repo {
     /// look at only (`diff`, `--dry-run`): a node without an age identity yet shows as a
     /// placeholder in `.sops.yaml`, and none is made.
     pub fn plan(&self, answers: &Answers, options: sync::PlanOptions) -> Result<(Project, Plan)> {
+        // Without the base every generated file would look like the user's own.
+        sync::check_base(&self.dir)?;
+        self.warn_nodes_without_identity(answers)?;
         let mut project = Project::from_answers(answers)?;
         project.node_age_recipients = secrets::existing_node_recipients(&self.dir, &project)?;
         let plan = sync::plan(&self.dir, &render::render(&project)?, options)?;
@@ -79,6 +81,9 @@ impl Repo {
     /// Like [`Repo::plan`], for a change that will be applied: a node that needs an age
     /// identity gets one (in memory until [`Repo::apply`]), and its recipient is rendered.
     pub fn prepare(&self, answers: &Answers, options: sync::PlanOptions) -> Result<Change> {
+        // Without the base every generated file would look like the user's own.
+        sync::check_base(&self.dir)?;
+        self.warn_nodes_without_identity(answers)?;
         let mut project = Project::from_answers(answers)?;
         let node_keys = secrets::NodeKeys::prepare(&self.dir, &project)?;
         project.node_age_recipients = node_keys.recipients();
@@ -99,6 +104,18 @@ impl Repo {
         let applied = sync::apply_with(&self.dir, &change.plan, &new_files)?;
         secrets::report_made(&made);
         Ok(applied)
+    }
+
+    /// Says, on stderr, which nodes have a recipient in .sops.yaml but no identity in keys/: a
+    /// change goes ahead (a clone may lack keys/ for a while), but not in silence.
+    fn warn_nodes_without_identity(&self, answers: &Answers) -> Result<()> {
+        for host in secrets::nodes_without_identity(&self.dir, answers)? {
+            eprintln!(
+                "warning: keys/{host}.age is missing, but .sops.yaml encrypts to node {host}: {}",
+                secrets::without_identity_fix(&host)
+            );
+        }
+        Ok(())
     }
 
     /// Files of the plan that still hold conflict markers an earlier `update` wrote: no

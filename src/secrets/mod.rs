@@ -154,6 +154,36 @@ pub fn ensure_node_keys(repo: &Path, project: &Project) -> Result<BTreeMap<Strin
     Ok(keys.recipients())
 }
 
+/// Nodes of `answers` whose recipient `.sops.yaml` records while their identity is neither in
+/// `keys/` nor declared kept elsewhere (`secrets.node-identities-elsewhere`): what is encrypted
+/// to them can be decrypted by no one here, and perhaps by no one at all. Age-keys mode only;
+/// in ssh-host-keys mode the identities are the nodes' host keys.
+pub fn nodes_without_identity(repo: &Path, answers: &crate::model::Answers) -> Result<Vec<String>> {
+    let secrets = &answers.secrets;
+    if secrets.mode != SecretsMode::Sops
+        || secrets.node_recipients != NodeRecipients::AgeKeys
+        || secrets.node_identities_elsewhere
+    {
+        return Ok(Vec::new());
+    }
+    let recorded = recorded_recipients(repo)?;
+    Ok(answers
+        .nodes
+        .iter()
+        .map(|node| node.host.as_str())
+        .filter(|host| recorded.contains_key(*host))
+        .filter(|host| identity_path(repo, host).symlink_metadata().is_err())
+        .map(str::to_owned)
+        .collect())
+}
+
+/// What to do about a node without its identity, for `check` and the other commands.
+pub fn without_identity_fix(host: &str) -> String {
+    format!(
+        "restore {KEYS_DIR}/{host}.age from your backup; if it is lost, delete the `&{host}` and `*{host}` lines of .sops.yaml and run `flakesmith update` (it makes a new identity), then `sops updatekeys` each file in secrets/; if the identities are kept elsewhere on purpose, set `secrets.node-identities-elsewhere: true` in flakesmith.yaml"
+    )
+}
+
 /// Tells the user about identities just made: they exist nowhere else, so they need a backup.
 pub fn report_made(made: &[String]) {
     if !made.is_empty() {

@@ -284,3 +284,130 @@ fn a_rename_that_fails_does_not_stop_the_rollback() {
     );
     assert_same_tree(&before, &repo.snapshot());
 }
+
+/// Item 5 of issue 12: init fails at every file it opens in turn (strace's fault injection makes
+/// the Nth `openat` fail with ENOSPC, as a full disk would). After each failure there is no
+/// project, and after success every node recipient in .sops.yaml has its identity in keys/:
+/// never a repo whose recipients nobody can decrypt for.
+#[test]
+fn init_failing_at_any_file_leaves_no_project_or_a_whole_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let dir = tmp.path().join("repo");
+    let trace = tmp.path().join("trace");
+    let init = |inject: Option<usize>| {
+        let mut cmd = Command::new("strace");
+        cmd.args(["-f", "-qq", "-e", "trace=openat", "-o"])
+            .arg(&trace);
+        if let Some(n) = inject {
+            cmd.arg("-e")
+                .arg(format!("inject=openat:error=ENOSPC:when={n}"));
+        }
+        cmd.args(["--", env!("CARGO_BIN_EXE_flakesmith")])
+            .args(["init", "repo", "--yes", "--no-git", "--nodes", "3"])
+            .current_dir(tmp.path())
+            .env("HOME", &home)
+            .env_remove("XDG_STATE_HOME")
+            .env_remove("SOPS_AGE_KEY_FILE")
+            .output()
+            .expect("strace (Debian package strace)")
+    };
+    let whole = |dir: &Path| {
+        let recorded = flakesmith::secrets::recorded_recipients(dir).unwrap();
+        assert_eq!(recorded.len(), 3);
+        for (host, recipient) in &recorded {
+            let path = flakesmith::secrets::identity_path(dir, host);
+            let identity = flakesmith::secrets::read_identity(&path, host).unwrap();
+            assert_eq!(&identity.recipient, recipient, "{host}");
+        }
+    };
+    expect(&init(None), 0);
+    whole(&dir);
+    std::fs::remove_dir_all(&dir).unwrap();
+    // Every open of an identity, .sops.yaml, or anything after the last of the project's files
+    // (where the old code wrote the identities), and every 8th open besides: each run takes a
+    // while under strace.
+    let trace = std::fs::read_to_string(&trace).unwrap();
+    let opens: Vec<&str> = trace.lines().filter(|l| l.contains("openat(")).collect();
+    let last_file = opens.iter().rposition(|l| l.contains("flake.nix")).unwrap();
+    let chosen: Vec<usize> = (1..=opens.len())
+        .filter(|&n| {
+            let open = opens[n - 1];
+            n % 8 == 0 || n > last_file || open.contains("keys/") || open.contains(".sops.yaml")
+        })
+        .collect();
+    let mut failures = 0;
+    for &n in &chosen {
+        let out = init(Some(n));
+        if !out.status.success() {
+            failures += 1;
+            let stderr = text(&out.stderr);
+            assert!(
+                stderr.contains("No space left on device"),
+                "open #{n}: {stderr}"
+            );
+        }
+        // No project, or the whole project: a failure after the rename (syncing the parent
+        // directory) leaves a whole one.
+        if dir.exists() {
+            whole(&dir);
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+    // The injection reached the project's files and identities, not only the loader's.
+    assert!(
+        failures > 10,
+        "only {failures} of {} opens failed",
+        chosen.len()
+    );
+}
+
+/// Item 5 of issue 12, second half: a recipient in .sops.yaml whose identity is not in keys/ (a
+/// crash of an older flakesmith, a lost file) is a finding of `check` naming the host and the
+/// fix, and a warning of every command that renders; declaring the identities kept elsewhere
+/// silences both.
+#[test]
+fn a_recipient_without_its_identity_is_noticed() {
+    let repo = TestRepo::init(&[]);
+    std::fs::remove_file(repo.dir.join("keys/rk1-node2.age")).unwrap();
+
+    let out = repo.run(&["check"]);
+    expect(&out, 1);
+    let stdout = text(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("keys/rk1-node2.age"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(line.contains("restore keys/rk1-node2.age"), "{line}");
+    for command in [
+        &["update"][..],
+        &["diff"],
+        &["add-node", "--bmc-host", "b.lan"],
+    ] {
+        let out = repo.run(command);
+        assert!(
+            text(&out.stderr).contains("warning: keys/rk1-node2.age is missing"),
+            "{command:?}: {}",
+            text(&out.stderr)
+        );
+    }
+
+    repo.edit("flakesmith.yaml", |t| {
+        t.replace(
+            "secrets:\n",
+            "secrets:\n  node-identities-elsewhere: true\n",
+        )
+    });
+    let out = repo.run(&["check"]);
+    assert!(
+        !text(&out.stdout).contains("keys/rk1-node2.age"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        !text(&out.stderr).contains("rk1-node2"),
+        "{}",
+        text(&out.stderr)
+    );
+}
