@@ -57,10 +57,11 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
     let node_keys = secrets::NodeKeys::prepare(&dir, &project)?;
     project.node_age_recipients = node_keys.recipients();
     let tree = render::render(&project)?;
-    let extra: Vec<(String, Vec<u8>)> = blob
-        .into_iter()
-        .map(|b| (BLOB_FILE.to_owned(), b))
-        .collect();
+    let blob: Option<sync::NewFile> = blob.map(|contents| sync::NewFile {
+        path: BLOB_FILE.to_owned(),
+        contents,
+        mode: 0o644,
+    });
 
     let existing = dir_state(&dir)?;
     if existing == DirState::NonEmpty && !args.force {
@@ -74,14 +75,18 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
     if args.dry_run {
         println!(
             "Would write {} files to {}:",
-            tree.len() + extra.len(),
+            tree.len() + usize::from(blob.is_some()),
             dir.display()
         );
         for (path, file) in tree.iter() {
             println!("  {path} ({} bytes)", file.contents.len());
         }
-        for (path, bytes) in &extra {
-            println!("  {path} ({} bytes, your bootloader blob)", bytes.len());
+        if let Some(blob) = &blob {
+            println!(
+                "  {} ({} bytes, your bootloader blob)",
+                blob.path,
+                blob.contents.len()
+            );
         }
         for path in node_keys.new_paths() {
             println!("  {path} (new node age identity, 0600, git-ignored)");
@@ -100,14 +105,13 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
                 ..Default::default()
             },
         )?;
-        let applied = sync::apply(&dir, &plan)?;
-        for (path, bytes) in &extra {
-            if !dir.join(path).exists() {
-                fs_err::write(dir.join(path), bytes)?;
-                written.push(path.clone());
-            }
-        }
+        // The node identities and the blob (unless one is there) are created in the same
+        // transaction as the files: all of them, or none.
+        let mut new_files = node_keys.new_files(&dir);
+        new_files.extend(blob.filter(|b| dir.join(&b.path).symlink_metadata().is_err()));
+        let applied = sync::apply_with(&dir, &plan, &new_files)?;
         written.extend(applied.written.iter().chain(&applied.deleted).cloned());
+        written.extend(new_files.iter().map(|f| f.path.clone()));
         // Generated files the new answers no longer generate (unedited) are removed, as by
         // `update`: said, since the user did not ask for a removal.
         let removed = match applied.deleted.as_slice() {
@@ -127,24 +131,22 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
         }
         summary
     } else {
+        // The node identities are written into the new project before it is renamed into
+        // place: a crash leaves no project, or one whose .sops.yaml recipients all have theirs.
+        let files = tree.len() + usize::from(blob.is_some());
+        let mut extra = node_keys.new_files(&dir);
+        extra.extend(blob);
         sync::create_project(&dir, &tree, &extra)?;
         written.extend(tree.paths().map(str::to_owned));
-        written.extend(extra.iter().map(|(path, _)| path.clone()));
+        written.extend(extra.iter().map(|f| f.path.clone()));
         format!(
-            "Created {} ({} layout, {} files).",
+            "Created {} ({} layout, {files} files).",
             dir.display(),
             project.layout,
-            tree.len() + extra.len()
         )
     };
     written.extend(tree.paths().map(|p| format!("{}/{p}", sync::BASE_DIR)));
-    let made = node_keys.write_new(&dir).with_context(|| {
-        format!(
-            "{} was created, but its node identities could not all be written to keys/ while .sops.yaml already names them: delete {} and run init again",
-            dir.display(),
-            dir.display()
-        )
-    })?;
+    let made = node_keys.new_paths();
     let git_said = if args.no_git {
         None
     } else {

@@ -149,6 +149,10 @@ pub struct SecretsAnswers {
     pub node_recipients: NodeRecipients,
     /// Deployment-keys mode: the public key authorised for first access only.
     pub deployment_key: Option<String>,
+    /// The nodes' age identities are kept outside this checkout on purpose (by another admin,
+    /// in a password store): their absence from keys/ is not a finding.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub node_identities_elsewhere: bool,
 }
 
 /// How a host of one architecture builds images for the other.

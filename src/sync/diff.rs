@@ -28,7 +28,7 @@ pub fn unified_diff(repo: &Path, plan: &Plan) -> Result<String> {
             Action::Delete => (path.clone(), None),
             Action::Unchanged | Action::KeepDeleted | Action::KeepEdited => continue,
         };
-        let old = read_if_exists(&repo.join(path))?;
+        let old = read_if_exists(repo, path)?;
         file_diff(&mut out, path, old.as_ref(), &new_path, new);
     }
     Ok(out)

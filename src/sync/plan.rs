@@ -121,7 +121,7 @@ pub fn plan(repo: &Path, rendered: &Tree, options: PlanOptions) -> Result<Plan> 
     let base = read_base(repo)?;
     let mut entries = Vec::new();
     for (path, new) in rendered.iter() {
-        let on_disk = read_if_exists(&repo.join(path))?;
+        let on_disk = read_if_exists(repo, path)?;
         let action = match (on_disk, base.get(path)) {
             (None, Some(_)) if !options.restore_deleted => Action::KeepDeleted,
             (None, _) => Action::Create(new.clone()),
@@ -142,7 +142,7 @@ pub fn plan(repo: &Path, rendered: &Tree, options: PlanOptions) -> Result<Plan> 
         if rendered.get(path).is_some() {
             continue;
         }
-        let action = match read_if_exists(&repo.join(path))? {
+        let action = match read_if_exists(repo, path)? {
             None => continue,
             Some(disk) if disk == *old || options.delete_edited => Action::Delete,
             Some(_) => Action::KeepEdited,
@@ -283,15 +283,14 @@ fn insertions_theirs_first(merge: &TextMerge<'_, '_, '_, str>) -> Option<String>
     Some(out)
 }
 
-pub(super) fn read_if_exists(path: &Path) -> Result<Option<TreeFile>> {
-    match std::fs::read(path) {
-        Ok(contents) => Ok(Some(TreeFile {
+/// The file `repo/rel` as it is on disk; a link is refused ([`super::inside::read_file`]).
+pub(super) fn read_if_exists(repo: &Path, rel: &str) -> Result<Option<TreeFile>> {
+    Ok(
+        super::inside::read_file(repo, rel)?.map(|contents| TreeFile {
             contents,
-            executable: super::base::is_executable(path),
-        })),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(anyhow::Error::new(e).context(format!("reading {}", path.display()))),
-    }
+            executable: super::base::is_executable(&repo.join(rel)),
+        }),
+    )
 }
 
 #[cfg(test)]

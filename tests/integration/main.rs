@@ -21,6 +21,7 @@ mod secrets;
 mod shellcheck;
 mod snapshots;
 mod support;
+mod transactions;
 
 /// Every process the tests start sees the same Nix settings (support::nix_config says which), and
 /// finds mkfs.ext4, sfdisk, sshd and the other tools Debian puts in the sbin directories, which a
