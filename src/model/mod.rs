@@ -26,3 +26,4 @@ pub use project::{
     Project, BUILD_SYSTEMS,
 };
 pub use ssh_public_key::SshPublicKey;
+pub(crate) use ssh_public_key::SSH_PUBLIC_KEY_HINT;

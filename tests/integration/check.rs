@@ -248,7 +248,7 @@ fn finds_an_age_identity_outside_keys() {
                 .map(|_| ())
                 .unwrap()
         },
-        "deploy-key.txt:4: contains an age identity",
+        "deploy-key.txt:4: contains an age private key",
         "move it into keys/",
     );
 }
