@@ -7,6 +7,7 @@
 pub mod check;
 pub mod cli;
 pub mod cmd;
+pub mod echo;
 mod error;
 pub mod failpoint;
 mod git;

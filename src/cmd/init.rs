@@ -6,14 +6,19 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use super::Outcome;
 use crate::{
     cli::InitArgs,
-    model::{answers::MAX_NODES, Answers, InvalidAnswer, Layout, Platform, Project, SshPublicKey},
+    echo::quoted,
+    model::{
+        answers::MAX_NODES, Answers, InvalidAnswer, Layout, Platform, Project, SshPublicKey,
+        SSH_PUBLIC_KEY_HINT,
+    },
     prompt::{self, Asking, Question},
-    render, secrets,
+    render,
+    secrets::{self, private_key::private_key_in},
     sync::{self, PlanOptions},
     UsageError,
 };
@@ -273,7 +278,8 @@ fn apply_flags(args: &InitArgs, a: &mut Answers, given: &mut BTreeSet<Question>)
             return Err(InvalidAnswer::new(
                 "--deployment-key",
                 format!(
-                    "'{key}' holds {} keys; give the one key for first access",
+                    "{} holds {} keys; give the one key for first access",
+                    quoted(key),
                     keys.len()
                 ),
             )
@@ -396,13 +402,25 @@ pub fn read_ssh_keys(items: &[String]) -> Result<Vec<String>> {
     let mut keys = Vec::new();
     for item in items.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
         let looks_like_key = item.split_whitespace().count() >= 2;
-        let text = if looks_like_key {
+        let text = if looks_like_key || private_key_in(item).is_some() {
             item.to_owned()
         } else {
             let path = expand_home(item);
-            fs_err::read_to_string(&path).with_context(|| {
-                format!("'{item}' is neither an SSH public key nor a readable file")
-            })?
+            let text = fs_err::read_to_string(&path).with_context(|| {
+                format!(
+                    "{} is neither an SSH public key nor a readable file",
+                    quoted(item)
+                )
+            })?;
+            // Named, never quoted: the first line that fails to parse would be the secret.
+            if let Some(kind) = private_key_in(&text) {
+                bail!(
+                    "{} holds {}; give {SSH_PUBLIC_KEY_HINT}",
+                    quoted(item),
+                    kind.describe()
+                );
+            }
+            text
         };
         for line in text
             .lines()

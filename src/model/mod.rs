@@ -27,3 +27,4 @@ pub use project::{
     BUILD_SYSTEMS,
 };
 pub use ssh_public_key::SshPublicKey;
+pub(crate) use ssh_public_key::SSH_PUBLIC_KEY_HINT;

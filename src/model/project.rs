@@ -18,6 +18,10 @@ use super::{
     AgeRecipient, Answers, Board, Hostname, InvalidAnswer, Ipv4Cidr, Layout, Node, Platform,
     SshPublicKey,
 };
+use crate::{
+    echo::quoted,
+    secrets::private_key::{private_key_in, PrivateKeyKind},
+};
 
 /// Build systems flakesmith generates `packages.<system>` for. Darwin hosts need a Linux builder
 /// (nix-darwin's `nix.linux-builder`) and then build as that builder's system.
@@ -212,6 +216,17 @@ impl Project {
             })
             .transpose()?;
         let (aws, generic_x86_64) = platform_options_of(answers, &platforms)?;
+        // Last, so that the fields above say what they take instead; this catches a key in a
+        // field whose syntax admits one (a branch name, a path), which would reach git.
+        if let Some((field, kind)) = private_key_field(answers) {
+            return Err(InvalidAnswer::new(
+                field,
+                format!(
+                    "holds {}; a private key is never written into the repository",
+                    kind.describe()
+                ),
+            ));
+        }
 
         Ok(Self {
             name,
@@ -238,6 +253,29 @@ impl Project {
     }
 }
 
+/// The first answer (as its flakesmith.yaml field) that holds private key material.
+fn private_key_field(answers: &Answers) -> Option<(String, PrivateKeyKind)> {
+    fn walk(value: &serde_json::Value, field: String) -> Option<(String, PrivateKeyKind)> {
+        match value {
+            serde_json::Value::String(s) => private_key_in(s).map(|kind| (field, kind)),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, v)| walk(v, format!("{field}[{i}]"))),
+            serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+                let path = if field.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{field}.{k}")
+                };
+                walk(v, path)
+            }),
+            _ => None,
+        }
+    }
+    walk(&serde_json::to_value(answers).ok()?, String::new())
+}
+
 /// The (year, month) of a `nixos-YY.MM` / `release-YY.MM` branch; None for unstable and others.
 fn nixos_release(branch: &str) -> Option<(u32, u32)> {
     let version = branch
@@ -256,7 +294,8 @@ pub fn check_nixpkgs_branch(branch: &str) -> Result<String, String> {
             .all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b))
     {
         return Err(format!(
-            "'{branch}' is not a branch name (letters, digits, '.', '_', '-', '/'; e.g. nixos-unstable or nixos-25.05)"
+            "{} is not a branch name (letters, digits, '.', '_', '-', '/'; e.g. nixos-unstable or nixos-25.05)",
+            crate::echo::quoted(branch)
         ));
     }
     if let Some(release) = nixos_release(branch) {
@@ -279,7 +318,8 @@ pub fn check_project_name(s: &str) -> Result<String, String> {
         Ok(s.to_owned())
     } else {
         Err(format!(
-            "'{s}' is not a project name (1-64 letters, digits, '-' or '_', starting with a letter)"
+            "{} is not a project name (1-64 letters, digits, '-' or '_', starting with a letter)",
+            quoted(s)
         ))
     }
 }
@@ -292,7 +332,8 @@ pub fn check_user_name(s: &str) -> Result<String, String> {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
     if !ok {
         return Err(format!(
-            "'{s}' is not a user name (1-32 lowercase letters, digits, '_' or '-', starting with a letter)"
+            "{} is not a user name (1-32 lowercase letters, digits, '_' or '-', starting with a letter)",
+            quoted(s)
         ));
     }
     if s == "root" || s == "nixos" {
@@ -326,7 +367,8 @@ pub fn check_flake_url(s: &str) -> Result<String, String> {
         Ok(s.to_owned())
     } else {
         Err(format!(
-            "'{s}' is not a flake URL (e.g. github:you/dots, git+https://…, path:/home/you/dots)"
+            "{} is not a flake URL (e.g. github:you/dots, git+https://…, path:/home/you/dots)",
+            quoted(s)
         ))
     }
 }
@@ -348,7 +390,8 @@ fn check_state_version(s: &str) -> Result<String, String> {
         Ok(s.to_owned())
     } else {
         Err(format!(
-            "'{s}' is not a NixOS release (YY.MM, e.g. 25.11: the release the machines were first installed with)"
+            "{} is not a NixOS release (YY.MM, e.g. 25.11: the release the machines were first installed with)",
+            quoted(s)
         ))
     }
 }
@@ -494,7 +537,11 @@ fn build_of(answers: &Answers) -> Result<Build, InvalidAnswer> {
         if !BUILD_SYSTEMS.contains(&system.as_str()) {
             return Err(InvalidAnswer::new(
                 field,
-                format!("'{system}' is not one of {}", BUILD_SYSTEMS.join(", ")),
+                format!(
+                    "{} is not one of {}",
+                    quoted(system),
+                    BUILD_SYSTEMS.join(", ")
+                ),
             ));
         }
         if systems.contains(system) {
@@ -520,7 +567,10 @@ fn network_of(answers: &Answers) -> Result<Network, InvalidAnswer> {
         .filter(|g| !g.trim().is_empty())
         .map(|g| {
             g.trim().parse::<Ipv4Addr>().map_err(|_| {
-                InvalidAnswer::new("network.gateway", format!("'{g}' is not an IPv4 address"))
+                InvalidAnswer::new(
+                    "network.gateway",
+                    format!("{} is not an IPv4 address", quoted(g)),
+                )
             })
         })
         .transpose()?;
@@ -532,7 +582,7 @@ fn network_of(answers: &Answers) -> Result<Network, InvalidAnswer> {
             ns.trim().parse::<IpAddr>().map_err(|_| {
                 InvalidAnswer::new(
                     format!("network.nameservers[{i}]"),
-                    format!("'{ns}' is not an IP address"),
+                    format!("{} is not an IP address", quoted(ns)),
                 )
             })
         })
@@ -545,8 +595,8 @@ fn network_of(answers: &Answers) -> Result<Network, InvalidAnswer> {
         return Err(InvalidAnswer::new(
             "network.time-zone",
             format!(
-                "'{}' is not a tz database name (e.g. UTC, Europe/Berlin)",
-                n.time_zone
+                "{} is not a tz database name (e.g. UTC, Europe/Berlin)",
+                quoted(&n.time_zone)
             ),
         ));
     }
@@ -628,8 +678,8 @@ fn cluster_of(answers: &Answers) -> Result<(Vec<Board>, Vec<Node>), InvalidAnswe
             return Err(InvalidAnswer::new(
                 field("board"),
                 format!(
-                    "'{}' is not a board (boards: {})",
-                    n.board,
+                    "{} is not a board (boards: {})",
+                    quoted(&n.board),
                     boards
                         .iter()
                         .map(|b| b.name.as_str())

@@ -15,6 +15,7 @@
 //! 3. a new identity, made now (age-keys mode only).
 
 mod identity;
+pub mod private_key;
 mod sops_yaml;
 
 use std::{

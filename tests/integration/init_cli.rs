@@ -696,3 +696,216 @@ fn scripted_init_can_answer_none_for_dots_and_the_bootloader_blob() {
     let out = s.flakesmith(&["init", "d", "--yes", "--dots", "github:a/b", "--no-dots"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
+
+/// Private keys of every kind flakesmith recognises, made by the real tools, as (what the
+/// message must call it, file name, the file's text).
+fn real_private_keys(s: &Scratch) -> Vec<(&'static str, String, String)> {
+    let mut keys = Vec::new();
+    let age = s.path("node1.age");
+    crate::support::run_ok(std::process::Command::new("age-keygen").arg("-o").arg(&age));
+    keys.push(("an age private key", "node1.age".to_owned(), read(&age)));
+    let ssh = s.path("id_ed25519");
+    crate::support::run_ok(
+        std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "", "-f"])
+            .arg(&ssh),
+    );
+    keys.push((
+        "an OpenSSH private key",
+        "id_ed25519".to_owned(),
+        read(&ssh),
+    ));
+    let pem = s.path("rsa.pem");
+    crate::support::run_ok(
+        std::process::Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+            ])
+            .arg(&pem),
+    );
+    keys.push(("a PEM private key", "rsa.pem".to_owned(), read(&pem)));
+    keys
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap()
+}
+
+/// Fails if any 12 characters of the secret part of `key` (its lines other than comments and
+/// BEGIN/END markers, prefixes stripped) appear in `output`.
+pub(crate) fn assert_no_secret(output: &str, key: &str, what: &str) {
+    for line in key
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with("-----"))
+    {
+        let body = line.trim_start_matches("AGE-SECRET-KEY-1");
+        let chars: Vec<char> = body.chars().collect();
+        for window in chars.windows(12) {
+            let piece: String = window.iter().collect();
+            assert!(
+                !output.contains(&piece) && !output.contains(&piece.to_lowercase()),
+                "{what}: secret material '{piece}' was echoed:\n{output}"
+            );
+        }
+    }
+}
+
+/// Refused (exit 2, one line naming `field`), nothing written, and no part of `key` echoed.
+fn assert_refused_unechoed(s: &Scratch, args: &[&str], field: &str, key: &str) {
+    let before = s.listing();
+    let out = s.flakesmith(args);
+    let err = stderr(&out);
+    let what = format!("{:?}", &args[..args.len().min(6)]);
+    assert_eq!(out.status.code(), Some(2), "{what}: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{what}: one line: {err}");
+    assert!(err.contains(field), "{what} should name {field}: {err}");
+    assert_no_secret(&err, key, &what);
+    assert_no_secret(&String::from_utf8_lossy(&out.stdout), key, &what);
+    assert_eq!(s.listing(), before, "{what} wrote something");
+}
+
+#[test]
+fn a_private_key_given_for_a_public_one_is_named_never_echoed() {
+    let s = Scratch::new();
+    for (kind, file, text) in real_private_keys(&s) {
+        let secret_line = text
+            .lines()
+            .find(|l| l.starts_with("AGE-SECRET-KEY-") || l.starts_with("-----BEGIN"))
+            .unwrap();
+        let one_line: String = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join(" ");
+        // A file of it, for --ssh-key and --deployment-key: named by its path and kind.
+        for flag in [
+            &["--ssh-key"][..],
+            &["--secrets", "deployment-keys", "--deployment-key"],
+        ] {
+            let args: Vec<&str> = ["init", "c", "--yes"]
+                .iter()
+                .copied()
+                .chain(flag.iter().copied())
+                .chain([file.as_str()])
+                .collect();
+            assert_refused_unechoed(&s, &args, &format!("'{file}' holds {kind}"), &text);
+        }
+        // Its text (a line, the file joined into one line, the whole file) as the value of
+        // every flag that takes a key or any other value.
+        for value in [secret_line, one_line.as_str(), text.as_str()] {
+            for flag in ["--ssh-key", "--age-recipient"] {
+                assert_refused_unechoed(
+                    &s,
+                    &["init", "c", "--yes", &format!("{flag}={value}")],
+                    &format!("{flag}: this is {kind}"),
+                    &text,
+                );
+            }
+            for flag in [
+                "--name",
+                "--admin-user",
+                "--dots",
+                "--nixpkgs-branch",
+                "--hosts",
+                "--platform",
+            ] {
+                let arg = format!("{flag}={value}");
+                assert_refused_unechoed(&s, &["init", "c", "--yes", &arg], flag, &text);
+            }
+            // clap refuses this one itself, with its usual three lines.
+            let out = s.flakesmith(&["init", "c", "--yes", &format!("--layout={value}")]);
+            assert_eq!(out.status.code(), Some(2));
+            if value == secret_line {
+                let err = stderr(&out);
+                assert!(err.contains(&format!("[{kind}, not shown]")), "{err}");
+            }
+            assert_no_secret(&stderr(&out), &text, "--layout");
+        }
+        // And in an answers file: as each key field, as any other field, as a value of the
+        // wrong type (serde's message quotes it) and as a key (serde names it).
+        let quoted_key = serde_json::to_string(&text).unwrap();
+        for (yaml, field) in [
+            (
+                format!("ssh-keys: [{quoted_key}]\n"),
+                "ssh-keys[0]: this is",
+            ),
+            (
+                format!("secrets: {{mode: deployment-keys, deployment-key: {quoted_key}}}\n"),
+                "secrets.deployment-key: this is",
+            ),
+            (
+                format!("secrets: {{admin-age-recipients: [{quoted_key}]}}\n"),
+                "secrets.admin-age-recipients[0]: this is",
+            ),
+            (format!("name: {quoted_key}\n"), "a.yaml: name: ["),
+            (
+                format!("nodes: [{{host: {quoted_key}, board: board1, slot: 1}}]\n"),
+                "nodes[0].host",
+            ),
+            (
+                format!("monitoring: {{node-exporter: {quoted_key}}}\n"),
+                "monitoring",
+            ),
+            (format!("layout: {quoted_key}\n"), "layout"),
+            (format!("{quoted_key}: 1\n"), "a.yaml: "),
+        ] {
+            std::fs::write(s.path("a.yaml"), &yaml).unwrap();
+            assert_refused_unechoed(&s, &["init", "c", "--answers", "a.yaml"], field, &text);
+        }
+    }
+}
+
+#[test]
+fn a_huge_or_control_laden_value_is_echoed_short_and_escaped() {
+    let s = Scratch::new();
+    // argv takes at most 128 KiB per argument; the answers file takes any length.
+    let long = "x".repeat(120_000);
+    let huge = "y".repeat(5 << 20);
+    for args in [
+        vec!["init", "c", "--yes", "--name", long.as_str()],
+        vec!["init", "c", "--yes", "--layout", long.as_str()],
+        vec!["init", "c", "--yes", "--age-recipient", long.as_str()],
+        vec!["init", "c", "--yes", "--ssh-key", long.as_str()],
+    ] {
+        let out = s.flakesmith(&args);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(
+            out.stderr.len() < 1000,
+            "{} bytes: {}",
+            out.stderr.len(),
+            stderr(&out)
+        );
+        assert!(stderr(&out).contains("xxxxxx…"), "{}", stderr(&out));
+    }
+    for yaml in [
+        format!("name: {huge}\n"),
+        format!("layout: {huge}\n"),
+        format!("monitoring: {{node-exporter: {huge}}}\n"),
+        format!("{huge}: 1\n"),
+    ] {
+        std::fs::write(s.path("a.yaml"), &yaml).unwrap();
+        let out = s.flakesmith(&["init", "c", "--answers", "a.yaml"]);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(
+            out.stderr.len() < 2000,
+            "{} bytes of stderr",
+            out.stderr.len()
+        );
+        assert_eq!(
+            stderr(&out).trim_end().lines().count(),
+            1,
+            "{}",
+            stderr(&out)
+        );
+    }
+    // A value cannot clear the terminal or forge a second line of output.
+    let out = s.flakesmith(&["init", "c", "--yes", "--name", "a\nerror: fake\u{1b}[2J"]);
+    let err = stderr(&out);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(!err.contains('\u{1b}') && err.contains(r"\n"), "{err}");
+}
