@@ -78,7 +78,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// What `flakesmith build` leaves: images/<target>/sd-image/nixos-<target>.img and SHA256SUMS.
-fn built_images(repo: &TempRepo, targets: &[&str]) {
+pub(crate) fn built_images(repo: &TempRepo, targets: &[&str]) {
     let mut sums = String::new();
     for target in targets {
         let content = format!("image of {target}");
@@ -731,13 +731,14 @@ fn multi_cloud_build_all_images_prefers_flakesmith() {
 
 #[test]
 fn the_stand_ins_pass_shellcheck() {
-    let dir = fixtures().join("standins");
-    let mut files: Vec<PathBuf> = fs_err::read_dir(&dir)
-        .unwrap()
+    // Those of the deploy journey (deploy_journey.rs) too.
+    let mut files: Vec<PathBuf> = ["standins", "journey"]
+        .iter()
+        .flat_map(|dir| fs_err::read_dir(fixtures().join(dir)).unwrap())
         .map(|e| e.unwrap().path())
         .collect();
     files.sort();
-    assert!(files.len() >= 10, "{files:?}");
+    assert!(files.len() >= 15, "{files:?}");
     let output = Command::new("shellcheck")
         .args(["--shell=bash", "--severity=style", "--external-sources"])
         .args(&files)
