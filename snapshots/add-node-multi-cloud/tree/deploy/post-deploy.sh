@@ -124,13 +124,26 @@ pin_host_key() {
 
 # The first deploy needs root, which only the image lets in: say what to do when it is refused.
 check_root_login() {
-  local host="$1" addr="$2"
-  if ! run ssh "${root_opts[@]}" -o BatchMode=yes "root@$addr" true; then
+  local host="$1" addr="$2" output
+  local probe=(ssh "${root_opts[@]}" -o BatchMode=yes "root@$addr" true)
+  if [[ "$dry_run" == true ]]; then
+    run "${probe[@]}"
+    return 0
+  fi
+  if output="$("${probe[@]}" 2>&1)"; then
+    return 0
+  fi
+  printf '%s\n' "$output" >&2
+  if [[ "$output" == *"Host key verification failed"* ]]; then
+    echo "post-deploy: $addr does not show the host key pinned in deploy/known_hosts. If $host was" >&2
+    echo "       reflashed, remove its old key (ssh-keygen -R $addr -f deploy/known_hosts) and run again;" >&2
+    echo "       if not, stop: something else answers at $addr" >&2
+  else
     echo "post-deploy: root@$addr refuses your key. Either $host already runs its configuration (this" >&2
     echo "       script ran before: change it with nixos-rebuild switch --flake .#$host --target-host $admin@$addr --sudo)," >&2
     echo "       or it was not flashed with this repository's image (deploy/rk1-deploy.sh --node $host)" >&2
-    exit 1
   fi
+  exit 1
 }
 
 record_recipient() {
