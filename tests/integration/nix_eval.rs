@@ -356,6 +356,30 @@ fn sops_images_let_root_in_with_the_admins_keys_and_the_configurations_do_not() 
 }
 
 #[test]
+fn a_static_address_goes_to_physical_ethernet_links_only() {
+    // Type = "ether" alone also matches veth links (podman, k3s): nixpkgs' own default network
+    // adds Kind = "!*" (physical links have no kind). What the stand-in cannot show: networkd
+    // matching real links.
+    let tree = Project::default()
+        .with_static_addresses()
+        .built_on(&["aarch64-linux"])
+        .render();
+    let flake = Flake::new(&tree);
+    let network = flake.eval(
+        "nixosConfigurations.rk1-node1.config.systemd.network.networks",
+        "networks: networks",
+    );
+    assert_eq!(
+        network["10-ethernet"]["matchConfig"],
+        serde_json::json!({ "Type": "ether", "Kind": "!*" })
+    );
+    assert_eq!(
+        network["10-ethernet"]["address"],
+        serde_json::json!(["10.0.0.11/24"])
+    );
+}
+
+#[test]
 fn the_stand_in_refuses_unfree_rkbin_without_the_predicate() {
     // Without this the unfree check above could not fail: drop the predicate, and the
     // bootloader (which pulls rkbin) no longer evaluates.
