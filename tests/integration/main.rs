@@ -7,6 +7,7 @@ mod build;
 mod check;
 mod cloud;
 mod deploy;
+mod deploy_journey;
 mod grow;
 mod init_cli;
 mod inject;
