@@ -139,7 +139,10 @@ fn identity_of(repo: &Path, project: &Project, node: &Node) -> Result<(Identity,
         identity.add(names::AGE_KEY, fs_err::read(&path)?);
     }
     if let Some(address) = node.address {
-        identity.add(names::NETWORK, network_file(project, &address.to_string()).into_bytes());
+        identity.add(
+            names::NETWORK,
+            network_file(project, &address.to_string()).into_bytes(),
+        );
     }
     Ok((identity, host_key.public.clone()))
 }

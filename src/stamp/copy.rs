@@ -89,7 +89,9 @@ fn next_data(src: &File, at: u64, len: u64) -> io::Result<Option<(u64, u64)>> {
 fn copy_range(src: &File, dst: &File, start: u64, end: u64, buffer: &mut [u8]) -> io::Result<()> {
     let mut at = start;
     while at < end {
-        let n = usize::try_from(end - at).unwrap_or(usize::MAX).min(buffer.len());
+        let n = usize::try_from(end - at)
+            .unwrap_or(usize::MAX)
+            .min(buffer.len());
         src.read_exact_at(&mut buffer[..n], at)?;
         let mut block = 0;
         while block < n {
@@ -145,11 +147,21 @@ mod tests {
         copy_image(&src, &dst, len).unwrap();
         let mut a = Vec::new();
         let mut b = Vec::new();
-        File::open(dir.path().join("src")).unwrap().read_to_end(&mut a).unwrap();
-        File::open(dir.path().join("dst")).unwrap().read_to_end(&mut b).unwrap();
+        File::open(dir.path().join("src"))
+            .unwrap()
+            .read_to_end(&mut a)
+            .unwrap();
+        File::open(dir.path().join("dst"))
+            .unwrap()
+            .read_to_end(&mut b)
+            .unwrap();
         assert!(a == b, "the copy differs");
         use std::os::unix::fs::MetadataExt;
         let blocks = std::fs::metadata(dir.path().join("dst")).unwrap().blocks();
-        assert!(blocks * 512 < 1 << 20, "the copy is not sparse: {} bytes", blocks * 512);
+        assert!(
+            blocks * 512 < 1 << 20,
+            "the copy is not sparse: {} bytes",
+            blocks * 512
+        );
     }
 }

@@ -38,7 +38,9 @@ impl<'a> Window<'a> {
 impl Read for Window<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.room(buf.len());
-        let n = self.file.read_at(&mut buf[..n], self.extent.start + self.pos)?;
+        let n = self
+            .file
+            .read_at(&mut buf[..n], self.extent.start + self.pos)?;
         self.pos += n as u64;
         Ok(n)
     }
@@ -48,9 +50,13 @@ impl Write for Window<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.room(buf.len());
         if n < buf.len() {
-            return Err(io::Error::other("a write would run past the end of the FAT partition"));
+            return Err(io::Error::other(
+                "a write would run past the end of the FAT partition",
+            ));
         }
-        let n = self.file.write_at(&buf[..n], self.extent.start + self.pos)?;
+        let n = self
+            .file
+            .write_at(&buf[..n], self.extent.start + self.pos)?;
         self.pos += n as u64;
         Ok(n)
     }
@@ -119,7 +125,9 @@ pub fn find_firmware(file: &File, layout: &Layout) -> Result<Extent, Refusal> {
     for partition in &layout.partitions {
         let mut sector = [0u8; 512];
         if partition.extent.end > layout.size
-            || file.read_exact_at(&mut sector, partition.extent.start).is_err()
+            || file
+                .read_exact_at(&mut sector, partition.extent.start)
+                .is_err()
         {
             continue;
         }

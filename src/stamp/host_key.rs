@@ -131,7 +131,9 @@ mod tests {
         let (made, new) = ensure_host_key(dir.path(), "n1").unwrap();
         assert!(new);
         assert!(made.public.starts_with("ssh-ed25519 AAAA"));
-        assert!(made.private_text().starts_with("-----BEGIN OPENSSH PRIVATE KEY-----\n"));
+        assert!(made
+            .private_text()
+            .starts_with("-----BEGIN OPENSSH PRIVATE KEY-----\n"));
         let (read, new) = ensure_host_key(dir.path(), "n1").unwrap();
         assert!(!new, "an existing key is kept");
         assert_eq!(read.public, made.public);

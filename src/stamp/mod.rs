@@ -25,9 +25,11 @@ use crate::{rockchip::layout::Layout, rockchip::Extent, UsageError};
 pub use copy::CopyKind;
 pub use host_key::{ensure_host_key, HostKey, HOST_KEY_FILE};
 
-/// The folder in the FAT partition that holds a node's identity. The first-boot script reads
-/// it by this name (one owner: the template gets it from here).
-pub const IDENTITY_DIR: &str = "flakesmith-identity";
+/// How the identity files in the FAT partition's root folder begin: `flakesmith-identity.hostname`
+/// and so on. Files in the root, not a folder of their own, because fatfs 0.3.6 writes the "."
+/// and ".." entries of a new folder wrongly (fsck.vfat repairs them), while files are clean.
+/// The first-boot script reads the same names (one owner: the template gets them from here).
+pub const IDENTITY_PREFIX: &str = "flakesmith-identity.";
 
 /// The files of one node's identity, as they go into the FAT partition.
 pub struct Identity {
@@ -35,7 +37,7 @@ pub struct Identity {
     files: Vec<(&'static str, Zeroizing<Vec<u8>>)>,
 }
 
-/// The file names inside [`IDENTITY_DIR`]; the first-boot script knows the same names.
+/// The names after [`IDENTITY_PREFIX`]; the first-boot script knows the same names.
 pub mod names {
     pub const HOSTNAME: &str = "hostname";
     pub const HOST_KEY: &str = super::HOST_KEY_FILE;
@@ -54,11 +56,17 @@ impl Identity {
         };
         identity.add(names::HOSTNAME, format!("{host}\n").into_bytes());
         identity.add(names::HOST_KEY, host_key.private_text().as_bytes().to_vec());
-        identity.add(names::HOST_KEY_PUB, format!("{}\n", host_key.public).into_bytes());
+        identity.add(
+            names::HOST_KEY_PUB,
+            format!("{}\n", host_key.public).into_bytes(),
+        );
         identity
     }
 
     pub fn add(&mut self, name: &'static str, bytes: Vec<u8>) {
+        debug_assert!(
+            self.files.len() < MAX_FILES as usize && bytes.len() as u64 <= MAX_FILE_BYTES
+        );
         self.files.push((name, Zeroizing::new(bytes)));
     }
 
@@ -107,6 +115,7 @@ impl Source {
         }
         let layout = Layout::read(&mut file, size).map_err(|e| refuse(path, e.message))?;
         let firmware = fat::find_firmware(&file, &layout).map_err(|why| refuse(path, why))?;
+        check_room(&file, firmware).map_err(|why| refuse(path, why))?;
         let digest = crate::images::sha256_file(path, |_| {})?;
         if !expected.contains(&digest) {
             return Err(refuse(
@@ -122,6 +131,41 @@ impl Source {
             firmware,
         })
     }
+}
+
+/// At most this many files of at most this many bytes make an identity (the largest, an
+/// OpenSSH ed25519 private key, is about 400 bytes).
+const MAX_FILES: u64 = 5;
+const MAX_FILE_BYTES: u64 = 4096;
+
+/// Refuses, before any key is made or any copy begins, a FAT partition that cannot take an
+/// identity, or that holds one already. Only reads (the file is open read-only).
+fn check_room(file: &File, firmware: Extent) -> Result<(), String> {
+    let fs = fatfs::FileSystem::new(fat::Window::new(file, firmware), fatfs::FsOptions::new())
+        .map_err(|e| format!("its FIRMWARE partition is not a FAT file system fatfs reads: {e}"))?;
+    for entry in fs.root_dir().iter() {
+        let entry = entry.map_err(|e| format!("reading its FIRMWARE partition: {e}"))?;
+        if entry.file_name().starts_with(IDENTITY_PREFIX) {
+            return Err(format!(
+                "its FIRMWARE partition already holds {}: stamp the identical image, not a stamped one",
+                entry.file_name()
+            ));
+        }
+    }
+    let stats = fs
+        .stats()
+        .map_err(|e| format!("reading its FIRMWARE partition: {e}"))?;
+    let cluster = u64::from(stats.cluster_size());
+    let needed = MAX_FILES * MAX_FILE_BYTES.div_ceil(cluster);
+    let free = u64::from(stats.free_clusters());
+    if free < needed {
+        return Err(format!(
+            "its FIRMWARE partition has {} free, an identity needs up to {}: the stamp does not fit",
+            crate::images::human_size(free * cluster),
+            crate::images::human_size(needed * cluster)
+        ));
+    }
+    Ok(())
 }
 
 /// `/dev/loopN` when a loop device is backed by `path`.
@@ -151,7 +195,7 @@ pub struct Stamped {
 }
 
 /// Writes `<out>/<host>.img`: a copy of `source` whose FAT partition holds `identity` in
-/// [`IDENTITY_DIR`]. The file is 0600 from its first byte, replaces an older stamp only once
+/// files named [`IDENTITY_PREFIX`]…. The file is 0600 from its first byte, replaces an older stamp only once
 /// complete and verified, and is removed on any failure.
 pub fn stamp(source: &Source, identity: &Identity, out: &Path) -> Result<Stamped> {
     let target = out.join(format!("{}.img", identity.host));
@@ -180,16 +224,20 @@ fn write_identity(file: &File, firmware: Extent, identity: &Identity) -> Result<
         .map_err(fat_error("reading the FAT file system"))?;
     {
         let root = fs.root_dir();
-        if root.open_dir(IDENTITY_DIR).is_ok() {
-            return Err(UsageError::new(format!(
-                "--image: the FIRMWARE partition already holds {IDENTITY_DIR}/: stamp the identical image, not a stamped one"
-            ))
-            .into());
+        for entry in root.iter() {
+            let entry = entry.map_err(fat_error("reading the root folder"))?;
+            if entry.file_name().starts_with(IDENTITY_PREFIX) {
+                return Err(UsageError::new(format!(
+                    "--image: the FIRMWARE partition already holds {}: stamp the identical image, not a stamped one",
+                    entry.file_name()
+                ))
+                .into());
+            }
         }
         let stats = fs.stats().map_err(fat_error("counting free space"))?;
         let cluster = u64::from(stats.cluster_size());
-        // One cluster for the folder, and every file rounded up to whole clusters.
-        let needed: u64 = 1 + identity
+        // Every file rounded up to whole clusters (the root folder of FAT16 has fixed room).
+        let needed: u64 = identity
             .files
             .iter()
             .map(|(_, b)| (b.len() as u64).div_ceil(cluster).max(1))
@@ -204,11 +252,10 @@ fn write_identity(file: &File, firmware: Extent, identity: &Identity) -> Result<
             ))
             .into());
         }
-        let dir = root
-            .create_dir(IDENTITY_DIR)
-            .map_err(fat_error("creating the identity folder"))?;
         for (name, bytes) in &identity.files {
-            let mut f = dir.create_file(name).map_err(fat_error("creating a file"))?;
+            let mut f = root
+                .create_file(&format!("{IDENTITY_PREFIX}{name}"))
+                .map_err(fat_error("creating a file"))?;
             f.truncate().map_err(fat_error("creating a file"))?;
             f.write_all(bytes).map_err(fat_error("writing a file"))?;
             f.flush().map_err(fat_error("writing a file"))?;
@@ -223,16 +270,13 @@ fn verify(file: &File, firmware: Extent, identity: &Identity) -> Result<()> {
     let fs = fatfs::FileSystem::new(fat::Window::new(file, firmware), fatfs::FsOptions::new())
         .map_err(fat_error("reading back"))?;
     let root = fs.root_dir();
-    let dir = root
-        .open_dir(IDENTITY_DIR)
-        .map_err(fat_error("reading back the identity folder"))?;
     for (name, bytes) in &identity.files {
         let mut read = Zeroizing::new(Vec::new());
-        dir.open_file(name)
+        root.open_file(&format!("{IDENTITY_PREFIX}{name}"))
             .and_then(|mut f| f.read_to_end(&mut read))
             .map_err(fat_error("reading back a file"))?;
         if read.as_slice() != bytes.as_slice() {
-            anyhow::bail!("{IDENTITY_DIR}/{name} reads back different from what was written");
+            anyhow::bail!("{IDENTITY_PREFIX}{name} reads back different from what was written");
         }
     }
     Ok(())

@@ -1,7 +1,7 @@
 //! rk-inject and `flakesmith inject`: real headers from U-Boot's mkimage, real images from
 //! sfdisk / mkfs.vfat / mkfs.ext4, and the vendored crate built on its own.
 
-mod fixtures;
+pub(crate) mod fixtures;
 mod property;
 
 use std::fs;

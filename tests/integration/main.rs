@@ -19,4 +19,5 @@ mod rk_inject_call;
 mod secrets;
 mod shellcheck;
 mod snapshots;
+mod stamp;
 mod support;
