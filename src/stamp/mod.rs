@@ -75,6 +75,27 @@ impl Identity {
     }
 }
 
+/// Where sops-nix reads a node's age identity (`sops.age.keyFile` in the generated modules).
+pub const AGE_KEY_FILE: &str = "/var/lib/sops-nix/key.txt";
+
+/// What the templates of the first-boot script and module need to know of the names above.
+#[derive(Debug, serde::Serialize)]
+pub struct TemplateNames {
+    pub prefix: &'static str,
+    pub network: &'static str,
+    pub age_key_file: &'static str,
+}
+
+impl Default for TemplateNames {
+    fn default() -> Self {
+        Self {
+            prefix: IDENTITY_PREFIX,
+            network: names::NETWORK,
+            age_key_file: AGE_KEY_FILE,
+        }
+    }
+}
+
 /// An identical image, checked once and stamped many times.
 pub struct Source {
     file: File,

@@ -5,7 +5,7 @@
 use std::{
     fs,
     os::unix::fs::PermissionsExt,
-    path::Path,
+    path::{Path, PathBuf},
     process::{Command, Output},
 };
 
@@ -408,4 +408,183 @@ fn an_out_folder_inside_the_repository_must_be_git_ignored() {
         "stamped/ is git-ignored: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The generated first-boot script, written out to run against directories standing in for the
+/// mounted FAT partition and the node's root. What the directories cannot show: the mount of
+/// /dev/disk/by-label/FIRMWARE and the activation order, which firmware-identity.nix owns.
+fn first_boot_script(dir: &Path) -> PathBuf {
+    let tree = Project::default().with_sops().render();
+    let script = dir.join("identity-from-firmware.sh");
+    fs::write(
+        &script,
+        &tree.get("identity-from-firmware.sh").unwrap().contents,
+    )
+    .unwrap();
+    script
+}
+
+fn run_script(script: &Path, fat: &Path, root: &Path) -> Output {
+    Command::new("bash")
+        .arg(script)
+        .arg(fat)
+        .arg(root)
+        .output()
+        .unwrap()
+}
+
+/// Every file under `dir` with its mode, owner and bytes.
+fn tree(dir: &Path) -> Vec<(String, u32, u32, Vec<u8>)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out: Vec<_> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .map(|e| {
+            let meta = e.metadata().unwrap();
+            let bytes = if meta.is_file() {
+                fs::read(e.path()).unwrap()
+            } else {
+                Vec::new()
+            };
+            (
+                e.path().strip_prefix(dir).unwrap().display().to_string(),
+                meta.mode(),
+                meta.uid(),
+                bytes,
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn the_first_boot_script_installs_the_stamped_identity_then_erases_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = sops_repo();
+    let image = rk1_image(tmp.path());
+    record(&repo, &image.path);
+    let out = stamp(&repo, &["rk1-node2", "--image", path_str(&image.path)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stamped = repo.dir.join("stamped/rk1-node2.img");
+
+    // The FAT's files, copied out with mtools, are what the node's activation sees mounted.
+    let fat = tmp.path().join("fat");
+    fs::create_dir(&fat).unwrap();
+    run(Command::new("mcopy")
+        .arg("-n")
+        .arg("-i")
+        .arg(format!("{}@@{}", stamped.display(), image.firmware.0))
+        .arg("::/flakesmith-identity.*")
+        .arg(&fat));
+    // A second name for the key's bytes shows that they are overwritten, not only unlinked.
+    fs::hard_link(
+        fat.join("flakesmith-identity.ssh_host_ed25519_key"),
+        tmp.path().join("key-cells"),
+    )
+    .unwrap();
+    let root = tmp.path().join("root");
+    fs::create_dir(&root).unwrap();
+    let script = first_boot_script(tmp.path());
+
+    let out = run_script(&script, &fat, &root);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        fs::read_to_string(root.join("etc/hostname")).unwrap(),
+        "rk1-node2\n"
+    );
+    let key = root.join("etc/ssh/ssh_host_ed25519_key");
+    assert_eq!(
+        fs::read(&key).unwrap(),
+        fs::read(repo.dir.join("keys/rk1-node2.ssh_host_ed25519_key")).unwrap()
+    );
+    assert_eq!(mode(&key), 0o600);
+    assert_eq!(mode(&root.join("etc/ssh/ssh_host_ed25519_key.pub")), 0o644);
+    let age = root.join("var/lib/sops-nix/key.txt");
+    assert_eq!(
+        fs::read(&age).unwrap(),
+        fs::read(repo.dir.join("keys/rk1-node2.age")).unwrap()
+    );
+    assert_eq!(mode(&age), 0o600);
+    assert_eq!(mode(&root.join("var/lib/sops-nix")), 0o700);
+    let network =
+        fs::read_to_string(root.join("etc/systemd/network/40-flakesmith-static.network")).unwrap();
+    assert!(network.contains("Address=10.0.0.12/24"), "{network}");
+    {
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(fs::metadata(&key).unwrap().uid(), 0);
+        assert_eq!(fs::metadata(&key).unwrap().gid(), 0);
+    }
+    // Erased from the FAT: unlinked, and the bytes overwritten first.
+    assert!(
+        files_in(&fat).is_empty(),
+        "left on the FAT: {:?}",
+        files_in(&fat)
+    );
+    assert!(fs::read(tmp.path().join("key-cells"))
+        .unwrap()
+        .iter()
+        .all(|&b| b == 0));
+
+    // Idempotent: a second boot changes nothing.
+    let before = tree(&root);
+    let out = run_script(&script, &fat, &root);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing changed"));
+    assert_eq!(tree(&root), before);
+}
+
+#[test]
+fn an_unstamped_or_tampered_firmware_partition_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = first_boot_script(tmp.path());
+    let fat = tmp.path().join("fat");
+    let root = tmp.path().join("root");
+    fs::create_dir_all(fat.join("extlinux")).unwrap();
+    fs::create_dir_all(root.join("etc/ssh")).unwrap();
+    fs::write(root.join("etc/ssh/sshd_config"), "x").unwrap();
+    let before = tree(&root);
+
+    // Unstamped: says so, exit 0 (the boot goes on as today's), nothing changed.
+    let out = run_script(&script, &fat, &root);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no stamped identity"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(tree(&root), before);
+
+    // A host name that is not one (anyone with the card can write the FAT): refused whole.
+    fs::write(
+        fat.join("flakesmith-identity.hostname"),
+        "../../etc/shadow\n",
+    )
+    .unwrap();
+    fs::write(
+        fat.join("flakesmith-identity.ssh_host_ed25519_key"),
+        "-----BEGIN OPENSSH PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let out = run_script(&script, &fat, &root);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(tree(&root), before);
+    // A key file that is not a key: refused whole.
+    fs::write(fat.join("flakesmith-identity.hostname"), "node1\n").unwrap();
+    fs::write(
+        fat.join("flakesmith-identity.ssh_host_ed25519_key"),
+        "not a key\n",
+    )
+    .unwrap();
+    let out = run_script(&script, &fat, &root);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(tree(&root), before);
 }
