@@ -588,3 +588,59 @@ fn an_unstamped_or_tampered_firmware_partition_changes_nothing() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(tree(&root), before);
 }
+
+/// What the identical image's first-boot module sets, as evaluated by real Nix against the
+/// stand-in inputs (tests/fixtures). They cannot show that real nixpkgs and sops-nix define
+/// setupSecrets as the module expects (the module's comment names the files read), or the order
+/// nixpkgs' activation script gives the snippets.
+const FIRST_BOOT_FACTS: &str = r#"c: let s = c.config.system.activationScripts or { }; in {
+  hostName = c.config.networking.hostName;
+  deps = s.identityFromFirmware.deps or null;
+  runsScript = builtins.match ".*identity-from-firmware.sh.*" (s.identityFromFirmware.text or "") != null;
+  initrd = c.config.boot.initrd.kernelModules or [ ];
+  networkd = c.config.networking.useNetworkd or false;
+  setupSecrets = s.setupSecrets.deps or null;
+  setupSecretsForUsers = s.setupSecretsForUsers.deps or null;
+}"#;
+
+#[test]
+fn the_identical_image_imports_the_first_boot_module_and_orders_it_before_sops_nix() {
+    use crate::nix_eval::Flake;
+    use serde_json::json;
+
+    let mut tree = Project::default().with_sops().render();
+    let flake = Flake::new(&tree);
+    let rk1 = flake.eval("nixosConfigurations.rk1", FIRST_BOOT_FACTS);
+    assert_eq!(rk1["hostName"], "");
+    assert_eq!(rk1["deps"], json!(["specialfs"]));
+    assert_eq!(rk1["runsScript"], true);
+    assert_eq!(rk1["initrd"], json!(["vfat", "nls_cp437", "nls_iso8859-1"]));
+    assert_eq!(rk1["networkd"], true);
+    // No secrets defined: sops-nix defines no setupSecrets, and neither does the module.
+    assert_eq!(rk1["setupSecrets"], json!(null));
+    // A node's own image is not stamped: no first-boot module.
+    let node = flake.eval("nixosConfigurations.rk1-node1", FIRST_BOOT_FACTS);
+    assert_eq!(node["deps"], json!(null));
+    assert_eq!(node["hostName"], "rk1-node1");
+
+    // With secrets (one needed for users), both of sops-nix's scripts wait for the identity.
+    let common = tree
+        .get("common.nix")
+        .unwrap()
+        .as_text()
+        .unwrap()
+        .to_owned();
+    let common = common.replacen(
+        "  sops.age.keyFile",
+        "  sops.secrets.example = { neededForUsers = false; };\n  sops.secrets.password = { neededForUsers = true; };\n  sops.age.keyFile",
+        1,
+    );
+    assert!(
+        common.contains("sops.secrets.example"),
+        "common.nix sets sops.age.keyFile"
+    );
+    tree.insert("common.nix", flakesmith::render::TreeFile::text(common));
+    let rk1 = Flake::new(&tree).eval("nixosConfigurations.rk1", FIRST_BOOT_FACTS);
+    assert_eq!(rk1["setupSecrets"], json!(["identityFromFirmware"]));
+    assert_eq!(rk1["setupSecretsForUsers"], json!(["identityFromFirmware"]));
+}
