@@ -644,3 +644,50 @@ fn the_identical_image_imports_the_first_boot_module_and_orders_it_before_sops_n
     assert_eq!(rk1["setupSecrets"], json!(["identityFromFirmware"]));
     assert_eq!(rk1["setupSecretsForUsers"], json!(["identityFromFirmware"]));
 }
+
+/// post-deploy.sh --stamped trusts only the pin `flakesmith stamp` wrote and sends no identity:
+/// the stand-ins of secrets.rs, without ssh-keyscan (a scan would fail the run).
+#[test]
+fn post_deploy_of_a_stamped_node_uses_the_pin_and_sends_no_identity() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = sops_repo();
+    let image = rk1_image(tmp.path());
+    record(&repo, &image.path);
+    let out = stamp(&repo, &["rk1-node1", "--image", path_str(&image.path)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pinned = fs::read_to_string(repo.dir.join("deploy/known_hosts")).unwrap();
+
+    let tools = crate::secrets::StandIns::new(0).without("ssh-keyscan");
+    let out = tools.run(&repo.dir, &["--stamped", "--host", "rk1-node1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = tools.log();
+    assert_eq!(
+        log.len(),
+        1,
+        "only the switch, no identity over ssh: {log:#?}"
+    );
+    assert!(
+        log[0].starts_with("nixos-rebuild switch") && log[0].contains("admin@10.0.0.11"),
+        "{}",
+        log[0]
+    );
+    assert!(log[0].contains("StrictHostKeyChecking=yes"), "{}", log[0]);
+    assert_eq!(
+        fs::read_to_string(repo.dir.join("deploy/known_hosts")).unwrap(),
+        pinned
+    );
+
+    // A node that was not stamped has no pin: refused, nothing sent.
+    let out = tools.run(&repo.dir, &["--stamped", "--host", "rk1-node2"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no pinned host key"));
+    assert_eq!(tools.log().len(), 1);
+}
