@@ -41,6 +41,8 @@ pub enum Command {
     Build(BuildArgs),
     /// Lint a generated repository: syntax, secrets hygiene, boot layout
     Check(CheckArgs),
+    /// Copy the identical image once per node, each with the node's identity in its FAT partition
+    Stamp(StampArgs),
     /// Write a Rockchip bootloader into a disk image (the same code as `rk-inject`)
     #[command(disable_help_flag = true)]
     Inject(InjectArgs),
@@ -271,6 +273,25 @@ pub struct BuildArgs {
 pub struct CheckArgs {
     #[command(flatten)]
     pub repo: RepoArg,
+}
+
+#[derive(Debug, Args)]
+pub struct StampArgs {
+    #[command(flatten)]
+    pub repo: RepoArg,
+    /// Nodes to stamp
+    #[arg(value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// Stamp every node
+    #[arg(long, conflicts_with = "hosts")]
+    pub all: bool,
+    /// The identical image (raw) [default: the rk1 image `flakesmith build rk1` recorded]
+    #[arg(long, value_name = "FILE")]
+    pub image: Option<PathBuf>,
+    /// Folder for the stamped images <HOST>.img, git-ignored when inside the repository
+    /// [default: stamped/ in the repository]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -19,6 +19,7 @@ pub mod render;
 pub mod rockchip;
 pub mod rockchip_vendor;
 pub mod secrets;
+pub mod stamp;
 pub mod sync;
 
 pub use error::UsageError;

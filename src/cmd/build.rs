@@ -290,6 +290,18 @@ fn finish_images(
                 bar.finish_and_clear();
                 row.image = Some(format!("{IMAGES_DIR}/{}", relative.display()));
                 row.size = Some(size);
+                if crate::stamp::record::STAMPABLE_TARGETS.contains(&target.name.as_str()) {
+                    // What `flakesmith stamp` accepts as this repository's identical image.
+                    crate::stamp::record::remember(
+                        repo,
+                        &target.name,
+                        crate::stamp::record::Recorded {
+                            sha256: sha256.clone(),
+                            size,
+                            path: relative.to_string_lossy().into_owned(),
+                        },
+                    )?;
+                }
                 sums.push(Sum {
                     sha256,
                     path: relative.to_string_lossy().into_owned(),

@@ -87,7 +87,7 @@ pub fn write_identity(repo: &Path, identity: &NodeIdentity) -> Result<()> {
 }
 
 #[cfg(unix)]
-fn create_private_dir(dir: &Path) -> Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     if !dir.exists() {
         // fs_err has no DirBuilder; the context names the path instead.
@@ -106,13 +106,13 @@ fn create_private_dir(dir: &Path) -> Result<()> {
 }
 
 #[cfg(not(unix))]
-fn create_private_dir(dir: &Path) -> Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
     fs_err::create_dir_all(dir)?;
     Ok(())
 }
 
 /// Opens a new file that is 0600 from its first byte (no window in which it is readable).
-fn private_file(path: &Path) -> Result<fs_err::File> {
+pub(crate) fn private_file(path: &Path) -> Result<fs_err::File> {
     let mut options = fs_err::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

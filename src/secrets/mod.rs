@@ -25,6 +25,7 @@ use std::{
 
 use anyhow::Result;
 
+pub(crate) use identity::{create_private_dir, private_file};
 pub use identity::{read_identity, write_identity, NodeIdentity, KEYS_DIR};
 pub use sops_yaml::{recorded_recipients, SopsYaml, SOPS_YAML};
 

@@ -788,3 +788,90 @@ fn multi_cloud_scripts_pass_shellcheck() {
         String::from_utf8_lossy(&output.stdout)
     );
 }
+
+/// `--stamped`: one build of the identical image, then per node stamp, flash, delete; never two
+/// stamped copies at once. The stand-in flakesmith writes a small file for a stamp (the real
+/// stamp is tested in stamp.rs); a BMC or a node booting cannot be shown here.
+#[test]
+fn rk1_deploy_stamped_builds_once_and_stamps_flashes_and_removes_one_copy_at_a_time() {
+    let run = Run::new(&rk1_cluster(2));
+    let output = rk1_deploy(&run)
+        .args(["--stamped", "--no-post-deploy"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let calls: Vec<String> = run
+        .calls()
+        .iter()
+        .map(|c| {
+            regex::Regex::new(r"deploy\.[A-Za-z0-9]{6}")
+                .unwrap()
+                .replace_all(c, "deploy.TMP")
+                .into_owned()
+        })
+        .collect();
+    let sha = |h: &str| sha256_hex(format!("stamped image of {h}").as_bytes());
+    let mut expected = vec!["flakesmith build -C {repo} rk1".to_owned()];
+    for (i, host) in ["rk1-node1", "rk1-node2"].iter().enumerate() {
+        let slot = i + 1;
+        expected.extend([
+            format!("flakesmith stamp -C {{repo}} {host} --out {{repo}}/stamped/deploy.TMP"),
+            "  (stamped copies present: 0)".to_owned(),
+            format!(
+                "tpi --host turingpi.local flash --node {slot} --image-path {{repo}}/stamped/deploy.TMP/{host}.img --sha256 {}",
+                sha(host)
+            ),
+            format!("tpi --host turingpi.local power off --node {slot}"),
+            format!("tpi --host turingpi.local power on --node {slot}"),
+        ]);
+    }
+    assert_eq!(calls, expected);
+    let left: Vec<_> = walkdir::WalkDir::new(run.repo.path().join("stamped"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .collect();
+    assert!(left.is_empty(), "stamped copies left: {left:?}");
+}
+
+#[test]
+fn rk1_deploy_stamped_stops_at_a_failed_flash_and_removes_the_copy() {
+    let run = Run::new(&rk1_cluster(2));
+    let output = rk1_deploy(&run)
+        .args(["--stamped", "--no-post-deploy"])
+        .env("STANDIN_FAIL", "flash --node 1")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("stopped: rk1-node1: tpi flash failed"),
+        "{stderr}"
+    );
+    let calls = run.calls();
+    assert_eq!(
+        calls.len(),
+        4,
+        "build, stamp, flash; nothing after: {calls:?}"
+    );
+    assert!(calls[3].starts_with("tpi --host turingpi.local flash --node 1"));
+    let left: Vec<_> = walkdir::WalkDir::new(run.repo.path().join("stamped"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "the stamped copy is removed on failure: {left:?}"
+    );
+
+    // --identical and --stamped exclude each other, before anything runs.
+    let run = Run::new(&rk1_cluster(2));
+    let output = rk1_deploy(&run)
+        .args(["--stamped", "--identical"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(run.calls().is_empty());
+}

@@ -21,6 +21,7 @@ mod rk_inject_call;
 mod secrets;
 mod shellcheck;
 mod snapshots;
+mod stamp;
 mod support;
 mod transactions;
 

@@ -475,7 +475,7 @@ fn check_lists_ssh_host_key_nodes_until_their_recipients_are_recorded() {
 /// with a real ed25519 public key, `ssh` and `nixos-rebuild` record their arguments (and what
 /// `ssh` reads on stdin) in order. ssh-keygen is the real one. What they cannot show: that a
 /// node's sshd, sudo and sops-nix accept what the script sends.
-struct StandIns {
+pub(crate) struct StandIns {
     dir: tempfile::TempDir,
 }
 
@@ -483,13 +483,13 @@ impl StandIns {
     const HOST_KEY_RECIPIENT: &str =
         "age1n2s3macghfa7zj0g7re4v42zd2gn2hkfcsaddwcsu9mmk4y2s5xs80uu30";
 
-    fn without(self, tool: &str) -> Self {
+    pub(crate) fn without(self, tool: &str) -> Self {
         std::fs::remove_file(self.dir.path().join(tool)).unwrap();
         self
     }
 
     /// `ssh_exit_for_deployment_key`: how ssh as root with `-i` ends once nixos-rebuild ran.
-    fn new(ssh_exit_for_deployment_key: i32) -> Self {
+    pub(crate) fn new(ssh_exit_for_deployment_key: i32) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let host_key = dir.path().join("host_key");
         let made = Command::new("ssh-keygen")
@@ -524,7 +524,7 @@ impl StandIns {
         Self { dir }
     }
 
-    fn run(&self, repo: &Path, args: &[&str]) -> std::process::Output {
+    pub(crate) fn run(&self, repo: &Path, args: &[&str]) -> std::process::Output {
         let path = format!(
             "{}:{}",
             self.dir.path().display(),
@@ -537,7 +537,7 @@ impl StandIns {
             .unwrap()
     }
 
-    fn log(&self) -> Vec<String> {
+    pub(crate) fn log(&self) -> Vec<String> {
         std::fs::read_to_string(self.dir.path().join("log"))
             .unwrap_or_default()
             .lines()
