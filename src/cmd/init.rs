@@ -157,6 +157,12 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
         println!("{said}");
     }
     secrets::report_made(&made);
+    if project.ssh_keys.is_empty() {
+        eprintln!(
+            "warning: no SSH key for the admin (none given with --ssh-key, none found in ~/.ssh): nobody can log in to these machines over SSH; add your public key under ssh-keys in {}, then run `flakesmith update`",
+            dir.join(crate::render::ANSWERS_FILE).display()
+        );
+    }
     print_next_steps(&project, &dir);
     Ok(Outcome::Success)
 }

@@ -515,3 +515,18 @@ fn the_summary_names_the_repo_even_when_run_inside_it() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.trim(), format!("{name}: no findings"));
 }
+
+#[test]
+fn conflict_markers_in_a_nix_file_are_named_as_such() {
+    finds(
+        |repo| {
+            write(
+                repo,
+                "conflicted.nix",
+                "{\n<<<<<<< yours\n  time.timeZone = \"Europe/Paris\";\n=======\n  time.timeZone = \"Asia/Tokyo\";\n>>>>>>> flakesmith (new)\n}\n",
+            );
+        },
+        "conflicted.nix:2: unresolved conflict markers from an earlier update",
+        "remove the <<<<<<< ======= >>>>>>> lines",
+    );
+}

@@ -696,3 +696,45 @@ fn scripted_init_can_answer_none_for_dots_and_the_bootloader_blob() {
     let out = s.flakesmith(&["init", "d", "--yes", "--dots", "github:a/b", "--no-dots"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
+
+#[test]
+fn yes_without_an_ssh_key_warns_that_nobody_can_log_in() {
+    let s = Scratch::new();
+    // HOME has no ~/.ssh: no key is found.
+    let out = s.flakesmith(&["init", "c", "--yes", "--no-git"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("warning: no SSH key for the admin (none given with --ssh-key, none found in ~/.ssh): nobody can log in to these machines over SSH; add your public key under ssh-keys in c/flakesmith.yaml, then run `flakesmith update`"),
+        "{}",
+        stderr(&out)
+    );
+    let out = s.flakesmith(&["init", "d", "--yes", "--no-git", "--ssh-key", KEY]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+}
+
+#[test]
+fn help_shows_one_default_for_the_repository() {
+    let s = Scratch::new();
+    for command in [
+        "update",
+        "diff",
+        "check",
+        "add-node",
+        "remove-node",
+        "build",
+    ] {
+        let out = s.flakesmith(&[command, "--help"]);
+        let help = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(
+            help.matches("[default: the current directory]").count(),
+            1,
+            "{command}: {help}"
+        );
+        assert!(!help.contains("[default: .]"), "{command}: {help}");
+        assert!(
+            !help.contains("(default: the current directory)"),
+            "{command}: {help}"
+        );
+    }
+}

@@ -193,8 +193,22 @@ fn multi_cloud_asks_what_its_chosen_platforms_need() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = spawn_init_named(dir.path(), "fleet", None);
     keys(&mut s, "Layout", &[DOWN]);
+    // The list promises what the platform builds by default: the raw UEFI image is optional.
+    let shown = s
+        .expect(expectrl::Regex("generic-x86_64: [^\r\n]*"))
+        .expect("the platform list");
+    let line = String::from_utf8_lossy(shown.get(0).unwrap()).into_owned();
+    assert!(
+        line.contains("bootable ISO (a raw UEFI disk image is optional)"),
+        "{line}"
+    );
     // Every platform starts checked: uncheck rk1 (third) and generic-arm64 (fourth).
-    keys(&mut s, "Platforms", &[DOWN, DOWN, SPACE, DOWN, SPACE]);
+    pause();
+    for k in [DOWN, DOWN, SPACE, DOWN, SPACE] {
+        s.send(k).unwrap();
+        pause();
+    }
+    s.send(ENTER).unwrap();
     let before = keys(&mut s, "Admin user", &[]);
     assert!(
         !before.contains("Number of RK1 nodes") && !before.contains("BMC host"),
