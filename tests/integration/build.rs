@@ -484,15 +484,21 @@ fn rk1_remote_builders_are_offered_as_the_builders_fix() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    flake(
-        dir.path(),
-        &[("aarch64-linux", "rk1-node1", "/bin/mkdir $out")],
-    );
+    // As the generated flake has it with `foreign: emulated`: the x86_64-linux package set
+    // holds the node's image, an aarch64-linux derivation.
+    fs_err::write(
+        dir.path().join("flake.nix"),
+        format!(
+            "{{\n  outputs = {{ self }}: {{\n    packages.x86_64-linux.rk1-node1 = derivation {{ name = \"rk1-node1\"; system = \"aarch64-linux\"; builder = \"/bin/sh\"; args = [ \"-c\" \"# {}\" ]; }};\n  }};\n}}\n",
+            nonce()
+        ),
+    )
+    .unwrap();
     let answers =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots/rk1-remote-builders/answers.yaml");
     fs_err::copy(answers, dir.path().join("flakesmith.yaml")).unwrap();
     let out = flakesmith()
-        .args(["build", "--system", "aarch64-linux", "-C"])
+        .args(["build", "--system", "x86_64-linux", "-C"])
         .arg(dir.path())
         .arg("rk1-node1")
         .output()

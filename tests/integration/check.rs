@@ -458,6 +458,16 @@ fn check_passes_on_every_freshly_generated_variant() {
             .to_owned();
         let answers = Answers::from_yaml(&answers_text).unwrap();
         let home = tempfile::tempdir().unwrap();
+        // A blob is given to init as the user's u-boot-rockchip.bin, which it copies in.
+        let answers_text = if answers.bootloader.blob.is_some() {
+            let blob = crate::inject::fixtures::rk35_payloads(home.path()).combined;
+            answers_text.replace(
+                "blob: rk1-bootloader.bin",
+                &format!("blob: {}", blob.display()),
+            )
+        } else {
+            answers_text
+        };
         let answers_file = home.path().join("answers.yaml");
         std::fs::write(&answers_file, &answers_text).unwrap();
         let repo = home.path().join("repo");

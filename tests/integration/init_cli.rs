@@ -457,6 +457,18 @@ fn the_bootloader_blob_must_be_an_rk1_loader_and_is_never_echoed() {
         "no RKNS header",
     );
 
+    // The in-repository name, where there is no repository yet: nothing to copy.
+    std::fs::write(
+        s.path("in-repo.yaml"),
+        "schema: 1\nbootloader:\n  blob: rk1-bootloader.bin\n",
+    )
+    .unwrap();
+    assert_refused(
+        &s,
+        &["init", "c", "--answers", "in-repo.yaml"],
+        "in-repo.yaml: bootloader.blob: rk1-bootloader.bin is the copy in a repository",
+    );
+
     // In a repository: only the copy init makes is read, and `check` checks it.
     let out = s.flakesmith(&["init", "r", "--yes", "--no-git"]);
     assert!(out.status.success(), "{}", stderr(&out));
