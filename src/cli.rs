@@ -55,8 +55,14 @@ pub enum Command {
 /// The repository a command works on.
 #[derive(Debug, Args, Clone)]
 pub struct RepoArg {
-    /// The generated repository (default: the current directory)
-    #[arg(short = 'C', long = "repo", value_name = "DIR", default_value = ".")]
+    /// The generated repository [default: the current directory]
+    #[arg(
+        short = 'C',
+        long = "repo",
+        value_name = "DIR",
+        default_value = ".",
+        hide_default_value = true
+    )]
     pub dir: PathBuf,
 }
 

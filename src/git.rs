@@ -23,8 +23,6 @@ pub(crate) enum Stage {
 /// What [`sync_index`] did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Synced {
-    /// The work tree's top directory.
-    pub root: PathBuf,
     pub added: usize,
     pub removed: usize,
     /// Generated files git ignores, and so the flake cannot see.
@@ -53,7 +51,7 @@ pub(crate) fn init(dir: &Path) -> Result<()> {
 /// work tree): a path on disk that git does not track yet is added (unless git ignores it), a
 /// path gone from disk that git tracks is removed from the index. Other paths are not touched.
 pub(crate) fn sync_index(dir: &Path, paths: &[String], stage: Stage) -> Result<Synced> {
-    let root = work_tree(dir).context("not in a git work tree")?;
+    work_tree(dir).context("not in a git work tree")?;
     let (present, gone): (Vec<&String>, Vec<&String>) = paths
         .iter()
         .partition(|p| dir.join(p).symlink_metadata().is_ok());
@@ -78,7 +76,6 @@ pub(crate) fn sync_index(dir: &Path, paths: &[String], stage: Stage) -> Result<S
         .filter(|p| !addable.contains(p))
         .collect();
     Ok(Synced {
-        root,
         added: addable.len(),
         removed: tracked_gone.len(),
         ignored,

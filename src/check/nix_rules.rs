@@ -10,11 +10,24 @@ use crate::model::{Answers, Layout, Platform};
 /// at sector 16384 (8 MiB), so nothing may be partitioned below 16 MiB.
 pub const MIN_RK1_FIRMWARE_OFFSET_MIB: i64 = 16;
 
-/// Every `.nix` file parses.
+/// Every `.nix` file parses. One that holds the markers of an `update` conflict is named as
+/// that, as `diff` and `update` name it, not by the parser's first complaint about `<<<<<<<`.
 pub fn nix_syntax(files: &RepoFiles, _: &Answers) -> Result<Vec<Finding>> {
     let mut findings = Vec::new();
     for path in files.with_extension(".nix") {
         let text = files.read_text(path)?;
+        if crate::sync::has_conflict_markers(&text) {
+            let line = text
+                .lines()
+                .position(|l| l.starts_with("<<<<<<< "))
+                .map_or(1, |i| i + 1);
+            findings.push(Finding::new(
+                format!("{path}:{line}"),
+                "unresolved conflict markers from an earlier update",
+                "keep the lines you want, remove the <<<<<<< ======= >>>>>>> lines, and run `flakesmith update`",
+            ));
+            continue;
+        }
         if let Err(e) = crate::nix::check_text(path, &text) {
             findings.push(Finding::new(
                 format!("{path}:{}:{}", e.line, e.column),

@@ -16,11 +16,13 @@ use crate::{
     cli::BuildArgs,
     cmd::Outcome,
     images::{self, Sum, IMAGES_DIR},
+    model::Project,
     nix::{
         build::{self, check_name, Event, Request, Target, Targets},
         log::store_name,
         prereq::{self, Check, NixInfo},
     },
+    render::ANSWERS_FILE,
     UsageError,
 };
 
@@ -43,6 +45,8 @@ pub fn run(args: BuildArgs) -> Result<Outcome> {
     if let Some(system) = &args.system {
         check_name("--system", system)?;
     }
+    // In a generated repository the answers say what can be built, and where.
+    let project = known_targets(repo, &args)?;
     if let Some(key) = &args.sign_key {
         if !key.is_file() {
             bail!(UsageError::new(format!(
@@ -81,14 +85,21 @@ pub fn run(args: BuildArgs) -> Result<Outcome> {
     };
 
     if args.dry_run {
-        // Spell out what --all means, when the flake can say it cheaply.
+        // Spell out what --all means: as the flake says when it can be evaluated, else as
+        // flakesmith.yaml says.
         let shown = match &request.targets {
             Targets::All => match build::target_names(&request) {
                 Ok(names) => Request {
                     targets: Targets::Named(names),
                     ..request.clone()
                 },
-                Err(_) => request.clone(),
+                Err(_) => match &project {
+                    Some(project) => Request {
+                        targets: Targets::Named(project.image_targets()),
+                        ..request.clone()
+                    },
+                    None => request.clone(),
+                },
             },
             Targets::Named(_) => request.clone(),
         };
@@ -185,6 +196,35 @@ pub fn run(args: BuildArgs) -> Result<Outcome> {
 
 /// The `--builders` value for the repository's RK1 nodes, when flakesmith.yaml makes them remote
 /// builders (remote-builder.nix): one entry per node, with the key the README has users make.
+/// The project of a generated repository (one with flakesmith.yaml), after checking the named
+/// targets and `--system` against it; `None` for another flake, which nix alone can check.
+fn known_targets(repo: &Path, args: &BuildArgs) -> Result<Option<Project>> {
+    if !repo.join(ANSWERS_FILE).is_file() {
+        return Ok(None);
+    }
+    // Read, then unlocked again: a long build must not keep `diff` or `update` waiting.
+    let answers = super::repo::Repo::open(repo)?.answers;
+    let project = Project::from_answers(&answers)?;
+    let targets = project.image_targets();
+    if let Some(unknown) = args.targets.iter().find(|t| !targets.contains(t)) {
+        bail!(UsageError::new(format!(
+            "TARGET: '{unknown}' is not an image of this repository ({ANSWERS_FILE}); choose from {}",
+            targets.join(", ")
+        )));
+    }
+    if let Some(system) = args
+        .system
+        .as_ref()
+        .filter(|s| !project.build.systems.contains(s))
+    {
+        bail!(UsageError::new(format!(
+            "--system: '{system}' is not in build.systems of {ANSWERS_FILE}; choose from {}",
+            project.build.systems.join(", ")
+        )));
+    }
+    Ok(Some(project))
+}
+
 fn rk1_builders(repo: &Path) -> Option<String> {
     let text = fs_err::read_to_string(repo.join("flakesmith.yaml")).ok()?;
     let answers = crate::model::Answers::from_yaml(&text).ok()?;

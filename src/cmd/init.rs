@@ -55,7 +55,7 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
         .dir
         .clone()
         .unwrap_or_else(|| PathBuf::from(&answers.name));
-    let blob = take_blob(&mut answers).map_err(|e| named_by_flag(&args, e))?;
+    let blob = take_blob(&mut answers, &dir).map_err(|e| named_by_flag(&args, e))?;
     let mut project = Project::from_answers(&answers).map_err(|e| named_by_flag(&args, e))?;
     // Node identities are made in memory now (their recipients go into .sops.yaml) and
     // written, 0600, only once the repo exists.
@@ -164,6 +164,12 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
         println!("{said}");
     }
     secrets::report_made(&made);
+    if project.ssh_keys.is_empty() {
+        eprintln!(
+            "warning: no SSH key for the admin (none given with --ssh-key, none found in ~/.ssh): nobody can log in to these machines over SSH; add your public key under ssh-keys in {}, then run `flakesmith update`",
+            dir.join(crate::render::ANSWERS_FILE).display()
+        );
+    }
     print_next_steps(&project, &dir);
     Ok(Outcome::Success)
 }
@@ -467,11 +473,20 @@ fn detect_age_recipient() -> Option<String> {
 }
 
 /// Reads a blob named by path (outside the repo) and points the answers at its in-repo copy.
-fn take_blob(answers: &mut Answers) -> Result<Option<Vec<u8>>, InvalidAnswer> {
+fn take_blob(answers: &mut Answers, dir: &Path) -> Result<Option<Vec<u8>>, InvalidAnswer> {
     let Some(path) = answers.bootloader.blob.clone() else {
         return Ok(None);
     };
     if path == BLOB_FILE {
+        // The in-repository name: only `init --force` into a directory that holds it.
+        let copy = dir.join(BLOB_FILE);
+        if !copy.is_file() {
+            return Err(InvalidAnswer::new(
+                "bootloader.blob",
+                format!("{BLOB_FILE} is the copy in a repository, and {} has none: give the path of your u-boot-rockchip.bin", dir.display()),
+            ));
+        }
+        read_blob(&copy.to_string_lossy()).map_err(|m| InvalidAnswer::new("bootloader.blob", m))?;
         return Ok(None);
     }
     let bytes = read_blob(&path).map_err(|m| InvalidAnswer::new("bootloader.blob", m))?;

@@ -308,10 +308,9 @@ pub fn report(applied: &Applied) -> super::Outcome {
             sync::NEW_SUFFIX
         );
     }
-    for path in &applied.rewritten {
+    for (path, kept) in &applied.rewritten {
         println!(
-            "rewrote {path}: the change did not merge into your formatting of it; your text is in {path}{} (copy your comments back, then delete it)",
-            sync::OLD_SUFFIX
+            "rewrote {path}: the change did not merge into your formatting of it; your text is in {kept} (copy your comments back, then delete it)"
         );
     }
     println!(

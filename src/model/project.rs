@@ -123,6 +123,32 @@ impl Project {
         self.boards.iter().find(|b| b.name == name)
     }
 
+    /// The images the flake's `packages.<system>` holds for each build system, in the order the
+    /// flake lists them: what `flakesmith build --all` builds. The templates own the fact; the
+    /// stand-in evaluation in the tests (nix_eval.rs, cloud.rs) holds this list to them.
+    pub fn image_targets(&self) -> Vec<String> {
+        let hosts = self.nodes.iter().map(|n| n.host.to_string());
+        match self.layout {
+            Layout::Rk1Cluster => hosts.chain(["rk1".to_owned()]).collect(),
+            Layout::MultiCloud => {
+                let mut targets = Vec::new();
+                for platform in [Platform::Aws, Platform::Gcp, Platform::GenericArm64] {
+                    if self.has(platform) {
+                        targets.push(platform.name().to_owned());
+                    }
+                }
+                if self.has(Platform::GenericX86_64) {
+                    targets.push(Platform::GenericX86_64.name().to_owned());
+                    if self.generic_x86_64.raw_efi {
+                        targets.push("generic-x86_64-raw-efi".to_owned());
+                    }
+                }
+                targets.extend(hosts);
+                targets
+            }
+        }
+    }
+
     /// Validates answers field by field; the first problem is returned, naming its field.
     pub fn from_answers(answers: &Answers) -> Result<Self, InvalidAnswer> {
         let name = check_project_name(&answers.name).map_err(|m| InvalidAnswer::new("name", m))?;

@@ -82,8 +82,9 @@ pub struct Applied {
     pub conflicts: Vec<String>,
     /// Paths whose generated version was written beside the user's file.
     pub kept_beside: Vec<String>,
-    /// Paths rewritten as flakesmith renders them, the user's text kept beside ([`OLD_SUFFIX`]).
-    pub rewritten: Vec<String>,
+    /// Paths rewritten as flakesmith renders them, and where the user's text was kept
+    /// ([`OLD_SUFFIX`], numbered when an earlier one is still there).
+    pub rewritten: Vec<(String, String)>,
     /// Files of the base record (`.flakesmith/base/`) written or removed.
     pub base_written: usize,
 }
@@ -109,10 +110,15 @@ pub fn apply_with(repo: &Path, plan: &Plan, new_files: &[NewFile]) -> Result<App
                 applied.conflicts.push(path.clone());
             }
             Action::Rewrite { new, yours } => {
+                // Never over an earlier kept text the user has not dealt with yet.
+                let kept = std::iter::once(format!("{path}{OLD_SUFFIX}"))
+                    .chain((2..).map(|n| format!("{path}{OLD_SUFFIX}.{n}")))
+                    .find(|p| repo.join(p).symlink_metadata().is_err())
+                    .expect("some name is free");
                 changes.push((path.clone(), Some(new)));
-                changes.push((format!("{path}{OLD_SUFFIX}"), Some(yours)));
+                changes.push((kept.clone(), Some(yours)));
                 applied.written.push(path.clone());
-                applied.rewritten.push(path.clone());
+                applied.rewritten.push((path.clone(), kept));
             }
             Action::KeepUserFile(f) => {
                 changes.push((format!("{path}{NEW_SUFFIX}"), Some(f)));

@@ -458,6 +458,16 @@ fn check_passes_on_every_freshly_generated_variant() {
             .to_owned();
         let answers = Answers::from_yaml(&answers_text).unwrap();
         let home = tempfile::tempdir().unwrap();
+        // A blob is given to init as the user's u-boot-rockchip.bin, which it copies in.
+        let answers_text = if answers.bootloader.blob.is_some() {
+            let blob = crate::inject::fixtures::rk35_payloads(home.path()).combined;
+            answers_text.replace(
+                "blob: rk1-bootloader.bin",
+                &format!("blob: {}", blob.display()),
+            )
+        } else {
+            answers_text
+        };
         let answers_file = home.path().join("answers.yaml");
         std::fs::write(&answers_file, &answers_text).unwrap();
         let repo = home.path().join("repo");
@@ -762,4 +772,19 @@ fn finds_sshd_settings_given_as_options_in_every_spelling() {
             "{to}: {lines:?}"
         );
     }
+}
+
+#[test]
+fn conflict_markers_in_a_nix_file_are_named_as_such() {
+    finds(
+        |repo| {
+            write(
+                repo,
+                "conflicted.nix",
+                "{\n<<<<<<< yours\n  time.timeZone = \"Europe/Paris\";\n=======\n  time.timeZone = \"Asia/Tokyo\";\n>>>>>>> flakesmith (new)\n}\n",
+            );
+        },
+        "conflicted.nix:2: unresolved conflict markers from an earlier update",
+        "remove the <<<<<<< ======= >>>>>>> lines",
+    );
 }

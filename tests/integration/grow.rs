@@ -894,3 +894,47 @@ fn add_node_asks_for_a_new_boards_bmc_host_in_a_terminal() {
     assert!(answers.contains("bmc-host: rack2-bmc.lan"), "{answers}");
     assert!(repo.dir.join("nodes/rk1-node5.nix").exists());
 }
+
+#[test]
+fn remove_node_says_what_becomes_of_a_kept_file_and_drops_an_emptied_board() {
+    let repo = TestRepo::init(&["--nodes", "5"]);
+    assert!(repo
+        .read("deploy/rk1-deploy.sh")
+        .contains("turingpi2.local"));
+    repo.edit("nodes/rk1-node5.nix", |t| format!("{t}# mine\n"));
+    let out = repo.run(&["remove-node", "rk1-node5"]);
+    expect(&out, 0);
+    let said = text(&out.stdout);
+    assert!(
+        said.contains("kept nodes/rk1-node5.nix: you edited it; delete it yourself once you no longer need it"),
+        "{said}"
+    );
+    assert!(!said.contains("(--force removes it)"), "{said}");
+    assert!(
+        said.contains("Removing board tp2 (BMC turingpi2.local): no node is left on it (`add-node --board tp2 --bmc-host turingpi2.local` brings it back)"),
+        "{said}"
+    );
+    let answers = repo.read("flakesmith.yaml");
+    assert!(
+        !answers.contains("tp2") && !answers.contains("turingpi2.local"),
+        "{answers}"
+    );
+    assert!(!repo
+        .read("deploy/rk1-deploy.sh")
+        .contains("turingpi2.local"));
+    // The hint holds: the node is gone from the answers, so --force cannot reach it any more.
+    expect(&repo.run(&["remove-node", "rk1-node5", "--force"]), 2);
+    expect(
+        &repo.run(&[
+            "add-node",
+            "--board",
+            "tp2",
+            "--bmc-host",
+            "turingpi2.local",
+        ]),
+        0,
+    );
+    assert!(repo
+        .read("flakesmith.yaml")
+        .contains("bmc-host: turingpi2.local"));
+}

@@ -457,6 +457,18 @@ fn the_bootloader_blob_must_be_an_rk1_loader_and_is_never_echoed() {
         "no RKNS header",
     );
 
+    // The in-repository name, where there is no repository yet: nothing to copy.
+    std::fs::write(
+        s.path("in-repo.yaml"),
+        "schema: 1\nbootloader:\n  blob: rk1-bootloader.bin\n",
+    )
+    .unwrap();
+    assert_refused(
+        &s,
+        &["init", "c", "--answers", "in-repo.yaml"],
+        "in-repo.yaml: bootloader.blob: rk1-bootloader.bin is the copy in a repository",
+    );
+
     // In a repository: only the copy init makes is read, and `check` checks it.
     let out = s.flakesmith(&["init", "r", "--yes", "--no-git"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -908,4 +920,46 @@ fn a_huge_or_control_laden_value_is_echoed_short_and_escaped() {
     let err = stderr(&out);
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert!(!err.contains('\u{1b}') && err.contains(r"\n"), "{err}");
+}
+
+#[test]
+fn yes_without_an_ssh_key_warns_that_nobody_can_log_in() {
+    let s = Scratch::new();
+    // HOME has no ~/.ssh: no key is found.
+    let out = s.flakesmith(&["init", "c", "--yes", "--no-git"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("warning: no SSH key for the admin (none given with --ssh-key, none found in ~/.ssh): nobody can log in to these machines over SSH; add your public key under ssh-keys in c/flakesmith.yaml, then run `flakesmith update`"),
+        "{}",
+        stderr(&out)
+    );
+    let out = s.flakesmith(&["init", "d", "--yes", "--no-git", "--ssh-key", KEY]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+}
+
+#[test]
+fn help_shows_one_default_for_the_repository() {
+    let s = Scratch::new();
+    for command in [
+        "update",
+        "diff",
+        "check",
+        "add-node",
+        "remove-node",
+        "build",
+    ] {
+        let out = s.flakesmith(&[command, "--help"]);
+        let help = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(
+            help.matches("[default: the current directory]").count(),
+            1,
+            "{command}: {help}"
+        );
+        assert!(!help.contains("[default: .]"), "{command}: {help}");
+        assert!(
+            !help.contains("(default: the current directory)"),
+            "{command}: {help}"
+        );
+    }
 }

@@ -151,7 +151,21 @@ fn bad_answers_are_asked_again_at_their_own_prompt() {
     answer(&mut s, "Admin age recipients", "");
     answer(&mut s, "nixpkgs branch", "nixos-24.05");
     retype(&mut s, "older than nixos-25.05", "nixos-25.11");
-    answer(&mut s, "RK1 bootloader", "");
+    // A blob is checked as rk-inject checks a loader, at its prompt.
+    let not_a_loader = dir.path().join("notes.txt");
+    std::fs::write(&not_a_loader, "not a bootloader\n").unwrap();
+    let loader = crate::inject::fixtures::rk35_payloads(dir.path()).combined;
+    keys(&mut s, "RK1 bootloader", &[DOWN]);
+    answer(
+        &mut s,
+        "Path to the bootloader blob",
+        not_a_loader.to_str().unwrap(),
+    );
+    retype(
+        &mut s,
+        "is not an RK1 loader: no RKNS header at byte 0",
+        loader.to_str().unwrap(),
+    );
     answer(&mut s, "dots flake", "my dots");
     retype(&mut s, "is not a flake URL", "");
     s.expect("Created").expect("init finished");
@@ -162,12 +176,17 @@ fn bad_answers_are_asked_again_at_their_own_prompt() {
         "bmc-host: tp.lan\n",
         "nixpkgs-branch: nixos-25.11\n",
         "dots: null\n",
+        "blob: rk1-bootloader.bin\n",
     ] {
         assert!(
             answers.contains(expected),
             "{expected} missing from\n{answers}"
         );
     }
+    assert_eq!(
+        std::fs::read(dir.path().join("cluster/rk1-bootloader.bin")).unwrap(),
+        std::fs::read(&loader).unwrap()
+    );
 }
 
 const DOWN: &str = "\u{1b}[B";
@@ -193,8 +212,22 @@ fn multi_cloud_asks_what_its_chosen_platforms_need() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = spawn_init_named(dir.path(), "fleet", None);
     keys(&mut s, "Layout", &[DOWN]);
+    // The list promises what the platform builds by default: the raw UEFI image is optional.
+    let shown = s
+        .expect(expectrl::Regex("generic-x86_64: [^\r\n]*"))
+        .expect("the platform list");
+    let line = String::from_utf8_lossy(shown.get(0).unwrap()).into_owned();
+    assert!(
+        line.contains("bootable ISO (a raw UEFI disk image is optional)"),
+        "{line}"
+    );
     // Every platform starts checked: uncheck rk1 (third) and generic-arm64 (fourth).
-    keys(&mut s, "Platforms", &[DOWN, DOWN, SPACE, DOWN, SPACE]);
+    pause();
+    for k in [DOWN, DOWN, SPACE, DOWN, SPACE] {
+        s.send(k).unwrap();
+        pause();
+    }
+    s.send(ENTER).unwrap();
     let before = keys(&mut s, "Admin user", &[]);
     assert!(
         !before.contains("Number of RK1 nodes") && !before.contains("BMC host"),

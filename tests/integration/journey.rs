@@ -298,6 +298,24 @@ fn a_change_that_meets_the_users_formatting_rewrites_flakesmith_yaml_and_keeps_t
     assert_eq!(repo.read("flakesmith.yaml.flakesmith-old"), mine);
     expect(&repo.run(&["update"]), 0);
     expect(&repo.run(&["check"]), 0);
+
+    // Again, before the user dealt with the first kept text: that one is not overwritten.
+    let answers = repo.read("flakesmith.yaml");
+    let start = answers.find("nodes:\n").unwrap();
+    let end = answers.find("state-version:").unwrap();
+    let again = format!(
+        "{}nodes: [{{host: rk1-node1, board: tp1, slot: 1}}, {{host: rk1-node2, board: tp1, slot: 2}}, {{host: rk1-node3, board: tp1, slot: 3}}]\n{}",
+        &answers[..start],
+        &answers[end..]
+    );
+    repo.write("flakesmith.yaml", &again);
+    let out = expect(&repo.run(&["add-node"]), 0);
+    assert!(
+        out.contains("your text is in flakesmith.yaml.flakesmith-old.2"),
+        "{out}"
+    );
+    assert_eq!(repo.read("flakesmith.yaml.flakesmith-old"), mine);
+    assert_eq!(repo.read("flakesmith.yaml.flakesmith-old.2"), again);
 }
 
 /// What the flake at `<top>/<sub>` is, for Nix, evaluated in place as a git flake

@@ -130,3 +130,37 @@ fn the_package_source_is_what_cargo_builds_from() {
             .current_dir(copy.path()),
     );
 }
+
+/// The README names only files a reader of the repository has, and the package metadata names no
+/// repository URL: there is no public one yet, and a placeholder would send crates.io readers to
+/// someone else's page (add the real one when it exists, and change this test).
+#[test]
+fn the_readme_and_the_package_point_only_at_what_exists() {
+    let root = crate::support::repo_root();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let mut named = Vec::new();
+    for piece in readme.split('`').skip(1).step_by(2) {
+        if piece.ends_with(".md") && !piece.contains(' ') {
+            named.push(piece.to_owned());
+        }
+    }
+    for link in readme.split("](").skip(1) {
+        let target = link.split(')').next().unwrap();
+        if !target.contains("://") {
+            named.push(target.split('#').next().unwrap().to_owned());
+        }
+    }
+    assert!(!named.is_empty());
+    for path in named {
+        assert!(
+            root.join(&path).exists() || root.join("book/src").join(&path).exists(),
+            "README.md names {path}, which the repository does not have"
+        );
+    }
+    let cargo = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let package = cargo.split("\n[").next().unwrap();
+    assert!(
+        !package.contains("repository =") && !package.contains("homepage ="),
+        "{package}"
+    );
+}
