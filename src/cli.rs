@@ -94,7 +94,7 @@ pub struct InitArgs {
         help_heading = "Answers"
     )]
     pub platforms: Vec<String>,
-    /// Number of RK1 nodes, named <host-prefix>1, <host-prefix>2, …
+    /// Number of RK1 nodes (1-256), named <host-prefix>1, <host-prefix>2, …
     #[arg(long, value_name = "N", help_heading = "Answers")]
     pub nodes: Option<usize>,
     /// Prefix of generated node host names
@@ -141,9 +141,15 @@ pub struct InitArgs {
     /// An extracted RK1 bootloader (u-boot-rockchip.bin) to use instead of nixpkgs' ubootTuringRK1
     #[arg(long, value_name = "FILE", help_heading = "Answers")]
     pub bootloader_blob: Option<PathBuf>,
+    /// Use nixpkgs' ubootTuringRK1 (answers the bootloader question without a blob)
+    #[arg(long, conflicts_with = "bootloader_blob", help_heading = "Answers")]
+    pub no_bootloader_blob: bool,
     /// Your personal flake, whose nixosModules.default every machine imports
     #[arg(long, value_name = "FLAKE-URL", help_heading = "Answers")]
     pub dots: Option<String>,
+    /// No personal flake (answers the dots question with none)
+    #[arg(long, conflicts_with = "dots", help_heading = "Answers")]
+    pub no_dots: bool,
     /// Systems images are built on
     #[arg(
         long = "build-system",

@@ -7,8 +7,10 @@
 pub mod check;
 pub mod cli;
 pub mod cmd;
+pub mod echo;
 mod error;
 pub mod failpoint;
+mod git;
 pub mod images;
 pub mod model;
 pub mod nix;

@@ -4,15 +4,29 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     default_sigpipe();
-    let cli = flakesmith::cli::Cli::parse();
+    let cli = match flakesmith::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        // clap quotes a bad value whole; help and version go out as they are.
+        Err(e) if e.use_stderr() => {
+            eprint!(
+                "{}",
+                flakesmith::echo::scrub_cli_error(&e.render().to_string())
+            );
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+        Err(e) => e.exit(),
+    };
     match flakesmith::cmd::run(cli) {
         Ok(flakesmith::cmd::Outcome::Success) => ExitCode::SUCCESS,
         Ok(flakesmith::cmd::Outcome::Findings) => ExitCode::from(1),
         Ok(flakesmith::cmd::Outcome::Exit(code)) => ExitCode::from(code),
         Err(error) => {
+            // Validators quote values through flakesmith::echo; this catches messages built
+            // elsewhere (I/O errors naming a path, a tool's stderr) that may hold a key.
             eprintln!(
-                "{}: {error:#}",
-                console::style("error").red().bold().for_stderr()
+                "{}: {}",
+                console::style("error").red().bold().for_stderr(),
+                flakesmith::echo::scrub(&format!("{error:#}"))
             );
             ExitCode::from(flakesmith::exit_code(&error))
         }

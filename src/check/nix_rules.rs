@@ -26,65 +26,238 @@ pub fn nix_syntax(files: &RepoFiles, _: &Answers) -> Result<Vec<Finding>> {
     Ok(findings)
 }
 
-/// sshd is key-only: no password or keyboard-interactive authentication, no password root login.
+/// An sshd setting `check` holds to: enabling it lets a password in.
+struct SshdRule {
+    /// sshd's keyword as its documentation spells it, then aliases sshd also takes
+    /// (servconf.c's keyword table); NixOS's old option names differ only in case.
+    names: &'static [&'static str],
+    problem: &'static str,
+    fix: &'static str,
+}
+
+const SSHD_RULES: &[SshdRule] = &[
+    SshdRule {
+        names: &["PasswordAuthentication"],
+        problem: "passwords can be guessed, and fail2ban only slows that down",
+        fix: "set services.openssh.settings.PasswordAuthentication = false; and log in with SSH keys (ssh-keys in flakesmith.yaml)",
+    },
+    SshdRule {
+        names: &[
+            "KbdInteractiveAuthentication",
+            "ChallengeResponseAuthentication",
+        ],
+        problem: "it is password authentication through PAM",
+        fix: "set services.openssh.settings.KbdInteractiveAuthentication = false;",
+    },
+    SshdRule {
+        names: &["PermitRootLogin"],
+        problem: "root may log in with a password",
+        fix: "set services.openssh.settings.PermitRootLogin = \"prohibit-password\"; (keys only)",
+    },
+];
+
+/// The rule for a keyword or option name: sshd compares keywords without regard to case
+/// (servconf.c, strcasecmp), and NixOS writes `settings` names into sshd_config as they are.
+fn sshd_rule(name: &str) -> Option<&'static SshdRule> {
+    SSHD_RULES
+        .iter()
+        .find(|r| r.names.iter().any(|n| n.eq_ignore_ascii_case(name)))
+}
+
+/// sshd is key-only: no password or keyboard-interactive authentication, no password root
+/// login; whether set as a NixOS option, as sshd_config text in any string (extraConfig,
+/// environment.etc."ssh/sshd_config".text, …), or in a file named like sshd_config.
 pub fn ssh_auth(files: &RepoFiles, _: &Answers) -> Result<Vec<Finding>> {
     let mut findings = Vec::new();
     for path in files.with_extension(".nix") {
         let text = files.read_text(path)?;
         let Some(root) = parse(&text) else { continue };
         for (name, value, offset) in bindings(&root) {
-            let at = format!("{path}:{}", line_of(&text, offset));
-            let enabled = has_ident(&value, "true");
-            match name.as_str() {
-                "PasswordAuthentication" | "passwordAuthentication" if enabled => {
-                    findings.push(Finding::new(
-                        at,
-                        format!("{name} is enabled: passwords can be guessed, and fail2ban only slows that down"),
-                        "set services.openssh.settings.PasswordAuthentication = false; and log in with SSH keys (ssh-keys in flakesmith.yaml)",
-                    ))
-                }
-                "KbdInteractiveAuthentication" | "kbdInteractiveAuthentication"
-                | "challengeResponseAuthentication"
-                    if enabled =>
-                {
-                    findings.push(Finding::new(
-                        at,
-                        format!("{name} is enabled: it is password authentication through PAM"),
-                        "set services.openssh.settings.KbdInteractiveAuthentication = false;",
-                    ))
-                }
-                "PermitRootLogin" | "permitRootLogin"
-                    if value.text().to_string().contains("\"yes\"") =>
-                {
-                    findings.push(Finding::new(
-                        at,
-                        "PermitRootLogin is \"yes\": root may log in with a password",
-                        "set services.openssh.settings.PermitRootLogin = \"prohibit-password\"; (keys only)",
-                    ))
-                }
-                _ => {}
+            let Some(rule) = sshd_rule(&name) else {
+                continue;
+            };
+            // `true` (NixOS writes it as `yes`) or the string "yes" in any case, also inside
+            // lib.mkForce, an if, …: a value that may be yes is reported.
+            let enabled = has_ident(&value, "true")
+                || strings(&value)
+                    .iter()
+                    .any(|s| s.lines.len() == 1 && s.lines[0].0.trim().eq_ignore_ascii_case("yes"));
+            if enabled {
+                findings.push(Finding::new(
+                    format!("{path}:{}", line_of(&text, offset)),
+                    format!("{name} is enabled: {}", rule.problem),
+                    rule.fix,
+                ));
             }
         }
-        // sshd_config text in extraConfig strings.
-        for (i, line) in text.lines().enumerate() {
-            if line.trim_start().starts_with('#') {
-                continue;
-            }
-            let words: Vec<&str> = line.split_whitespace().collect();
-            if let [key, value, ..] = words.as_slice() {
-                if key.eq_ignore_ascii_case("PasswordAuthentication")
-                    && value.eq_ignore_ascii_case("yes")
-                {
-                    findings.push(Finding::new(
-                        format!("{path}:{}", i + 1),
-                        "sshd_config text enables PasswordAuthentication",
-                        "remove the line; sshd stays key-only (services.openssh.settings.PasswordAuthentication = false)",
+        for string in strings(&root) {
+            for (line, at) in &string.lines {
+                if let Some((keyword, rule)) = sshd_enables(line) {
+                    findings.push(sshd_text_finding(
+                        format!("{path}:{}", line_of(&text, *at)),
+                        &keyword,
+                        rule,
                     ));
                 }
             }
         }
     }
+    for path in files.files.iter().filter(|p| {
+        !p.ends_with(".nix")
+            && p.rsplit('/')
+                .next()
+                .is_some_and(|n| n.contains("sshd_config"))
+    }) {
+        let text = files.read_text(path)?;
+        for (i, line) in text.lines().enumerate() {
+            if let Some((keyword, rule)) = sshd_enables(line) {
+                findings.push(sshd_text_finding(
+                    format!("{path}:{}", i + 1),
+                    &keyword,
+                    rule,
+                ));
+            }
+        }
+    }
     Ok(findings)
+}
+
+fn sshd_text_finding(at: String, keyword: &str, rule: &SshdRule) -> Finding {
+    Finding::new(
+        at,
+        format!(
+            "sshd_config text sets {} yes: {}",
+            crate::echo::quoted(keyword),
+            rule.problem
+        ),
+        format!("remove the line; {}", rule.fix),
+    )
+}
+
+/// The keyword and rule of an sshd_config line that turns a rule's setting on, parsed as sshd
+/// parses it (openssh-portable misc.c, strdelim and argv_split): leading whitespace, a keyword
+/// (optionally in double quotes), whitespace and/or one '=', then arguments that may be quoted
+/// ('…' or "…") with backslash escapes; '#' starts a comment.
+fn sshd_enables(line: &str) -> Option<(String, &'static SshdRule)> {
+    let line = line.trim_matches([' ', '\t', '\r', '\n', '\x0c']);
+    let (keyword, rest) = match line.strip_prefix('"') {
+        Some(quoted) => quoted.split_once('"')?,
+        None => line.split_at(line.find([' ', '\t', '"', '='])?),
+    };
+    if keyword.starts_with('#') {
+        return None;
+    }
+    let rule = sshd_rule(keyword)?;
+    let rest = rest.trim_start_matches([' ', '\t']);
+    let rest = rest.strip_prefix('=').unwrap_or(rest);
+    first_argument(rest)?
+        .eq_ignore_ascii_case("yes")
+        .then(|| (keyword.to_owned(), rule))
+}
+
+/// The first argument of an sshd_config line, unquoted and unescaped (argv_split).
+fn first_argument(s: &str) -> Option<String> {
+    let s = s.trim_start_matches([' ', '\t']);
+    if s.is_empty() || s.starts_with('#') {
+        return None;
+    }
+    let mut arg = String::new();
+    let mut quote = None;
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        let escaped = c == '\\'
+            && match chars.peek() {
+                Some('\'' | '"' | '\\') => true,
+                Some(' ') => quote.is_none(),
+                _ => false,
+            };
+        match (c, quote) {
+            _ if escaped => arg.extend(chars.next()),
+            (' ' | '\t', None) => break,
+            ('"' | '\'', None) => quote = Some(c),
+            (q, Some(open)) if q == open => quote = None,
+            _ => arg.push(c),
+        }
+    }
+    // sshd refuses a line with an unterminated quote.
+    quote.is_none().then_some(arg)
+}
+
+/// A Nix string literal, decoded as Nix decodes it, split into lines, each with the offset in
+/// the file of the source text it starts at.
+struct NixString {
+    lines: Vec<(String, usize)>,
+}
+
+/// Every string literal under `node`. Interpolations are unknown text, written as U+FFFD so
+/// that no keyword or value is made up from them.
+fn strings(node: &SyntaxNode) -> Vec<NixString> {
+    node.descendants()
+        .filter(|n| n.kind() == SyntaxKind::NODE_STRING)
+        .map(|string| {
+            let start = usize::from(string.text_range().start());
+            let indented = string.first_token().is_some_and(|t| t.text() == "''");
+            let mut lines = vec![(String::new(), start)];
+            for element in string.children_with_tokens() {
+                let at = usize::from(element.text_range().start());
+                match element {
+                    rnix::NodeOrToken::Token(t) if t.kind() == SyntaxKind::TOKEN_STRING_CONTENT => {
+                        decode_into(t.text(), indented, at, &mut lines);
+                    }
+                    rnix::NodeOrToken::Node(n) if n.kind() == SyntaxKind::NODE_INTERPOL => {
+                        push(&mut lines, '\u{fffd}');
+                    }
+                    _ => {}
+                }
+            }
+            NixString { lines }
+        })
+        .collect()
+}
+
+fn push(lines: &mut [(String, usize)], c: char) {
+    if let Some((line, _)) = lines.last_mut() {
+        line.push(c);
+    }
+}
+
+/// Appends string content `raw` (found at file offset `at`) to `lines`, unescaped: `\n`, `\t`,
+/// `\r` and `\<c>` in "…" strings; `''\<c>`, `''$` and `'''` in indented strings.
+fn decode_into(raw: &str, indented: bool, at: usize, lines: &mut Vec<(String, usize)>) {
+    let mut chars = raw.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let decoded: &[char] = &match (indented, c) {
+            (true, '\'') if raw[i..].starts_with("''") => {
+                chars.next();
+                match chars.next() {
+                    Some((_, '\\')) => chars.next().map(|(_, e)| vec![unescape(e)]),
+                    Some((_, '\'')) => Some(vec!['\'', '\'']),
+                    Some((_, '$')) => Some(vec!['$']),
+                    other => other.map(|(_, c)| vec!['\'', '\'', c]),
+                }
+            }
+            (false, '\\') => chars.next().map(|(_, e)| vec![unescape(e)]),
+            _ => Some(vec![c]),
+        }
+        .unwrap_or_default();
+        for &c in decoded {
+            if c == '\n' {
+                let next = chars.peek().map_or(raw.len(), |(j, _)| *j);
+                lines.push((String::new(), at + next));
+            } else {
+                push(lines, c);
+            }
+        }
+    }
+}
+
+fn unescape(c: char) -> char {
+    match c {
+        'n' => '\n',
+        't' => '\t',
+        'r' => '\r',
+        other => other,
+    }
 }
 
 /// No password in clear text in a module: it would be in the world-readable Nix store, and in
@@ -222,4 +395,22 @@ fn has_ident(expr: &SyntaxNode, ident: &str) -> bool {
     expr.descendants_with_tokens()
         .filter_map(|e| e.into_token())
         .any(|t| t.kind() == SyntaxKind::TOKEN_IDENT && t.text() == ident)
+}
+
+/// The bootloader blob `bootloader.blob` names is an RK1 loader, checked as `init` checks it
+/// (and as rk-inject will when it writes the blob into every image).
+pub fn bootloader_blob(files: &RepoFiles, answers: &Answers) -> Result<Vec<Finding>> {
+    use crate::model::answers::BLOB_FILE;
+    if answers.bootloader.blob.as_deref() != Some(BLOB_FILE) {
+        return Ok(Vec::new());
+    }
+    let fix = "put the RK1's u-boot-rockchip.bin there, or remove bootloader.blob from flakesmith.yaml to build U-Boot from nixpkgs";
+    let why = match fs_err::read(files.path(BLOB_FILE)) {
+        Err(_) => "named by bootloader.blob in flakesmith.yaml, but missing".to_owned(),
+        Ok(bytes) => match crate::cmd::init::check_rk1_loader(&bytes) {
+            Ok(()) => return Ok(Vec::new()),
+            Err(why) => why,
+        },
+    };
+    Ok(vec![Finding::new(BLOB_FILE, why, fix)])
 }

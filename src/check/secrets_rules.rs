@@ -1,6 +1,6 @@
 //! Rules about secrets: encrypted files, private keys, key file modes, sops recipients.
 
-use std::{collections::BTreeSet, str::FromStr};
+use std::collections::BTreeSet;
 
 use anyhow::Result;
 
@@ -10,7 +10,7 @@ use crate::{
         answers::{NodeRecipients, SecretsMode},
         Answers, Layout, Platform,
     },
-    secrets::{SopsYaml, KEYS_DIR, SOPS_YAML},
+    secrets::{private_key, SopsYaml, KEYS_DIR, SOPS_YAML},
 };
 
 const SECRETS_DIR: &str = "secrets/";
@@ -72,7 +72,7 @@ pub fn private_keys(files: &RepoFiles, _: &Answers) -> Result<Vec<Finding>> {
             continue;
         }
         let text = String::from_utf8_lossy(&fs_err::read(&full)?).into_owned();
-        if let Some((kind, offset)) = find_private_key(&text) {
+        if let Some((kind, offset)) = private_key::find_complete(&text) {
             let fix = if tracked {
                 format!("remove it from git (`git rm --cached {path}`), move it into keys/ if it is needed, and replace the key: it is in the history")
             } else {
@@ -80,7 +80,7 @@ pub fn private_keys(files: &RepoFiles, _: &Answers) -> Result<Vec<Finding>> {
             };
             findings.push(Finding::new(
                 format!("{path}:{}", line_of(&text, offset)),
-                format!("contains {kind} outside keys/"),
+                format!("contains {} outside keys/", kind.describe()),
                 fix,
             ));
         }
@@ -158,7 +158,16 @@ pub fn sops_nodes(files: &RepoFiles, answers: &Answers) -> Result<Vec<Finding>> 
     }
     let sops = SopsYaml::parse(&files.read_text(SOPS_YAML)?);
     let recipients = sops.node_recipients();
-    let mut findings = Vec::new();
+    let mut findings: Vec<Finding> = crate::secrets::nodes_without_identity(&files.root, answers)?
+        .into_iter()
+        .map(|host| {
+            Finding::new(
+                format!("keys/{host}.age"),
+                format!("missing, but .sops.yaml encrypts to node {host}'s recipient: no one here can decrypt what is encrypted to it"),
+                crate::secrets::without_identity_fix(&host),
+            )
+        })
+        .collect();
     for node in &answers.nodes {
         let host = &node.host;
         let how = match answers.secrets.node_recipients {
@@ -378,51 +387,6 @@ pub(crate) fn has_sops_metadata(path: &str, text: &str) -> bool {
     }
 }
 
-/// The first private key in `text`: its kind and byte offset.
-fn find_private_key(text: &str) -> Option<(&'static str, usize)> {
-    let mut found: Vec<(&'static str, usize)> = Vec::new();
-    // age identities: validated by the age crate, so documentation that merely mentions the
-    // prefix is not a finding.
-    for (offset, _) in text.match_indices("AGE-SECRET-KEY-1") {
-        let candidate: String = text[offset..]
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
-            .collect();
-        if age::x25519::Identity::from_str(&candidate).is_ok() {
-            found.push(("an age identity (AGE-SECRET-KEY-1…)", offset));
-            break;
-        }
-    }
-    // PEM-style blocks: a BEGIN line, base64 lines and the matching END line.
-    for (offset, _) in text.match_indices("-----BEGIN ") {
-        let rest = &text[offset + "-----BEGIN ".len()..];
-        let Some(label_end) = rest.find("-----") else {
-            continue;
-        };
-        let label = &rest[..label_end];
-        if !(label.ends_with("PRIVATE KEY") || label == "PGP PRIVATE KEY BLOCK") {
-            continue;
-        }
-        let end_marker = format!("-----END {label}-----");
-        let Some(body_len) = rest[label_end + 5..].find(&end_marker) else {
-            continue;
-        };
-        let body = &rest[label_end + 5..label_end + 5 + body_len];
-        if body.trim().len() >= 32 {
-            let kind = if label == "OPENSSH PRIVATE KEY" {
-                "an OpenSSH private key"
-            } else if label.starts_with("PGP") {
-                "a PGP private key"
-            } else {
-                "a PEM private key"
-            };
-            found.push((kind, offset));
-            break;
-        }
-    }
-    found.into_iter().min_by_key(|(_, offset)| *offset)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -441,24 +405,5 @@ mod tests {
         assert!(has_sops_metadata("a.env", "A=ENC[x]\nsops_mac=ENC[y]\n"));
         assert!(!has_sops_metadata("a.env", "A=plain\n"));
         assert!(has_no_data("# nothing yet\n\n"));
-    }
-
-    #[test]
-    fn finds_real_keys_and_not_their_names() {
-        let identity = age::x25519::Identity::generate();
-        use age::secrecy::ExposeSecret;
-        let text = format!(
-            "# see AGE-SECRET-KEY-1… in docs\nkey: {}\n",
-            identity.to_string().expose_secret()
-        );
-        assert_eq!(
-            find_private_key(&text).map(|(_, o)| line_of(&text, o)),
-            Some(2)
-        );
-        assert_eq!(find_private_key("AGE-SECRET-KEY-1 is the prefix"), None);
-        assert_eq!(
-            find_private_key("-----BEGIN OPENSSH PRIVATE KEY----- is a marker"),
-            None
-        );
     }
 }

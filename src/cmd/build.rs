@@ -19,7 +19,7 @@ use crate::{
     nix::{
         build::{self, check_name, Event, Request, Target, Targets},
         log::store_name,
-        prereq::{self, Check},
+        prereq::{self, Check, NixInfo},
     },
     UsageError,
 };
@@ -135,7 +135,7 @@ pub fn run(args: BuildArgs) -> Result<Outcome> {
     if !fancy {
         eprintln!("building {} in one nix build", names.join(", "));
     }
-    let mut display = Display::new(fancy, &targets);
+    let mut display = Display::new(fancy, &targets, &info);
     let report = build::run_build(build::build_command(&info, &request, &targets), |e| {
         display.event(e)
     })?;
@@ -156,6 +156,7 @@ pub fn run(args: BuildArgs) -> Result<Outcome> {
 
     let rows = finish_images(
         &repo,
+        &info,
         &targets,
         &report.finished,
         args.sign_key.as_deref(),
@@ -239,9 +240,13 @@ struct Row {
     time: Option<Duration>,
 }
 
+/// The GC roots of a chroot store's outputs, inside the images directory.
+const GC_ROOTS_DIR: &str = ".gcroots";
+
 /// Link every built output into images/, hash the images, write (and sign) SHA256SUMS.
 fn finish_images(
     repo: &Path,
+    info: &NixInfo,
     targets: &[Target],
     finished: &HashMap<String, Duration>,
     sign_key: Option<&Path>,
@@ -251,7 +256,8 @@ fn finish_images(
     let mut rows = Vec::new();
     let mut sums = Vec::new();
     for target in targets {
-        let built = target.out.exists();
+        let out = info.on_disk(&target.out);
+        let built = out.exists();
         let mut row = Row {
             target: target.name.clone(),
             built,
@@ -262,9 +268,17 @@ fn finish_images(
         if built {
             fs_err::create_dir_all(&dir)?;
             let link = dir.join(&target.name);
-            images::add_gc_root(&target.out, &link)?;
-            if let Some(image) = images::find_image(&target.out) {
-                let inside = image.strip_prefix(&target.out).unwrap_or(Path::new(""));
+            if out == target.out {
+                images::add_gc_root(&target.out, &link)?;
+            } else {
+                // A chroot store's GC follows roots that name /nix/store paths, which do not exist
+                // on this machine's disk: the root lives under .gcroots/, the link a person (and
+                // sha256sum -c) follows points at the files.
+                images::add_gc_root(&target.out, &dir.join(GC_ROOTS_DIR).join(&target.name))?;
+                images::link_outside_store(&out, &link)?;
+            }
+            if let Some(image) = images::find_image(&out) {
+                let inside = image.strip_prefix(&out).unwrap_or(Path::new(""));
                 let relative = if inside.as_os_str().is_empty() {
                     PathBuf::from(&target.name)
                 } else {
@@ -387,7 +401,7 @@ struct Display {
 }
 
 impl Display {
-    fn new(fancy: bool, targets: &[Target]) -> Self {
+    fn new(fancy: bool, targets: &[Target], info: &NixInfo) -> Self {
         Self {
             fancy,
             multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
@@ -400,7 +414,7 @@ impl Display {
                 .collect(),
             target_outs: targets
                 .iter()
-                .map(|t| (t.drv.clone(), t.out.clone()))
+                .map(|t| (t.drv.clone(), info.on_disk(&t.out)))
                 .collect(),
             stopped: 0,
             expected: 0,

@@ -1,5 +1,7 @@
 use serde::Serialize;
 
+use crate::echo::quoted;
+
 /// A Turing Pi 2 board: four RK1 slots behind one BMC.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Board {
@@ -23,6 +25,9 @@ pub fn check_host_or_ip(s: &str) -> Result<(), String> {
     if !s.is_empty() && s.len() <= 253 && s.split('.').all(label_ok) {
         Ok(())
     } else {
-        Err(format!("'{s}' is neither a DNS name nor an IP address"))
+        Err(format!(
+            "{} is neither a DNS name nor an IP address",
+            quoted(s)
+        ))
     }
 }

@@ -6,6 +6,7 @@ use super::{
     answers::{default_bmc_host, BoardAnswers, NodeAnswers, DEFAULT_HOST_PREFIX, SLOTS_PER_BOARD},
     Answers, Hostname, InvalidAnswer, Ipv4Cidr, Layout, Platform,
 };
+use crate::echo::quoted;
 
 /// What `add-node` was asked for; anything left out is chosen.
 #[derive(Debug, Clone, Default)]
@@ -68,7 +69,7 @@ impl Answers {
                         if let Some(n) = self.node_at(name, slot) {
                             return Err(InvalidAnswer::new(
                                 "--slot",
-                                format!("slot {slot} of board '{name}' is taken by {}", n.host),
+                                format!("slot {slot} of board {} is taken by {}", quoted(name), n.host),
                             ));
                         }
                         slot
@@ -77,7 +78,8 @@ impl Answers {
                         InvalidAnswer::new(
                             "--board",
                             format!(
-                                "board '{name}' is full ({SLOTS_PER_BOARD} slots); choose another board, or name a new one with --board NAME --bmc-host HOST"
+                                "board {} is full ({SLOTS_PER_BOARD} slots); choose another board, or name a new one with --board NAME --bmc-host HOST",
+                                quoted(name)
                             ),
                         )
                     })?,
@@ -165,13 +167,13 @@ impl Answers {
             };
             return Err(InvalidAnswer::new(
                 "HOST",
-                format!("no node '{host}' in flakesmith.yaml ({known})"),
+                format!("no node {} in flakesmith.yaml ({known})", quoted(host)),
             ));
         };
         if self.nodes.len() == 1 {
             return Err(InvalidAnswer::new(
                 "HOST",
-                format!("'{host}' is the only node, and an RK1 cluster needs at least one"),
+                format!("{host} is the only node, and an RK1 cluster needs at least one"),
             ));
         }
         Ok(self.nodes.remove(i))

@@ -2,6 +2,8 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::echo::quoted;
+
 /// An RFC 1123 host label: what `networking.hostName` accepts and what a node file is named after.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
@@ -22,7 +24,8 @@ impl Hostname {
             Ok(Self(s.to_owned()))
         } else {
             Err(format!(
-                "'{s}' is not an RFC 1123 host name ({})",
+                "{} is not an RFC 1123 host name ({})",
+                quoted(s),
                 Self::RULE
             ))
         }

@@ -3,6 +3,7 @@ use std::net::Ipv4Addr;
 use serde::Serialize;
 
 use super::Hostname;
+use crate::echo::quoted;
 
 /// One RK1 compute module: its host name and where it sits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -24,7 +25,12 @@ pub struct Ipv4Cidr {
 
 impl Ipv4Cidr {
     pub fn parse(s: &str) -> Result<Self, String> {
-        let err = || format!("'{s}' is not an IPv4 address with prefix length (e.g. 10.0.0.11/24)");
+        let err = || {
+            format!(
+                "{} is not an IPv4 address with prefix length (e.g. 10.0.0.11/24)",
+                quoted(s)
+            )
+        };
         let (ip, prefix) = s.trim().split_once('/').ok_or_else(err)?;
         let ip: Ipv4Addr = ip.parse().map_err(|_| err())?;
         let prefix: u8 = prefix.parse().map_err(|_| err())?;

@@ -2,6 +2,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::echo::quoted;
+
 /// A kind of image the multi-cloud layout can produce. `rk1-cluster` is the `Rk1` platform alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -58,7 +60,8 @@ impl Platform {
             .find(|p| p.name() == s.trim())
             .ok_or_else(|| {
                 format!(
-                    "'{s}' is not a platform (allowed: {})",
+                    "{} is not a platform (allowed: {})",
+                    quoted(s),
                     Self::ALL.map(Platform::name).join(", ")
                 )
             })

@@ -10,10 +10,17 @@ use std::{
 use serde::Serialize;
 
 use super::{
-    answers::{AwsImageFormat, ForeignBuild, NodeRecipients, SecretsMode, SLOTS_PER_BOARD},
+    answers::{
+        AwsImageFormat, ForeignBuild, NodeRecipients, SecretsMode, BLOB_FILE, MAX_NODES,
+        SLOTS_PER_BOARD,
+    },
     board::check_host_or_ip,
     AgeRecipient, Answers, Board, Hostname, InvalidAnswer, Ipv4Cidr, Layout, Node, Platform,
     SshPublicKey,
+};
+use crate::{
+    echo::quoted,
+    secrets::private_key::{private_key_in, PrivateKeyKind},
 };
 
 /// Build systems flakesmith generates `packages.<system>` for. Darwin hosts need a Linux builder
@@ -122,31 +129,8 @@ impl Project {
         let platforms = platforms_of(answers)?;
         let has_rk1 = platforms.contains(&Platform::Rk1);
 
-        if answers.nixpkgs_branch.is_empty()
-            || !answers
-                .nixpkgs_branch
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b))
-        {
-            return Err(InvalidAnswer::new(
-                "nixpkgs-branch",
-                format!(
-                    "'{}' is not a branch name (letters, digits, '.', '_', '-', '/'; e.g. nixos-unstable or nixos-25.05)",
-                    answers.nixpkgs_branch
-                ),
-            ));
-        }
-        if let Some(release) = nixos_release(&answers.nixpkgs_branch) {
-            if release < (25, 5) {
-                return Err(InvalidAnswer::new(
-                    "nixpkgs-branch",
-                    format!(
-                        "{} is older than nixos-25.05, which the generated images need (image.baseName, system.build.images); use nixos-25.05 or newer, or nixos-unstable",
-                        answers.nixpkgs_branch
-                    ),
-                ));
-            }
-        }
+        check_nixpkgs_branch(&answers.nixpkgs_branch)
+            .map_err(|m| InvalidAnswer::new("nixpkgs-branch", m))?;
         let admin_user = check_user_name(&answers.admin_user)
             .map_err(|m| InvalidAnswer::new("admin-user", m))?;
 
@@ -178,9 +162,16 @@ impl Project {
             .transpose()?;
         let bootloader = match answers.bootloader.blob.as_deref().map(str::trim) {
             None | Some("") => Bootloader::Nixpkgs,
-            Some(path) => Bootloader::Blob {
-                path: path.to_owned(),
+            // A path outside the repo would be read (into the store) by Nix: only init's copy.
+            Some(BLOB_FILE) => Bootloader::Blob {
+                path: BLOB_FILE.to_owned(),
             },
+            Some(other) => {
+                return Err(InvalidAnswer::new(
+                    "bootloader.blob",
+                    format!("'{other}' is not {BLOB_FILE}: in a repository the blob is always {BLOB_FILE}; copy your u-boot-rockchip.bin there (`flakesmith check` checks it)"),
+                ))
+            }
         };
         let network = network_of(answers)?;
         let (boards, nodes) = if has_rk1 {
@@ -225,6 +216,17 @@ impl Project {
             })
             .transpose()?;
         let (aws, generic_x86_64) = platform_options_of(answers, &platforms)?;
+        // Last, so that the fields above say what they take instead; this catches a key in a
+        // field whose syntax admits one (a branch name, a path), which would reach git.
+        if let Some((field, kind)) = private_key_field(answers) {
+            return Err(InvalidAnswer::new(
+                field,
+                format!(
+                    "holds {}; a private key is never written into the repository",
+                    kind.describe()
+                ),
+            ));
+        }
 
         Ok(Self {
             name,
@@ -251,6 +253,29 @@ impl Project {
     }
 }
 
+/// The first answer (as its flakesmith.yaml field) that holds private key material.
+fn private_key_field(answers: &Answers) -> Option<(String, PrivateKeyKind)> {
+    fn walk(value: &serde_json::Value, field: String) -> Option<(String, PrivateKeyKind)> {
+        match value {
+            serde_json::Value::String(s) => private_key_in(s).map(|kind| (field, kind)),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, v)| walk(v, format!("{field}[{i}]"))),
+            serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+                let path = if field.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{field}.{k}")
+                };
+                walk(v, path)
+            }),
+            _ => None,
+        }
+    }
+    walk(&serde_json::to_value(answers).ok()?, String::new())
+}
+
 /// The (year, month) of a `nixos-YY.MM` / `release-YY.MM` branch; None for unstable and others.
 fn nixos_release(branch: &str) -> Option<(u32, u32)> {
     let version = branch
@@ -261,7 +286,29 @@ fn nixos_release(branch: &str) -> Option<(u32, u32)> {
     Some((year.parse().ok()?, month.parse().ok()?))
 }
 
-fn check_project_name(s: &str) -> Result<String, String> {
+/// A branch or tag of github:NixOS/nixpkgs that the generated images can be built from.
+pub fn check_nixpkgs_branch(branch: &str) -> Result<String, String> {
+    if branch.is_empty()
+        || !branch
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b))
+    {
+        return Err(format!(
+            "{} is not a branch name (letters, digits, '.', '_', '-', '/'; e.g. nixos-unstable or nixos-25.05)",
+            crate::echo::quoted(branch)
+        ));
+    }
+    if let Some(release) = nixos_release(branch) {
+        if release < (25, 5) {
+            return Err(format!(
+                "{branch} is older than nixos-25.05, which the generated images need (image.baseName, system.build.images); use nixos-25.05 or newer, or nixos-unstable"
+            ));
+        }
+    }
+    Ok(branch.to_owned())
+}
+
+pub fn check_project_name(s: &str) -> Result<String, String> {
     let ok = !s.is_empty()
         && s.len() <= 64
         && s.as_bytes()[0].is_ascii_alphabetic()
@@ -271,12 +318,13 @@ fn check_project_name(s: &str) -> Result<String, String> {
         Ok(s.to_owned())
     } else {
         Err(format!(
-            "'{s}' is not a project name (1-64 letters, digits, '-' or '_', starting with a letter)"
+            "{} is not a project name (1-64 letters, digits, '-' or '_', starting with a letter)",
+            quoted(s)
         ))
     }
 }
 
-fn check_user_name(s: &str) -> Result<String, String> {
+pub fn check_user_name(s: &str) -> Result<String, String> {
     let ok = !s.is_empty()
         && s.len() <= 32
         && (s.as_bytes()[0].is_ascii_lowercase() || s.starts_with('_'))
@@ -284,7 +332,8 @@ fn check_user_name(s: &str) -> Result<String, String> {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
     if !ok {
         return Err(format!(
-            "'{s}' is not a user name (1-32 lowercase letters, digits, '_' or '-', starting with a letter)"
+            "{} is not a user name (1-32 lowercase letters, digits, '_' or '-', starting with a letter)",
+            quoted(s)
         ));
     }
     if s == "root" || s == "nixos" {
@@ -296,7 +345,7 @@ fn check_user_name(s: &str) -> Result<String, String> {
 }
 
 /// A flake reference that can be written into a Nix string as it is.
-fn check_flake_url(s: &str) -> Result<String, String> {
+pub fn check_flake_url(s: &str) -> Result<String, String> {
     let scheme_ok = [
         "github:",
         "gitlab:",
@@ -318,7 +367,8 @@ fn check_flake_url(s: &str) -> Result<String, String> {
         Ok(s.to_owned())
     } else {
         Err(format!(
-            "'{s}' is not a flake URL (e.g. github:you/dots, git+https://…, path:/home/you/dots)"
+            "{} is not a flake URL (e.g. github:you/dots, git+https://…, path:/home/you/dots)",
+            quoted(s)
         ))
     }
 }
@@ -340,7 +390,8 @@ fn check_state_version(s: &str) -> Result<String, String> {
         Ok(s.to_owned())
     } else {
         Err(format!(
-            "'{s}' is not a NixOS release (YY.MM, e.g. 25.11: the release the machines were first installed with)"
+            "{} is not a NixOS release (YY.MM, e.g. 25.11: the release the machines were first installed with)",
+            quoted(s)
         ))
     }
 }
@@ -486,7 +537,11 @@ fn build_of(answers: &Answers) -> Result<Build, InvalidAnswer> {
         if !BUILD_SYSTEMS.contains(&system.as_str()) {
             return Err(InvalidAnswer::new(
                 field,
-                format!("'{system}' is not one of {}", BUILD_SYSTEMS.join(", ")),
+                format!(
+                    "{} is not one of {}",
+                    quoted(system),
+                    BUILD_SYSTEMS.join(", ")
+                ),
             ));
         }
         if systems.contains(system) {
@@ -512,7 +567,10 @@ fn network_of(answers: &Answers) -> Result<Network, InvalidAnswer> {
         .filter(|g| !g.trim().is_empty())
         .map(|g| {
             g.trim().parse::<Ipv4Addr>().map_err(|_| {
-                InvalidAnswer::new("network.gateway", format!("'{g}' is not an IPv4 address"))
+                InvalidAnswer::new(
+                    "network.gateway",
+                    format!("{} is not an IPv4 address", quoted(g)),
+                )
             })
         })
         .transpose()?;
@@ -524,7 +582,7 @@ fn network_of(answers: &Answers) -> Result<Network, InvalidAnswer> {
             ns.trim().parse::<IpAddr>().map_err(|_| {
                 InvalidAnswer::new(
                     format!("network.nameservers[{i}]"),
-                    format!("'{ns}' is not an IP address"),
+                    format!("{} is not an IP address", quoted(ns)),
                 )
             })
         })
@@ -537,8 +595,8 @@ fn network_of(answers: &Answers) -> Result<Network, InvalidAnswer> {
         return Err(InvalidAnswer::new(
             "network.time-zone",
             format!(
-                "'{}' is not a tz database name (e.g. UTC, Europe/Berlin)",
-                n.time_zone
+                "{} is not a tz database name (e.g. UTC, Europe/Berlin)",
+                quoted(&n.time_zone)
             ),
         ));
     }
@@ -554,6 +612,15 @@ fn cluster_of(answers: &Answers) -> Result<(Vec<Board>, Vec<Node>), InvalidAnswe
         return Err(InvalidAnswer::new(
             "nodes",
             "an RK1 cluster needs at least one node",
+        ));
+    }
+    if answers.nodes.len() > MAX_NODES {
+        return Err(InvalidAnswer::new(
+            "nodes",
+            format!(
+                "{} nodes; a repository holds 1 to {MAX_NODES}",
+                answers.nodes.len()
+            ),
         ));
     }
     if answers.boards.is_empty() {
@@ -611,8 +678,8 @@ fn cluster_of(answers: &Answers) -> Result<(Vec<Board>, Vec<Node>), InvalidAnswe
             return Err(InvalidAnswer::new(
                 field("board"),
                 format!(
-                    "'{}' is not a board (boards: {})",
-                    n.board,
+                    "{} is not a board (boards: {})",
+                    quoted(&n.board),
                     boards
                         .iter()
                         .map(|b| b.name.as_str())

@@ -2,6 +2,12 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::{echo::quoted, secrets::private_key::private_key_in};
+
+/// What to give instead of a private key or a typo.
+pub(crate) const SSH_PUBLIC_KEY_HINT: &str =
+    "an SSH public key (the .pub file, e.g. ~/.ssh/id_ed25519.pub, or `ssh-keygen -y -f FILE`)";
+
 /// One `authorized_keys` line: a known key type, base64 key data whose embedded type matches,
 /// and an optional comment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -21,25 +27,28 @@ const KEY_TYPES: &[&str] = &[
 impl SshPublicKey {
     pub fn parse(s: &str) -> Result<Self, String> {
         let line = s.trim();
+        if let Some(kind) = private_key_in(line) {
+            return Err(format!(
+                "this is {}, which must stay secret; give {SSH_PUBLIC_KEY_HINT}",
+                kind.describe()
+            ));
+        }
         let mut parts = line.split_whitespace();
         let (Some(kind), Some(data)) = (parts.next(), parts.next()) else {
             return Err(format!(
-                "'{}' is not an SSH public key (expected '<type> <base64> [comment]', e.g. 'ssh-ed25519 AAAAC3… you@host')",
-                abbreviate(line)
+                "{} is not an SSH public key (expected '<type> <base64> [comment]', e.g. 'ssh-ed25519 AAAAC3… you@host')",
+                quoted(line)
             ));
         };
-        if line.contains("PRIVATE KEY") {
-            return Err("this is a private key; give the public key (the .pub file)".into());
-        }
         if !KEY_TYPES.contains(&kind) {
             return Err(format!(
-                "key type '{}' is not one of {}",
-                abbreviate(kind),
+                "key type {} is not one of {}",
+                quoted(kind),
                 KEY_TYPES.join(", ")
             ));
         }
         let blob = decode_base64(data)
-            .ok_or_else(|| format!("the key data of '{}' is not valid base64", abbreviate(line)))?;
+            .ok_or_else(|| format!("the key data of {} is not valid base64", quoted(line)))?;
         // The blob starts with the key type as an SSH string (u32 length, bytes): a pasted key
         // whose halves come from two different keys fails here rather than at first login.
         let embedded = blob
@@ -80,14 +89,6 @@ impl SshPublicKey {
 impl fmt::Display for SshPublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
-    }
-}
-
-fn abbreviate(s: &str) -> String {
-    if s.chars().count() > 40 {
-        format!("{}…", s.chars().take(40).collect::<String>())
-    } else {
-        s.to_owned()
     }
 }
 

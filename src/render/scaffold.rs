@@ -88,6 +88,10 @@ pub fn outputs(project: &Project) -> Vec<Output<'_>> {
             "shared/secrets.yaml.tera",
             "secrets/secrets.yaml",
         ));
+        out.push(Output::file(
+            "shared/image-login.nix.tera",
+            "image-login.nix",
+        ));
     } else {
         out.push(Output::file(
             "shared/deployment-key.nix.tera",

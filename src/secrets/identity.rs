@@ -13,7 +13,8 @@ pub const KEYS_DIR: &str = "keys";
 
 /// What `keys/.gitignore` says: ignore everything here, this file included, so the keys stay
 /// out of git even if the top-level `.gitignore` is edited.
-const KEYS_GITIGNORE: &str = "# Private keys: never commit anything in this folder.\n*\n";
+pub(crate) const KEYS_GITIGNORE: &str =
+    "# Private keys: never commit anything in this folder.\n*\n";
 
 pub struct NodeIdentity {
     pub host: String,
@@ -38,7 +39,7 @@ impl NodeIdentity {
     }
 
     /// The file's text. Secret: only ever written to a 0600 file.
-    fn file_text(&self) -> String {
+    pub(crate) fn file_text(&self) -> String {
         format!(
             "# age identity of node {host}, made by flakesmith. Secret: keep it in keys/ (git-ignored);\n\
              # deploy/post-deploy.sh copies it to the node's sops.age.keyFile.\n\

@@ -51,14 +51,14 @@ fn image_script(name: &str, content: &str) -> String {
 }
 
 /// flakesmith with no binary cache (nothing is fetched from the network) and, so that tests do not
-/// depend on the machine's nix.conf, no remote builders and no extra platforms. The test
-/// derivations call the host's /bin/sh, so they build unsandboxed and as the invoking user (a fresh
-/// Debian has neither /etc/nix/nix.conf nor the nixbld group).
+/// depend on the machine's nix.conf, no remote builders and no extra platforms (added to the
+/// settings every test runs with: support::nix_config).
 fn flakesmith() -> Command {
     let mut command = Command::cargo_bin("flakesmith").unwrap();
+    let config = std::env::var("NIX_CONFIG").unwrap_or_default();
     command.env(
         "NIX_CONFIG",
-        "substituters =\nbuilders =\nextra-platforms =\nbuild-users-group =\nsandbox = false\n",
+        format!("{config}substituters =\nbuilders =\nextra-platforms =\n"),
     );
     command
 }
@@ -147,9 +147,26 @@ fn builds_every_target_in_one_nix_build_and_writes_checksums() {
 
     // GC roots and a manifest sha256sum accepts.
     let images = repo.join("images");
-    assert!(fs_err::read_link(images.join("node1"))
-        .unwrap()
-        .starts_with("/nix/store"));
+    // The link is the GC root; with the chroot store of a user without a daemon (support::
+    // nix_config) the root is under .gcroots/ and the link points at the files under the store's
+    // root.
+    let gc_root = match images.join(".gcroots/node1").symlink_metadata() {
+        Ok(_) => images.join(".gcroots/node1"),
+        Err(_) => images.join("node1"),
+    };
+    let store_path = fs_err::read_link(&gc_root).unwrap();
+    assert!(
+        store_path.starts_with("/nix/store"),
+        "{}",
+        store_path.display()
+    );
+    assert!(
+        fs_err::read_link(images.join("node1"))
+            .unwrap()
+            .ends_with(store_path.strip_prefix("/").unwrap()),
+        "images/node1 shows the files of {}",
+        store_path.display()
+    );
     let sums = fs_err::read_to_string(images.join("SHA256SUMS")).unwrap();
     assert_eq!(sums.lines().count(), 2, "{sums}");
     assert!(sums.contains("  node1/sd-image/node1.img\n"), "{sums}");

@@ -248,7 +248,7 @@ fn finds_an_age_identity_outside_keys() {
                 .map(|_| ())
                 .unwrap()
         },
-        "deploy-key.txt:4: contains an age identity",
+        "deploy-key.txt:4: contains an age private key",
         "move it into keys/",
     );
 }
@@ -316,8 +316,8 @@ fn finds_identities_git_would_add() {
     finds(
         |r| {
             std::fs::remove_file(r.join("keys/.gitignore")).unwrap();
-            write(r, ".gitignore", "result\n");
-            std::fs::remove_file(r.join("keys/n2.age")).unwrap();
+            // n2's identity stays ignored, so that n1's is the one finding.
+            write(r, ".gitignore", "result\nkeys/n2.age\n");
         },
         "keys/n1.age: not ignored by git",
         "add `keys/` to .gitignore",
@@ -508,6 +508,17 @@ fn check_passes_on_every_freshly_generated_variant() {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        // A generated flakesmith.yaml names the blob in the repo, which the user brings: a real
+        // RK1 loader, as check verifies.
+        if answers.bootloader.blob.is_some() {
+            let payloads = crate::inject::fixtures::rk35_payloads(home.path());
+            std::fs::copy(&payloads.combined, repo.join("rk1-bootloader.bin")).unwrap();
+            crate::support::run_ok(
+                Command::new("git")
+                    .current_dir(&repo)
+                    .args(["add", "rk1-bootloader.bin"]),
+            );
+        }
         let (code, lines) = check(&repo);
         let pending_host_keys = answers.secrets.mode
             == flakesmith::model::answers::SecretsMode::Sops
@@ -545,4 +556,241 @@ fn the_summary_names_the_repo_even_when_run_inside_it() {
         .into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.trim(), format!("{name}: no findings"));
+}
+
+/// sshd_config lines that turn on a setting `check` holds to, in the forms sshd accepts
+/// (keyword in any case or quoted, '=' or whitespace, quoted values, trailing comments), with
+/// the `sshd -T` line each one produces.
+const SSHD_ENABLING_LINES: &[(&str, &str)] = &[
+    ("PasswordAuthentication yes", "passwordauthentication yes"),
+    ("passwordauthentication YES", "passwordauthentication yes"),
+    ("PasswordAuthentication=yes", "passwordauthentication yes"),
+    ("PasswordAuthentication = yes", "passwordauthentication yes"),
+    (
+        "\t PasswordAuthentication\t\"yes\"  # a comment",
+        "passwordauthentication yes",
+    ),
+    (
+        "\"PasswordAuthentication\" yes",
+        "passwordauthentication yes",
+    ),
+    ("PasswordAuthentication 'Yes'", "passwordauthentication yes"),
+    (
+        "KbdInteractiveAuthentication yes",
+        "kbdinteractiveauthentication yes",
+    ),
+    (
+        "ChallengeResponseAuthentication=yes",
+        "kbdinteractiveauthentication yes",
+    ),
+    (
+        "kbdinteractiveauthentication Yes",
+        "kbdinteractiveauthentication yes",
+    ),
+    ("PermitRootLogin yes", "permitrootlogin yes"),
+    ("permitrootlogin=YES", "permitrootlogin yes"),
+    ("PermitRootLogin \"yes\"", "permitrootlogin yes"),
+];
+
+/// Lines that look alike but leave every one of those settings off.
+const SSHD_HARMLESS_LINES: &[&str] = &[
+    "PasswordAuthentication no",
+    "#PasswordAuthentication yes",
+    "  # PermitRootLogin yes",
+    "PermitRootLogin prohibit-password # not yes",
+    "KbdInteractiveAuthentication no",
+];
+
+/// What the real sshd makes of `text` followed by key-only settings (sshd takes the first
+/// value of a keyword, so a line in `text` wins): its `sshd -T` lines for the three settings.
+/// Run as nobody: as root, sshd -T insists on its privilege separation directory.
+fn sshd_effective(text: &str) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = dir.path().join("sshd_config");
+    std::fs::write(
+        &config,
+        format!("{text}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\n"),
+    )
+    .unwrap();
+    let host_key = dir.path().join("host_key");
+    crate::support::run_ok(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&host_key),
+    );
+    crate::support::run_ok(Command::new("chown").arg("nobody").arg(&host_key));
+    let out = crate::support::run_ok(
+        Command::new("setpriv")
+            .args([
+                "--reuid=nobody",
+                "--regid=nogroup",
+                "--clear-groups",
+                "/usr/sbin/sshd",
+                "-T",
+                "-f",
+            ])
+            .arg(&config)
+            .arg("-h")
+            .arg(&host_key),
+    );
+    out.lines()
+        .filter(|l| {
+            [
+                "passwordauthentication ",
+                "kbdinteractiveauthentication ",
+                "permitrootlogin ",
+            ]
+            .iter()
+            .any(|k| l.starts_with(k))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `text` as a Nix "…" string literal.
+fn nix_string(text: &str) -> String {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace("${", "\\${")
+        .replace('\n', "\\n")
+        .replace('\t', "\\t");
+    format!("\"{escaped}\"")
+}
+
+/// The string a Nix expression evaluates to, by the real Nix.
+fn nix_eval_string(expr: &str) -> String {
+    let out = crate::support::run_ok(
+        Command::new("nix-instantiate")
+            .args(["--eval", "--strict", "--json", "--expr"])
+            .arg(expr),
+    );
+    serde_json::from_str(&out).unwrap()
+}
+
+#[test]
+fn finds_sshd_settings_given_as_text_in_every_form_sshd_accepts() {
+    for &(line, effective) in SSHD_ENABLING_LINES {
+        assert!(
+            sshd_effective(line).iter().any(|l| l == effective),
+            "the real sshd does not read {line:?} as {effective}: the test's premise is wrong"
+        );
+        // The same line in a one-line string, in a string of several lines written with \n,
+        // and in an indented string; each confirmed to evaluate to text holding the line.
+        let wrappers = [
+            (nix_string(line), 0),
+            (
+                nix_string(&format!("UseDNS no\n{line}\nX11Forwarding no\n")),
+                0,
+            ),
+            (format!("''\n    UseDNS no\n    {line}\n  ''"), 2),
+        ];
+        for (string, line_in_string) in wrappers {
+            let evaluated = nix_eval_string(&string);
+            assert!(
+                sshd_effective(&evaluated).iter().any(|l| l == effective),
+                "{string} does not evaluate to a config sshd reads as {effective}: {evaluated:?}"
+            );
+            let dir = clean_repo();
+            edit(
+                dir.path(),
+                "common.nix",
+                "  services.fail2ban.enable = true;",
+                &format!("  services.openssh.extraConfig = {string};\n  services.fail2ban.enable = true;"),
+            );
+            let (code, lines) = check(dir.path());
+            let at = format!("common.nix:{}: sshd_config text sets ", 16 + line_in_string);
+            assert_eq!(code, 1, "{string}: {lines:?}");
+            assert!(
+                lines.len() == 1 && lines[0].starts_with(&at),
+                "{string}: expected one finding at {at}: {lines:#?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn sshd_text_that_leaves_passwords_off_is_not_a_finding() {
+    for &line in SSHD_HARMLESS_LINES {
+        let effective = sshd_effective(line);
+        assert!(
+            effective.iter().all(|l| !l.ends_with(" yes")),
+            "the real sshd reads {line:?} as {effective:?}: the test's premise is wrong"
+        );
+        let dir = clean_repo();
+        edit(
+            dir.path(),
+            "common.nix",
+            "  services.fail2ban.enable = true;",
+            &format!(
+                "  services.openssh.extraConfig = {};\n  # services.openssh.extraConfig = \"PasswordAuthentication yes\";\n  services.fail2ban.enable = true;",
+                nix_string(line)
+            ),
+        );
+        assert_eq!(check(dir.path()), (0, Vec::new()), "{line:?}");
+    }
+}
+
+#[test]
+fn finds_sshd_settings_given_as_options_in_every_spelling() {
+    // NixOS writes `settings` into sshd_config as given (true as yes), and sshd reads keywords
+    // without regard to case. Without nixpkgs here, the rendering itself is not run: the
+    // stand-in is the sshd lines above, which show sshd accepts each spelling.
+    for (from, to, name) in [
+        (
+            "PasswordAuthentication = false",
+            "PasswordAuthentication = true",
+            "PasswordAuthentication",
+        ),
+        (
+            "PasswordAuthentication = false",
+            "\"PasswordAuthentication\" = lib.mkForce true",
+            "PasswordAuthentication",
+        ),
+        (
+            "PasswordAuthentication = false",
+            "passwordauthentication = \"yes\"",
+            "passwordauthentication",
+        ),
+        (
+            "KbdInteractiveAuthentication = false",
+            "KbdInteractiveAuthentication = lib.mkDefault true",
+            "KbdInteractiveAuthentication",
+        ),
+        (
+            "KbdInteractiveAuthentication = false",
+            "ChallengeResponseAuthentication = true",
+            "ChallengeResponseAuthentication",
+        ),
+        (
+            "PermitRootLogin = \"prohibit-password\"",
+            "PermitRootLogin = \"Yes\"",
+            "PermitRootLogin",
+        ),
+        (
+            "PermitRootLogin = \"prohibit-password\"",
+            "PermitRootLogin = ''yes''",
+            "PermitRootLogin",
+        ),
+        (
+            "PermitRootLogin = \"prohibit-password\"",
+            "permitrootlogin = true",
+            "permitrootlogin",
+        ),
+    ] {
+        finds(
+            |r| edit(r, "common.nix", from, to),
+            "common.nix:",
+            "services.openssh.settings.",
+        );
+        let dir = clean_repo();
+        edit(dir.path(), "common.nix", from, to);
+        let (_, lines) = check(dir.path());
+        assert!(
+            lines[0].contains(&format!(": {name} is enabled: ")),
+            "{to}: {lines:?}"
+        );
+    }
 }

@@ -78,7 +78,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// What `flakesmith build` leaves: images/<target>/sd-image/nixos-<target>.img and SHA256SUMS.
-fn built_images(repo: &TempRepo, targets: &[&str]) {
+pub(crate) fn built_images(repo: &TempRepo, targets: &[&str]) {
     let mut sums = String::new();
     for target in targets {
         let content = format!("image of {target}");
@@ -150,7 +150,6 @@ fn rk1_deploy_flashes_power_cycles_waits_for_ssh_and_runs_post_deploy_per_node()
     let (stdout, stderr) = text(&output);
     assert!(output.status.success(), "{stdout}\n{stderr}");
 
-    let calls = run.calls();
     let sha = |t: &str| sha256_hex(format!("image of {t}").as_bytes());
     let mut expected = Vec::new();
     for (i, host) in ["rk1-node1", "rk1-node2"].iter().enumerate() {
@@ -164,22 +163,29 @@ fn rk1_deploy_flashes_power_cycles_waits_for_ssh_and_runs_post_deploy_per_node()
             format!("tpi --host turingpi.local power off --node {slot}"),
             format!("tpi --host turingpi.local power on --node {slot}"),
         ]);
-        // The node is still booting for the first two probes.
+        // The node is still booting for the first two probes; then everything as root, the
+        // image's login for the first deploy (no sudo, no admin password).
+        let known = "-o UserKnownHostsFile={repo}/deploy/known_hosts -o StrictHostKeyChecking=yes";
         for _ in 0..2 {
-            expected.push(format!("{PROBE} admin@{address} true"));
+            expected.push(format!("{PROBE} root@{address} true"));
             expected.push("sleep 10".into());
         }
-        expected.push(format!("{PROBE} admin@{address} true"));
-        expected.push(format!("ssh-keyscan -t ed25519 {address}"));
-        expected.push(format!("ssh -o UserKnownHostsFile={{repo}}/deploy/known_hosts -o StrictHostKeyChecking=yes admin@{address} sudo\\ sh\\ -c\\ \\'umask\\ 077\\ \\&\\&\\ mkdir\\ -p\\ /var/lib/sops-nix\\ \\&\\&\\ cat\\ \\>\\ /var/lib/sops-nix/key.txt.new\\ \\&\\&\\ mv\\ /var/lib/sops-nix/key.txt.new\\ /var/lib/sops-nix/key.txt\\'"));
-        expected.push(format!(
-            "  (stdin: 21 bytes, sha256 {})",
-            sha256_hex(b"AGE-SECRET-KEY-1TEST\n")
-        ));
-        expected.push(format!(
-            "nixos-rebuild switch --flake {{repo}}#{host} --target-host admin@{address} --use-remote-sudo"
-        ));
+        expected.extend([
+            format!("{PROBE} root@{address} true"),
+            format!("ssh-keyscan -t ed25519 {address}"),
+            format!("ssh {known} -o BatchMode=yes root@{address} true"),
+            format!("ssh {known} root@{address} umask\\ 077\\ \\&\\&\\ mkdir\\ -p\\ /var/lib/sops-nix\\ \\&\\&\\ cat\\ \\>\\ /var/lib/sops-nix/key.txt.new\\ \\&\\&\\ mv\\ /var/lib/sops-nix/key.txt.new\\ /var/lib/sops-nix/key.txt"),
+            format!(
+                "  (stdin: 21 bytes, sha256 {})",
+                sha256_hex(b"AGE-SECRET-KEY-1TEST\n")
+            ),
+            // Cross-built off aarch64: the node builds its own system.
+            format!("nixos-rebuild switch --flake {{repo}}#{host} --target-host root@{address}{}", crate::secrets::build_host(&format!("root@{address}"))),
+            format!("ssh {known} -o BatchMode=yes root@{address} true"),
+            format!("ssh {known} -o BatchMode=yes admin@{address} true"),
+        ]);
     }
+    let calls = run.calls();
     // Whole calls, in order: a target host of 10.0.0.1x or a key sent to the wrong path is a
     // different line.
     assert_eq!(calls, expected, "calls:\n{}", calls.join("\n"));
@@ -304,7 +310,7 @@ fn rk1_deploy_dry_run_prints_every_command_and_runs_none() {
             format!("tpi --host 10.1.1.1 flash --node 2 --image-path {root}/images/rk1-node2/sd-image/nixos-rk1-node2.img --sha256 {sha} "),
             "tpi --host 10.1.1.1 power off --node 2 ".to_owned(),
             "tpi --host 10.1.1.1 power on --node 2 ".to_owned(),
-            format!("{PROBE} admin@10.0.0.12 true "),
+            format!("{PROBE} root@10.0.0.12 true "),
         ]
     );
     // Then post-deploy.sh's own dry run: its commands, ending with the switch.
@@ -730,13 +736,14 @@ fn multi_cloud_build_all_images_prefers_flakesmith() {
 
 #[test]
 fn the_stand_ins_pass_shellcheck() {
-    let dir = fixtures().join("standins");
-    let mut files: Vec<PathBuf> = fs_err::read_dir(&dir)
-        .unwrap()
+    // Those of the deploy journey (deploy_journey.rs) too.
+    let mut files: Vec<PathBuf> = ["standins", "journey"]
+        .iter()
+        .flat_map(|dir| fs_err::read_dir(fixtures().join(dir)).unwrap())
         .map(|e| e.unwrap().path())
         .collect();
     files.sort();
-    assert!(files.len() >= 10, "{files:?}");
+    assert!(files.len() >= 15, "{files:?}");
     let output = Command::new("shellcheck")
         .args(["--shell=bash", "--severity=style", "--external-sources"])
         .args(&files)

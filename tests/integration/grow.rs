@@ -25,6 +25,7 @@ pub fn flakesmith_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output
         .env("HOME", &home)
         .env_remove("SOPS_AGE_KEY_FILE")
         .env_remove("FLAKESMITH_FAILPOINT")
+        .env_remove("XDG_STATE_HOME")
         .env("NO_COLOR", "1")
         .stdin(std::process::Stdio::null());
     for (k, v) in env {
@@ -33,16 +34,16 @@ pub fn flakesmith_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output
     cmd.output().unwrap()
 }
 
-fn code(o: &Output) -> i32 {
+pub fn code(o: &Output) -> i32 {
     o.status.code().unwrap_or(-1)
 }
 
-fn text(bytes: &[u8]) -> String {
+pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
 #[track_caller]
-fn expect(o: &Output, want: i32) {
+pub fn expect(o: &Output, want: i32) {
     assert_eq!(
         code(o),
         want,
@@ -135,7 +136,7 @@ pub fn tree_of(root: &Path) -> BTreeMap<String, (u32, Vec<u8>)> {
 }
 
 #[track_caller]
-fn assert_same_tree(
+pub fn assert_same_tree(
     before: &BTreeMap<String, (u32, Vec<u8>)>,
     after: &BTreeMap<String, (u32, Vec<u8>)>,
 ) {

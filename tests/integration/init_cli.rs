@@ -350,20 +350,18 @@ fn assert_project_absent_or_whole(dir: &Path) {
 #[test]
 fn an_extracted_bootloader_blob_is_copied_into_the_repo() {
     let s = Scratch::new();
-    std::fs::write(s.path("u-boot-rockchip.bin"), vec![0xa5; 4096]).unwrap();
+    let payloads = crate::inject::fixtures::rk35_payloads(s.dir.path());
+    let blob = std::fs::read(&payloads.combined).unwrap();
     let out = s.flakesmith(&[
         "init",
         "c",
         "--yes",
         "--no-git",
         "--bootloader-blob",
-        "u-boot-rockchip.bin",
+        payloads.combined.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(
-        std::fs::read(s.path("c/rk1-bootloader.bin")).unwrap(),
-        vec![0xa5; 4096]
-    );
+    assert_eq!(std::fs::read(s.path("c/rk1-bootloader.bin")).unwrap(), blob);
     let answers = std::fs::read_to_string(s.path("c/flakesmith.yaml")).unwrap();
     assert!(answers.contains("blob: rk1-bootloader.bin"), "{answers}");
     let flake_files = std::fs::read_to_string(s.path("c/rk1-base.nix")).unwrap()
@@ -372,6 +370,118 @@ fn an_extracted_bootloader_blob_is_copied_into_the_repo() {
         flake_files.contains("rk1-bootloader.bin"),
         "the blob is not used"
     );
+    let out = s.flakesmith(&["check", "-C", "c"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+/// Only a real RK1 loader is taken as the bootloader blob, checked by the code rk-inject runs;
+/// anything else (a file named by mistake may be a secret) is refused naming the flag or field,
+/// and not one line of it is echoed.
+#[test]
+fn the_bootloader_blob_must_be_an_rk1_loader_and_is_never_echoed() {
+    use crate::inject::fixtures;
+    let s = Scratch::new();
+    let random = s.path("random.bin");
+    std::fs::write(&random, fixtures::bytes(7, 65_536)).unwrap();
+    let key = s.path("id_ed25519");
+    fixtures::run(
+        std::process::Command::new("ssh-keygen")
+            .args([
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "secret-key-comment",
+                "-f",
+            ])
+            .arg(&key),
+    );
+    let shadow = s.path("shadow");
+    let shadow_text = "root:$6$saltsalt$Q9y6P8pVvJ8.hashhashhash:19700:0:99999:7:::\ndaemon:*:19700:0:99999:7:::\n";
+    std::fs::write(&shadow, shadow_text).unwrap();
+    let payloads = fixtures::rk35_payloads(s.dir.path());
+    let secrets: Vec<String> = std::fs::read_to_string(&key)
+        .unwrap()
+        .lines()
+        .chain(shadow_text.lines())
+        .map(str::to_owned)
+        .collect();
+    let refused = |args: &[&str], field: &str, why: &str| {
+        assert_refused(&s, args, field);
+        let err = stderr(&s.flakesmith(args));
+        assert!(err.contains(why), "{args:?}: {err}");
+        for line in &secrets {
+            assert!(!err.contains(line.as_str()), "echoed {line:?}: {err}");
+        }
+        assert!(!err.contains("PRIVATE") && !err.contains("root:"), "{err}");
+    };
+    let flag = |path: &std::path::Path| {
+        vec![
+            "init".to_owned(),
+            "c".into(),
+            "--yes".into(),
+            "--bootloader-blob".into(),
+            path.to_str().unwrap().into(),
+        ]
+    };
+    for (path, why) in [
+        (&random, "is not an RK1 loader: no RKNS header at byte 0"),
+        (&key, "is not an RK1 loader: no RKNS header at byte 0"),
+        (&shadow, "is not an RK1 loader: no RKNS header at byte 0"),
+        // A real idbloader alone: no U-Boot at sector 16384.
+        (&payloads.idbloader, "is not a whole RK1 loader"),
+    ] {
+        let args = flag(path);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        refused(&args, "--bootloader-blob: ", why);
+    }
+    // A loader whose stage no longer matches its header's SHA-256 (a damaged download).
+    let mut damaged = std::fs::read(&payloads.combined).unwrap();
+    damaged[4096] ^= 0xff;
+    std::fs::write(s.path("damaged.bin"), &damaged).unwrap();
+    let args = flag(&s.path("damaged.bin"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    refused(&args, "--bootloader-blob: ", "SHA-256");
+
+    // The same from an answers file, named by its file and field.
+    std::fs::write(
+        s.path("answers.yaml"),
+        format!("schema: 1\nbootloader:\n  blob: {}\n", shadow.display()),
+    )
+    .unwrap();
+    refused(
+        &["init", "c", "--answers", "answers.yaml"],
+        "answers.yaml: bootloader.blob: ",
+        "no RKNS header",
+    );
+
+    // In a repository: only the copy init makes is read, and `check` checks it.
+    let out = s.flakesmith(&["init", "r", "--yes", "--no-git"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let answers = std::fs::read_to_string(s.path("r/flakesmith.yaml")).unwrap();
+    let pointed = answers.replace("  blob: null", &format!("  blob: {}", shadow.display()));
+    std::fs::write(s.path("r/flakesmith.yaml"), &pointed).unwrap();
+    let out = s.flakesmith(&["update", "-C", "r"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("flakesmith.yaml: bootloader.blob: "),
+        "{}",
+        stderr(&out)
+    );
+    let blob_answers = answers.replace("  blob: null", "  blob: rk1-bootloader.bin");
+    std::fs::write(s.path("r/flakesmith.yaml"), blob_answers).unwrap();
+    std::fs::copy(&key, s.path("r/rk1-bootloader.bin")).unwrap();
+    let out = s.flakesmith(&["check", "-C", "r"]);
+    let found = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        found.contains("rk1-bootloader.bin: is not an RK1 loader: no RKNS header at byte 0 ("),
+        "{found}"
+    );
+    for line in &secrets {
+        assert!(!found.contains(line.as_str()), "echoed {line:?}: {found}");
+    }
 }
 
 #[test]
@@ -498,4 +608,304 @@ fn without_a_terminal_options_with_safe_defaults_are_not_missing() {
     ] {
         assert!(!err.contains(optional), "{optional}: {err}");
     }
+}
+
+#[test]
+fn node_counts_are_held_to_the_prompts_range() {
+    let s = Scratch::new();
+    assert_refused(
+        &s,
+        &["init", "c", "--yes", "--nodes", "1000"],
+        "--nodes: 1000 nodes; a repository holds 1 to 256",
+    );
+    assert_refused(
+        &s,
+        &["init", "c", "--yes", "--nodes", "0"],
+        "--nodes: 0 nodes",
+    );
+    let hosts: Vec<String> = (1..=257).map(|i| format!("n{i}")).collect();
+    assert_refused(
+        &s,
+        &["init", "c", "--yes", "--hosts", &hosts.join(",")],
+        "--hosts: 257 nodes; a repository holds 1 to 256",
+    );
+    let out = s.flakesmith(&["init", "c", "--yes", "--nodes", "256", "--dry-run"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn multi_cloud_with_yes_takes_every_platform_as_the_prompt_does() {
+    let s = Scratch::new();
+    let out = s.flakesmith(&[
+        "init",
+        "c",
+        "--yes",
+        "--no-git",
+        "--layout",
+        "multi-cloud",
+        "--ssh-key",
+        KEY,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let answers = std::fs::read_to_string(s.path("c/flakesmith.yaml")).unwrap();
+    assert!(
+        answers.contains("platforms:\n- aws\n- gcp\n- rk1\n- generic-arm64\n- generic-x86_64\n"),
+        "{answers}"
+    );
+}
+
+#[test]
+fn scripted_init_can_answer_none_for_dots_and_the_bootloader_blob() {
+    let s = Scratch::new();
+    // No terminal and no --yes: every question needs its answer on the command line.
+    let out = s.flakesmith(&[
+        "init",
+        "c",
+        "--no-git",
+        "--layout",
+        "rk1-cluster",
+        "--nodes",
+        "1",
+        "--bmc-host",
+        "tp.lan",
+        "--admin-user",
+        "ops",
+        "--ssh-key",
+        KEY,
+        "--secrets",
+        "sops",
+        "--nixpkgs-branch",
+        "nixos-unstable",
+        "--no-bootloader-blob",
+        "--no-dots",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let answers = std::fs::read_to_string(s.path("c/flakesmith.yaml")).unwrap();
+    assert!(
+        answers.contains("dots: null") && answers.contains("bootloader:\n  blob: null"),
+        "{answers}"
+    );
+    // Without them, the refusal names both ways of answering.
+    let out = s.flakesmith(&["init", "d", "--nodes", "1"]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("--dots (or --no-dots)")
+            && err.contains("--bootloader-blob (or --no-bootloader-blob)"),
+        "{err}"
+    );
+    let out = s.flakesmith(&["init", "d", "--yes", "--dots", "github:a/b", "--no-dots"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+/// Private keys of every kind flakesmith recognises, made by the real tools, as (what the
+/// message must call it, file name, the file's text).
+fn real_private_keys(s: &Scratch) -> Vec<(&'static str, String, String)> {
+    let mut keys = Vec::new();
+    let age = s.path("node1.age");
+    crate::support::run_ok(std::process::Command::new("age-keygen").arg("-o").arg(&age));
+    keys.push(("an age private key", "node1.age".to_owned(), read(&age)));
+    let ssh = s.path("id_ed25519");
+    crate::support::run_ok(
+        std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "", "-f"])
+            .arg(&ssh),
+    );
+    keys.push((
+        "an OpenSSH private key",
+        "id_ed25519".to_owned(),
+        read(&ssh),
+    ));
+    let pem = s.path("rsa.pem");
+    crate::support::run_ok(
+        std::process::Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+            ])
+            .arg(&pem),
+    );
+    keys.push(("a PEM private key", "rsa.pem".to_owned(), read(&pem)));
+    keys
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap()
+}
+
+/// Fails if any 12 characters of the secret part of `key` (its lines other than comments and
+/// BEGIN/END markers, prefixes stripped) appear in `output`.
+pub(crate) fn assert_no_secret(output: &str, key: &str, what: &str) {
+    for line in key
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with("-----"))
+    {
+        let body = line.trim_start_matches("AGE-SECRET-KEY-1");
+        let chars: Vec<char> = body.chars().collect();
+        for window in chars.windows(12) {
+            let piece: String = window.iter().collect();
+            assert!(
+                !output.contains(&piece) && !output.contains(&piece.to_lowercase()),
+                "{what}: secret material '{piece}' was echoed:\n{output}"
+            );
+        }
+    }
+}
+
+/// Refused (exit 2, one line naming `field`), nothing written, and no part of `key` echoed.
+fn assert_refused_unechoed(s: &Scratch, args: &[&str], field: &str, key: &str) {
+    let before = s.listing();
+    let out = s.flakesmith(args);
+    let err = stderr(&out);
+    let what = format!("{:?}", &args[..args.len().min(6)]);
+    assert_eq!(out.status.code(), Some(2), "{what}: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{what}: one line: {err}");
+    assert!(err.contains(field), "{what} should name {field}: {err}");
+    assert_no_secret(&err, key, &what);
+    assert_no_secret(&String::from_utf8_lossy(&out.stdout), key, &what);
+    assert_eq!(s.listing(), before, "{what} wrote something");
+}
+
+#[test]
+fn a_private_key_given_for_a_public_one_is_named_never_echoed() {
+    let s = Scratch::new();
+    for (kind, file, text) in real_private_keys(&s) {
+        let secret_line = text
+            .lines()
+            .find(|l| l.starts_with("AGE-SECRET-KEY-") || l.starts_with("-----BEGIN"))
+            .unwrap();
+        let one_line: String = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join(" ");
+        // A file of it, for --ssh-key and --deployment-key: named by its path and kind.
+        for flag in [
+            &["--ssh-key"][..],
+            &["--secrets", "deployment-keys", "--deployment-key"],
+        ] {
+            let args: Vec<&str> = ["init", "c", "--yes"]
+                .iter()
+                .copied()
+                .chain(flag.iter().copied())
+                .chain([file.as_str()])
+                .collect();
+            assert_refused_unechoed(&s, &args, &format!("'{file}' holds {kind}"), &text);
+        }
+        // Its text (a line, the file joined into one line, the whole file) as the value of
+        // every flag that takes a key or any other value.
+        for value in [secret_line, one_line.as_str(), text.as_str()] {
+            for flag in ["--ssh-key", "--age-recipient"] {
+                assert_refused_unechoed(
+                    &s,
+                    &["init", "c", "--yes", &format!("{flag}={value}")],
+                    &format!("{flag}: this is {kind}"),
+                    &text,
+                );
+            }
+            for flag in [
+                "--name",
+                "--admin-user",
+                "--dots",
+                "--nixpkgs-branch",
+                "--hosts",
+                "--platform",
+            ] {
+                let arg = format!("{flag}={value}");
+                assert_refused_unechoed(&s, &["init", "c", "--yes", &arg], flag, &text);
+            }
+            // clap refuses this one itself, with its usual three lines.
+            let out = s.flakesmith(&["init", "c", "--yes", &format!("--layout={value}")]);
+            assert_eq!(out.status.code(), Some(2));
+            if value == secret_line {
+                let err = stderr(&out);
+                assert!(err.contains(&format!("[{kind}, not shown]")), "{err}");
+            }
+            assert_no_secret(&stderr(&out), &text, "--layout");
+        }
+        // And in an answers file: as each key field, as any other field, as a value of the
+        // wrong type (serde's message quotes it) and as a key (serde names it).
+        let quoted_key = serde_json::to_string(&text).unwrap();
+        for (yaml, field) in [
+            (
+                format!("ssh-keys: [{quoted_key}]\n"),
+                "ssh-keys[0]: this is",
+            ),
+            (
+                format!("secrets: {{mode: deployment-keys, deployment-key: {quoted_key}}}\n"),
+                "secrets.deployment-key: this is",
+            ),
+            (
+                format!("secrets: {{admin-age-recipients: [{quoted_key}]}}\n"),
+                "secrets.admin-age-recipients[0]: this is",
+            ),
+            (format!("name: {quoted_key}\n"), "a.yaml: name: ["),
+            (
+                format!("nodes: [{{host: {quoted_key}, board: board1, slot: 1}}]\n"),
+                "nodes[0].host",
+            ),
+            (
+                format!("monitoring: {{node-exporter: {quoted_key}}}\n"),
+                "monitoring",
+            ),
+            (format!("layout: {quoted_key}\n"), "layout"),
+            (format!("{quoted_key}: 1\n"), "a.yaml: "),
+        ] {
+            std::fs::write(s.path("a.yaml"), &yaml).unwrap();
+            assert_refused_unechoed(&s, &["init", "c", "--answers", "a.yaml"], field, &text);
+        }
+    }
+}
+
+#[test]
+fn a_huge_or_control_laden_value_is_echoed_short_and_escaped() {
+    let s = Scratch::new();
+    // argv takes at most 128 KiB per argument; the answers file takes any length.
+    let long = "x".repeat(120_000);
+    let huge = "y".repeat(5 << 20);
+    for args in [
+        vec!["init", "c", "--yes", "--name", long.as_str()],
+        vec!["init", "c", "--yes", "--layout", long.as_str()],
+        vec!["init", "c", "--yes", "--age-recipient", long.as_str()],
+        vec!["init", "c", "--yes", "--ssh-key", long.as_str()],
+    ] {
+        let out = s.flakesmith(&args);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(
+            out.stderr.len() < 1000,
+            "{} bytes: {}",
+            out.stderr.len(),
+            stderr(&out)
+        );
+        assert!(stderr(&out).contains("xxxxxx…"), "{}", stderr(&out));
+    }
+    for yaml in [
+        format!("name: {huge}\n"),
+        format!("layout: {huge}\n"),
+        format!("monitoring: {{node-exporter: {huge}}}\n"),
+        format!("{huge}: 1\n"),
+    ] {
+        std::fs::write(s.path("a.yaml"), &yaml).unwrap();
+        let out = s.flakesmith(&["init", "c", "--answers", "a.yaml"]);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(
+            out.stderr.len() < 2000,
+            "{} bytes of stderr",
+            out.stderr.len()
+        );
+        assert_eq!(
+            stderr(&out).trim_end().lines().count(),
+            1,
+            "{}",
+            stderr(&out)
+        );
+    }
+    // A value cannot clear the terminal or forge a second line of output.
+    let out = s.flakesmith(&["init", "c", "--yes", "--name", "a\nerror: fake\u{1b}[2J"]);
+    let err = stderr(&out);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(!err.contains('\u{1b}') && err.contains(r"\n"), "{err}");
 }

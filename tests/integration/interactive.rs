@@ -169,6 +169,52 @@ fn typed_answers_and_a_corrected_mistake() {
     }
 }
 
+/// A bad answer is refused at its own prompt, with the rule that `flakesmith.yaml` and the flags
+/// use, and asked again there: nothing typed before it is lost.
+#[test]
+fn bad_answers_are_asked_again_at_their_own_prompt() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = spawn_init(dir.path());
+    let retype = |s: &mut expectrl::session::OsSession, why: &str, text: &str| {
+        s.expect(why)
+            .unwrap_or_else(|e| panic!("{why:?} was not said: {e}"));
+        pause();
+        s.send(format!("\u{15}{text}")).unwrap(); // Ctrl-U clears the line first
+        pause();
+        s.send(ENTER).unwrap();
+    };
+    answer(&mut s, "Layout", "");
+    answer(&mut s, "Number of RK1 nodes", "");
+    answer(&mut s, "Host names", "");
+    answer(&mut s, "BMC host of board 1", "bad host!");
+    retype(&mut s, "neither a DNS name nor an IP address", "tp.lan");
+    answer(&mut s, "Admin user", "Root User");
+    retype(&mut s, "is not a user name", "ops");
+    answer(&mut s, "SSH public key", KEY);
+    answer(&mut s, "Temporary console password", "");
+    answer(&mut s, "Secrets", "");
+    answer(&mut s, "Admin age recipients", "");
+    answer(&mut s, "nixpkgs branch", "nixos-24.05");
+    retype(&mut s, "older than nixos-25.05", "nixos-25.11");
+    answer(&mut s, "RK1 bootloader", "");
+    answer(&mut s, "dots flake", "my dots");
+    retype(&mut s, "is not a flake URL", "");
+    s.expect("Created").expect("init finished");
+    s.expect(Eof).unwrap();
+    let answers = std::fs::read_to_string(dir.path().join("cluster/flakesmith.yaml")).unwrap();
+    for expected in [
+        "admin-user: ops\n",
+        "bmc-host: tp.lan\n",
+        "nixpkgs-branch: nixos-25.11\n",
+        "dots: null\n",
+    ] {
+        assert!(
+            answers.contains(expected),
+            "{expected} missing from\n{answers}"
+        );
+    }
+}
+
 const DOWN: &str = "\u{1b}[B";
 const SPACE: &str = " ";
 

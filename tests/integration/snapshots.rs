@@ -149,6 +149,12 @@ fn ci_run_compares_golden_files_and_fails_on_a_changed_work_tree() {
             repo.join(".ci/run"),
         )
         .unwrap();
+        // .ci/run runs the README's test command as written.
+        fs_err::copy(
+            crate::support::repo_root().join("README.md"),
+            repo.join("README.md"),
+        )
+        .unwrap();
         fs_err::write(repo.join("tracked.md"), "as committed\n").unwrap();
         let git = |args: &[&str]| {
             crate::support::run_ok(
@@ -175,6 +181,8 @@ fn ci_run_compares_golden_files_and_fails_on_a_changed_work_tree() {
             fs_err::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
             fs_err::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         };
+        // sudo would reset PATH to the real apt-get.
+        stub("sudo", "exec \"$@\"");
         stub("apt-get", "exit 0");
         stub("npm", "exit 0");
         stub("python3", "exit 0");

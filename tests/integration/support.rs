@@ -21,6 +21,36 @@ pub const ADMIN_AGE_RECIPIENT: &str =
 /// `openssl passwd -6 -salt flakesmithdemo temporary-example`.
 pub const TEMPORARY_PASSWORD_HASH: &str = "$6$flakesmithdemo$AevaT8Oejpadwd3M7v7u01SAzHSG6KXe7DC.ckIjzEY3kqfTgL7HwS.fARe2sV7l2DRBRRGCZ6joaitZklPgq0";
 
+/// The Nix settings every process of this test binary runs with: set once in `NIX_CONFIG`, before
+/// any test starts (main.rs), so that every `nix` the tests run, directly or through flakesmith
+/// and the generated scripts, gets them. A fresh Debian's nix-bin has no nix.conf, no nixbld group
+/// and no daemon:
+/// - as root the store is /nix/store; builds run as root, unsandboxed (the test derivations call
+///   the host's /bin/sh).
+/// - as a normal user /nix/store is not writable, so Nix uses a store of its own under the target
+///   directory (a chroot store; builds are sandboxed in a user namespace, with the host's /bin and
+///   /usr visible for those test derivations). A user with a running nix-daemon keeps it.
+pub fn nix_config() -> String {
+    let is_root = unsafe { libc::geteuid() } == 0;
+    let has_daemon = Path::new("/nix/var/nix/daemon-socket/socket").exists();
+    let mut config = String::new();
+    if is_root {
+        config.push_str("build-users-group =\nsandbox = false\n");
+    } else if !has_daemon {
+        let store = Path::new(env!("CARGO_TARGET_TMPDIR")).join("nix-chroot-store");
+        let host_paths: Vec<&str> = ["/bin", "/lib", "/lib64", "/usr"]
+            .into_iter()
+            .filter(|p| Path::new(p).exists())
+            .collect();
+        config.push_str(&format!(
+            "store = {}\nsandbox-paths = {}\n",
+            store.display(),
+            host_paths.join(" ")
+        ));
+    }
+    config
+}
+
 /// The repository this test binary belongs to.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -79,8 +79,14 @@
       # What runs on the nodes (and what `nixos-rebuild --flake .#<host>` deploys).
       nixosConfigurations = lib.mapAttrs (_: mkNode "aarch64-linux") machines;
 
+      # The images also let root log in with the admin's keys (image-login.nix), for the first
+      # deploy; the configurations above, which deploy/post-deploy.sh switches the nodes to, do not.
       packages = lib.genAttrs buildSystems (
-        buildSystem: lib.mapAttrs (_: node: node.config.system.build.sdImage) (builtOn buildSystem)
+        buildSystem:
+        lib.mapAttrs (
+          _: node:
+          (node.extendModules { modules = [ ./image-login.nix ]; }).config.system.build.sdImage
+        ) (builtOn buildSystem)
       );
 
       checks = lib.genAttrs buildSystems (

@@ -48,7 +48,6 @@ nodes=(
   "rk1-node3 turingpi.local 3 rk1-node3"
   "rk1-node4 turingpi.local 4 rk1-node4"
 )
-admin="admin"
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 images_dir=""
@@ -250,7 +249,8 @@ for entry in "${nodes[@]}"; do
   if [[ "$post_deploy" == true ]]; then
     echo "==> $host: waiting for SSH on $address (up to ${timeout}s)" >&2
     current="$host: waiting for SSH"
-    wait_for_ssh "$admin" "$address"
+    # root: the image's login for the first deploy (image-login.nix).
+    wait_for_ssh root "$address"
     echo "==> $host: post-deploy" >&2
     current="$host: post-deploy"
     post=("$repo_root/deploy/post-deploy.sh" --host "$host" --address "$host=$address")
@@ -261,4 +261,8 @@ for entry in "${nodes[@]}"; do
   fi
   done_nodes+=("$host")
 done
-echo "Deployed: ${done_nodes[*]:-nothing}" >&2
+if [[ "$dry_run" == true ]]; then
+  echo "Dry run: nothing was flashed or deployed (nodes: ${done_nodes[*]:-none})." >&2
+else
+  echo "Deployed: ${done_nodes[*]:-nothing}" >&2
+fi

@@ -262,6 +262,7 @@ for entry in "${nodes[@]}"; do
   if [[ "$post_deploy" == true ]]; then
     echo "==> $host: waiting for SSH on $address (up to ${timeout}s)" >&2
     current="$host: waiting for SSH"
+    # root: the image's login for the first deploy (deployment-key.nix).
     wait_for_ssh root "$address"
     echo "==> $host: post-deploy" >&2
     current="$host: post-deploy"
@@ -274,4 +275,8 @@ for entry in "${nodes[@]}"; do
   fi
   done_nodes+=("$host")
 done
-echo "Deployed: ${done_nodes[*]:-nothing}" >&2
+if [[ "$dry_run" == true ]]; then
+  echo "Dry run: nothing was flashed or deployed (nodes: ${done_nodes[*]:-none})." >&2
+else
+  echo "Deployed: ${done_nodes[*]:-nothing}" >&2
+fi
