@@ -271,6 +271,37 @@ fn finds_an_ssh_private_key_outside_keys() {
     );
 }
 
+/// The one finding `plant` causes, compared whole: path, problem and fix.
+fn finds_exactly(plant: impl FnOnce(&Path), expected: &str) {
+    let dir = clean_repo();
+    plant(dir.path());
+    let (code, lines) = check(dir.path());
+    assert_eq!((code, lines), (1, vec![expected.to_owned()]));
+}
+
+#[test]
+fn a_private_key_outside_keys_is_removed_from_git_when_tracked() {
+    let plant = |tracked: bool| {
+        move |r: &Path| {
+            std::fs::copy(r.join("keys/n1.age"), r.join("deploy-key.txt")).unwrap();
+            if tracked {
+                git(r, &["add", "deploy-key.txt"]);
+            }
+        }
+    };
+    finds_exactly(
+        plant(false),
+        "deploy-key.txt:4: contains an age identity (AGE-SECRET-KEY-1…) outside keys/ — move it into keys/ \
+         (git-ignored, 0600) if it is needed, or delete it",
+    );
+    finds_exactly(
+        plant(true),
+        "deploy-key.txt:4: contains an age identity (AGE-SECRET-KEY-1…) outside keys/ — remove it from git \
+         (`git rm --cached deploy-key.txt`), move it into keys/ if it is needed, and replace the \
+         key: it is in the history",
+    );
+}
+
 #[test]
 fn finds_an_identity_tracked_by_git() {
     finds(

@@ -207,6 +207,10 @@ fn add_node_keeps_user_edits_and_wires_the_node_everywhere() {
     repo.edit("nodes/rk1-node1.nix", |t| {
         format!("# node notes: keep me too\n{t}")
     });
+    // flake.nix is one add-node re-renders (its host list grows): the user's edit and
+    // flakesmith's change must both land, by the three-way merge.
+    let flake_edit = |t: &str| t.replacen("{\n", "# site notes: pinned for the lab\n{\n", 1);
+    repo.edit("flake.nix", flake_edit);
     let common = repo.read("common.nix");
     let node1 = repo.read("nodes/rk1-node1.nix");
     // Stand-in for a file sops encrypted (no sops here): the metadata `sops updatekeys` needs.
@@ -225,7 +229,11 @@ fn add_node_keeps_user_edits_and_wires_the_node_everywhere() {
     assert_eq!(repo.read("common.nix"), common);
     assert_eq!(repo.read("nodes/rk1-node1.nix"), node1);
     assert!(repo.read("nodes/rk1-node5.nix").contains("rk1-node5"));
-    assert!(repo.read("flake.nix").contains("rk1-node5"));
+    let answers = flakesmith::model::Answers::from_yaml(&repo.read("flakesmith.yaml")).unwrap();
+    let rendered = crate::support::Project::from_answers(answers).render();
+    let rendered = rendered.get("flake.nix").unwrap().as_text().unwrap();
+    assert!(rendered.contains("\"rk1-node5\""), "{rendered}");
+    assert_eq!(repo.read("flake.nix"), flake_edit(rendered));
     // Its own age identity, and its recipient in .sops.yaml.
     let identity = repo.read("keys/rk1-node5.age");
     let recipient = identity

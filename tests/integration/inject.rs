@@ -372,7 +372,7 @@ fn rc4_scrambled_stage_of_rk3188_is_read() {
     let spl = dir.path().join("spl.bin");
     fs::write(&spl, bytes(9, 20_000)).unwrap();
     let out_path = dir.path().join("rk3188.img");
-    run(Command::new("mkimage")
+    run(fixtures::mkimage()
         .args(["-n", "rk3188", "-T", "rksd", "-d"])
         .arg(&spl)
         .arg(&out_path));

@@ -74,11 +74,56 @@ fn enter_throughout_gives_a_working_repo() {
     }
     s.expect("Created").expect("init finished");
     s.expect(Eof).unwrap();
-    let answers = std::fs::read_to_string(dir.path().join("cluster/flakesmith.yaml")).unwrap();
+    let status = s.get_process().wait().unwrap();
     assert!(
-        answers.contains("name: cluster") && answers.contains("host: rk1-node4"),
-        "{answers}"
+        matches!(status, expectrl::process::unix::WaitStatus::Exited(_, 0)),
+        "init exited with {status:?}"
     );
+    let repo = dir.path().join("cluster");
+    let text = std::fs::read_to_string(repo.join("flakesmith.yaml")).unwrap();
+    let answers = flakesmith::model::Answers::from_yaml(&text).unwrap();
+    // The defaults: a cluster named after its directory, four nodes.
+    assert_eq!(answers.name, "cluster");
+    assert_eq!(
+        answers
+            .nodes
+            .iter()
+            .map(|n| n.host.as_str())
+            .collect::<Vec<_>>(),
+        ["rk1-node1", "rk1-node2", "rk1-node3", "rk1-node4"]
+    );
+    // The repository on disk is what those answers render to, file for file.
+    let tree = crate::support::Project::from_answers(answers).render();
+    let differ: Vec<&str> = tree
+        .iter()
+        .filter(|(path, file)| std::fs::read(repo.join(path)).ok().as_ref() != Some(&file.contents))
+        .map(|(path, _)| path)
+        .collect();
+    // .sops.yaml alone also carries what init made: each node's age identity (keys/<host>.age).
+    assert_eq!(differ, [".sops.yaml"]);
+    let sops = std::fs::read_to_string(repo.join(".sops.yaml")).unwrap();
+    for host in ["rk1-node1", "rk1-node2", "rk1-node3", "rk1-node4"] {
+        let recipient = crate::support::run_ok(
+            Command::new("age-keygen")
+                .arg("-y")
+                .arg(repo.join(format!("keys/{host}.age"))),
+        );
+        let line = format!("  - &{host} {}", recipient.trim_end());
+        assert!(sops.lines().any(|l| l == line), "no `{line}` in:\n{sops}");
+    }
+    // And flakesmith's own lint passes on it.
+    let check = Command::new(assert_cmd::cargo::cargo_bin("flakesmith"))
+        .args(["check", "-C"])
+        .arg(&repo)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(tree.get("flake.nix").is_some() && tree.get("nodes/rk1-node4.nix").is_some());
 }
 
 #[test]

