@@ -411,3 +411,92 @@ fn a_recipient_without_its_identity_is_noticed() {
         text(&out.stderr)
     );
 }
+
+/// Item 6 of issue 12: with the base record missing, damaged or a link, add-node and remove-node
+/// used to print "Adding …"/"Removing …" and exit 0 while the new answers went beside
+/// flakesmith.yaml (so the next `update` undid the change). Now every command that changes the
+/// repo refuses, in one line saying how to get the base back, and changes nothing; the rebuild it
+/// names works.
+#[test]
+fn without_a_whole_base_record_a_command_refuses_and_says_how_to_rebuild_it() {
+    use std::os::unix::fs::symlink;
+
+    for damage in ["missing", "without flakesmith.yaml", "a link"] {
+        let repo = TestRepo::init(&[]);
+        let base = repo.dir.join(".flakesmith/base");
+        match damage {
+            "missing" => std::fs::remove_dir_all(&base).unwrap(),
+            "without flakesmith.yaml" => {
+                std::fs::remove_file(base.join("flakesmith.yaml")).unwrap()
+            }
+            _ => {
+                let elsewhere = repo.dir.parent().unwrap().join("base");
+                std::fs::rename(&base, &elsewhere).unwrap();
+                symlink(&elsewhere, &base).unwrap();
+            }
+        }
+        let before = repo.snapshot();
+        for command in [
+            &["add-node", "--bmc-host", "b.lan"][..],
+            &["remove-node", "rk1-node4"],
+            &["update"],
+            &["diff"],
+        ] {
+            let out = repo.run(command);
+            expect(&out, 2);
+            let stderr = one_line(&out.stderr);
+            let says_how = if damage == "a link" {
+                "symbolic link"
+            } else {
+                "git checkout HEAD -- .flakesmith/base"
+            };
+            assert!(stderr.contains(says_how), "{damage}, {command:?}: {stderr}");
+            assert!(text(&out.stdout).is_empty(), "{}", text(&out.stdout));
+            assert_same_tree(&before, &repo.snapshot());
+        }
+    }
+
+    // The rebuild the message names, then the change lands in flakesmith.yaml.
+    let repo = TestRepo::init(&[]);
+    std::fs::remove_dir_all(repo.dir.join(".flakesmith/base")).unwrap();
+    let out = super::grow::flakesmith(
+        &repo.dir,
+        &[
+            "init",
+            ".",
+            "--force",
+            "--no-git",
+            "--answers",
+            "flakesmith.yaml",
+        ],
+    );
+    expect(&out, 0);
+    expect(&repo.run(&["add-node", "--bmc-host", "b.lan"]), 0);
+    assert!(repo.read("flakesmith.yaml").contains("rk1-node5"));
+}
+
+/// Item 6 of issue 12, the same promise when the base is whole: a change of the answers that
+/// would conflict with the user's edit of flakesmith.yaml (a comment on a line the change is
+/// next to) is refused before add-node says "Adding", instead of leaving conflict markers in the
+/// one file every command needs to read.
+#[test]
+fn a_change_of_the_answers_that_would_not_land_is_refused() {
+    let repo = TestRepo::init(&[]);
+    repo.edit("flakesmith.yaml", |t| {
+        t.replace(
+            "  bmc-host: turingpi.local\n",
+            "  bmc-host: turingpi.local  # rack 1\n",
+        )
+    });
+    let before = repo.snapshot();
+    let out = repo.run(&["add-node", "--bmc-host", "b.lan"]);
+    expect(&out, 2);
+    let stderr = one_line(&out.stderr);
+    assert!(stderr.contains("flakesmith.yaml"), "{stderr}");
+    assert!(
+        !text(&out.stdout).contains("Adding"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_same_tree(&before, &repo.snapshot());
+}
