@@ -500,3 +500,55 @@ fn a_change_of_the_answers_that_would_not_land_is_refused() {
     );
     assert_same_tree(&before, &repo.snapshot());
 }
+
+/// Item 9 of issue 12: staged files used to stay open until synced, so a large init or update
+/// ran out of file descriptors. A 1,000-node init, and an update that replaces every one of its
+/// 3,000 files, both run under `ulimit -n 256` in a real shell.
+#[test]
+fn a_thousand_nodes_fit_in_256_file_descriptors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let limited = |args: &str| {
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("ulimit -n 256 && exec \"$0\" {args}"))
+            .arg(env!("CARGO_BIN_EXE_flakesmith"))
+            .current_dir(tmp.path())
+            .env("HOME", &home)
+            .env_remove("XDG_STATE_HOME")
+            .env_remove("SOPS_AGE_KEY_FILE")
+            .output()
+            .unwrap()
+    };
+    expect(&limited("init repo --yes --no-git --nodes 1000"), 0);
+    let repo = tmp.path().join("repo");
+    assert!(repo.join("nodes/rk1-node1000.nix").is_file());
+
+    // Every generated file (but the answers) as flakesmith last wrote it, in an older version:
+    // update replaces each one and its base copy (over 2,000 files), backing up each first.
+    let base = repo.join(".flakesmith/base");
+    let mut stale = 0;
+    for entry in walkdir::WalkDir::new(&base) {
+        let entry = entry.unwrap();
+        let rel = entry.path().strip_prefix(&base).unwrap();
+        if !entry.file_type().is_file() || rel == Path::new("flakesmith.yaml") {
+            continue;
+        }
+        std::fs::write(entry.path(), "# older\n").unwrap();
+        std::fs::write(repo.join(rel), "# older\n").unwrap();
+        stale += 1;
+    }
+    assert!(stale > 1000, "{stale}");
+    let out = limited("update -C repo");
+    expect(&out, 0);
+    assert!(
+        text(&out.stdout).contains(&format!("{stale} files written")),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_ne!(
+        std::fs::read(repo.join("nodes/rk1-node1000.nix")).unwrap(),
+        b"# older\n"
+    );
+}
