@@ -150,7 +150,7 @@ pub struct SecretsAnswers {
     /// Deployment-keys mode: the public key authorised for first access only.
     pub deployment_key: Option<String>,
     /// The nodes' age identities are kept outside this checkout on purpose (by another admin,
-    /// in a password store): their absence from keys/ is not a finding.
+    /// in a password store): a checkout without keys/ is not a finding.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub node_identities_elsewhere: bool,
 }
