@@ -375,9 +375,10 @@ pub fn read_ssh_keys(items: &[String]) -> Result<Vec<String>> {
             item.to_owned()
         } else {
             let path = expand_home(item);
-            let text = fs_err::read_to_string(&path).with_context(|| {
-                format!(
-                    "{} is neither an SSH public key nor a readable file",
+            // std's error, not fs_err's: that one repeats the path whole.
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                anyhow::anyhow!(
+                    "{} is neither an SSH public key nor a readable file ({e})",
                     quoted(item)
                 )
             })?;
