@@ -1357,3 +1357,89 @@ fn lvm_physical_volume(image: &Path) {
         String::from_utf8_lossy(&made.stderr)
     );
 }
+
+/// A tmpfs of `size` mounted in a temporary directory, unmounted when dropped (needs root).
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        run(Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path()));
+        Self { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+#[test]
+fn a_full_file_system_refuses_before_the_first_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = rk35_payloads(dir.path());
+    let sd = sd_image(dir.path(), "sd.img", 16);
+    // The image in a small tmpfs, sparse where the loader goes, and the rest of it filled up.
+    let small = Tmpfs::mount("24m");
+    let image = small.path().join("sd.img");
+    run(Command::new("cp")
+        .arg("--sparse=always")
+        .arg(&sd.path)
+        .arg(&image));
+    let filler = small.path().join("filler");
+    let out = Command::new("dd")
+        .args(["if=/dev/zero", "bs=1M", "status=none"])
+        .arg(format!("of={}", filler.display()))
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "dd filled the tmpfs: it fails with ENOSPC"
+    );
+    // A few blocks stay free: fewer than the loader needs, more than one chunk.
+    let free_kib = 1024;
+    let len = fs::metadata(&filler).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&filler)
+        .unwrap()
+        .set_len(len - free_kib * 1024)
+        .unwrap();
+
+    use std::os::unix::fs::MetadataExt;
+    let blocks = fs::metadata(&image).unwrap().blocks();
+    let err = combined_write_is_refused(&image, &p.combined);
+    assert_one_line(&err);
+    assert!(
+        err.contains("its file system has no room for the loader")
+            && err.contains("nothing was written"),
+        "{err}"
+    );
+    assert_eq!(
+        fs::metadata(&image).unwrap().blocks(),
+        blocks,
+        "the refused write allocated blocks in the image"
+    );
+
+    // With room made, the same write goes through and verifies.
+    fs::remove_file(&filler).unwrap();
+    let out = rk_inject(&[
+        "write",
+        "--image",
+        path_str(&image),
+        "--bootloader",
+        path_str(&p.combined),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = rk_inject(&["verify", "--image", path_str(&image)]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+}
