@@ -87,23 +87,50 @@ fn is_git_flake(repo: &Path) -> bool {
     repo.ancestors().any(|dir| dir.join(".git").exists())
 }
 
+/// Files larger than this are not searched for keys (disk images, bootloader blobs).
+const MAX_SCANNED_BYTES: u64 = 16 << 20;
+
+/// A git flake is copied as git tracks it: refuses when that includes keys/ or any file holding
+/// a private key.
 fn refuse_tracked_keys(repo: &Path) -> Result<()> {
     let output = Command::new("git")
         .arg("-C")
         .arg(repo)
-        .args(["ls-files", "-z", "--", KEYS_DIR])
+        .args(["ls-files", "-z"])
         .output();
     // Without git, Nix cannot read the repository as a git flake either: it fails on its own.
     let Ok(output) = output else { return Ok(()) };
-    let tracked: Vec<String> = output
+    let tracked = output
         .stdout
         .split(|b| *b == 0)
         .filter(|p| !p.is_empty())
-        .map(|p| String::from_utf8_lossy(p).into_owned())
-        .collect();
-    if let Some(first) = tracked.first() {
+        .map(|p| String::from_utf8_lossy(p).into_owned());
+    let keys_dir = format!("{KEYS_DIR}/");
+    for path in tracked {
+        let why = if path.starts_with(&keys_dir) {
+            "is tracked by git"
+        } else {
+            let full = repo.join(&path);
+            let small = fs_err::symlink_metadata(&full)
+                .is_ok_and(|m| m.is_file() && m.len() <= MAX_SCANNED_BYTES);
+            let text = if small {
+                fs_err::read(&full).ok()
+            } else {
+                None
+            };
+            match text {
+                Some(bytes)
+                    if private_key::find_complete(&String::from_utf8_lossy(&bytes)).is_some() =>
+                {
+                    "holds a private key and is tracked by git"
+                }
+                _ => continue,
+            }
+        };
         bail!(UsageError::new(format!(
-            "{first} is tracked by git, so Nix would copy it into the world-readable store: `git rm --cached -r {KEYS_DIR}` (keys/ stays git-ignored), then build again"
+            "{} {why}, so Nix would copy it into the world-readable store: `git rm --cached {}` (and move a key into keys/, which git ignores), then build again; `flakesmith check` lists every such file",
+            crate::echo::quoted(&path),
+            crate::nix::build::shell_word(&path)
         )));
     }
     Ok(())

@@ -626,7 +626,34 @@ fn a_git_repository_that_tracks_a_key_is_not_handed_to_nix() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("keys/node1.age is tracked by git"),
+        stderr.contains("'keys/node1.age' is tracked by git"),
+        "{stderr}"
+    );
+    assert_eq!(store_files_holding(&secret), Vec::<PathBuf>::new());
+
+    // A key committed anywhere else is refused too.
+    crate::support::run_ok(
+        StdCommand::new("git")
+            .arg("-C")
+            .arg(dir.path())
+            .args(["rm", "-q", "--cached", "-r", "keys"]),
+    );
+    fs_err::write(dir.path().join("notes.txt"), format!("{secret}\n")).unwrap();
+    crate::support::run_ok(
+        StdCommand::new("git")
+            .arg("-C")
+            .arg(dir.path())
+            .args(["add", "notes.txt"]),
+    );
+    let out = flakesmith()
+        .args(["build", "--all", "--dry-run", "-C"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("'notes.txt' holds a private key and is tracked by git"),
         "{stderr}"
     );
     assert_eq!(store_files_holding(&secret), Vec::<PathBuf>::new());

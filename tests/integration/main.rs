@@ -8,6 +8,7 @@ mod check;
 mod cloud;
 mod deploy;
 mod grow;
+mod hostile;
 mod init_cli;
 mod inject;
 mod interactive;
