@@ -1443,3 +1443,85 @@ fn a_full_file_system_refuses_before_the_first_write() {
     let out = rk_inject(&["verify", "--image", path_str(&image)]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
 }
+
+/// An ext2 file system in a file, loop-mounted in a temporary directory (needs root): sparse
+/// files, but no `fallocate`, so rk-inject cannot reserve space ahead there.
+struct Ext2Mount {
+    dir: tempfile::TempDir,
+}
+
+impl Ext2Mount {
+    fn new(backing: &Path, size_mib: u64) -> Self {
+        fs::File::create(backing)
+            .unwrap()
+            .set_len(size_mib * MIB)
+            .unwrap();
+        run(Command::new("mkfs.ext2").args(["-q", "-F"]).arg(backing));
+        let dir = tempfile::tempdir().unwrap();
+        run(Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(backing)
+            .arg(dir.path()));
+        Self { dir }
+    }
+}
+
+impl Drop for Ext2Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+#[test]
+fn a_write_that_fails_half_way_says_what_changed_and_how_to_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = rk35_payloads(dir.path());
+    let sd = sd_image(dir.path(), "sd.img", 16);
+    let small = Ext2Mount::new(&dir.path().join("ext2.img"), 24);
+    let image = small.dir.path().join("sd.img");
+    run(Command::new("cp")
+        .arg("--sparse=always")
+        .arg(&sd.path)
+        .arg(&image));
+    let filler = small.dir.path().join("filler");
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=64K", "status=none"])
+        .arg(format!("of={}", filler.display()))
+        .status();
+    let len = fs::metadata(&filler).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&filler)
+        .unwrap()
+        .set_len(len - MIB)
+        .unwrap();
+
+    let out = rk_inject(&[
+        "write",
+        "--image",
+        path_str(&image),
+        "--bootloader",
+        path_str(&p.combined),
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_one_line(&err);
+    assert!(
+        err.contains("sd.img was changed before this: bytes 32768..")
+            && err.contains("now hold part of the new loader")
+            && err.contains("Run rk-inject again once this is fixed"),
+        "{err}"
+    );
+    // As it says: with room made, running it again finishes the loader.
+    fs::remove_file(&filler).unwrap();
+    let out = rk_inject(&[
+        "write",
+        "--image",
+        path_str(&image),
+        "--bootloader",
+        path_str(&p.combined),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = rk_inject(&["verify", "--image", path_str(&image)]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+}
