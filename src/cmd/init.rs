@@ -150,6 +150,13 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
     println!("{summary}");
     secrets::report_made(&made);
     print_next_steps(&project, &dir);
+    if args.no_git {
+        // The next steps call nix, which copies a plain directory whole into the store.
+        println!("  # not a git work tree (--no-git): run `git init && git add --all` before any nix command;");
+        println!(
+            "  # nix copies a plain directory, keys/ included, into the world-readable Nix store"
+        );
+    }
     Ok(Outcome::Success)
 }
 
