@@ -10,7 +10,7 @@ fn main() -> ExitCode {
         Err(e) if e.use_stderr() => {
             eprint!(
                 "{}",
-                flakesmith::echo::scrub_cli_error(&e.render().to_string())
+                flakesmith::echo::scrub_quoted(&e.render().to_string(), &['\''])
             );
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }

@@ -387,6 +387,74 @@ pub(crate) fn has_sops_metadata(path: &str, text: &str) -> bool {
     }
 }
 
+/// No identity of this repository's keys/ sits in the Nix store, where every user of the
+/// machine can read it: a plain-directory repository evaluated by Nix (not by flakesmith) is
+/// copied there whole, as `<hash>-source`, keys/ included.
+pub fn keys_in_nix_store(files: &RepoFiles, _: &Answers) -> Result<Vec<Finding>> {
+    let keys_prefix = format!("{KEYS_DIR}/");
+    let mut secrets: Vec<(String, String)> = Vec::new();
+    for path in files.files.iter().filter(|p| p.starts_with(&keys_prefix)) {
+        let Ok(text) = fs_err::read_to_string(files.path(path)) else {
+            continue;
+        };
+        for fragment in private_key::find_fragments(&text) {
+            let secret = text[fragment.start..fragment.end].trim().to_owned();
+            // A bare prefix is in documentation everywhere; a key is long.
+            if secret.len() >= 40 {
+                secrets.push((path.clone(), secret));
+            }
+        }
+    }
+    if secrets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let store = std::env::var_os("NIX_STORE_DIR")
+        .map_or_else(|| "/nix/store".into(), std::path::PathBuf::from);
+    let Ok(entries) = fs_err::read_dir(&store) else {
+        return Ok(Vec::new());
+    };
+    let mut findings = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.contains("-source") || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        // The repository's own keys/, or the keys/ of a repository one level down (a parent
+        // directory evaluated as the flake).
+        let mut dirs = vec![entry.path().join(KEYS_DIR)];
+        if let Ok(children) = fs_err::read_dir(entry.path()) {
+            dirs.extend(children.flatten().map(|c| c.path().join(KEYS_DIR)));
+        }
+        for dir in dirs {
+            let Ok(keys) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for key in keys.flatten() {
+                if !key.file_type().is_ok_and(|t| t.is_file())
+                    || key.metadata().map_or(true, |m| m.len() > 64 * 1024)
+                {
+                    continue;
+                }
+                let Ok(text) = std::fs::read_to_string(key.path()) else {
+                    continue;
+                };
+                if let Some((ours, _)) = secrets.iter().find(|(_, s)| text.contains(s.as_str())) {
+                    let root = entry.path();
+                    findings.push(Finding::new(
+                        key.path().display().to_string(),
+                        format!("holds the private key of {ours}, readable by every user of this machine (the repository was copied into the Nix store as a plain directory)"),
+                        format!(
+                            "`nix-store --query --roots {root}` shows what keeps it; remove those, then `nix-store --delete {root}`; and replace the key ({ours}), since anyone here may have read it",
+                            root = root.display()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(findings)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -76,8 +76,11 @@ pub fn run(args: BuildArgs) -> Result<Outcome> {
     } else {
         Targets::Named(args.targets.clone())
     };
+    // Held to the end: a plain directory is evaluated as a filtered copy that lives as long.
+    let source = crate::nix::source::flake_source(&repo)?;
     let request = Request {
-        flake: repo.clone(),
+        flake: source.path().to_owned(),
+        repo: repo.clone(),
         system: args.system.clone().unwrap_or_else(|| info.system.clone()),
         parallel: info.max_jobs <= 1,
         targets,
@@ -103,6 +106,11 @@ pub fn run(args: BuildArgs) -> Result<Outcome> {
             },
             Targets::Named(_) => request.clone(),
         };
+        source.keep_lock_file()?;
+        if source.is_copy() {
+            println!("# {} is not a git work tree: nix would copy it into the world-readable store whole, keys/ included.", repo.display());
+            println!("# flakesmith evaluates a copy without keys/; to run this by hand, first: git init && git add --all");
+        }
         println!("{}", build::display_command(&shown)?);
         println!("# then: link each output as {IMAGES_DIR}/<target> (a GC root) and write {IMAGES_DIR}/SHA256SUMS");
         if let Some(key) = &args.sign_key {
@@ -121,6 +129,7 @@ pub fn run(args: BuildArgs) -> Result<Outcome> {
     let targets = build::evaluate(&request);
     evaluating.finish_and_clear();
     let targets = targets?;
+    source.keep_lock_file()?;
 
     // The systems the targets build on decide whether emulation or a remote builder is needed.
     let builders = request

@@ -6,7 +6,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 use super::Outcome;
 use crate::{
@@ -171,6 +171,13 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
         );
     }
     print_next_steps(&project, &dir);
+    if args.no_git {
+        // The next steps call nix, which copies a plain directory whole into the store.
+        println!("  # not a git work tree (--no-git): run `git init && git add --all` before any nix command;");
+        println!(
+            "  # nix copies a plain directory, keys/ included, into the world-readable Nix store"
+        );
+    }
     Ok(Outcome::Success)
 }
 
@@ -412,9 +419,10 @@ pub fn read_ssh_keys(items: &[String]) -> Result<Vec<String>> {
             item.to_owned()
         } else {
             let path = expand_home(item);
-            let text = fs_err::read_to_string(&path).with_context(|| {
-                format!(
-                    "{} is neither an SSH public key nor a readable file",
+            // std's error, not fs_err's: that one repeats the path whole.
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                anyhow::anyhow!(
+                    "{} is neither an SSH public key nor a readable file ({e})",
                     quoted(item)
                 )
             })?;

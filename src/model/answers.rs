@@ -354,7 +354,7 @@ pub fn default_bmc_host(board_number: usize) -> String {
 /// Turns serde's message into `field: what is wrong`, keeping its own path when it has one.
 fn yaml_error(e: &serde_yaml_ng::Error) -> InvalidAnswer {
     // serde quotes the offending value or key, whole: a secret or 50 MB of it.
-    let message = crate::echo::scrub(&e.to_string()).into_owned();
+    let message = crate::echo::scrub_quoted(&e.to_string(), &['"', '`']);
     // serde_yaml_ng prefixes nested errors with the path ("nodes[0]: unknown field `hots`, …").
     let (field, rest) = match message.split_once(": ") {
         Some((path, rest)) if !path.contains(' ') => (path.to_owned(), rest.to_owned()),

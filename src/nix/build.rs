@@ -35,8 +35,11 @@ pub enum Targets {
 
 #[derive(Debug, Clone)]
 pub struct Request {
-    /// The flake: a directory (nix treats a git work tree as `git+file`, untracked files unseen).
+    /// What Nix evaluates: the repository when it is a git work tree (nix reads it as
+    /// `git+file`, untracked files unseen), else a filtered copy of it ([`super::source`]).
     pub flake: PathBuf,
+    /// The repository as the user named it: for messages and the command `--dry-run` prints.
+    pub repo: PathBuf,
     pub system: String,
     pub targets: Targets,
     /// `--builders`, passed through to nix.
@@ -159,8 +162,8 @@ pub fn evaluate(request: &Request) -> Result<Vec<Target>> {
     if !output.status.success() {
         bail!(
             "evaluating {} failed: {}",
-            request.flake.display(),
-            eval_failure(&String::from_utf8_lossy(&output.stderr), &request.flake)
+            request.repo.display(),
+            eval_failure(&String::from_utf8_lossy(&output.stderr), request)
         );
     }
     let evaluated: Evaluated = serde_json::from_slice(&output.stdout).with_context(|| {
@@ -197,7 +200,7 @@ pub fn evaluate(request: &Request) -> Result<Vec<Target>> {
 
 /// Nix's last error, and what to do about it, in one line: its stderr repeats each retry of a
 /// download as a warning and ends in a `--show-trace` hint that names no command.
-fn eval_failure(stderr: &str, flake: &Path) -> String {
+fn eval_failure(stderr: &str, request: &Request) -> String {
     let last_error = stderr
         .lines()
         .rev()
@@ -207,10 +210,15 @@ fn eval_failure(stderr: &str, flake: &Path) -> String {
     let hint = if last_error.contains("unable to download") {
         "nix fetches the flake's inputs (nixpkgs) on first use: check the network, then run the build again".to_owned()
     } else {
-        format!(
+        let check = format!(
             "`nix flake check --show-trace {}` shows where",
-            shell_word(&flake.display().to_string())
-        )
+            shell_word(&request.repo.display().to_string())
+        );
+        if request.flake == request.repo {
+            check
+        } else {
+            format!("{check}, once the repository is a git work tree (`git init && git add --all`; keys/ is git-ignored): nix copies a plain directory into the store whole, keys/ included")
+        }
     };
     format!("{last_error} ({hint})")
 }
@@ -287,7 +295,7 @@ pub fn target_names(request: &Request) -> Result<Vec<String>> {
 /// What `--dry-run` shows: the same build, written with flake installables so it can be pasted
 /// (flakesmith itself evaluates first and builds the derivations).
 pub fn display_command(request: &Request) -> Result<String> {
-    let flake = flake_ref(&request.flake)?;
+    let flake = flake_ref(&request.repo)?;
     let mut words: Vec<String> = vec!["nix".into()];
     words.extend(FEATURE_FLAGS.map(String::from));
     words.extend(build_flags(request));
@@ -527,7 +535,15 @@ mod tests {
         let stderr = "warning: error: unable to download 'https://api.github.com/repos/NixOS/nixpkgs/commits/nixos-unstable': Couldn't resolve host name (6); retrying in 266 ms\n\
                       error: unable to download 'https://api.github.com/repos/NixOS/nixpkgs/commits/nixos-unstable': Couldn't resolve host name (6)\n\
                       (use '--show-trace' to show detailed location information)\n";
-        let line = eval_failure(stderr, Path::new("/r"));
+        let request = Request {
+            flake: "/r".into(),
+            repo: "/r".into(),
+            system: "x86_64-linux".into(),
+            targets: Targets::All,
+            builders: None,
+            parallel: false,
+        };
+        let line = eval_failure(stderr, &request);
         assert!(
             line.starts_with("unable to download 'https://api.github.com/repos/NixOS/nixpkgs/commits/nixos-unstable': Couldn't resolve host name (6) (nix fetches")
                 && !line.contains('\n'),

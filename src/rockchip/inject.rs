@@ -168,18 +168,44 @@ pub fn write(image: &Path, payload: &Payload, soc: &Soc, dry_run: bool) -> Resul
 
     let mut ours = vec![0u8; CHUNK];
     let mut theirs = vec![0u8; CHUNK];
+    // A sparse image file needs blocks for every chunk that changes: reserve them all before the
+    // first write, so a full file system refuses here rather than half-way through the loader.
+    if !info.block_device {
+        let mut changes = Vec::new();
+        for piece in &pieces {
+            let (mut file, _) = open_payload(piece.role, &piece.path)?;
+            changes.extend(changed_chunks(
+                &mut file,
+                &mut disk,
+                piece,
+                &mut ours,
+                &mut theirs,
+            )?);
+        }
+        reserve(&disk, &info, &changes)?;
+    }
     let mut written = Vec::new();
+    let mut changed = Extent::at(0, 0);
     for piece in pieces {
         let (mut file, _) = open_payload(piece.role, &piece.path)?;
-        let (changed, same) = copy_changed(&mut file, &mut disk, &piece, &mut ours, &mut theirs)?;
+        let (done, same) = copy_changed(
+            &mut file,
+            &mut disk,
+            &piece,
+            &mut ours,
+            &mut theirs,
+            &mut changed,
+        )
+        .map_err(|e| changed_before(e, &info, &changed))?;
         written.push(Written {
             piece,
-            written: changed,
+            written: done,
             unchanged: same,
         });
     }
     disk.sync_all()
-        .map_err(|e| Error::io(format!("fsync of {}", info.path.display()), e))?;
+        .map_err(|e| Error::io(format!("fsync of {}", info.path.display()), e))
+        .map_err(|e| changed_before(e, &info, &changed))?;
     for done in &written {
         drop_cached(&disk, &done.piece.extent());
     }
@@ -348,12 +374,136 @@ fn describe_conflicts(conflicts: &[Conflict]) -> String {
     parts.join(" and ")
 }
 
+/// A failure after the image was first written to says so, and how to get back.
+fn changed_before(error: Error, info: &ImageInfo, changed: &Extent) -> Error {
+    if changed.is_empty() {
+        return error;
+    }
+    Error::new(
+        error.kind,
+        format!(
+            "{}; {} was changed before this: {changed} now hold part of the new loader, the rest is as it was. Run rk-inject again once this is fixed (it writes only what differs), or restore the image from a copy",
+            error.message,
+            display_name(&info.path)
+        ),
+    )
+}
+
+/// The image ranges (chunk by chunk) where `piece` differs from what the image holds.
+fn changed_chunks(
+    payload: &mut File,
+    disk: &mut File,
+    piece: &Piece,
+    ours: &mut [u8],
+    theirs: &mut [u8],
+) -> Result<Vec<Extent>> {
+    let base = piece.role.offset();
+    let mut changes: Vec<Extent> = Vec::new();
+    let mut done = 0u64;
+    while done < piece.len {
+        let n = (piece.len - done).min(ours.len() as u64) as usize;
+        read_at(payload, done, &mut ours[..n])?;
+        read_at(disk, base + done, &mut theirs[..n])?;
+        if ours[..n] != theirs[..n] {
+            match changes.last_mut() {
+                Some(last) if last.end == base + done => last.end += n as u64,
+                _ => changes.push(Extent::at(base + done, n as u64)),
+            }
+        }
+        done += n as u64;
+    }
+    Ok(changes)
+}
+
+/// Allocates blocks for the holes of a sparse image file under `changes` (Linux `fallocate`,
+/// which keeps every byte as it reads), refusing when its file system is full and then giving
+/// back what it allocated. Where the file system cannot say where its holes are or cannot
+/// allocate ahead, the write goes ahead unreserved.
+#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+fn reserve(disk: &File, info: &ImageInfo, changes: &[Extent]) -> Result<()> {
+    use std::os::unix::io::AsRawFd;
+    extern "C" {
+        fn fallocate(fd: i32, mode: i32, offset: i64, len: i64) -> i32;
+        fn lseek(fd: i32, offset: i64, whence: i32) -> i64;
+    }
+    const SEEK_DATA: i32 = 3;
+    const SEEK_HOLE: i32 = 4;
+    const FALLOC_FL_KEEP_SIZE: i32 = 1;
+    const FALLOC_FL_PUNCH_HOLE: i32 = 2;
+    const ENXIO: i32 = 6;
+    const ENOSPC: i32 = 28;
+    const EDQUOT: i32 = 122;
+    let fd = disk.as_raw_fd();
+    // SAFETY (all three calls): plain libc calls on a descriptor `disk` keeps open.
+    let seek = |offset: u64, whence: i32| -> Option<u64> {
+        let at = unsafe { lseek(fd, offset as i64, whence) };
+        match at {
+            n if n >= 0 => Some(n as u64),
+            _ if std::io::Error::last_os_error().raw_os_error() == Some(ENXIO) => Some(u64::MAX),
+            _ => None,
+        }
+    };
+    let mut holes = Vec::new();
+    for change in changes {
+        let mut at = change.start;
+        while at < change.end {
+            let Some(data) = seek(at, SEEK_DATA) else {
+                return Ok(());
+            };
+            if data > at {
+                holes.push(Extent::at(at, data.min(change.end) - at));
+            }
+            if data >= change.end {
+                break;
+            }
+            let Some(hole) = seek(data, SEEK_HOLE) else {
+                return Ok(());
+            };
+            at = hole;
+        }
+    }
+    let needed: u64 = holes.iter().map(Extent::len).sum();
+    for (i, hole) in holes.iter().enumerate() {
+        if unsafe { fallocate(fd, 0, hole.start as i64, hole.len() as i64) } == 0 {
+            continue;
+        }
+        let error = std::io::Error::last_os_error();
+        if !matches!(error.raw_os_error(), Some(ENOSPC | EDQUOT)) {
+            // EOPNOTSUPP and the like: no reservation, as before.
+            return Ok(());
+        }
+        // What this allocated was a hole and reads as zeros either way: give the blocks back.
+        for done in &holes[..=i] {
+            unsafe {
+                fallocate(
+                    fd,
+                    FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                    done.start as i64,
+                    done.len() as i64,
+                );
+            }
+        }
+        return Err(Error::refused(format!(
+            "refusing to write to {}: its file system has no room for the loader ({error}: the image is sparse where the loader goes, and {needed} bytes ({}) there need blocks); nothing was written: free that much space, or write to a copy on another file system",
+            display_name(&info.path),
+            human(needed)
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
+fn reserve(_disk: &File, _info: &ImageInfo, _changes: &[Extent]) -> Result<()> {
+    Ok(())
+}
+
 fn copy_changed(
     payload: &mut File,
     disk: &mut File,
     piece: &Piece,
     ours: &mut [u8],
     theirs: &mut [u8],
+    changed: &mut Extent,
 ) -> Result<(u64, u64)> {
     let (mut written, mut unchanged) = (0u64, 0u64);
     let base = piece.role.offset();
@@ -375,9 +525,19 @@ fn copy_changed(
             unchanged += n as u64;
         } else {
             let at = base + done;
-            disk.seek(SeekFrom::Start(at))
-                .and_then(|_| disk.write_all(&ours[..n]))
-                .map_err(|e| Error::io(format!("writing at byte {at}"), e))?;
+            let result = disk
+                .seek(SeekFrom::Start(at))
+                .and_then(|_| disk.write_all(&ours[..n]));
+            // Counted before the error: part of a failed chunk may be on the image.
+            *changed = if changed.is_empty() {
+                Extent::at(at, n as u64)
+            } else {
+                Extent {
+                    start: changed.start.min(at),
+                    end: changed.end.max(at + n as u64),
+                }
+            };
+            result.map_err(|e| Error::io(format!("writing at byte {at}"), e))?;
             written += n as u64;
         }
         done += n as u64;

@@ -6,7 +6,7 @@ use std::io::{Read, Seek, SeekFrom};
 
 use super::gpt::{self, GptEntry, GptHeader};
 use super::mbr::{self, MbrParse};
-use super::{Error, Extent, Result};
+use super::{signature, Error, Extent, Result};
 
 /// How the image is partitioned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,7 +15,8 @@ pub enum Scheme {
     None,
     Mbr,
     Gpt,
-    /// No partition table, but a file system spans the image from byte 0.
+    /// A file system or volume (LUKS, LVM, swap, …) spans the image from byte 0, whatever
+    /// partition table may also be there.
     WholeDisk(&'static str),
 }
 
@@ -45,7 +46,7 @@ impl Partition {
     /// How messages name it, e.g. `partition 1 (MBR type 0x0b FAT32)`.
     pub fn name(&self) -> String {
         if self.table == "file system" {
-            format!("the whole-disk {} file system", self.description)
+            format!("the whole-disk {}", self.description)
         } else {
             format!(
                 "partition {} ({} {})",
@@ -86,8 +87,9 @@ pub struct Layout {
 }
 
 /// Bytes read from the start of the image: enough for the MBR, a 4096-byte-sector GPT header and
-/// the file system signatures checked for unpartitioned images (btrfs's is at 64 KiB).
+/// the volume signatures (btrfs's is at 64 KiB).
 pub const HEAD_LEN: usize = 68 * 1024;
+const _: () = assert!(HEAD_LEN >= signature::SCANNED);
 
 /// At most this many logical partitions are followed in an EBR chain.
 const MAX_LOGICAL: u32 = 256;
@@ -107,8 +109,10 @@ impl Layout {
             reserved: Vec::new(),
             notes: Vec::new(),
         };
-        if let Some(fs) = fat_boot_sector(&head) {
-            layout.whole_disk(fs);
+        // A volume from byte 0 spans the loader's sectors: whatever table is also there (an
+        // exFAT or NTFS boot sector passes for an MBR with no partitions), it is not written.
+        if let Some((kind, at)) = signature::volume_at_start(&head) {
+            layout.whole_disk(kind, at);
             return Ok(layout);
         }
         let parsed = mbr::parse(&head);
@@ -157,26 +161,14 @@ impl Layout {
                         layout.read_ebr_chain(disk, entry.start)?;
                     }
                 }
-                if layout.partitions.is_empty() {
-                    if let Some(fs) = whole_disk_fs(&head) {
-                        layout.whole_disk(fs);
-                    }
-                }
             }
-            MbrParse::Invalid(reason) => match whole_disk_fs(&head) {
-                Some(fs) => layout.whole_disk(fs),
-                None => {
-                    return Err(Error::refused(format!(
-                        "sector 0 has the 55 AA boot signature but is not a valid MBR ({reason}); \
-                         rk-inject will not guess where the data is"
-                    )))
-                }
-            },
-            MbrParse::NoSignature => {
-                if let Some(fs) = whole_disk_fs(&head) {
-                    layout.whole_disk(fs);
-                }
+            MbrParse::Invalid(reason) => {
+                return Err(Error::refused(format!(
+                    "sector 0 has the 55 AA boot signature but is not a valid MBR ({reason}); \
+                     rk-inject will not guess where the data is"
+                )))
             }
+            MbrParse::NoSignature => {}
         }
         Ok(layout)
     }
@@ -214,16 +206,16 @@ impl Layout {
                 "GPT (disk {}, {}-byte sectors), {count} partition{plural}",
                 self.disk_id, self.sector_size
             ),
-            Scheme::WholeDisk(fs) => format!("no partition table; a {fs} file system from byte 0"),
+            Scheme::WholeDisk(kind) => format!("a {kind} volume from byte 0"),
         }
     }
 
-    fn whole_disk(&mut self, fs: &'static str) {
-        self.scheme = Scheme::WholeDisk(fs);
+    fn whole_disk(&mut self, kind: &'static str, signature_at: usize) {
+        self.scheme = Scheme::WholeDisk(kind);
         self.partitions = vec![Partition {
             table: "file system",
             number: 0,
-            description: fs.to_string(),
+            description: format!("{kind} volume (signature at byte {signature_at})"),
             extent: Extent::at(0, self.size),
         }];
     }
@@ -469,47 +461,6 @@ fn gpt_partition(entry: &GptEntry, sector_size: u64) -> Partition {
 
 fn has_signature(head: &[u8], at: usize) -> bool {
     head.len() >= at + 8 && &head[at..at + 8] == gpt::SIGNATURE
-}
-
-/// A FAT boot sector at byte 0: an unpartitioned ("superfloppy") FAT volume, whose boot
-/// signature would otherwise pass for an MBR.
-fn fat_boot_sector(head: &[u8]) -> Option<&'static str> {
-    if head.len() < 512 || head[510] != 0x55 || head[511] != 0xaa {
-        return None;
-    }
-    let jump = (head[0] == 0xeb && head[2] == 0x90) || head[0] == 0xe9;
-    let bytes_per_sector = u16::from_le_bytes([head[11], head[12]]);
-    let fat_label = &head[54..57] == b"FAT" || &head[82..85] == b"FAT";
-    (jump && matches!(bytes_per_sector, 512 | 1024 | 2048 | 4096) && fat_label).then_some("FAT")
-}
-
-/// File systems that start at byte 0 of an unpartitioned image.
-fn whole_disk_fs(head: &[u8]) -> Option<&'static str> {
-    let at = |offset: usize, magic: &[u8]| {
-        head.len() >= offset + magic.len() && &head[offset..offset + magic.len()] == magic
-    };
-    if let Some(fat) = fat_boot_sector(head) {
-        return Some(fat);
-    }
-    if at(1080, &[0x53, 0xef]) {
-        return Some("ext2/3/4");
-    }
-    if at(32769, b"CD001") {
-        return Some("ISO 9660");
-    }
-    if at(0, b"XFSB") {
-        return Some("XFS");
-    }
-    if at(65600, b"_BHRfS_M") {
-        return Some("btrfs");
-    }
-    if at(0, b"hsqs") {
-        return Some("squashfs");
-    }
-    if at(0, b"LUKS\xba\xbe") {
-        return Some("LUKS");
-    }
-    None
 }
 
 /// Fills `buf` from `offset`, zero-filling what lies past the end of the data.

@@ -18,6 +18,7 @@ pub mod json;
 pub mod layout;
 pub mod mbr;
 pub mod sha256;
+pub mod signature;
 
 pub use error::{Error, ErrorKind, Result};
 pub use extent::Extent;

@@ -593,3 +593,157 @@ fn a_generated_repositorys_targets_and_systems_come_from_its_answers() {
         );
     }
 }
+
+/// Every file under a `-source` store path (what nix names a flake's copied source) whose text
+/// holds `secret`.
+pub(crate) fn store_files_holding(secret: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in fs_err::read_dir("/nix/store").unwrap().flatten() {
+        if !entry.file_name().to_string_lossy().contains("-source") {
+            continue;
+        }
+        for file in walkdir::WalkDir::new(entry.path()).follow_links(false) {
+            let Ok(file) = file else { continue };
+            if file.file_type().is_file()
+                && file.metadata().is_ok_and(|m| m.len() < (1 << 20))
+                && std::fs::read(file.path())
+                    .is_ok_and(|b| String::from_utf8_lossy(&b).contains(secret))
+            {
+                found.push(file.into_path());
+            }
+        }
+    }
+    found
+}
+
+/// A fresh age identity in `repo/keys/<name>` (as init writes it); returns its secret line.
+pub(crate) fn age_identity(repo: &Path, name: &str) -> String {
+    let keys = repo.join("keys");
+    fs_err::create_dir_all(&keys).unwrap();
+    crate::support::run_ok(StdCommand::new("age-keygen").arg("-o").arg(keys.join(name)));
+    fs_err::read_to_string(keys.join(name))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("AGE-SECRET-KEY-"))
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn a_repository_without_git_reaches_nix_without_its_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    fs_err::create_dir(&repo).unwrap();
+    flake(
+        &repo,
+        &[("x86_64-linux", "node1", &image_script("node1", "one"))],
+    );
+    let secret = age_identity(&repo, "node1.age");
+    // A key elsewhere too (a user's copy), and a symlink to one outside the repository.
+    fs_err::write(repo.join("deploy-key.txt"), format!("{secret}\n")).unwrap();
+    let outside = age_identity(dir.path(), "outside.age");
+    std::os::unix::fs::symlink(dir.path().join("keys/outside.age"), repo.join("linked.age"))
+        .unwrap();
+
+    let out = flakesmith()
+        .args(["build", "--all", "--dry-run", "-C"])
+        .arg(&repo)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    for key in [&secret, &outside] {
+        assert_eq!(
+            store_files_holding(key),
+            Vec::<PathBuf>::new(),
+            "a key reached the store"
+        );
+    }
+    // --all was evaluated (the targets are spelled out), from a copy without the keys.
+    assert!(stdout.contains("#packages.x86_64-linux.node1'"), "{stdout}");
+    assert!(stdout.contains("git init && git add --all"), "{stdout}");
+    assert!(
+        stderr.contains("deploy-key.txt holds a private key: not handed to nix"),
+        "{stderr}"
+    );
+
+    // And a real build, which evaluates and builds.
+    let out = flakesmith()
+        .args(["build", "node1", "-C"])
+        .arg(&repo)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(repo.join("images/node1").exists());
+
+    for key in [&secret, &outside] {
+        assert_eq!(
+            store_files_holding(key),
+            Vec::<PathBuf>::new(),
+            "a key reached the store"
+        );
+    }
+}
+
+#[test]
+fn a_git_repository_that_tracks_a_key_is_not_handed_to_nix() {
+    let dir = tempfile::tempdir().unwrap();
+    flake(dir.path(), &[("x86_64-linux", "node1", "/bin/mkdir $out")]);
+    let secret = age_identity(dir.path(), "node1.age");
+    crate::support::run_ok(
+        StdCommand::new("git")
+            .arg("-C")
+            .arg(dir.path())
+            .args(["init", "-q"]),
+    );
+    crate::support::run_ok(
+        StdCommand::new("git")
+            .arg("-C")
+            .arg(dir.path())
+            .args(["add", "--all"]),
+    );
+    let out = flakesmith()
+        .args(["build", "--all", "--dry-run", "-C"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("'keys/node1.age' is tracked by git"),
+        "{stderr}"
+    );
+    assert_eq!(store_files_holding(&secret), Vec::<PathBuf>::new());
+
+    // A key committed anywhere else is refused too.
+    crate::support::run_ok(
+        StdCommand::new("git")
+            .arg("-C")
+            .arg(dir.path())
+            .args(["rm", "-q", "--cached", "-r", "keys"]),
+    );
+    fs_err::write(dir.path().join("notes.txt"), format!("{secret}\n")).unwrap();
+    crate::support::run_ok(
+        StdCommand::new("git")
+            .arg("-C")
+            .arg(dir.path())
+            .args(["add", "notes.txt"]),
+    );
+    let out = flakesmith()
+        .args(["build", "--all", "--dry-run", "-C"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("'notes.txt' holds a private key and is tracked by git"),
+        "{stderr}"
+    );
+    assert_eq!(store_files_holding(&secret), Vec::<PathBuf>::new());
+}

@@ -819,3 +819,35 @@ fn conflict_markers_in_a_nix_file_are_named_as_such() {
         "remove the <<<<<<< ======= >>>>>>> lines",
     );
 }
+
+#[test]
+fn finds_this_repos_keys_in_the_nix_store_and_the_fix_removes_them() {
+    let dir = clean_repo();
+    let repo = dir.path();
+    // What `nix build path:…` or nix on a repository without git does: the directory, keys/
+    // included, copied into the store as `<hash>-source`.
+    let out = crate::support::run_ok(
+        Command::new("nix-instantiate")
+            .args(["--eval", "--read-write-mode", "--expr"])
+            .arg(format!(
+                "builtins.toString (builtins.path {{ path = {}; name = \"source\"; }})",
+                repo.display()
+            )),
+    );
+    let copy = out.trim().trim_matches('"').to_owned();
+    assert!(Path::new(&copy).join("keys/n1.age").is_file(), "{copy}");
+
+    let (code, lines) = check(repo);
+    assert_eq!(code, 1, "{lines:#?}");
+    let found: Vec<&String> = lines.iter().filter(|l| l.starts_with(&copy)).collect();
+    assert_eq!(found.len(), 2, "both identities: {lines:#?}");
+    assert!(
+        found[0].contains("holds the private key of keys/n")
+            && found[0].contains(&format!("nix-store --delete {copy}")),
+        "{}",
+        found[0]
+    );
+    // The fix works: nothing keeps the copy alive, so it can be deleted, and check is clean.
+    crate::support::run_ok(Command::new("nix-store").args(["--delete", &copy]));
+    assert_eq!(check(repo), (0, Vec::new()));
+}

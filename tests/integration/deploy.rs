@@ -706,6 +706,47 @@ fn build_all_images_prefers_flakesmith_and_falls_back_to_one_nix_build() {
 }
 
 #[test]
+fn plain_nix_build_refuses_a_directory_without_git_that_holds_keys() {
+    // nix copies such a directory into the world-readable store whole, keys/ included.
+    for project in [rk1_cluster(2), multi_cloud(&[Platform::Rk1, Platform::Aws])] {
+        let run = Run::new(&project);
+        run.repo
+            .write("keys/rk1-node1.age", "AGE-SECRET-KEY-1 stand-in\n");
+        let output = run
+            .script("build-all-images.sh")
+            .args(["--nix", "--system", "x86_64-linux"])
+            .output()
+            .unwrap();
+        let (_, stderr) = text(&output);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("not a git work tree, so nix build would copy keys/"),
+            "{stderr}"
+        );
+        assert!(run.calls().is_empty(), "{:?}", run.calls());
+
+        // In a git work tree (keys/ git-ignored), nix is run.
+        let git = std::process::Command::new("git")
+            .args(["init", "-q"])
+            .current_dir(run.repo.path())
+            .status()
+            .unwrap();
+        assert!(git.success());
+        let output = run
+            .script("build-all-images.sh")
+            .args(["--nix", "--system", "x86_64-linux"])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", text(&output).1);
+        assert!(
+            run.calls().iter().any(|c| c.starts_with("nix build")),
+            "{:?}",
+            run.calls()
+        );
+    }
+}
+
+#[test]
 fn multi_cloud_build_all_images_prefers_flakesmith() {
     let run = Run::new(&multi_cloud(&[Platform::Aws, Platform::Gcp]));
     let output = run

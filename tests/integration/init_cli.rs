@@ -963,3 +963,19 @@ fn help_shows_one_default_for_the_repository() {
         );
     }
 }
+
+#[test]
+fn no_git_warns_before_the_next_steps_run_nix() {
+    let s = Scratch::new();
+    let out = s.flakesmith(&["init", "c", "--yes", "--no-git", "--ssh-key", KEY]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout.contains("nix build ."), "{stdout}");
+    assert!(
+        stdout.contains("run `git init && git add --all` before any nix command"),
+        "{stdout}"
+    );
+    // With git, no such line.
+    let out = s.flakesmith(&["init", "d", "--yes", "--ssh-key", KEY]);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("before any nix command"));
+}

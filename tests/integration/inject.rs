@@ -693,7 +693,7 @@ fn unpartitioned_ext4_image_is_refused() {
     run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image));
     let err = combined_write_is_refused(&image, &p.combined);
     assert!(
-        err.contains("the whole-disk ext2/3/4 file system"),
+        err.contains("the whole-disk ext2/3/4 volume (signature at byte 1080)"),
         "{}",
         err
     );
@@ -1163,4 +1163,364 @@ fn verify_of_an_image_without_a_loader_counts_free_space_from_sector_64() {
         !text.contains("loader's end"),
         "there is no loader:\n{text}"
     );
+}
+
+/// An unpartitioned volume of each kind, made by its own tool, padded to `size_mib` with
+/// zeros (so the loader fits and only the volume can stop the write).
+fn volume(dir: &Path, name: &str, size_mib: u64, make: impl FnOnce(&Path)) -> std::path::PathBuf {
+    let image = dir.join(name);
+    fs::File::create(&image)
+        .unwrap()
+        .set_len(size_mib * MIB)
+        .unwrap();
+    make(&image);
+    let len = fs::metadata(&image).unwrap().len();
+    if len < size_mib * MIB {
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&image)
+            .unwrap()
+            .set_len(size_mib * MIB)
+            .unwrap();
+    }
+    image
+}
+
+/// What util-linux's libblkid (the reference for signatures) says `image` holds.
+fn blkid_type(image: &Path) -> String {
+    let out = run(Command::new("blkid")
+        .args(["-p", "-o", "value", "-s", "TYPE"])
+        .arg(image));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn unpartitioned_volumes_of_every_kind_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = rk35_payloads(dir.path());
+    let files = dir.path().join("files");
+    fs::create_dir(&files).unwrap();
+    fs::write(files.join("hello.txt"), "hello\n").unwrap();
+    let key = dir.path().join("luks.key");
+    fs::write(&key, "a test passphrase").unwrap();
+    let luks = |kind: &'static str| {
+        let key = key.clone();
+        move |image: &Path| {
+            run(Command::new("cryptsetup")
+                .args(["luksFormat", "-q", "--batch-mode", "--type", kind])
+                .args(["--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"])
+                .arg("--key-file")
+                .arg(&key)
+                .arg(image));
+        }
+    };
+    let simple = |program: &'static str, args: &'static [&'static str]| {
+        move |image: &Path| {
+            run(Command::new(program).args(args).arg(image));
+        }
+    };
+    type Make = Box<dyn FnOnce(&Path)>;
+    // (rk-inject's name, blkid's TYPE, image size in MiB, how it is made)
+    let cases: Vec<(&str, &str, u64, Make)> = vec![
+        ("exFAT", "exfat", 64, Box::new(simple("mkfs.exfat", &[]))),
+        (
+            "NTFS",
+            "ntfs",
+            64,
+            Box::new(simple("mkntfs", &["-F", "-Q", "-q"])),
+        ),
+        (
+            "F2FS",
+            "f2fs",
+            64,
+            Box::new(simple("mkfs.f2fs", &["-q", "-f"])),
+        ),
+        (
+            "FAT",
+            "vfat",
+            64,
+            Box::new(simple("mkfs.vfat", &["-F", "32"])),
+        ),
+        (
+            "FAT",
+            "vfat",
+            16,
+            Box::new(simple("mkfs.vfat", &["-F", "12"])),
+        ),
+        (
+            "ext2/3/4",
+            "ext2",
+            64,
+            Box::new(simple("mkfs.ext2", &["-q", "-F"])),
+        ),
+        (
+            "btrfs",
+            "btrfs",
+            128,
+            Box::new(simple("mkfs.btrfs", &["-q", "-f"])),
+        ),
+        (
+            "XFS",
+            "xfs",
+            64,
+            // mkfs.xfs makes file systems under 300 MB only for fstests, which it recognises
+            // by these variables; xfs_repair -n accepts the result.
+            Box::new(|image: &Path| {
+                run(Command::new("mkfs.xfs")
+                    .args(["-q", "-f"])
+                    .env("TEST_DIR", "/tmp")
+                    .env("TEST_DEV", image)
+                    .env("QA_CHECK_FS", "1")
+                    .arg(image));
+            }),
+        ),
+        ("LUKS", "crypto_LUKS", 64, Box::new(luks("luks1"))),
+        ("LUKS", "crypto_LUKS", 64, Box::new(luks("luks2"))),
+        ("Linux swap", "swap", 64, Box::new(simple("mkswap", &[]))),
+        (
+            "ISO 9660",
+            "iso9660",
+            64,
+            Box::new({
+                let files = files.clone();
+                move |image: &Path| {
+                    run(Command::new("xorriso")
+                        .args(["-as", "mkisofs", "-quiet", "-o"])
+                        .arg(image)
+                        .arg(&files));
+                }
+            }),
+        ),
+        (
+            "squashfs",
+            "squashfs",
+            64,
+            Box::new({
+                let files = files.clone();
+                move |image: &Path| {
+                    fs::remove_file(image).unwrap();
+                    run(Command::new("mksquashfs")
+                        .arg(&files)
+                        .arg(image)
+                        .args(["-quiet", "-noappend"]));
+                }
+            }),
+        ),
+        ("LVM2", "LVM2_member", 64, Box::new(lvm_physical_volume)),
+    ];
+    for (i, (name, blkid, size, make)) in cases.into_iter().enumerate() {
+        let image = volume(dir.path(), &format!("{i}.img"), size, make);
+        assert_eq!(
+            blkid_type(&image),
+            blkid,
+            "{name}: the fixture is not what it claims"
+        );
+        let err = combined_write_is_refused(&image, &p.combined);
+        assert_one_line(&err);
+        assert!(
+            err.contains(&format!("the whole-disk {name} volume (signature at byte")),
+            "{name}: {err}"
+        );
+        // `write --dry-run` and `verify` read the same layout.
+        let out = rk_inject(&[
+            "write",
+            "--dry-run",
+            "--image",
+            path_str(&image),
+            "--bootloader",
+            path_str(&p.combined),
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", stderr(&out));
+        assert_eq!(
+            blkid_type(&image),
+            blkid,
+            "{name}: the volume is still there"
+        );
+    }
+}
+
+/// `pvcreate` takes block devices only: through a loop device, detached again.
+fn lvm_physical_volume(image: &Path) {
+    let out = run(Command::new("losetup")
+        .args(["--find", "--show"])
+        .arg(image));
+    let device = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let made = Command::new("pvcreate")
+        .args(["-q", "-y", "--devicesfile", "", &device])
+        .output();
+    run(Command::new("losetup").args(["-d", &device]));
+    let made = made.unwrap();
+    assert!(
+        made.status.success(),
+        "pvcreate: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+}
+
+/// A tmpfs of `size` mounted in a temporary directory, unmounted when dropped (needs root).
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        run(Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path()));
+        Self { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+#[test]
+fn a_full_file_system_refuses_before_the_first_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = rk35_payloads(dir.path());
+    let sd = sd_image(dir.path(), "sd.img", 16);
+    // The image in a small tmpfs, sparse where the loader goes, and the rest of it filled up.
+    let small = Tmpfs::mount("24m");
+    let image = small.path().join("sd.img");
+    run(Command::new("cp")
+        .arg("--sparse=always")
+        .arg(&sd.path)
+        .arg(&image));
+    let filler = small.path().join("filler");
+    let out = Command::new("dd")
+        .args(["if=/dev/zero", "bs=1M", "status=none"])
+        .arg(format!("of={}", filler.display()))
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "dd filled the tmpfs: it fails with ENOSPC"
+    );
+    // A few blocks stay free: fewer than the loader needs, more than one chunk.
+    let free_kib = 1024;
+    let len = fs::metadata(&filler).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&filler)
+        .unwrap()
+        .set_len(len - free_kib * 1024)
+        .unwrap();
+
+    use std::os::unix::fs::MetadataExt;
+    let blocks = fs::metadata(&image).unwrap().blocks();
+    let err = combined_write_is_refused(&image, &p.combined);
+    assert_one_line(&err);
+    assert!(
+        err.contains("its file system has no room for the loader")
+            && err.contains("nothing was written"),
+        "{err}"
+    );
+    assert_eq!(
+        fs::metadata(&image).unwrap().blocks(),
+        blocks,
+        "the refused write allocated blocks in the image"
+    );
+
+    // With room made, the same write goes through and verifies.
+    fs::remove_file(&filler).unwrap();
+    let out = rk_inject(&[
+        "write",
+        "--image",
+        path_str(&image),
+        "--bootloader",
+        path_str(&p.combined),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = rk_inject(&["verify", "--image", path_str(&image)]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+}
+
+/// An ext2 file system in a file, loop-mounted in a temporary directory (needs root): sparse
+/// files, but no `fallocate`, so rk-inject cannot reserve space ahead there.
+struct Ext2Mount {
+    dir: tempfile::TempDir,
+}
+
+impl Ext2Mount {
+    fn new(backing: &Path, size_mib: u64) -> Self {
+        fs::File::create(backing)
+            .unwrap()
+            .set_len(size_mib * MIB)
+            .unwrap();
+        run(Command::new("mkfs.ext2").args(["-q", "-F"]).arg(backing));
+        let dir = tempfile::tempdir().unwrap();
+        run(Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(backing)
+            .arg(dir.path()));
+        Self { dir }
+    }
+}
+
+impl Drop for Ext2Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+#[test]
+fn a_write_that_fails_half_way_says_what_changed_and_how_to_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = rk35_payloads(dir.path());
+    let sd = sd_image(dir.path(), "sd.img", 16);
+    let small = Ext2Mount::new(&dir.path().join("ext2.img"), 24);
+    let image = small.dir.path().join("sd.img");
+    run(Command::new("cp")
+        .arg("--sparse=always")
+        .arg(&sd.path)
+        .arg(&image));
+    let filler = small.dir.path().join("filler");
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=64K", "status=none"])
+        .arg(format!("of={}", filler.display()))
+        .status();
+    let len = fs::metadata(&filler).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&filler)
+        .unwrap()
+        .set_len(len - MIB)
+        .unwrap();
+
+    let out = rk_inject(&[
+        "write",
+        "--image",
+        path_str(&image),
+        "--bootloader",
+        path_str(&p.combined),
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_one_line(&err);
+    assert!(
+        err.contains("sd.img was changed before this: bytes 32768..")
+            && err.contains("now hold part of the new loader")
+            && err.contains("Run rk-inject again once this is fixed"),
+        "{err}"
+    );
+    // As it says: with room made, running it again finishes the loader.
+    fs::remove_file(&filler).unwrap();
+    let out = rk_inject(&[
+        "write",
+        "--image",
+        path_str(&image),
+        "--bootloader",
+        path_str(&p.combined),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = rk_inject(&["verify", "--image", path_str(&image)]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
 }

@@ -9,6 +9,7 @@ mod cloud;
 mod deploy;
 mod deploy_journey;
 mod grow;
+mod hostile;
 mod init_cli;
 mod inject;
 mod interactive;

@@ -81,6 +81,12 @@ if [ "$use_flakesmith" = 1 ] && command -v flakesmith >/dev/null; then
     "${command[@]}"
   fi
 else
+  # nix copies a directory that is not a git work tree into the world-readable store whole,
+  # keys/ included; as a git flake it sees tracked files only, and keys/ is git-ignored.
+  if [[ -e keys ]] && ! git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    echo "error: not a git work tree, so nix build would copy keys/ into the world-readable Nix store; run 'git init && git add --all' first (keys/ is git-ignored), or use flakesmith build" >&2
+    exit 1
+  fi
   if [ -z "$system" ]; then
     system="$(nix --extra-experimental-features nix-command eval --impure --raw --expr builtins.currentSystem)"
   fi

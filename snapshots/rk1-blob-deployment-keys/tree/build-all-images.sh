@@ -58,6 +58,12 @@ if [[ "$use_flakesmith" == true ]] && command -v flakesmith >/dev/null; then
   [[ -z "$system" ]] || command+=(--system "$system")
   command+=("${targets[@]}")
 else
+  # nix copies a directory that is not a git work tree into the world-readable store whole,
+  # keys/ included; as a git flake it sees tracked files only, and keys/ is git-ignored.
+  if [[ -e keys ]] && ! git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    echo "error: not a git work tree, so nix build would copy keys/ into the world-readable Nix store; run 'git init && git add --all' first (keys/ is git-ignored), or use flakesmith build" >&2
+    exit 1
+  fi
   installables=()
   for target in "${targets[@]}"; do
     if [[ -n "$system" ]]; then
