@@ -126,7 +126,8 @@ pub enum SecretsMode {
     /// sops-nix: secrets encrypted in git to the admins' and nodes' age keys.
     #[default]
     Sops,
-    /// The guide's Option 2: a deployment key for first access, replaced after deploy.
+    /// No sops: the images let root in with a deployment key only; the first switch replaces it
+    /// with the admin's keys.
     DeploymentKeys,
 }
 

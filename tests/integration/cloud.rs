@@ -113,6 +113,8 @@ fn expected_images(project: &flakesmith::model::Project) -> Vec<(String, String,
                         "aarch64-linux",
                     ));
                 }
+                // The identical image, for deploy/rk1-deploy.sh --identical.
+                images.push(("rk1".into(), "rk1".into(), "aarch64-linux"));
             }
             Platform::GenericX86_64 => {
                 images.push((name.clone(), name, "x86_64-linux"));
@@ -638,7 +640,12 @@ fn build_all_images_builds_every_platform_image() {
     assert!(!stderr(&out).contains("Built"), "{}", stderr(&out));
     let built: Vec<String> = stdout(&out)
         .lines()
-        .map(|l| l.split_whitespace().nth(3).unwrap().to_owned())
+        .map(|l| {
+            l.split_whitespace()
+                .find(|w| w.starts_with(".#packages."))
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     assert_eq!(
         built,

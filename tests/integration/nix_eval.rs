@@ -449,3 +449,73 @@ fn rk1_nodes_honour_the_temporary_password() {
     assert_eq!(without["sudoPassword"], false);
     assert!(without["expire"].is_null(), "{without}");
 }
+
+/// The targets a generated script builds or flashes: rk1-deploy.sh's nodes and its --identical
+/// target, and build-all-images.sh's list.
+fn script_targets(tree: &flakesmith::render::Tree) -> BTreeSet<String> {
+    let mut targets = BTreeSet::new();
+    if let Some(deploy) = tree.get("deploy/rk1-deploy.sh") {
+        let text = deploy.as_text().unwrap();
+        let nodes = text
+            .split("\nnodes=(\n")
+            .nth(1)
+            .unwrap()
+            .split("\n)")
+            .next()
+            .unwrap();
+        for line in nodes.lines() {
+            targets.insert(
+                line.trim()
+                    .trim_matches('"')
+                    .split(' ')
+                    .next()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+        let identical = text
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("[[ \"$identical\" == true ]] && target=\"")
+            })
+            .expect("rk1-deploy.sh names the identical image's target");
+        targets.insert(identical.trim_end_matches('"').to_owned());
+    }
+    let build = tree.get("build-all-images.sh").unwrap().as_text().unwrap();
+    let list = build
+        .split("\nimages=(\n")
+        .nth(1)
+        .or_else(|| build.split("\ntargets=(\n").nth(1))
+        .unwrap()
+        .split("\n)")
+        .next()
+        .unwrap();
+    targets.extend(list.lines().map(|l| l.trim().to_owned()));
+    targets
+}
+
+#[test]
+fn every_target_the_scripts_name_is_a_package_of_the_flake() {
+    // rk1-deploy.sh --identical flashes `rk1`, which the multi-cloud flake did not define.
+    for case in snapshot_cases() {
+        let tree = case.render();
+        let targets = script_targets(&tree);
+        let flake = Flake::new(&tree);
+        let packages = flake.eval("packages", "builtins.mapAttrs (_: builtins.attrNames)");
+        for (system, names) in packages.as_object().unwrap() {
+            let names: BTreeSet<String> = names
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n.as_str().unwrap().to_owned())
+                .collect();
+            let missing: Vec<&String> = targets.difference(&names).collect();
+            assert!(
+                missing.is_empty(),
+                "{}: packages.{system} lacks {missing:?} (has {names:?})",
+                case.name
+            );
+        }
+    }
+}
