@@ -46,8 +46,8 @@
         "rk1-node5"
       ];
 
-      # Option 2 of the README: one image per node, host name and address built in. Option 1:
-      # `rk1`, one identical image for every slot, named after deploy (hostnamectl or DHCP).
+      # One image per node, host name and address built in; and `rk1`, the identical image for
+      # every slot, which boots nameless with DHCP and is named at its post-deploy switch.
       machines = lib.genAttrs hosts (host: ./nodes/${host}.nix) // {
         rk1.networking.hostName = "";
       };

@@ -31,8 +31,8 @@ in
   hardware.deviceTree.name = "rockchip/rk3588-turing-rk1.dtb";
   # The RK1's serial console is UART9 at 115200 baud (not the 1500000 of other RK3588 boards).
   boot.kernelParams = [ "console=ttyS9,115200" ];
-  # Most drivers load from the device tree by themselves. (The guide's panfrost is wrong for the
-  # RK3588's Mali-G610, and its fusb302 and rockchipdrm drive parts the RK1 does not use.)
+  # Most drivers load from the device tree by themselves. (panfrost, often listed for RK3588
+  # boards, is wrong for the Mali-G610; fusb302 and rockchipdrm drive parts the RK1 does not use.)
   boot.kernelModules = [
     "rockchip_thermal"
     "rockchip_saradc"

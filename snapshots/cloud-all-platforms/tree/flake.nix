@@ -89,6 +89,16 @@
           ];
           images.generic-x86_64-raw-efi = config: config.system.build.image;
         };
+        # The identical image for every RK1 slot (deploy/rk1-deploy.sh --identical): no host name,
+        # DHCP; each node gets its name and address when post-deploy switches it to its own.
+        rk1 = {
+          system = "aarch64-linux";
+          modules = [
+            ./platforms/rk1.nix
+            { networking.hostName = ""; }
+          ];
+          images.rk1 = config: config.system.build.sdImage;
+        };
         "rk1-a" = {
           system = "aarch64-linux";
           modules = [
