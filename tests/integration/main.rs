@@ -12,6 +12,7 @@ mod grow;
 mod init_cli;
 mod inject;
 mod interactive;
+mod nix_args;
 mod nix_eval;
 mod nix_syntax;
 mod nixos_options;
