@@ -10,11 +10,11 @@ use std::io::Cursor;
 use std::path::Path;
 use std::process::Command;
 
-use flakesmith::rockchip::fuzz::exercise;
 use flakesmith::rockchip::gpt::crc32;
 use flakesmith::rockchip::layout::Layout;
 use flakesmith::rockchip::sha256::Sha256;
 use flakesmith::rockchip::{header, layout::Scheme};
+use flakesmith::rockchip_fuzz::exercise;
 
 use super::fixtures::{self, run};
 
