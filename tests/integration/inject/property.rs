@@ -1,4 +1,4 @@
-//! The fuzz target's stable twin: `flakesmith::rockchip::fuzz::exercise` (what
+//! The fuzz target's stable twin: `flakesmith::rockchip_fuzz::exercise` (what
 //! fuzz/fuzz_targets/parsers.rs runs under libFuzzer) fed with deterministic mutations of real
 //! seeds (mkimage headers and FITs, sfdisk MBR/EBR and GPT tables). Mutations sometimes repair
 //! the GPT CRCs and the RKNS header digest afterwards, so the parsers get past their integrity
