@@ -840,3 +840,32 @@ fn a_recorded_cloud_recipient_survives_add_node() {
     let (code, out) = flakesmith(&["check"], &repo);
     assert_eq!(code, Some(0), "{out}");
 }
+
+#[test]
+fn a_changed_permit_root_login_wins_over_amazon_image_nix() {
+    // amazon-image.nix sets PermitRootLogin = "prohibit-password" at normal priority (the
+    // stand-in repeats it): common/security.nix decides with mkForce, so a user who changes its
+    // value gets that value on AWS instead of a conflicting-definition error. What the stand-in
+    // cannot show: real nixpkgs' option type check.
+    let mut tree = multi_cloud(&[Platform::Aws]).render();
+    let security = tree
+        .get("common/security.nix")
+        .unwrap()
+        .as_text()
+        .unwrap()
+        .to_owned();
+    let line = "PermitRootLogin = lib.mkForce \"prohibit-password\";";
+    assert!(security.contains(line), "{security}");
+    tree.insert(
+        "common/security.nix",
+        flakesmith::render::TreeFile::text(
+            security.replace(line, "PermitRootLogin = lib.mkForce \"no\";"),
+        ),
+    );
+    let flake = Flake::new(&tree);
+    let permit = flake.eval(
+        "nixosConfigurations.aws.config.services.openssh.settings.PermitRootLogin",
+        "v: v",
+    );
+    assert_eq!(permit, "no");
+}

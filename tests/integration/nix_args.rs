@@ -81,3 +81,33 @@ fn generated_nix_takes_only_the_arguments_it_uses() {
     }
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
+
+#[test]
+fn generated_comments_fit_the_line_and_say_only_what_holds() {
+    let mut found = Vec::new();
+    for (case, tree) in support::all_variants() {
+        for (path, file) in tree.iter() {
+            let text = file.as_text().unwrap_or_default();
+            if path.ends_with(".nix") {
+                // nixfmt's width; it leaves comments as written, so the template must. (Strings,
+                // such as SSH keys and shell lines, nixfmt cannot break either.)
+                for (i, line) in text.lines().enumerate() {
+                    if line.trim_start().starts_with('#') && line.chars().count() > 100 {
+                        found.push(format!(
+                            "{case}: {path}:{}: {} columns",
+                            i + 1,
+                            line.chars().count()
+                        ));
+                    }
+                }
+                if text.contains("virtualisation.podman.enable") && text.contains("for k3s") {
+                    found.push(format!("{case}: {path}: k3s does not use podman"));
+                }
+            }
+            if path == ".sops.yaml" && !text.contains("&admin_") && text.contains("the admins") {
+                found.push(format!("{case}: {path}: speaks of admins it does not list"));
+            }
+        }
+    }
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
