@@ -81,5 +81,5 @@
 
   # The release this cluster was first installed with: it keeps stateful defaults stable.
   # Do not change it when upgrading nixpkgs.
-  system.stateVersion = "25.11";
+  system.stateVersion = "26.05";
 }

@@ -48,7 +48,7 @@ in
   fileSystems."/".options = [ "noatime" ];
   services.fstrim.enable = true;
 
-  # Containers for k3s and its tooling.
+  # A container engine for workloads run outside Kubernetes (k3s brings its own containerd).
   virtualisation.podman.enable = true;
 
   # result/sd-image/nixos-<host>.img; the identical image (no host name) is nixos-rk1.img.

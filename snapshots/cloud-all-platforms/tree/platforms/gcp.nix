@@ -5,9 +5,10 @@
   imports = [
     # nixpkgs' GCE image builder: config.system.build.googleComputeImage, a tarball in $out
     # holding disk.raw, as `gcloud compute images create` takes it (<name>.tar.gz from the
-    # systemd-repart UEFI builder of current nixpkgs, <name>.raw.tar.gz from older ones). It imports google-compute-config.nix, the GCE runtime configuration: the
-    # Google guest agent (accounts, metadata SSH keys, startup and shutdown scripts as systemd
-    # units), OS Login, GCE udev rules and the metadata server, so cloud-init is not needed.
+    # systemd-repart UEFI builder of current nixpkgs, <name>.raw.tar.gz from older ones).
+    # It imports google-compute-config.nix, the GCE runtime configuration: the Google guest
+    # agent (accounts, metadata SSH keys, startup and shutdown scripts as systemd units),
+    # OS Login, GCE udev rules and the metadata server, so cloud-init is not needed.
     "${modulesPath}/virtualisation/google-compute-image.nix"
   ];
 
