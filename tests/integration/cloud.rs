@@ -869,3 +869,22 @@ fn a_changed_permit_root_login_wins_over_amazon_image_nix() {
     );
     assert_eq!(permit, "no");
 }
+
+#[test]
+fn the_gcp_serial_console_has_a_login_prompt_when_there_is_a_console_password() {
+    // profiles/headless.nix (imported by google-compute-config.nix; the stand-in repeats its
+    // mkDefault) turns the serial getty off: the console password promised by
+    // temporary-password-hash needs it back on. What the stand-in cannot show: GCE's serial port.
+    for (password, expected) in [(false, false), (true, true)] {
+        let mut project = multi_cloud(&[Platform::Gcp]);
+        if password {
+            project = project.with_temporary_password();
+        }
+        let flake = Flake::new(&project.render());
+        let enabled = flake.eval(
+            "nixosConfigurations.gcp.config.systemd.services",
+            "s: s.\"serial-getty@ttyS0\".enable or true",
+        );
+        assert_eq!(enabled, expected, "temporary password: {password}");
+    }
+}
