@@ -16,4 +16,8 @@
   # deploy/gcp-deploy.sh creates the image with --guest-os-features=UEFI_COMPATIBLE, which
   # Shielded VM needs.
   virtualisation.googleComputeImage.efi = true;
+
+  # The temporary password is for the serial console (ttyS0): profiles/headless.nix, which the
+  # GCE configuration imports, turns its login prompt off (mkDefault); this turns it back on.
+  systemd.services."serial-getty@ttyS0".enable = true;
 }
