@@ -888,3 +888,17 @@ fn the_gcp_serial_console_has_a_login_prompt_when_there_is_a_console_password() 
         assert_eq!(enabled, expected, "temporary password: {password}");
     }
 }
+
+#[test]
+fn the_iso_is_not_promised_bios_boot_when_built_on_aarch64() {
+    // iso-image.nix: makeBiosBootable defaults to build and host both x86, so an ISO built on
+    // aarch64 (every multi-cloud flake has packages.aarch64-linux.generic-x86_64 when aarch64 is
+    // a build system) boots by UEFI only, and makeUsbBootable then adds nothing for BIOS.
+    let tree = multi_cloud(&[Platform::GenericX86_64]).render();
+    let readme = tree.get("README.md").unwrap().as_text().unwrap();
+    assert!(!readme.contains("(UEFI and BIOS)"), "{readme}");
+    assert!(
+        readme.contains("by BIOS only when built on x86_64"),
+        "{readme}"
+    );
+}
