@@ -65,7 +65,8 @@
           modules = [ ./platforms/generic-arm64.nix ];
           images.generic-arm64 = config: config.system.build.sdImage;
         };
-        # A live system on an ISO, bootable from CD or USB stick, UEFI or BIOS.
+        # A live system on an ISO, bootable from CD or USB stick by UEFI; by BIOS too when built on
+        # x86_64 (isoImage.makeBiosBootable defaults to false when built on aarch64).
         generic-x86_64 = {
           system = "x86_64-linux";
           modules = [
