@@ -763,9 +763,11 @@ fn sops_machines_decrypt_with_keys_they_have() {
             serde_json::json!(["/etc/ssh/ssh_host_ed25519_key"]),
             "{machine}"
         );
-        assert!(
+        // The live ISO makes a new host key at every boot: no place for it.
+        assert_eq!(
             sops_yaml.contains(&format!("# - &{machine} age1")),
-            "{machine} has a place in .sops.yaml:\n{sops_yaml}"
+            machine != "generic-x86_64",
+            "{machine}'s place in .sops.yaml:\n{sops_yaml}"
         );
     }
     assert!(
