@@ -904,3 +904,29 @@ fn the_iso_is_not_promised_bios_boot_when_built_on_aarch64() {
         "{readme}"
     );
 }
+
+#[test]
+fn the_readme_says_which_logins_and_sudo_rules_the_cloud_modules_add() {
+    // google-compute-config.nix: google-sudoers passwordless sudo, OS Login; EC2: the key pair
+    // on root. "The deployment key is the only login" and "sudo asks" do not hold there.
+    let readme = |platforms: &[Platform]| {
+        multi_cloud(platforms)
+            .with_temporary_password()
+            .render()
+            .get("README.md")
+            .unwrap()
+            .as_text()
+            .unwrap()
+            .to_owned()
+    };
+    let both = readme(&[Platform::Aws, Platform::Gcp]);
+    for fact in [
+        "EC2 key pair is written to root's `authorized_keys`",
+        "`google-sudoers` group passwordless sudo",
+        "OS Login adds an",
+    ] {
+        assert!(both.contains(fact), "{fact}:\n{both}");
+    }
+    let generic = readme(&[Platform::GenericArm64]);
+    assert!(!generic.contains("google-sudoers") && !generic.contains("EC2 key pair"));
+}

@@ -860,3 +860,30 @@ fn a_live_iso_is_offered_no_host_key_recipient() {
         );
     }
 }
+
+#[test]
+fn an_emulated_repository_switches_without_a_build_host() {
+    // Emulated builds (binfmt) build aarch64 on this machine; only a cross-building repository
+    // has the node build its own system (post_deploy_pins_the_host_key_… shows that side).
+    let (home, repo) = init(&[
+        "--age-recipient",
+        ADMIN_AGE_RECIPIENT,
+        "--nodes",
+        "1",
+        "--foreign",
+        "emulated",
+    ]);
+    let _ = home;
+    let tools = StandIns::new(0);
+    let out = tools.run(&repo, &["--dry-run"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains("nixos-rebuild switch") && !stdout.contains("--build-host"),
+        "{stdout}"
+    );
+}
