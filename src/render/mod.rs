@@ -2,6 +2,7 @@
 //! the binary, and the result is checked (Nix syntax) before anyone may write it.
 
 mod filters;
+mod module_args;
 mod scaffold;
 mod tidy;
 mod tree;
@@ -64,7 +65,10 @@ pub fn render(project: &Project) -> Result<Tree, RenderError> {
                 path: output.path.clone(),
                 message: error_chain(&e),
             })?;
-        let text = tidy::tidy(&text);
+        let mut text = tidy::tidy(&text);
+        if output.path.ends_with(".nix") {
+            text = module_args::drop_unused(&text);
+        }
         let file = if output.executable {
             TreeFile::script(text)
         } else {
