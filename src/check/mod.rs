@@ -7,6 +7,7 @@
 mod files;
 mod nix_rules;
 mod secrets_rules;
+mod stamp_rules;
 
 use std::{fmt, path::Path};
 
@@ -65,6 +66,7 @@ pub const RULES: &[(&str, Rule)] = &[
     ),
     ("sops-nodes", secrets_rules::sops_nodes),
     ("sops-file-recipients", secrets_rules::sops_file_recipients),
+    ("stamped-images", stamp_rules::stamped_images),
 ];
 
 /// Runs every rule on `repo`, whose answers are `answers` (its flakesmith.yaml).

@@ -44,6 +44,13 @@ pub fn run(args: StampArgs) -> Result<Outcome> {
 
     let out = args.out.clone().unwrap_or_else(|| repo.join(STAMPED_DIR));
     prepare_out(repo, &out)?;
+    let removed = stamp::remove_partial(&out)?;
+    if removed > 0 {
+        eprintln!(
+            "removed {removed} partial stamped image(s) an interrupted stamp left in {}",
+            out.display()
+        );
+    }
 
     // Every node's identity is gathered before the first copy: a missing age identity stops the
     // command before any output exists.

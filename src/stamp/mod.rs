@@ -164,14 +164,10 @@ const MAX_FILE_BYTES: u64 = 4096;
 fn check_room(file: &File, firmware: Extent) -> Result<(), String> {
     let fs = fatfs::FileSystem::new(fat::Window::new(file, firmware), fatfs::FsOptions::new())
         .map_err(|e| format!("its FIRMWARE partition is not a FAT file system fatfs reads: {e}"))?;
-    for entry in fs.root_dir().iter() {
-        let entry = entry.map_err(|e| format!("reading its FIRMWARE partition: {e}"))?;
-        if entry.file_name().starts_with(IDENTITY_PREFIX) {
-            return Err(format!(
-                "its FIRMWARE partition already holds {}: stamp the identical image, not a stamped one",
-                entry.file_name()
-            ));
-        }
+    if let Some(name) = identity_files(&fs)?.first() {
+        return Err(format!(
+            "its FIRMWARE partition already holds {name}: stamp the identical image, not a stamped one"
+        ));
     }
     let stats = fs
         .stats()
@@ -187,6 +183,41 @@ fn check_room(file: &File, firmware: Extent) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The names of the identity files in the root folder of a FAT file system.
+fn identity_files<T: fatfs::ReadWriteSeek>(
+    fs: &fatfs::FileSystem<T>,
+) -> Result<Vec<String>, String> {
+    let mut names = Vec::new();
+    for entry in fs.root_dir().iter() {
+        let entry = entry.map_err(|e| format!("reading its FIRMWARE partition: {e}"))?;
+        if entry.file_name().starts_with(IDENTITY_PREFIX) {
+            names.push(entry.file_name());
+        }
+    }
+    Ok(names)
+}
+
+/// Whether the image at `path` is a stamped one: an sd-image whose FIRMWARE partition holds
+/// identity files. Anything else (another kind of image, an unreadable one) is not. Only reads.
+pub fn is_stamped(path: &Path) -> bool {
+    let Ok(mut file) = File::open(path) else {
+        return false;
+    };
+    let Ok(size) = file.metadata().map(|m| m.len()) else {
+        return false;
+    };
+    let Ok(layout) = Layout::read(&mut file, size) else {
+        return false;
+    };
+    let Ok(firmware) = fat::find_firmware(&file, &layout) else {
+        return false;
+    };
+    fatfs::FileSystem::new(fat::Window::new(&file, firmware), fatfs::FsOptions::new())
+        .ok()
+        .and_then(|fs| identity_files(&fs).ok())
+        .is_some_and(|names| !names.is_empty())
 }
 
 /// `/dev/loopN` when a loop device is backed by `path`.
@@ -229,11 +260,27 @@ pub fn stamp(source: &Source, identity: &Identity, out: &Path) -> Result<Stamped
     let copy = copy::copy_image(&source.file, temp.as_file(), source.size)
         .with_context(|| format!("copying {}", source.path.display()))?;
     write_identity(temp.as_file(), source.firmware, identity)?;
+    crate::failpoint::hit("stamp:written")?;
     verify(temp.as_file(), source.firmware, identity)?;
     temp.as_file().sync_all()?;
     temp.persist(&target)
         .with_context(|| format!("writing {}", target.display()))?;
     Ok(Stamped { path: target, copy })
+}
+
+/// Removes what a stamp that crashed left in `out`: its `.<host>.<random>.partial` files (a
+/// failure that is not a crash removes its own). They may hold private keys.
+pub fn remove_partial(out: &Path) -> Result<usize> {
+    let mut removed = 0;
+    for entry in fs_err::read_dir(out)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && name.ends_with(".partial") && entry.file_type()?.is_file() {
+            fs_err::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 fn fat_error(what: &str) -> impl Fn(std::io::Error) -> anyhow::Error + '_ {
