@@ -63,8 +63,15 @@ pub fn recorded(repo: &Path) -> Result<BTreeMap<String, Recorded>> {
                 .sha256
                 .bytes()
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if !hex_ok || !STAMPABLE_TARGETS.contains(&target.as_str()) {
-            return Err(bad("holds an entry that is not a SHA-256 of an identical image").into());
+        // The path is joined to images/: only plain names, no `..`, nothing absolute.
+        let path_ok = !image.path.is_empty()
+            && Path::new(&image.path)
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !hex_ok || !path_ok || !STAMPABLE_TARGETS.contains(&target.as_str()) {
+            return Err(
+                bad("holds an entry that is not a SHA-256 and path of an identical image").into(),
+            );
         }
     }
     Ok(file.images)
@@ -102,10 +109,14 @@ mod tests {
         for hostile in [
             r#"{"version":1,"images":{"rk1":{"sha256":"../x","size":1,"path":"x"}}}"#,
             r#"{"version":1,"images":{"n1":{"sha256":"aa","size":1,"path":"x"}}}"#,
+            &format!(
+                r#"{{"version":1,"images":{{"rk1":{{"sha256":"{}","size":1,"path":"../../etc/shadow"}}}}}}"#,
+                "a".repeat(64)
+            ),
             r#"{"version":2,"images":{}}"#,
             "not json",
         ] {
-            fs_err::write(record_path(dir.path()), hostile).unwrap();
+            fs_err::write(record_path(dir.path()), hostile.as_bytes()).unwrap();
             let err = recorded(dir.path()).unwrap_err();
             assert!(err.is::<crate::UsageError>(), "{hostile}: {err}");
         }
