@@ -39,8 +39,8 @@ pub fn run(args: StampArgs) -> Result<Outcome> {
             repo.join(IMAGES_DIR).join(&rk1.path)
         }
     };
-    let digests: Vec<String> = recorded.values().map(|r| r.sha256.clone()).collect();
-    let source = Source::open(&image, &digests)?;
+    let recorded: Vec<record::Recorded> = recorded.into_values().collect();
+    let source = Source::open(&image, &recorded)?;
 
     let out = args.out.clone().unwrap_or_else(|| repo.join(STAMPED_DIR));
     prepare_out(repo, &out)?;

@@ -110,8 +110,9 @@ fn refuse(image: &Path, why: impl std::fmt::Display) -> anyhow::Error {
 
 impl Source {
     /// Opens `path` and checks that it is a regular file, not backing a loop device, with exactly
-    /// one FAT partition labelled FIRMWARE, and whose SHA-256 is one of `expected`.
-    pub fn open(path: &Path, expected: &[String]) -> Result<Self> {
+    /// one FAT partition labelled FIRMWARE, and that it is one of the `recorded` identical images:
+    /// the very file `flakesmith build` hashed, unchanged since, or one with a recorded SHA-256.
+    pub fn open(path: &Path, recorded: &[record::Recorded]) -> Result<Self> {
         let meta = fs_err::metadata(path).map_err(|e| refuse(path, e.kind()))?;
         if !meta.is_file() {
             return Err(refuse(
@@ -137,8 +138,9 @@ impl Source {
         let layout = Layout::read(&mut file, size).map_err(|e| refuse(path, e.message))?;
         let firmware = fat::find_firmware(&file, &layout).map_err(|why| refuse(path, why))?;
         check_room(&file, firmware).map_err(|why| refuse(path, why))?;
-        let digest = crate::images::sha256_file(path, |_| {})?;
-        if !expected.contains(&digest) {
+        let state = record::FileState::of(&file.metadata()?);
+        let hashed_by_build = state.is_some() && recorded.iter().any(|r| r.file == state);
+        if !hashed_by_build && !digest_recorded(path, recorded)? {
             return Err(refuse(
                 path,
                 "is not the identical image this repository's `flakesmith build` recorded \
@@ -152,6 +154,12 @@ impl Source {
             firmware,
         })
     }
+}
+
+/// Whether the SHA-256 of the file at `path` is one of the recorded ones.
+fn digest_recorded(path: &Path, recorded: &[record::Recorded]) -> Result<bool> {
+    let digest = crate::images::sha256_file(path, |_| {})?;
+    Ok(recorded.iter().any(|r| r.sha256 == digest))
 }
 
 /// At most this many files of at most this many bytes make an identity (the largest, an

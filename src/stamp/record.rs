@@ -22,6 +22,42 @@ pub struct Recorded {
     pub size: u64,
     /// The image, relative to images/.
     pub path: String,
+    /// Which file was hashed, and its state then: a file that still matches is that file,
+    /// unchanged (any write moves its change time, which no user can set back), so `stamp` need
+    /// not read all of it again. Any other file is hashed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileState>,
+}
+
+/// Device, inode, size and modification and change times (ns) of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileState {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub ctime_ns: i128,
+}
+
+impl FileState {
+    #[cfg(unix)]
+    pub fn of(meta: &std::fs::Metadata) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        Some(Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.len(),
+            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
+            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
+        })
+    }
+
+    #[cfg(not(unix))]
+    pub fn of(_: &std::fs::Metadata) -> Option<Self> {
+        None
+    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -103,6 +139,7 @@ mod tests {
             sha256: "a".repeat(64),
             size: 5,
             path: "rk1/sd-image/nixos-rk1.img".into(),
+            file: None,
         };
         remember(dir.path(), "rk1", image.clone()).unwrap();
         assert_eq!(recorded(dir.path()).unwrap()["rk1"], image);

@@ -820,3 +820,44 @@ fn a_generic_sd_image_layout_is_stamped_the_same_way() {
         tmp.path(),
     );
 }
+
+/// The file `flakesmith build` hashed is recognised without reading it again while it is
+/// unchanged; once written to, it is hashed, and refused when its digest is not recorded.
+#[test]
+fn the_recorded_file_is_trusted_only_while_unchanged() {
+    use std::os::unix::fs::{FileExt, MetadataExt};
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = sops_repo();
+    let image = rk1_image(tmp.path());
+    let record_as_build = |sha256: &str| {
+        let m = fs::metadata(&image.path).unwrap();
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        fs::create_dir_all(repo.dir.join("images")).unwrap();
+        let record = serde_json::json!({"version": 1, "images": {"rk1": {
+            "sha256": sha256, "size": m.len(), "path": "rk1/sd-image/nixos-rk1.img",
+            "file": {"dev": m.dev(), "ino": m.ino(), "size": m.len(),
+                     "mtime_ns": ns(m.mtime(), m.mtime_nsec()), "ctime_ns": ns(m.ctime(), m.ctime_nsec())}}}});
+        repo.write("images/identical-images.json", &record.to_string());
+    };
+    record_as_build(&hex::encode(digest(&image.path)));
+    let out = stamp(&repo, &["rk1-node1", "--image", path_str(&image.path)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // One byte of the root partition changes (the file's change time moves with it): the record's
+    // file state no longer matches, the digest is computed and is not the recorded one.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .open(&image.path)
+        .unwrap();
+    file.write_all_at(b"x", image.root.0 + 4096).unwrap();
+    drop(file);
+    refused(
+        &stamp(&repo, &["rk1-node2", "--image", path_str(&image.path)]),
+        "not the identical image",
+    );
+}
