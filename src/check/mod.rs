@@ -8,6 +8,7 @@ mod files;
 mod git_rules;
 mod nix_rules;
 mod secrets_rules;
+mod stamp_rules;
 
 use std::{fmt, path::Path};
 
@@ -69,6 +70,7 @@ pub const RULES: &[(&str, Rule)] = &[
     ("sops-nodes", secrets_rules::sops_nodes),
     ("sops-file-recipients", secrets_rules::sops_file_recipients),
     ("git-untracked", git_rules::untracked_generated),
+    ("stamped-images", stamp_rules::stamped_images),
 ];
 
 /// Runs every rule on `repo`, whose answers are `answers` (its flakesmith.yaml).

@@ -348,6 +348,10 @@ fn finish_images(
                             sha256: sha256.clone(),
                             size,
                             path: relative.to_string_lossy().into_owned(),
+                            // The state of the file as hashed just now (a store path: read-only).
+                            file: fs_err::metadata(&image)
+                                .ok()
+                                .and_then(|m| crate::stamp::record::FileState::of(&m)),
                         },
                     )?;
                 }

@@ -39,11 +39,18 @@ pub fn run(args: StampArgs) -> Result<Outcome> {
             repo.join(IMAGES_DIR).join(&rk1.path)
         }
     };
-    let digests: Vec<String> = recorded.values().map(|r| r.sha256.clone()).collect();
-    let source = Source::open(&image, &digests)?;
+    let recorded: Vec<record::Recorded> = recorded.into_values().collect();
+    let source = Source::open(&image, &recorded)?;
 
     let out = args.out.clone().unwrap_or_else(|| repo.join(STAMPED_DIR));
     prepare_out(repo, &out)?;
+    let removed = stamp::remove_partial(&out)?;
+    if removed > 0 {
+        eprintln!(
+            "removed {removed} partial stamped image(s) an interrupted stamp left in {}",
+            out.display()
+        );
+    }
 
     // Every node's identity is gathered before the first copy: a missing age identity stops the
     // command before any output exists.

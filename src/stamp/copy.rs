@@ -114,7 +114,10 @@ fn copy_range(src: &File, dst: &File, start: u64, end: u64, buffer: &mut [u8]) -
 }
 
 fn is_zero(bytes: &[u8]) -> bool {
-    bytes.iter().all(|&b| b == 0)
+    // OR-folding 64 bytes at a time vectorises; `all` would test byte by byte.
+    bytes
+        .chunks(64)
+        .all(|chunk| chunk.iter().fold(0, |acc, &b| acc | b) == 0)
 }
 
 #[cfg(test)]

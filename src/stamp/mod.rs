@@ -110,8 +110,9 @@ fn refuse(image: &Path, why: impl std::fmt::Display) -> anyhow::Error {
 
 impl Source {
     /// Opens `path` and checks that it is a regular file, not backing a loop device, with exactly
-    /// one FAT partition labelled FIRMWARE, and whose SHA-256 is one of `expected`.
-    pub fn open(path: &Path, expected: &[String]) -> Result<Self> {
+    /// one FAT partition labelled FIRMWARE, and that it is one of the `recorded` identical images:
+    /// the very file `flakesmith build` hashed, unchanged since, or one with a recorded SHA-256.
+    pub fn open(path: &Path, recorded: &[record::Recorded]) -> Result<Self> {
         let meta = fs_err::metadata(path).map_err(|e| refuse(path, e.kind()))?;
         if !meta.is_file() {
             return Err(refuse(
@@ -137,8 +138,9 @@ impl Source {
         let layout = Layout::read(&mut file, size).map_err(|e| refuse(path, e.message))?;
         let firmware = fat::find_firmware(&file, &layout).map_err(|why| refuse(path, why))?;
         check_room(&file, firmware).map_err(|why| refuse(path, why))?;
-        let digest = crate::images::sha256_file(path, |_| {})?;
-        if !expected.contains(&digest) {
+        let state = record::FileState::of(&file.metadata()?);
+        let hashed_by_build = state.is_some() && recorded.iter().any(|r| r.file == state);
+        if !hashed_by_build && !digest_recorded(path, recorded)? {
             return Err(refuse(
                 path,
                 "is not the identical image this repository's `flakesmith build` recorded \
@@ -154,6 +156,12 @@ impl Source {
     }
 }
 
+/// Whether the SHA-256 of the file at `path` is one of the recorded ones.
+fn digest_recorded(path: &Path, recorded: &[record::Recorded]) -> Result<bool> {
+    let digest = crate::images::sha256_file(path, |_| {})?;
+    Ok(recorded.iter().any(|r| r.sha256 == digest))
+}
+
 /// At most this many files of at most this many bytes make an identity (the largest, an
 /// OpenSSH ed25519 private key, is about 400 bytes).
 const MAX_FILES: u64 = 5;
@@ -164,14 +172,10 @@ const MAX_FILE_BYTES: u64 = 4096;
 fn check_room(file: &File, firmware: Extent) -> Result<(), String> {
     let fs = fatfs::FileSystem::new(fat::Window::new(file, firmware), fatfs::FsOptions::new())
         .map_err(|e| format!("its FIRMWARE partition is not a FAT file system fatfs reads: {e}"))?;
-    for entry in fs.root_dir().iter() {
-        let entry = entry.map_err(|e| format!("reading its FIRMWARE partition: {e}"))?;
-        if entry.file_name().starts_with(IDENTITY_PREFIX) {
-            return Err(format!(
-                "its FIRMWARE partition already holds {}: stamp the identical image, not a stamped one",
-                entry.file_name()
-            ));
-        }
+    if let Some(name) = identity_files(&fs)?.first() {
+        return Err(format!(
+            "its FIRMWARE partition already holds {name}: stamp the identical image, not a stamped one"
+        ));
     }
     let stats = fs
         .stats()
@@ -187,6 +191,41 @@ fn check_room(file: &File, firmware: Extent) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The names of the identity files in the root folder of a FAT file system.
+fn identity_files<T: fatfs::ReadWriteSeek>(
+    fs: &fatfs::FileSystem<T>,
+) -> Result<Vec<String>, String> {
+    let mut names = Vec::new();
+    for entry in fs.root_dir().iter() {
+        let entry = entry.map_err(|e| format!("reading its FIRMWARE partition: {e}"))?;
+        if entry.file_name().starts_with(IDENTITY_PREFIX) {
+            names.push(entry.file_name());
+        }
+    }
+    Ok(names)
+}
+
+/// Whether the image at `path` is a stamped one: an sd-image whose FIRMWARE partition holds
+/// identity files. Anything else (another kind of image, an unreadable one) is not. Only reads.
+pub fn is_stamped(path: &Path) -> bool {
+    let Ok(mut file) = File::open(path) else {
+        return false;
+    };
+    let Ok(size) = file.metadata().map(|m| m.len()) else {
+        return false;
+    };
+    let Ok(layout) = Layout::read(&mut file, size) else {
+        return false;
+    };
+    let Ok(firmware) = fat::find_firmware(&file, &layout) else {
+        return false;
+    };
+    fatfs::FileSystem::new(fat::Window::new(&file, firmware), fatfs::FsOptions::new())
+        .ok()
+        .and_then(|fs| identity_files(&fs).ok())
+        .is_some_and(|names| !names.is_empty())
 }
 
 /// `/dev/loopN` when a loop device is backed by `path`.
@@ -229,11 +268,27 @@ pub fn stamp(source: &Source, identity: &Identity, out: &Path) -> Result<Stamped
     let copy = copy::copy_image(&source.file, temp.as_file(), source.size)
         .with_context(|| format!("copying {}", source.path.display()))?;
     write_identity(temp.as_file(), source.firmware, identity)?;
+    crate::failpoint::hit("stamp:written")?;
     verify(temp.as_file(), source.firmware, identity)?;
     temp.as_file().sync_all()?;
     temp.persist(&target)
         .with_context(|| format!("writing {}", target.display()))?;
     Ok(Stamped { path: target, copy })
+}
+
+/// Removes what a stamp that crashed left in `out`: its `.<host>.<random>.partial` files (a
+/// failure that is not a crash removes its own). They may hold private keys.
+pub fn remove_partial(out: &Path) -> Result<usize> {
+    let mut removed = 0;
+    for entry in fs_err::read_dir(out)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && name.ends_with(".partial") && entry.file_type()?.is_file() {
+            fs_err::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 fn fat_error(what: &str) -> impl Fn(std::io::Error) -> anyhow::Error + '_ {

@@ -22,6 +22,42 @@ pub struct Recorded {
     pub size: u64,
     /// The image, relative to images/.
     pub path: String,
+    /// Which file was hashed, and its state then: a file that still matches is that file,
+    /// unchanged (any write moves its change time, which no user can set back), so `stamp` need
+    /// not read all of it again. Any other file is hashed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileState>,
+}
+
+/// Device, inode, size and modification and change times (ns) of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileState {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub ctime_ns: i128,
+}
+
+impl FileState {
+    #[cfg(unix)]
+    pub fn of(meta: &std::fs::Metadata) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        Some(Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.len(),
+            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
+            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
+        })
+    }
+
+    #[cfg(not(unix))]
+    pub fn of(_: &std::fs::Metadata) -> Option<Self> {
+        None
+    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -63,8 +99,15 @@ pub fn recorded(repo: &Path) -> Result<BTreeMap<String, Recorded>> {
                 .sha256
                 .bytes()
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if !hex_ok || !STAMPABLE_TARGETS.contains(&target.as_str()) {
-            return Err(bad("holds an entry that is not a SHA-256 of an identical image").into());
+        // The path is joined to images/: only plain names, no `..`, nothing absolute.
+        let path_ok = !image.path.is_empty()
+            && Path::new(&image.path)
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !hex_ok || !path_ok || !STAMPABLE_TARGETS.contains(&target.as_str()) {
+            return Err(
+                bad("holds an entry that is not a SHA-256 and path of an identical image").into(),
+            );
         }
     }
     Ok(file.images)
@@ -96,16 +139,21 @@ mod tests {
             sha256: "a".repeat(64),
             size: 5,
             path: "rk1/sd-image/nixos-rk1.img".into(),
+            file: None,
         };
         remember(dir.path(), "rk1", image.clone()).unwrap();
         assert_eq!(recorded(dir.path()).unwrap()["rk1"], image);
         for hostile in [
             r#"{"version":1,"images":{"rk1":{"sha256":"../x","size":1,"path":"x"}}}"#,
             r#"{"version":1,"images":{"n1":{"sha256":"aa","size":1,"path":"x"}}}"#,
+            &format!(
+                r#"{{"version":1,"images":{{"rk1":{{"sha256":"{}","size":1,"path":"../../etc/shadow"}}}}}}"#,
+                "a".repeat(64)
+            ),
             r#"{"version":2,"images":{}}"#,
             "not json",
         ] {
-            fs_err::write(record_path(dir.path()), hostile).unwrap();
+            fs_err::write(record_path(dir.path()), hostile.as_bytes()).unwrap();
             let err = recorded(dir.path()).unwrap_err();
             assert!(err.is::<crate::UsageError>(), "{hostile}: {err}");
         }

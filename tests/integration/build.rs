@@ -747,3 +747,54 @@ fn a_git_repository_that_tracks_a_key_is_not_handed_to_nix() {
     );
     assert_eq!(store_files_holding(&secret), Vec::<PathBuf>::new());
 }
+
+/// The identical image's digest is recorded for `flakesmith stamp`, and a later build of other
+/// targets keeps it (SHA256SUMS lists only the last build's images).
+#[test]
+fn the_identical_images_digest_is_recorded_for_stamp() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    fs_err::create_dir(&repo).unwrap();
+    flake(
+        &repo,
+        &[
+            (
+                "x86_64-linux",
+                "rk1",
+                &image_script("nixos-rk1", "identical"),
+            ),
+            ("x86_64-linux", "node1", &image_script("node1", "one")),
+        ],
+    );
+    for target in ["rk1", "node1"] {
+        let out = flakesmith()
+            .args(["build", "-C"])
+            .arg(&repo)
+            .arg(target)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let record: serde_json::Value = serde_json::from_str(
+        &fs_err::read_to_string(repo.join("images/identical-images.json")).unwrap(),
+    )
+    .unwrap();
+    let images = record["images"].as_object().unwrap();
+    assert_eq!(
+        images.keys().collect::<Vec<_>>(),
+        ["rk1"],
+        "node images are not identical images"
+    );
+    assert_eq!(images["rk1"]["path"], "rk1/sd-image/nixos-rk1.img");
+    let image = fs_err::read(repo.join("images/rk1/sd-image/nixos-rk1.img")).unwrap();
+    use sha2::Digest;
+    assert_eq!(
+        images["rk1"]["sha256"],
+        hex::encode(sha2::Sha256::digest(&image))
+    );
+    assert_eq!(images["rk1"]["size"], image.len());
+}

@@ -704,3 +704,173 @@ fn post_deploy_of_a_stamped_node_uses_the_pin_and_sends_no_identity() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no pinned host key"));
     assert_eq!(tools.log().len(), 4);
 }
+
+#[test]
+fn check_flags_a_stamped_image_that_is_tracked_or_readable_by_others() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = sops_repo();
+    let image = rk1_image(tmp.path());
+    record(&repo, &image.path);
+    run(Command::new("git").args(["init", "-q"]).arg(&repo.dir));
+    let out = stamp(&repo, &["rk1-node1", "--image", path_str(&image.path)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stamped_findings = || {
+        let out = repo.run(&["check"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains("stamped image"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        stamped_findings().is_empty(),
+        "stamped/ is ignored and 0600"
+    );
+
+    let stamped = repo.dir.join("stamped/rk1-node1.img");
+    fs::set_permissions(&stamped, fs::Permissions::from_mode(0o644)).unwrap();
+    let found = stamped_findings();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with("stamped/rk1-node1.img: a stamped image with mode 0644"),
+        "{found:?}"
+    );
+
+    // Tracked (forced past .gitignore), next to an unstamped image that is tracked too.
+    fs::set_permissions(&stamped, fs::Permissions::from_mode(0o600)).unwrap();
+    fs::copy(&image.path, repo.dir.join("identical.img")).unwrap();
+    run(Command::new("git").arg("-C").arg(&repo.dir).args([
+        "add",
+        "-f",
+        "stamped/rk1-node1.img",
+        "identical.img",
+    ]));
+    let found = stamped_findings();
+    assert_eq!(found.len(), 1, "only the stamped one: {found:?}");
+    assert!(found[0].starts_with("stamped/rk1-node1.img: a stamped image (it holds a node's private keys) is tracked by git"), "{found:?}");
+}
+
+#[test]
+fn a_failed_or_interrupted_stamp_leaves_no_partial_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = sops_repo();
+    let image = rk1_image(tmp.path());
+    record(&repo, &image.path);
+    let args = [
+        "stamp",
+        "rk1-node1",
+        "rk1-node2",
+        "--image",
+        path_str(&image.path),
+    ];
+
+    // The second node's write fails (as a full disk would): the first is done, the second gone.
+    let out = repo.run_env(&args, &[("FLAKESMITH_FAILPOINT", "stamp:written#2")]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(files_in(&repo.dir.join("stamped")), ["rk1-node1.img"]);
+
+    // A crash leaves the partial file; the next stamp removes it before anything else.
+    let out = repo.run_env(&args, &[("FLAKESMITH_FAILPOINT", "stamp:written#2:abort")]);
+    assert!(!out.status.success());
+    let left = files_in(&repo.dir.join("stamped"));
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(
+        left.iter()
+            .any(|f| f.starts_with(".rk1-node2.") && f.ends_with(".partial")),
+        "{left:?}"
+    );
+    let out = stamp(&repo, &["rk1-node3", "--image", path_str(&image.path)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("removed 1 partial"));
+    assert_eq!(
+        files_in(&repo.dir.join("stamped")),
+        ["rk1-node1.img", "rk1-node3.img"]
+    );
+}
+
+/// nixpkgs' generic aarch64 SD image has the same layout with the FAT partition at 8 MiB (and no
+/// Rockchip loader): stamped the same way, the rest byte-identical.
+#[test]
+fn a_generic_sd_image_layout_is_stamped_the_same_way() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = sops_repo();
+    let image = fixtures::sd_image(tmp.path(), "nixos-generic.img", 8);
+    record(&repo, &image.path);
+    let out = stamp(&repo, &["rk1-node1", "--image", path_str(&image.path)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stamped = repo.dir.join("stamped/rk1-node1.img");
+    let size = fs::metadata(&image.path).unwrap().len();
+    let (start, len) = image.firmware;
+    assert!(region(&stamped, 0, start) == region(&image.path, 0, start));
+    assert!(
+        region(&stamped, start + len, size - start - len)
+            == region(&image.path, start + len, size - start - len)
+    );
+    assert_eq!(mread(&stamped, start, "hostname"), b"rk1-node1\n");
+    fsck_clean(
+        &SdImage {
+            path: stamped,
+            firmware: image.firmware,
+            root: image.root,
+        },
+        tmp.path(),
+    );
+}
+
+/// The file `flakesmith build` hashed is recognised without reading it again while it is
+/// unchanged; once written to, it is hashed, and refused when its digest is not recorded.
+#[test]
+fn the_recorded_file_is_trusted_only_while_unchanged() {
+    use std::os::unix::fs::{FileExt, MetadataExt};
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = sops_repo();
+    let image = rk1_image(tmp.path());
+    let record_as_build = |sha256: &str| {
+        let m = fs::metadata(&image.path).unwrap();
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        fs::create_dir_all(repo.dir.join("images")).unwrap();
+        let record = serde_json::json!({"version": 1, "images": {"rk1": {
+            "sha256": sha256, "size": m.len(), "path": "rk1/sd-image/nixos-rk1.img",
+            "file": {"dev": m.dev(), "ino": m.ino(), "size": m.len(),
+                     "mtime_ns": ns(m.mtime(), m.mtime_nsec()), "ctime_ns": ns(m.ctime(), m.ctime_nsec())}}}});
+        repo.write("images/identical-images.json", &record.to_string());
+    };
+    record_as_build(&hex::encode(digest(&image.path)));
+    let out = stamp(&repo, &["rk1-node1", "--image", path_str(&image.path)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // One byte of the root partition changes (the file's change time moves with it): the record's
+    // file state no longer matches, the digest is computed and is not the recorded one.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .open(&image.path)
+        .unwrap();
+    file.write_all_at(b"x", image.root.0 + 4096).unwrap();
+    drop(file);
+    refused(
+        &stamp(&repo, &["rk1-node2", "--image", path_str(&image.path)]),
+        "not the identical image",
+    );
+}

@@ -19,6 +19,12 @@ let
     (options ? systemd.sysusers && config.systemd.sysusers.enable)
     || (options ? services.userborn && config.services.userborn.enable);
   secrets = lib.partition (secret: secret.neededForUsers) (lib.attrValues config.sops.secrets);
+  # Makes one of sops-nix's scripts wait for ours, when sops-nix defines it.
+  afterIdentity =
+    defined:
+    lib.mkIf (defined && !systemdActivation) {
+      deps = [ "identityFromFirmware" ];
+    };
 in
 {
   # Mounting the FAT partition during activation needs vfat and its code pages before any
@@ -55,12 +61,6 @@ in
   };
 
   # Before sops-nix reads the age identity the stamp carried.
-  system.activationScripts.setupSecrets = lib.mkIf (secrets.wrong != [ ] && !systemdActivation) {
-    deps = [ "identityFromFirmware" ];
-  };
-  system.activationScripts.setupSecretsForUsers =
-    lib.mkIf (secrets.right != [ ] && !systemdActivation)
-      {
-        deps = [ "identityFromFirmware" ];
-      };
+  system.activationScripts.setupSecrets = afterIdentity (secrets.wrong != [ ]);
+  system.activationScripts.setupSecretsForUsers = afterIdentity (secrets.right != [ ]);
 }
