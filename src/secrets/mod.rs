@@ -200,3 +200,55 @@ pub fn report_made(made: &[String]) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sops_project() -> Project {
+        let mut answers = crate::model::Answers::default();
+        answers.secrets.mode = SecretsMode::Sops;
+        answers.secrets.node_recipients = NodeRecipients::AgeKeys;
+        Project::from_answers(&answers).unwrap()
+    }
+
+    // cargo-mutants (unit tests only) left every mutant of NodeKeys alive: init's integration
+    // tests cover it, but slowly. This kills them at unit-test speed.
+    #[test]
+    fn prepare_makes_an_identity_per_node_and_debug_names_them_without_secrets() {
+        let repo = tempfile::tempdir().unwrap();
+        let project = sops_project();
+        let keys = NodeKeys::prepare(repo.path(), &project).unwrap();
+        let hosts: Vec<String> = project.nodes.iter().map(|n| n.host.to_string()).collect();
+        assert_eq!(keys.recipients().into_keys().collect::<Vec<_>>(), hosts);
+        assert_eq!(
+            keys.new_paths(),
+            hosts
+                .iter()
+                .map(|h| format!("{KEYS_DIR}/{h}.age"))
+                .collect::<Vec<_>>()
+        );
+        // The identities, and keys/.gitignore so git never sees them.
+        let files = keys.new_files(repo.path());
+        let mut expected = keys.new_paths();
+        expected.push(format!("{KEYS_DIR}/.gitignore"));
+        assert_eq!(
+            files.iter().map(|f| f.path.clone()).collect::<Vec<_>>(),
+            expected
+        );
+        assert!(files[..hosts.len()].iter().all(|f| f.mode == 0o600
+            && String::from_utf8_lossy(&f.contents).contains("AGE-SECRET-KEY-1")));
+        let written = keys.write_new(repo.path()).unwrap();
+        assert_eq!(written, keys.new_paths());
+        for path in &written {
+            let identity = read_identity(&repo.path().join(path), "a node").unwrap();
+            assert!(keys.recipients().values().any(|r| *r == identity.recipient));
+        }
+        let debug = format!("{keys:?}");
+        assert!(debug.starts_with("NodeKeys { recipients: {"), "{debug}");
+        for host in &hosts {
+            assert!(debug.contains(host.as_str()), "{debug}");
+        }
+        assert!(!debug.contains("AGE-SECRET-KEY"), "{debug}");
+    }
+}

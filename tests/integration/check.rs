@@ -291,12 +291,12 @@ fn a_private_key_outside_keys_is_removed_from_git_when_tracked() {
     };
     finds_exactly(
         plant(false),
-        "deploy-key.txt:4: contains an age identity (AGE-SECRET-KEY-1…) outside keys/ — move it into keys/ \
+        "deploy-key.txt:4: contains an age private key outside keys/ — move it into keys/ \
          (git-ignored, 0600) if it is needed, or delete it",
     );
     finds_exactly(
         plant(true),
-        "deploy-key.txt:4: contains an age identity (AGE-SECRET-KEY-1…) outside keys/ — remove it from git \
+        "deploy-key.txt:4: contains an age private key outside keys/ — remove it from git \
          (`git rm --cached deploy-key.txt`), move it into keys/ if it is needed, and replace the \
          key: it is in the history",
     );
