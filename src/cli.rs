@@ -41,6 +41,8 @@ pub enum Command {
     Build(BuildArgs),
     /// Lint a generated repository: syntax, secrets hygiene, boot layout
     Check(CheckArgs),
+    /// Copy the identical image once per node, each with the node's identity in its FAT partition
+    Stamp(StampArgs),
     /// Write a Rockchip bootloader into a disk image (the same code as `rk-inject`)
     #[command(disable_help_flag = true)]
     Inject(InjectArgs),
@@ -53,8 +55,14 @@ pub enum Command {
 /// The repository a command works on.
 #[derive(Debug, Args, Clone)]
 pub struct RepoArg {
-    /// The generated repository (default: the current directory)
-    #[arg(short = 'C', long = "repo", value_name = "DIR", default_value = ".")]
+    /// The generated repository [default: the current directory]
+    #[arg(
+        short = 'C',
+        long = "repo",
+        value_name = "DIR",
+        default_value = ".",
+        hide_default_value = true
+    )]
     pub dir: PathBuf,
 }
 
@@ -94,7 +102,7 @@ pub struct InitArgs {
         help_heading = "Answers"
     )]
     pub platforms: Vec<String>,
-    /// Number of RK1 nodes, named <host-prefix>1, <host-prefix>2, …
+    /// Number of RK1 nodes (1-256), named <host-prefix>1, <host-prefix>2, …
     #[arg(long, value_name = "N", help_heading = "Answers")]
     pub nodes: Option<usize>,
     /// Prefix of generated node host names
@@ -141,9 +149,15 @@ pub struct InitArgs {
     /// An extracted RK1 bootloader (u-boot-rockchip.bin) to use instead of nixpkgs' ubootTuringRK1
     #[arg(long, value_name = "FILE", help_heading = "Answers")]
     pub bootloader_blob: Option<PathBuf>,
+    /// Use nixpkgs' ubootTuringRK1 (answers the bootloader question without a blob)
+    #[arg(long, conflicts_with = "bootloader_blob", help_heading = "Answers")]
+    pub no_bootloader_blob: bool,
     /// Your personal flake, whose nixosModules.default every machine imports
     #[arg(long, value_name = "FLAKE-URL", help_heading = "Answers")]
     pub dots: Option<String>,
+    /// No personal flake (answers the dots question with none)
+    #[arg(long, conflicts_with = "dots", help_heading = "Answers")]
+    pub no_dots: bool,
     /// Systems images are built on
     #[arg(
         long = "build-system",
@@ -265,6 +279,25 @@ pub struct BuildArgs {
 pub struct CheckArgs {
     #[command(flatten)]
     pub repo: RepoArg,
+}
+
+#[derive(Debug, Args)]
+pub struct StampArgs {
+    #[command(flatten)]
+    pub repo: RepoArg,
+    /// Nodes to stamp
+    #[arg(value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// Stamp every node
+    #[arg(long, conflicts_with = "hosts")]
+    pub all: bool,
+    /// The identical image (raw) [default: the rk1 image `flakesmith build rk1` recorded]
+    #[arg(long, value_name = "FILE")]
+    pub image: Option<PathBuf>,
+    /// Folder for the stamped images <HOST>.img, git-ignored when inside the repository
+    /// [default: stamped/ in the repository]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

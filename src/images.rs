@@ -62,8 +62,8 @@ pub fn sha256_file(path: &Path, mut progress: impl FnMut(u64)) -> Result<String>
     Ok(hex::encode(hasher.finalize()))
 }
 
-/// Make `link` a GC root for `store_path`, so `nix-collect-garbage` keeps the image.
-pub fn add_gc_root(store_path: &Path, link: &Path) -> Result<()> {
+/// Remove `link` if it is a symbolic link, refuse if it is anything else.
+fn replace_link(link: &Path) -> Result<()> {
     if let Ok(meta) = fs_err::symlink_metadata(link) {
         if !meta.file_type().is_symlink() {
             bail!(
@@ -72,6 +72,22 @@ pub fn add_gc_root(store_path: &Path, link: &Path) -> Result<()> {
             );
         }
         fs_err::remove_file(link)?;
+    }
+    Ok(())
+}
+
+/// Make `link` point at `target`, the files of an output of a chroot store.
+pub fn link_outside_store(target: &Path, link: &Path) -> Result<()> {
+    replace_link(link)?;
+    fs_err::os::unix::fs::symlink(target, link)?;
+    Ok(())
+}
+
+/// Make `link` a GC root for `store_path`, so `nix-collect-garbage` keeps the image.
+pub fn add_gc_root(store_path: &Path, link: &Path) -> Result<()> {
+    replace_link(link)?;
+    if let Some(parent) = link.parent() {
+        fs_err::create_dir_all(parent)?;
     }
     let output = Command::new("nix-store")
         .arg("--realise")

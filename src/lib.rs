@@ -10,6 +10,7 @@ pub mod cmd;
 pub mod echo;
 mod error;
 pub mod failpoint;
+mod git;
 pub mod images;
 pub mod model;
 pub mod nix;
@@ -18,6 +19,7 @@ pub mod render;
 pub mod rockchip;
 pub mod rockchip_vendor;
 pub mod secrets;
+pub mod stamp;
 pub mod sync;
 
 pub use error::UsageError;

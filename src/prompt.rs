@@ -8,8 +8,9 @@ use dialoguer::{theme::ColorfulTheme, Confirm, Input, MultiSelect, Password, Sel
 use crate::{
     error::UsageError,
     model::{
-        answers::{AwsImageFormat, SecretsMode, DEFAULT_HOST_PREFIX},
-        check_password_hash, AgeRecipient, Answers, Hostname, Layout, Platform,
+        answers::{AwsImageFormat, SecretsMode, DEFAULT_HOST_PREFIX, MAX_NODES},
+        check_flake_url, check_host_or_ip, check_nixpkgs_branch, check_password_hash,
+        check_project_name, check_user_name, AgeRecipient, Answers, Hostname, Layout, Platform,
     },
 };
 
@@ -64,8 +65,8 @@ impl Question {
             Question::SshKeys => "--ssh-key",
             Question::Secrets => "--secrets",
             Question::NixpkgsBranch => "--nixpkgs-branch",
-            Question::Bootloader => "--bootloader-blob",
-            Question::Dots => "--dots",
+            Question::Bootloader => "--bootloader-blob (or --no-bootloader-blob)",
+            Question::Dots => "--dots (or --no-dots)",
             Question::TemporaryPassword => "--temporary-password-hash",
             Question::Monitoring => "--no-node-exporter / --open-exporter-port",
             Question::AwsImageFormat => "--aws-image-format",
@@ -120,7 +121,16 @@ pub enum Asking {
 /// Fills in every applicable question that is not in `given`.
 pub fn complete(answers: &mut Answers, given: &BTreeSet<Question>, asking: Asking) -> Result<()> {
     match asking {
-        Asking::Defaults => Ok(()),
+        Asking::Defaults => {
+            // The prompt's default, which the book promises too: every platform.
+            if !given.contains(&Question::Platforms)
+                && Question::Platforms.applies(answers)
+                && answers.platforms.is_empty()
+            {
+                answers.platforms = Platform::ALL.to_vec();
+            }
+            Ok(())
+        }
         Asking::Refuse => {
             let missing: Vec<&str> = Question::ALL
                 .into_iter()
@@ -153,10 +163,12 @@ pub fn complete(answers: &mut Answers, given: &BTreeSet<Question>, asking: Askin
 fn ask(question: Question, a: &mut Answers, theme: &ColorfulTheme) -> Result<()> {
     match question {
         Question::Name => {
-            a.name = Input::with_theme(theme)
+            let name: String = Input::with_theme(theme)
                 .with_prompt("Project name")
                 .default(a.name.clone())
+                .validate_with(|s: &String| check_project_name(s.trim()).map(drop))
                 .interact_text()?;
+            a.name = name.trim().to_owned();
         }
         Question::Layout => {
             let layouts = [Layout::Rk1Cluster, Layout::MultiCloud];
@@ -198,11 +210,11 @@ fn ask(question: Question, a: &mut Answers, theme: &ColorfulTheme) -> Result<()>
             let count: usize = Input::with_theme(theme)
                 .with_prompt("Number of RK1 nodes")
                 .default(a.nodes.len().max(1))
-                .validate_with(|n: &usize| -> Result<(), &str> {
-                    if (1..=256).contains(n) {
+                .validate_with(|n: &usize| -> Result<(), String> {
+                    if (1..=MAX_NODES).contains(n) {
                         Ok(())
                     } else {
-                        Err("between 1 and 256")
+                        Err(format!("between 1 and {MAX_NODES}"))
                     }
                 })
                 .interact_text()?;
@@ -243,21 +255,25 @@ fn ask(question: Question, a: &mut Answers, theme: &ColorfulTheme) -> Result<()>
                     .filter(|n| n.board == board.name)
                     .map(|n| n.host.clone())
                     .collect();
-                board.bmc_host = Input::with_theme(theme)
+                let host: String = Input::with_theme(theme)
                     .with_prompt(format!(
                         "Turing Pi BMC host of board {} of {boards} ({})",
                         i + 1,
                         slots.join(", ")
                     ))
                     .default(board.bmc_host.clone())
+                    .validate_with(|s: &String| check_host_or_ip(s.trim()))
                     .interact_text()?;
+                board.bmc_host = host.trim().to_owned();
             }
         }
         Question::AdminUser => {
-            a.admin_user = Input::with_theme(theme)
+            let user: String = Input::with_theme(theme)
                 .with_prompt("Admin user")
                 .default(a.admin_user.clone())
+                .validate_with(|s: &String| check_user_name(s.trim()).map(drop))
                 .interact_text()?;
+            a.admin_user = user.trim().to_owned();
         }
         Question::SshKeys => {
             let default = a.ssh_keys.join(", ");
@@ -322,10 +338,12 @@ fn ask(question: Question, a: &mut Answers, theme: &ColorfulTheme) -> Result<()>
             }
         }
         Question::NixpkgsBranch => {
-            a.nixpkgs_branch = Input::with_theme(theme)
+            let branch: String = Input::with_theme(theme)
                 .with_prompt("nixpkgs branch")
                 .default(a.nixpkgs_branch.clone())
+                .validate_with(|s: &String| check_nixpkgs_branch(s.trim()).map(drop))
                 .interact_text()?;
+            a.nixpkgs_branch = branch.trim().to_owned();
         }
         Question::Bootloader => {
             let items = [
@@ -344,13 +362,7 @@ fn ask(question: Question, a: &mut Answers, theme: &ColorfulTheme) -> Result<()>
                 let path: String = Input::with_theme(theme)
                     .with_prompt("Path to the bootloader blob")
                     .default(a.bootloader.blob.clone().unwrap_or_default())
-                    .validate_with(|s: &String| -> Result<(), String> {
-                        if std::path::Path::new(s.trim()).is_file() {
-                            Ok(())
-                        } else {
-                            Err(format!("{s} is not a file"))
-                        }
-                    })
+                    .validate_with(|s: &String| crate::cmd::init::read_blob(s.trim()).map(drop))
                     .interact_text()?;
                 Some(path.trim().to_owned())
             };
@@ -410,6 +422,10 @@ fn ask(question: Question, a: &mut Answers, theme: &ColorfulTheme) -> Result<()>
                 )
                 .default(a.dots.clone().unwrap_or_default())
                 .allow_empty(true)
+                .validate_with(|s: &String| match s.trim() {
+                    "" => Ok(()),
+                    url => check_flake_url(url).map(drop),
+                })
                 .interact_text()?;
             a.dots = Some(text.trim().to_owned()).filter(|s| !s.is_empty());
         }

@@ -5,6 +5,7 @@
 //! own CI can run `flakesmith check` on a checkout.
 
 mod files;
+mod git_rules;
 mod nix_rules;
 mod secrets_rules;
 
@@ -60,12 +61,14 @@ pub const RULES: &[(&str, Rule)] = &[
     ("keys-in-store", nix_rules::keys_in_store),
     ("keys-in-nix-store", secrets_rules::keys_in_nix_store),
     ("rk1-firmware-offset", nix_rules::rk1_firmware_offset),
+    ("bootloader-blob", nix_rules::bootloader_blob),
     (
         "deployment-key",
         secrets_rules::deployment_key_in_images_only,
     ),
     ("sops-nodes", secrets_rules::sops_nodes),
     ("sops-file-recipients", secrets_rules::sops_file_recipients),
+    ("git-untracked", git_rules::untracked_generated),
 ];
 
 /// Runs every rule on `repo`, whose answers are `answers` (its flakesmith.yaml).

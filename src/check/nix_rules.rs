@@ -10,11 +10,24 @@ use crate::model::{Answers, Layout, Platform};
 /// at sector 16384 (8 MiB), so nothing may be partitioned below 16 MiB.
 pub const MIN_RK1_FIRMWARE_OFFSET_MIB: i64 = 16;
 
-/// Every `.nix` file parses.
+/// Every `.nix` file parses. One that holds the markers of an `update` conflict is named as
+/// that, as `diff` and `update` name it, not by the parser's first complaint about `<<<<<<<`.
 pub fn nix_syntax(files: &RepoFiles, _: &Answers) -> Result<Vec<Finding>> {
     let mut findings = Vec::new();
     for path in files.with_extension(".nix") {
         let text = files.read_text(path)?;
+        if crate::sync::has_conflict_markers(&text) {
+            let line = text
+                .lines()
+                .position(|l| l.starts_with("<<<<<<< "))
+                .map_or(1, |i| i + 1);
+            findings.push(Finding::new(
+                format!("{path}:{line}"),
+                "unresolved conflict markers from an earlier update",
+                "keep the lines you want, remove the <<<<<<< ======= >>>>>>> lines, and run `flakesmith update`",
+            ));
+            continue;
+        }
         if let Err(e) = crate::nix::check_text(path, &text) {
             findings.push(Finding::new(
                 format!("{path}:{}:{}", e.line, e.column),
@@ -395,4 +408,22 @@ fn has_ident(expr: &SyntaxNode, ident: &str) -> bool {
     expr.descendants_with_tokens()
         .filter_map(|e| e.into_token())
         .any(|t| t.kind() == SyntaxKind::TOKEN_IDENT && t.text() == ident)
+}
+
+/// The bootloader blob `bootloader.blob` names is an RK1 loader, checked as `init` checks it
+/// (and as rk-inject will when it writes the blob into every image).
+pub fn bootloader_blob(files: &RepoFiles, answers: &Answers) -> Result<Vec<Finding>> {
+    use crate::model::answers::BLOB_FILE;
+    if answers.bootloader.blob.as_deref() != Some(BLOB_FILE) {
+        return Ok(Vec::new());
+    }
+    let fix = "put the RK1's u-boot-rockchip.bin there, or remove bootloader.blob from flakesmith.yaml to build U-Boot from nixpkgs";
+    let why = match fs_err::read(files.path(BLOB_FILE)) {
+        Err(_) => "named by bootloader.blob in flakesmith.yaml, but missing".to_owned(),
+        Ok(bytes) => match crate::cmd::init::check_rk1_loader(&bytes) {
+            Ok(()) => return Ok(Vec::new()),
+            Err(why) => why,
+        },
+    };
+    Ok(vec![Finding::new(BLOB_FILE, why, fix)])
 }

@@ -158,7 +158,16 @@ pub fn sops_nodes(files: &RepoFiles, answers: &Answers) -> Result<Vec<Finding>> 
     }
     let sops = SopsYaml::parse(&files.read_text(SOPS_YAML)?);
     let recipients = sops.node_recipients();
-    let mut findings = Vec::new();
+    let mut findings: Vec<Finding> = crate::secrets::nodes_without_identity(&files.root, answers)?
+        .into_iter()
+        .map(|host| {
+            Finding::new(
+                format!("keys/{host}.age"),
+                format!("missing, but .sops.yaml encrypts to node {host}'s recipient: no one here can decrypt what is encrypted to it"),
+                crate::secrets::without_identity_fix(&host),
+            )
+        })
+        .collect();
     for node in &answers.nodes {
         let host = &node.host;
         let how = match answers.secrets.node_recipients {

@@ -16,11 +16,13 @@ use crate::{
     cli::BuildArgs,
     cmd::Outcome,
     images::{self, Sum, IMAGES_DIR},
+    model::Project,
     nix::{
         build::{self, check_name, Event, Request, Target, Targets},
         log::store_name,
-        prereq::{self, Check},
+        prereq::{self, Check, NixInfo},
     },
+    render::ANSWERS_FILE,
     UsageError,
 };
 
@@ -43,6 +45,8 @@ pub fn run(args: BuildArgs) -> Result<Outcome> {
     if let Some(system) = &args.system {
         check_name("--system", system)?;
     }
+    // In a generated repository the answers say what can be built, and where.
+    let project = known_targets(repo, &args)?;
     if let Some(key) = &args.sign_key {
         if !key.is_file() {
             bail!(UsageError::new(format!(
@@ -84,14 +88,21 @@ pub fn run(args: BuildArgs) -> Result<Outcome> {
     };
 
     if args.dry_run {
-        // Spell out what --all means, when the flake can say it cheaply.
+        // Spell out what --all means: as the flake says when it can be evaluated, else as
+        // flakesmith.yaml says.
         let shown = match &request.targets {
             Targets::All => match build::target_names(&request) {
                 Ok(names) => Request {
                     targets: Targets::Named(names),
                     ..request.clone()
                 },
-                Err(_) => request.clone(),
+                Err(_) => match &project {
+                    Some(project) => Request {
+                        targets: Targets::Named(project.image_targets()),
+                        ..request.clone()
+                    },
+                    None => request.clone(),
+                },
             },
             Targets::Named(_) => request.clone(),
         };
@@ -144,7 +155,7 @@ pub fn run(args: BuildArgs) -> Result<Outcome> {
     if !fancy {
         eprintln!("building {} in one nix build", names.join(", "));
     }
-    let mut display = Display::new(fancy, &targets);
+    let mut display = Display::new(fancy, &targets, &info);
     let report = build::run_build(build::build_command(&info, &request, &targets), |e| {
         display.event(e)
     })?;
@@ -165,6 +176,7 @@ pub fn run(args: BuildArgs) -> Result<Outcome> {
 
     let rows = finish_images(
         &repo,
+        &info,
         &targets,
         &report.finished,
         args.sign_key.as_deref(),
@@ -193,6 +205,35 @@ pub fn run(args: BuildArgs) -> Result<Outcome> {
 
 /// The `--builders` value for the repository's RK1 nodes, when flakesmith.yaml makes them remote
 /// builders (remote-builder.nix): one entry per node, with the key the README has users make.
+/// The project of a generated repository (one with flakesmith.yaml), after checking the named
+/// targets and `--system` against it; `None` for another flake, which nix alone can check.
+fn known_targets(repo: &Path, args: &BuildArgs) -> Result<Option<Project>> {
+    if !repo.join(ANSWERS_FILE).is_file() {
+        return Ok(None);
+    }
+    // Read, then unlocked again: a long build must not keep `diff` or `update` waiting.
+    let answers = super::repo::Repo::open(repo)?.answers;
+    let project = Project::from_answers(&answers)?;
+    let targets = project.image_targets();
+    if let Some(unknown) = args.targets.iter().find(|t| !targets.contains(t)) {
+        bail!(UsageError::new(format!(
+            "TARGET: '{unknown}' is not an image of this repository ({ANSWERS_FILE}); choose from {}",
+            targets.join(", ")
+        )));
+    }
+    if let Some(system) = args
+        .system
+        .as_ref()
+        .filter(|s| !project.build.systems.contains(s))
+    {
+        bail!(UsageError::new(format!(
+            "--system: '{system}' is not in build.systems of {ANSWERS_FILE}; choose from {}",
+            project.build.systems.join(", ")
+        )));
+    }
+    Ok(Some(project))
+}
+
 fn rk1_builders(repo: &Path) -> Option<String> {
     let text = fs_err::read_to_string(repo.join("flakesmith.yaml")).ok()?;
     let answers = crate::model::Answers::from_yaml(&text).ok()?;
@@ -248,9 +289,13 @@ struct Row {
     time: Option<Duration>,
 }
 
+/// The GC roots of a chroot store's outputs, inside the images directory.
+const GC_ROOTS_DIR: &str = ".gcroots";
+
 /// Link every built output into images/, hash the images, write (and sign) SHA256SUMS.
 fn finish_images(
     repo: &Path,
+    info: &NixInfo,
     targets: &[Target],
     finished: &HashMap<String, Duration>,
     sign_key: Option<&Path>,
@@ -260,7 +305,8 @@ fn finish_images(
     let mut rows = Vec::new();
     let mut sums = Vec::new();
     for target in targets {
-        let built = target.out.exists();
+        let out = info.on_disk(&target.out);
+        let built = out.exists();
         let mut row = Row {
             target: target.name.clone(),
             built,
@@ -271,9 +317,17 @@ fn finish_images(
         if built {
             fs_err::create_dir_all(&dir)?;
             let link = dir.join(&target.name);
-            images::add_gc_root(&target.out, &link)?;
-            if let Some(image) = images::find_image(&target.out) {
-                let inside = image.strip_prefix(&target.out).unwrap_or(Path::new(""));
+            if out == target.out {
+                images::add_gc_root(&target.out, &link)?;
+            } else {
+                // A chroot store's GC follows roots that name /nix/store paths, which do not exist
+                // on this machine's disk: the root lives under .gcroots/, the link a person (and
+                // sha256sum -c) follows points at the files.
+                images::add_gc_root(&target.out, &dir.join(GC_ROOTS_DIR).join(&target.name))?;
+                images::link_outside_store(&out, &link)?;
+            }
+            if let Some(image) = images::find_image(&out) {
+                let inside = image.strip_prefix(&out).unwrap_or(Path::new(""));
                 let relative = if inside.as_os_str().is_empty() {
                     PathBuf::from(&target.name)
                 } else {
@@ -285,6 +339,18 @@ fn finish_images(
                 bar.finish_and_clear();
                 row.image = Some(format!("{IMAGES_DIR}/{}", relative.display()));
                 row.size = Some(size);
+                if crate::stamp::record::STAMPABLE_TARGETS.contains(&target.name.as_str()) {
+                    // What `flakesmith stamp` accepts as this repository's identical image.
+                    crate::stamp::record::remember(
+                        repo,
+                        &target.name,
+                        crate::stamp::record::Recorded {
+                            sha256: sha256.clone(),
+                            size,
+                            path: relative.to_string_lossy().into_owned(),
+                        },
+                    )?;
+                }
                 sums.push(Sum {
                     sha256,
                     path: relative.to_string_lossy().into_owned(),
@@ -396,7 +462,7 @@ struct Display {
 }
 
 impl Display {
-    fn new(fancy: bool, targets: &[Target]) -> Self {
+    fn new(fancy: bool, targets: &[Target], info: &NixInfo) -> Self {
         Self {
             fancy,
             multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
@@ -409,7 +475,7 @@ impl Display {
                 .collect(),
             target_outs: targets
                 .iter()
-                .map(|t| (t.drv.clone(), t.out.clone()))
+                .map(|t| (t.drv.clone(), info.on_disk(&t.out)))
                 .collect(),
             stopped: 0,
             expected: 0,

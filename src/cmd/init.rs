@@ -4,16 +4,18 @@ use std::{
     collections::BTreeSet,
     io::IsTerminal,
     path::{Path, PathBuf},
-    process::Command as Process,
 };
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 use super::Outcome;
 use crate::{
     cli::InitArgs,
     echo::quoted,
-    model::{Answers, InvalidAnswer, Layout, Platform, Project, SshPublicKey, SSH_PUBLIC_KEY_HINT},
+    model::{
+        answers::MAX_NODES, Answers, InvalidAnswer, Layout, Platform, Project, SshPublicKey,
+        SSH_PUBLIC_KEY_HINT,
+    },
     prompt::{self, Asking, Question},
     render,
     secrets::{self, private_key::private_key_in},
@@ -21,8 +23,7 @@ use crate::{
     UsageError,
 };
 
-/// Where an extracted bootloader blob is kept inside the repo.
-pub const BLOB_FILE: &str = "rk1-bootloader.bin";
+pub use crate::model::answers::BLOB_FILE;
 
 /// The RK3588 loader is written at 32 KiB and the first partition starts at 16 MiB.
 const MAX_BLOB_SIZE: u64 = 16 * 1024 * 1024 - 32 * 1024;
@@ -54,17 +55,18 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
         .dir
         .clone()
         .unwrap_or_else(|| PathBuf::from(&answers.name));
-    let blob = take_blob(&mut answers)?;
+    let blob = take_blob(&mut answers, &dir).map_err(|e| named_by_flag(&args, e))?;
     let mut project = Project::from_answers(&answers).map_err(|e| named_by_flag(&args, e))?;
     // Node identities are made in memory now (their recipients go into .sops.yaml) and
     // written, 0600, only once the repo exists.
     let node_keys = secrets::NodeKeys::prepare(&dir, &project)?;
     project.node_age_recipients = node_keys.recipients();
     let tree = render::render(&project)?;
-    let extra: Vec<(String, Vec<u8>)> = blob
-        .into_iter()
-        .map(|b| (BLOB_FILE.to_owned(), b))
-        .collect();
+    let blob: Option<sync::NewFile> = blob.map(|contents| sync::NewFile {
+        path: BLOB_FILE.to_owned(),
+        contents,
+        mode: 0o644,
+    });
 
     let existing = dir_state(&dir)?;
     if existing == DirState::NonEmpty && !args.force {
@@ -78,14 +80,18 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
     if args.dry_run {
         println!(
             "Would write {} files to {}:",
-            tree.len() + extra.len(),
+            tree.len() + usize::from(blob.is_some()),
             dir.display()
         );
         for (path, file) in tree.iter() {
             println!("  {path} ({} bytes)", file.contents.len());
         }
-        for (path, bytes) in &extra {
-            println!("  {path} ({} bytes, your bootloader blob)", bytes.len());
+        if let Some(blob) = &blob {
+            println!(
+                "  {} ({} bytes, your bootloader blob)",
+                blob.path,
+                blob.contents.len()
+            );
         }
         for path in node_keys.new_paths() {
             println!("  {path} (new node age identity, 0600, git-ignored)");
@@ -93,6 +99,8 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
         return Ok(Outcome::Success);
     }
 
+    // What init wrote, for git: never a file of the user's it kept.
+    let mut written: Vec<String> = Vec::new();
     let summary = if existing == DirState::NonEmpty {
         let plan = sync::plan(
             &dir,
@@ -102,12 +110,13 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
                 ..Default::default()
             },
         )?;
-        let applied = sync::apply(&dir, &plan)?;
-        for (path, bytes) in &extra {
-            if !dir.join(path).exists() {
-                fs_err::write(dir.join(path), bytes)?;
-            }
-        }
+        // The node identities and the blob (unless one is there) are created in the same
+        // transaction as the files: all of them, or none.
+        let mut new_files = node_keys.new_files(&dir);
+        new_files.extend(blob.filter(|b| dir.join(&b.path).symlink_metadata().is_err()));
+        let applied = sync::apply_with(&dir, &plan, &new_files)?;
+        written.extend(applied.written.iter().chain(&applied.deleted).cloned());
+        written.extend(new_files.iter().map(|f| f.path.clone()));
         // Generated files the new answers no longer generate (unedited) are removed, as by
         // `update`: said, since the user did not ask for a removal.
         let removed = match applied.deleted.as_slice() {
@@ -127,28 +136,40 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
         }
         summary
     } else {
+        // The node identities are written into the new project before it is renamed into
+        // place: a crash leaves no project, or one whose .sops.yaml recipients all have theirs.
+        let files = tree.len() + usize::from(blob.is_some());
+        let mut extra = node_keys.new_files(&dir);
+        extra.extend(blob);
         sync::create_project(&dir, &tree, &extra)?;
+        written.extend(tree.paths().map(str::to_owned));
+        written.extend(extra.iter().map(|f| f.path.clone()));
         format!(
-            "Created {} ({} layout, {} files).",
+            "Created {} ({} layout, {files} files).",
             dir.display(),
             project.layout,
-            tree.len() + extra.len()
         )
     };
-    let made = node_keys.write_new(&dir).with_context(|| {
-        format!(
-            "{} was created, but its node identities could not all be written to keys/ while .sops.yaml already names them: delete {} and run init again",
-            dir.display(),
-            dir.display()
-        )
-    })?;
-    if !args.no_git {
-        git_init(&dir);
-    }
+    written.extend(tree.paths().map(|p| format!("{}/{p}", sync::BASE_DIR)));
+    let made = node_keys.new_paths();
+    let git_said = if args.no_git {
+        None
+    } else {
+        Some(stage_in_git(&dir, &written))
+    };
     // Printed once the repo is whole: a reader that goes away (`| head`) ends the process at the
     // first print, and must not leave a repo without its node identities.
     println!("{summary}");
+    if let Some(said) = git_said.flatten() {
+        println!("{said}");
+    }
     secrets::report_made(&made);
+    if project.ssh_keys.is_empty() {
+        eprintln!(
+            "warning: no SSH key for the admin (none given with --ssh-key, none found in ~/.ssh): nobody can log in to these machines over SSH; add your public key under ssh-keys in {}, then run `flakesmith update`",
+            dir.join(crate::render::ANSWERS_FILE).display()
+        );
+    }
     print_next_steps(&project, &dir);
     if args.no_git {
         // The next steps call nix, which copies a plain directory whole into the store.
@@ -210,10 +231,13 @@ fn apply_flags(args: &InitArgs, a: &mut Answers, given: &mut BTreeSet<Question>)
         answer(Question::Nodes);
     } else if args.nodes.is_some() || args.host_prefix.is_some() {
         let count = args.nodes.unwrap_or(a.nodes.len());
-        if count == 0 {
-            return Err(
-                InvalidAnswer::new("--nodes", "an RK1 cluster needs at least one node").into(),
-            );
+        // The prompt's range: a typo of 1000 must not write a thousand files.
+        if !(1..=MAX_NODES).contains(&count) {
+            return Err(InvalidAnswer::new(
+                "--nodes",
+                format!("{count} nodes; a repository holds 1 to {MAX_NODES}"),
+            )
+            .into());
         }
         let prefix = args
             .host_prefix
@@ -295,8 +319,16 @@ fn apply_flags(args: &InitArgs, a: &mut Answers, given: &mut BTreeSet<Question>)
         a.bootloader.blob = Some(blob.to_string_lossy().into_owned());
         answer(Question::Bootloader);
     }
+    if args.no_bootloader_blob {
+        a.bootloader.blob = None;
+        answer(Question::Bootloader);
+    }
     if let Some(dots) = &args.dots {
         a.dots = Some(dots.clone()).filter(|d| !d.is_empty());
+        answer(Question::Dots);
+    }
+    if args.no_dots {
+        a.dots = None;
         answer(Question::Dots);
     }
     if !args.build_systems.is_empty() {
@@ -346,6 +378,10 @@ fn named_by_flag(args: &InitArgs, mut e: InvalidAnswer) -> InvalidAnswer {
         "admin-user" => args.admin_user.is_some().then_some("--admin-user"),
         "nixpkgs-branch" => args.nixpkgs_branch.is_some().then_some("--nixpkgs-branch"),
         "dots" => args.dots.is_some().then_some("--dots"),
+        "bootloader.blob" => args
+            .bootloader_blob
+            .is_some()
+            .then_some("--bootloader-blob"),
         "platforms" => (!args.platforms.is_empty()).then_some("--platform"),
         "secrets.deployment-key" => args.deployment_key.is_some().then_some("--deployment-key"),
         "state-version" => args.state_version.is_some().then_some("--state-version"),
@@ -353,6 +389,7 @@ fn named_by_flag(args: &InitArgs, mut e: InvalidAnswer) -> InvalidAnswer {
             .temporary_password_hash
             .is_some()
             .then_some("--temporary-password-hash"),
+        "nodes" => host_flag.or(args.nodes.is_some().then_some("--nodes")),
         _ if field.starts_with("nodes[") && field.ends_with("].host") => host_flag,
         _ if field.starts_with("boards[") && field.ends_with("].bmc-host") => {
             (!args.bmc_hosts.is_empty()).then_some("--bmc-host")
@@ -444,33 +481,78 @@ fn detect_age_recipient() -> Option<String> {
 }
 
 /// Reads a blob named by path (outside the repo) and points the answers at its in-repo copy.
-fn take_blob(answers: &mut Answers) -> Result<Option<Vec<u8>>> {
+fn take_blob(answers: &mut Answers, dir: &Path) -> Result<Option<Vec<u8>>, InvalidAnswer> {
     let Some(path) = answers.bootloader.blob.clone() else {
         return Ok(None);
     };
     if path == BLOB_FILE {
+        // The in-repository name: only `init --force` into a directory that holds it.
+        let copy = dir.join(BLOB_FILE);
+        if !copy.is_file() {
+            return Err(InvalidAnswer::new(
+                "bootloader.blob",
+                format!("{BLOB_FILE} is the copy in a repository, and {} has none: give the path of your u-boot-rockchip.bin", dir.display()),
+            ));
+        }
+        read_blob(&copy.to_string_lossy()).map_err(|m| InvalidAnswer::new("bootloader.blob", m))?;
         return Ok(None);
     }
-    let path = expand_home(&path);
-    let bytes = fs_err::read(&path).map_err(|e| {
-        InvalidAnswer::new(
-            "bootloader.blob",
-            format!("cannot read {}: {e}", path.display()),
-        )
-    })?;
-    if bytes.is_empty() || bytes.len() as u64 > MAX_BLOB_SIZE {
-        return Err(InvalidAnswer::new(
-            "bootloader.blob",
-            format!(
-                "{} is {} bytes; an RK1 loader written at 32 KiB must be 1 to {MAX_BLOB_SIZE} bytes to end before the first partition at 16 MiB",
-                path.display(),
-                bytes.len()
-            ),
-        )
-        .into());
-    }
+    let bytes = read_blob(&path).map_err(|m| InvalidAnswer::new("bootloader.blob", m))?;
     answers.bootloader.blob = Some(BLOB_FILE.to_owned());
     Ok(Some(bytes))
+}
+
+/// The bootloader blob at `path` (`~/` expanded), if it is an RK1 loader; the prompt's check too.
+pub(crate) fn read_blob(path: &str) -> Result<Vec<u8>, String> {
+    let path = expand_home(path);
+    let bytes = fs_err::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if bytes.is_empty() || bytes.len() as u64 > MAX_BLOB_SIZE {
+        return Err(format!(
+            "{} is {} bytes; an RK1 loader written at 32 KiB must be 1 to {MAX_BLOB_SIZE} bytes to end before the first partition at 16 MiB",
+            path.display(),
+            bytes.len()
+        ));
+    }
+    check_rk1_loader(&bytes).map_err(|why| format!("{} {why}", path.display()))?;
+    Ok(bytes)
+}
+
+/// Whether `bytes` are a `u-boot-rockchip.bin` for the RK1, checked by the code rk-inject runs
+/// before it writes one (the RKNS header and its SHA-256 digests, the idbloader's size, the FIT
+/// at sector 16384), for the RK1's SoC, and with the u-boot.itb present: an idbloader alone
+/// boots no U-Boot. Anything else (an SSH key, a password file) is refused without a byte of
+/// it in the message: a file named by mistake may be a secret.
+pub(crate) fn check_rk1_loader(bytes: &[u8]) -> Result<(), String> {
+    use crate::rockchip::{cli::DEFAULT_SOC, header, inject, ITB_IN_COMBINED};
+    let soc = header::find_soc(DEFAULT_SOC).expect("the RK1's SoC is in the table");
+    if !bytes.starts_with(b"RKNS") {
+        return Err(format!(
+            "is not an RK1 loader: no RKNS header at byte 0 (the {DEFAULT_SOC} u-boot-rockchip.bin that U-Boot builds starts with one)"
+        ));
+    }
+    let mut reader = std::io::Cursor::new(bytes);
+    const NAME: &str = "blob";
+    let role = inject::Role::Combined;
+    let (_, fit) = inject::check_payload(&mut reader, bytes.len() as u64, role, NAME, soc)
+        .map_err(|e| {
+            let why = e.message.replace(&format!("{} {NAME} ", role.option()), "");
+            // The injector shows a few bytes where a magic number was expected; not here.
+            let why = why
+                .split(" (found ")
+                .next()
+                .unwrap_or_default()
+                .split(" (first bytes")
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            format!("is not an RK1 loader: {why}")
+        })?;
+    if fit.is_none() {
+        return Err(format!(
+            "is not a whole RK1 loader: it ends before byte {ITB_IN_COMBINED}, where u-boot.itb (sector 16384 once written) belongs"
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -496,30 +578,31 @@ fn dir_state(dir: &Path) -> Result<DirState> {
     })
 }
 
-/// Flakes only see files git knows about, so a new repo is initialised and its files added.
-fn git_init(dir: &Path) {
-    let inside_repo = Process::new("git")
-        .args(["rev-parse", "--is-inside-work-tree"])
-        .current_dir(dir)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let ok = (inside_repo
-        || Process::new("git")
-            .args(["init", "--quiet"])
-            .current_dir(dir)
-            .status()
-            .is_ok_and(|s| s.success()))
-        && Process::new("git")
-            .args(["add", "--all"])
-            .current_dir(dir)
-            .status()
-            .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!(
-            "note: could not run git; run `git init && git add -A` in {} (flakes only see files git tracks)",
-            dir.display()
-        );
+/// Flakes only see files git knows about: the files init wrote are staged, in the repository
+/// `dir` is already in (and nothing else of it), or in a new one. Returns what to tell the user.
+fn stage_in_git(dir: &Path, written: &[String]) -> Option<String> {
+    let existing = crate::git::work_tree(dir);
+    if existing.is_none() {
+        if let Err(e) = crate::git::init(dir) {
+            eprintln!(
+                "note: could not run `git init` ({e:#}); run `git init && git add -A` in {} (flakes only see files git tracks)",
+                dir.display()
+            );
+            return None;
+        }
     }
+    let synced = super::repo::tell_git(dir, written, crate::git::Stage::Contents)?;
+    let files = super::repo::count(synced.added, "file");
+    Some(match existing {
+        Some(root) => format!(
+            "git: staged {files} in the existing repository {} (nothing committed)",
+            root.display()
+        ),
+        None => format!(
+            "git: initialised a repository in {} and staged {files} (nothing committed)",
+            dir.display()
+        ),
+    })
 }
 
 fn print_next_steps(project: &Project, dir: &Path) {

@@ -9,6 +9,7 @@ pub mod inject;
 pub mod man;
 pub mod remove_node;
 pub mod repo;
+pub mod stamp;
 pub mod update;
 
 use anyhow::Result;
@@ -35,6 +36,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Diff(args) => diff::run(args),
         Command::Update(args) => update::run(args),
         Command::Check(args) => check::run(args),
+        Command::Stamp(args) => stamp::run(args),
         Command::Inject(args) => Ok(match inject::run(&args.args) {
             0 => Outcome::Success,
             code => Outcome::Exit(u8::try_from(code).unwrap_or(1)),

@@ -17,6 +17,7 @@ pub fn run(args: RemoveNodeArgs) -> Result<Outcome> {
     let repo = Repo::open(&args.repo.dir)?;
     let mut answers = repo.answers.clone();
     let removed = answers.remove_node(&args.host)?;
+    let emptied = answers.remove_empty_boards();
     let options = PlanOptions {
         delete_edited: args.force,
         ..Default::default()
@@ -34,6 +35,16 @@ pub fn run(args: RemoveNodeArgs) -> Result<Outcome> {
         removed.board,
         removed.slot
     );
+    for board in &emptied {
+        println!(
+            "{} board {} (BMC {}): no node is left on it (`add-node --board {} --bmc-host {}` brings it back)",
+            if args.dry_run { "Would remove" } else { "Removing" },
+            board.name,
+            board.bmc_host,
+            board.name,
+            board.bmc_host
+        );
+    }
     print_plan(plan, false);
     let kept: Vec<&str> = plan
         .entries
@@ -47,7 +58,10 @@ pub fn run(args: RemoveNodeArgs) -> Result<Outcome> {
     let applied = repo.apply(&change)?;
     let outcome = report(&applied);
     for path in kept {
-        println!("kept {path}: you edited it (--force removes it)");
+        // The node is gone from the answers now, so no later command removes the file.
+        println!(
+            "kept {path}: you edited it; delete it yourself once you no longer need it (`remove-node --force` removes edited files with their node)"
+        );
     }
     let identity = crate::secrets::identity_path(&repo.dir, &removed.host);
     if identity.exists() {

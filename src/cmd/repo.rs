@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use crate::{
+    git,
     model::{Answers, InvalidAnswer, Project},
     render::{self, ANSWERS_FILE},
     secrets,
@@ -22,8 +23,8 @@ pub struct Repo {
 impl Repo {
     /// Locks the repo, rolls back a transaction a crash interrupted, and reads its answers.
     pub fn open(dir: &Path) -> Result<Self> {
-        let answers_path = dir.join(ANSWERS_FILE);
-        if !answers_path.is_file() {
+        // Never through a link: a planted flakesmith.yaml -> ~/.ssh/id_ed25519 is not read.
+        if std::fs::symlink_metadata(dir.join(ANSWERS_FILE)).is_err() {
             return Err(UsageError::new(format!(
                 "{} has no {ANSWERS_FILE}: not a flakesmith repo (create one with `flakesmith init`, or pass -C DIR)",
                 dir.display()
@@ -37,7 +38,9 @@ impl Repo {
                 dir.display()
             );
         }
-        let text = fs_err::read_to_string(&answers_path)?;
+        let bytes = sync::inside::read_file(dir, ANSWERS_FILE)?.unwrap_or_default();
+        let text = String::from_utf8(bytes)
+            .map_err(|_| InvalidAnswer::new(ANSWERS_FILE, "is not UTF-8 text"))?;
         if sync::has_conflict_markers(&text) {
             return Err(UsageError::new(format!(
                 "{ANSWERS_FILE} has conflict markers from an earlier update: keep the answers you want, remove the <<<<<<< ======= >>>>>>> lines, and run the command again"
@@ -67,6 +70,9 @@ impl Repo {
     /// look at only (`diff`, `--dry-run`): a node without an age identity yet shows as a
     /// placeholder in `.sops.yaml`, and none is made.
     pub fn plan(&self, answers: &Answers, options: sync::PlanOptions) -> Result<(Project, Plan)> {
+        // Without the base every generated file would look like the user's own.
+        sync::check_base(&self.dir)?;
+        self.warn_nodes_without_identity(answers)?;
         let mut project = Project::from_answers(answers)?;
         project.node_age_recipients = secrets::existing_node_recipients(&self.dir, &project)?;
         let plan = sync::plan(&self.dir, &render::render(&project)?, options)?;
@@ -76,6 +82,9 @@ impl Repo {
     /// Like [`Repo::plan`], for a change that will be applied: a node that needs an age
     /// identity gets one (in memory until [`Repo::apply`]), and its recipient is rendered.
     pub fn prepare(&self, answers: &Answers, options: sync::PlanOptions) -> Result<Change> {
+        // Without the base every generated file would look like the user's own.
+        sync::check_base(&self.dir)?;
+        self.warn_nodes_without_identity(answers)?;
         let mut project = Project::from_answers(answers)?;
         let node_keys = secrets::NodeKeys::prepare(&self.dir, &project)?;
         project.node_age_recipients = node_keys.recipients();
@@ -92,13 +101,36 @@ impl Repo {
     /// transaction fails or is interrupted.
     pub fn apply(&self, change: &Change) -> Result<Applied> {
         let made = change.node_keys.new_paths();
-        let own = (!made.is_empty()).then(|| sync::OwnWrites {
-            paths: made.clone(),
-            write: Box::new(|| change.node_keys.write_new(&self.dir).map(drop)),
-        });
-        let applied = sync::apply_with(&self.dir, &change.plan, own)?;
+        let new_files = change.node_keys.new_files(&self.dir);
+        let old_base = sync::read_base(&self.dir)?;
+        let applied = sync::apply_with(&self.dir, &change.plan, &new_files)?;
         secrets::report_made(&made);
+        // The generated files, their base copies, and those of files no longer generated.
+        let base_copies = old_base
+            .paths()
+            .chain(change.plan.new_base.paths())
+            .map(|p| format!("{}/{p}", sync::BASE_DIR));
+        let paths: Vec<String> = applied
+            .written
+            .iter()
+            .chain(&applied.deleted)
+            .cloned()
+            .chain(base_copies)
+            .collect();
+        tell_git(&self.dir, &paths, git::Stage::IntentToAdd);
         Ok(applied)
+    }
+
+    /// Says, on stderr, which nodes have a recipient in .sops.yaml but no identity in keys/: a
+    /// change goes ahead (a clone may lack keys/ for a while), but not in silence.
+    fn warn_nodes_without_identity(&self, answers: &Answers) -> Result<()> {
+        for host in secrets::nodes_without_identity(&self.dir, answers)? {
+            eprintln!(
+                "warning: keys/{host}.age is missing, but .sops.yaml encrypts to node {host}: {}",
+                secrets::without_identity_fix(&host)
+            );
+        }
+        Ok(())
     }
 
     /// Files of the plan that still hold conflict markers an earlier `update` wrote: no
@@ -109,11 +141,50 @@ impl Repo {
             .iter()
             .map(|(path, _)| path)
             .filter(|path| {
-                fs_err::read_to_string(self.dir.join(path))
-                    .is_ok_and(|text| sync::has_conflict_markers(&text))
+                sync::inside::read_file(&self.dir, path)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|bytes| {
+                        sync::has_conflict_markers(&String::from_utf8_lossy(&bytes))
+                    })
             })
             .cloned()
             .collect()
+    }
+}
+
+/// When `dir` is in a git work tree: `paths` (relative to `dir`) that flakesmith wrote go into the
+/// index and those it removed leave it, so that the flake sees exactly the generated tree; says
+/// what it did. Not being in a work tree is no error: there is nothing to tell.
+pub(crate) fn tell_git(dir: &Path, paths: &[String], stage: git::Stage) -> Option<git::Synced> {
+    git::work_tree(dir)?;
+    match git::sync_index(dir, paths, stage) {
+        Ok(synced) => {
+            report_ignored(&synced);
+            if stage == git::Stage::IntentToAdd && (synced.added > 0 || synced.removed > 0) {
+                println!(
+                    "git: {} added with --intent-to-add, {} removed from the index (nothing committed)",
+                    count(synced.added, "new file"),
+                    synced.removed
+                );
+            }
+            Some(synced)
+        }
+        Err(e) => {
+            eprintln!(
+                "warning: could not update git's index ({e:#}); the flake sees only files git tracks: `flakesmith check` lists the ones to `git add`"
+            );
+            None
+        }
+    }
+}
+
+fn report_ignored(synced: &git::Synced) {
+    if !synced.ignored.is_empty() {
+        eprintln!(
+            "warning: git ignores {}, so the flake cannot see it: change .gitignore or `git add -f` it",
+            synced.ignored.join(", ")
+        );
     }
 }
 
@@ -123,6 +194,7 @@ impl Repo {
 pub fn print_updatekeys(dir: &Path, why: &str) {
     let secrets_dir = dir.join("secrets");
     let mut encrypted: Vec<String> = walkdir::WalkDir::new(&secrets_dir)
+        .follow_root_links(false)
         .into_iter()
         .filter_map(Result::ok)
         .filter(|e| e.file_type().is_file())
@@ -234,6 +306,11 @@ pub fn report(applied: &Applied) -> super::Outcome {
         println!(
             "kept your {path}; flakesmith's version is in {path}{}",
             sync::NEW_SUFFIX
+        );
+    }
+    for (path, kept) in &applied.rewritten {
+        println!(
+            "rewrote {path}: the change did not merge into your formatting of it; your text is in {kept} (copy your comments back, then delete it)"
         );
     }
     println!(

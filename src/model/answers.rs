@@ -149,6 +149,10 @@ pub struct SecretsAnswers {
     pub node_recipients: NodeRecipients,
     /// Deployment-keys mode: the public key authorised for first access only.
     pub deployment_key: Option<String>,
+    /// The nodes' age identities are kept outside this checkout on purpose (by another admin,
+    /// in a password store): their absence from keys/ is not a finding.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub node_identities_elsewhere: bool,
 }
 
 /// How a host of one architecture builds images for the other.
@@ -231,6 +235,10 @@ pub struct NodeAnswers {
 }
 
 pub const DEFAULT_NODE_COUNT: usize = 4;
+/// Where an extracted bootloader blob is kept inside the repo (`init --bootloader-blob` copies it).
+pub const BLOB_FILE: &str = "rk1-bootloader.bin";
+/// The most nodes one repository holds (64 boards): asked, flagged and read alike.
+pub const MAX_NODES: usize = 256;
 pub const DEFAULT_HOST_PREFIX: &str = "rk1-node";
 pub const SLOTS_PER_BOARD: u8 = 4;
 

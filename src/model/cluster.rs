@@ -156,7 +156,7 @@ impl Answers {
         });
     }
 
-    /// Removes a node; its board stays (the hardware is still there, and so is its BMC).
+    /// Removes a node (its board, if emptied, goes with [`Answers::remove_empty_boards`]).
     pub fn remove_node(&mut self, host: &str) -> Result<NodeAnswers, InvalidAnswer> {
         let Some(i) = self.nodes.iter().position(|n| n.host == host) else {
             let hosts: Vec<&str> = self.nodes.iter().map(|n| n.host.as_str()).collect();
@@ -177,6 +177,17 @@ impl Answers {
             ));
         }
         Ok(self.nodes.remove(i))
+    }
+
+    /// Removes the boards no node sits on any more (what `remove-node` emptied): a board in the
+    /// answers is a BMC the deploy scripts and README list, and an empty one is flashed by none.
+    /// Returns them, so the command can say how to bring one back.
+    pub fn remove_empty_boards(&mut self) -> Vec<BoardAnswers> {
+        let (kept, emptied) = std::mem::take(&mut self.boards)
+            .into_iter()
+            .partition(|b| self.nodes.iter().any(|n| n.board == b.name));
+        self.boards = kept;
+        emptied
     }
 
     fn node_at(&self, board: &str, slot: u8) -> Option<&NodeAnswers> {

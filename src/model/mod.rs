@@ -22,8 +22,9 @@ pub use layout::Layout;
 pub use node::{Ipv4Cidr, Node};
 pub use platform::Platform;
 pub use project::{
-    check_password_hash, state_version_of_branch, Aws, Bootloader, GenericX86_64, Monitoring,
-    Project, BUILD_SYSTEMS,
+    check_flake_url, check_nixpkgs_branch, check_password_hash, check_project_name,
+    check_user_name, state_version_of_branch, Aws, Bootloader, GenericX86_64, Monitoring, Project,
+    BUILD_SYSTEMS,
 };
 pub use ssh_public_key::SshPublicKey;
 pub(crate) use ssh_public_key::SSH_PUBLIC_KEY_HINT;

@@ -50,7 +50,10 @@ impl Platform {
             Platform::Gcp => "Google Compute Engine image (x86_64)",
             Platform::Rk1 => "Turing RK1 nodes on Turing Pi 2 boards (aarch64)",
             Platform::GenericArm64 => "generic aarch64 SD-card image",
-            Platform::GenericX86_64 => "generic x86_64 server: ISO and UEFI disk image",
+            // The raw UEFI disk image is off unless asked for (--raw-efi, the next question).
+            Platform::GenericX86_64 => {
+                "generic x86_64 server: bootable ISO (a raw UEFI disk image is optional)"
+            }
         }
     }
 

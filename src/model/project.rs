@@ -10,7 +10,10 @@ use std::{
 use serde::Serialize;
 
 use super::{
-    answers::{AwsImageFormat, ForeignBuild, NodeRecipients, SecretsMode, SLOTS_PER_BOARD},
+    answers::{
+        AwsImageFormat, ForeignBuild, NodeRecipients, SecretsMode, BLOB_FILE, MAX_NODES,
+        SLOTS_PER_BOARD,
+    },
     board::check_host_or_ip,
     AgeRecipient, Answers, Board, Hostname, InvalidAnswer, Ipv4Cidr, Layout, Node, Platform,
     SshPublicKey,
@@ -120,37 +123,40 @@ impl Project {
         self.boards.iter().find(|b| b.name == name)
     }
 
+    /// The images the flake's `packages.<system>` holds for each build system, in the order the
+    /// flake lists them: what `flakesmith build --all` builds. The templates own the fact; the
+    /// stand-in evaluation in the tests (nix_eval.rs, cloud.rs) holds this list to them.
+    pub fn image_targets(&self) -> Vec<String> {
+        let hosts = self.nodes.iter().map(|n| n.host.to_string());
+        match self.layout {
+            Layout::Rk1Cluster => hosts.chain(["rk1".to_owned()]).collect(),
+            Layout::MultiCloud => {
+                let mut targets = Vec::new();
+                for platform in [Platform::Aws, Platform::Gcp, Platform::GenericArm64] {
+                    if self.has(platform) {
+                        targets.push(platform.name().to_owned());
+                    }
+                }
+                if self.has(Platform::GenericX86_64) {
+                    targets.push(Platform::GenericX86_64.name().to_owned());
+                    if self.generic_x86_64.raw_efi {
+                        targets.push("generic-x86_64-raw-efi".to_owned());
+                    }
+                }
+                targets.extend(hosts);
+                targets
+            }
+        }
+    }
+
     /// Validates answers field by field; the first problem is returned, naming its field.
     pub fn from_answers(answers: &Answers) -> Result<Self, InvalidAnswer> {
         let name = check_project_name(&answers.name).map_err(|m| InvalidAnswer::new("name", m))?;
         let platforms = platforms_of(answers)?;
         let has_rk1 = platforms.contains(&Platform::Rk1);
 
-        if answers.nixpkgs_branch.is_empty()
-            || !answers
-                .nixpkgs_branch
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b))
-        {
-            return Err(InvalidAnswer::new(
-                "nixpkgs-branch",
-                format!(
-                    "{} is not a branch name (letters, digits, '.', '_', '-', '/'; e.g. nixos-unstable or nixos-25.05)",
-                    quoted(&answers.nixpkgs_branch)
-                ),
-            ));
-        }
-        if let Some(release) = nixos_release(&answers.nixpkgs_branch) {
-            if release < (25, 5) {
-                return Err(InvalidAnswer::new(
-                    "nixpkgs-branch",
-                    format!(
-                        "{} is older than nixos-25.05, which the generated images need (image.baseName, system.build.images); use nixos-25.05 or newer, or nixos-unstable",
-                        answers.nixpkgs_branch
-                    ),
-                ));
-            }
-        }
+        check_nixpkgs_branch(&answers.nixpkgs_branch)
+            .map_err(|m| InvalidAnswer::new("nixpkgs-branch", m))?;
         let admin_user = check_user_name(&answers.admin_user)
             .map_err(|m| InvalidAnswer::new("admin-user", m))?;
 
@@ -182,9 +188,16 @@ impl Project {
             .transpose()?;
         let bootloader = match answers.bootloader.blob.as_deref().map(str::trim) {
             None | Some("") => Bootloader::Nixpkgs,
-            Some(path) => Bootloader::Blob {
-                path: path.to_owned(),
+            // A path outside the repo would be read (into the store) by Nix: only init's copy.
+            Some(BLOB_FILE) => Bootloader::Blob {
+                path: BLOB_FILE.to_owned(),
             },
+            Some(other) => {
+                return Err(InvalidAnswer::new(
+                    "bootloader.blob",
+                    format!("'{other}' is not {BLOB_FILE}: in a repository the blob is always {BLOB_FILE}; copy your u-boot-rockchip.bin there (`flakesmith check` checks it)"),
+                ))
+            }
         };
         let network = network_of(answers)?;
         let (boards, nodes) = if has_rk1 {
@@ -299,7 +312,29 @@ fn nixos_release(branch: &str) -> Option<(u32, u32)> {
     Some((year.parse().ok()?, month.parse().ok()?))
 }
 
-fn check_project_name(s: &str) -> Result<String, String> {
+/// A branch or tag of github:NixOS/nixpkgs that the generated images can be built from.
+pub fn check_nixpkgs_branch(branch: &str) -> Result<String, String> {
+    if branch.is_empty()
+        || !branch
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b))
+    {
+        return Err(format!(
+            "{} is not a branch name (letters, digits, '.', '_', '-', '/'; e.g. nixos-unstable or nixos-25.05)",
+            crate::echo::quoted(branch)
+        ));
+    }
+    if let Some(release) = nixos_release(branch) {
+        if release < (25, 5) {
+            return Err(format!(
+                "{branch} is older than nixos-25.05, which the generated images need (image.baseName, system.build.images); use nixos-25.05 or newer, or nixos-unstable"
+            ));
+        }
+    }
+    Ok(branch.to_owned())
+}
+
+pub fn check_project_name(s: &str) -> Result<String, String> {
     let ok = !s.is_empty()
         && s.len() <= 64
         && s.as_bytes()[0].is_ascii_alphabetic()
@@ -315,7 +350,7 @@ fn check_project_name(s: &str) -> Result<String, String> {
     }
 }
 
-fn check_user_name(s: &str) -> Result<String, String> {
+pub fn check_user_name(s: &str) -> Result<String, String> {
     let ok = !s.is_empty()
         && s.len() <= 32
         && (s.as_bytes()[0].is_ascii_lowercase() || s.starts_with('_'))
@@ -336,7 +371,7 @@ fn check_user_name(s: &str) -> Result<String, String> {
 }
 
 /// A flake reference that can be written into a Nix string as it is.
-fn check_flake_url(s: &str) -> Result<String, String> {
+pub fn check_flake_url(s: &str) -> Result<String, String> {
     let scheme_ok = [
         "github:",
         "gitlab:",
@@ -603,6 +638,15 @@ fn cluster_of(answers: &Answers) -> Result<(Vec<Board>, Vec<Node>), InvalidAnswe
         return Err(InvalidAnswer::new(
             "nodes",
             "an RK1 cluster needs at least one node",
+        ));
+    }
+    if answers.nodes.len() > MAX_NODES {
+        return Err(InvalidAnswer::new(
+            "nodes",
+            format!(
+                "{} nodes; a repository holds 1 to {MAX_NODES}",
+                answers.nodes.len()
+            ),
         ));
     }
     if answers.boards.is_empty() {

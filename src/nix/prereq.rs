@@ -3,7 +3,11 @@
 //! way to build each system the targets need (natively, emulated through binfmt, or on a remote
 //! builder). Every missing piece is reported with its fix, all at once.
 
-use std::{fmt, io, path::Path, process::Command};
+use std::{
+    fmt, io,
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use serde_json::Value;
 
@@ -54,6 +58,32 @@ pub struct NixInfo {
     pub builders: String,
     /// `max-jobs` as configured; 1 (nix's default) builds one derivation at a time.
     pub max_jobs: u64,
+    /// Where the store's files really are when the store is a chroot store (`store = /path` or
+    /// `local?root=/path`), as Nix chooses for a user with neither a daemon nor a writable /nix:
+    /// its paths still read /nix/store/…, but the files live under this directory.
+    pub store_root: Option<PathBuf>,
+}
+
+impl NixInfo {
+    /// Where a store path's files are on this machine's disk.
+    pub fn on_disk(&self, store_path: &Path) -> PathBuf {
+        match &self.store_root {
+            Some(root) => root.join(store_path.strip_prefix("/").unwrap_or(store_path)),
+            None => store_path.to_owned(),
+        }
+    }
+}
+
+/// The root directory of a chroot store named by nix's `store` setting, if it names one.
+fn chroot_store_root(store: &str) -> Option<PathBuf> {
+    if store.starts_with('/') {
+        return Some(PathBuf::from(store));
+    }
+    let params = store.strip_prefix("local?")?;
+    params
+        .split('&')
+        .find_map(|p| p.strip_prefix("root="))
+        .map(PathBuf::from)
 }
 
 /// The outcome of one check.
@@ -218,6 +248,7 @@ pub fn probe_nix() -> Result<(NixInfo, Vec<Check>), Vec<Check>> {
         extra_platforms: strings(setting("extra-platforms")),
         builders: expand_builders(&builders),
         max_jobs: setting("max-jobs").and_then(|v| v.as_u64()).unwrap_or(1),
+        store_root: setting("store").and_then(|v| v.as_str().and_then(chroot_store_root)),
     };
     Ok((info, notes))
 }
@@ -375,7 +406,35 @@ mod tests {
             extra_platforms: vec!["i686-linux".into()],
             builders: String::new(),
             max_jobs: 1,
+            store_root: None,
         }
+    }
+
+    #[test]
+    fn a_chroot_store_is_read_under_its_root() {
+        for (store, root) in [
+            (
+                "/home/u/.local/share/nix/root",
+                Some("/home/u/.local/share/nix/root"),
+            ),
+            ("local?root=/srv/nix&state=/x", Some("/srv/nix")),
+            ("auto", None),
+            ("daemon", None),
+            ("local", None),
+            ("ssh://builder", None),
+        ] {
+            assert_eq!(chroot_store_root(store), root.map(PathBuf::from), "{store}");
+        }
+        let chroot = NixInfo {
+            store_root: Some("/srv/nix".into()),
+            ..info()
+        };
+        let path = Path::new("/nix/store/abc-node1");
+        assert_eq!(
+            chroot.on_disk(path),
+            Path::new("/srv/nix/nix/store/abc-node1")
+        );
+        assert_eq!(info().on_disk(path), path);
     }
 
     #[test]

@@ -40,6 +40,8 @@ struct Context<'a> {
     version: &'static str,
     has_rk1: bool,
     node: Option<&'a crate::model::Node>,
+    /// The names `flakesmith stamp` writes and the first-boot script reads.
+    stamp: crate::stamp::TemplateNames,
 }
 
 /// Renders the whole repository for `project` and checks every `.nix` file's syntax.
@@ -52,6 +54,7 @@ pub fn render(project: &Project) -> Result<Tree, RenderError> {
             version: env!("CARGO_PKG_VERSION"),
             has_rk1: project.has(Platform::Rk1),
             node: output.node,
+            stamp: crate::stamp::TemplateNames::default(),
         };
         let text = tera
             .render(

@@ -46,6 +46,12 @@ pub fn outputs(project: &Project) -> Vec<Output<'_>> {
             Output::file("rk1-cluster/common.nix.tera", "common.nix"),
             Output::file("shared/rk1-base.nix.tera", "rk1-base.nix"),
             Output::file("rk1-cluster/README.md.tera", "README.md"),
+            // The identical image's first boot with a stamped identity (flakesmith stamp).
+            Output::file("shared/firmware-identity.nix.tera", "firmware-identity.nix"),
+            Output::script(
+                "shared/identity-from-firmware.sh.tera",
+                "identity-from-firmware.sh",
+            ),
         ],
         Layout::MultiCloud => multi_cloud_outputs(project),
     };
@@ -87,6 +93,10 @@ pub fn outputs(project: &Project) -> Vec<Output<'_>> {
         out.push(Output::file(
             "shared/secrets.yaml.tera",
             "secrets/secrets.yaml",
+        ));
+        out.push(Output::file(
+            "shared/image-login.nix.tera",
+            "image-login.nix",
         ));
     } else {
         out.push(Output::file(

@@ -13,7 +13,8 @@ pub const KEYS_DIR: &str = "keys";
 
 /// What `keys/.gitignore` says: ignore everything here, this file included, so the keys stay
 /// out of git even if the top-level `.gitignore` is edited.
-const KEYS_GITIGNORE: &str = "# Private keys: never commit anything in this folder.\n*\n";
+pub(crate) const KEYS_GITIGNORE: &str =
+    "# Private keys: never commit anything in this folder.\n*\n";
 
 pub struct NodeIdentity {
     pub host: String,
@@ -38,7 +39,7 @@ impl NodeIdentity {
     }
 
     /// The file's text. Secret: only ever written to a 0600 file.
-    fn file_text(&self) -> String {
+    pub(crate) fn file_text(&self) -> String {
         format!(
             "# age identity of node {host}, made by flakesmith. Secret: keep it in keys/ (git-ignored);\n\
              # deploy/post-deploy.sh copies it to the node's sops.age.keyFile.\n\
@@ -86,7 +87,7 @@ pub fn write_identity(repo: &Path, identity: &NodeIdentity) -> Result<()> {
 }
 
 #[cfg(unix)]
-fn create_private_dir(dir: &Path) -> Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     if !dir.exists() {
         // fs_err has no DirBuilder; the context names the path instead.
@@ -105,13 +106,13 @@ fn create_private_dir(dir: &Path) -> Result<()> {
 }
 
 #[cfg(not(unix))]
-fn create_private_dir(dir: &Path) -> Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
     fs_err::create_dir_all(dir)?;
     Ok(())
 }
 
 /// Opens a new file that is 0600 from its first byte (no window in which it is readable).
-fn private_file(path: &Path) -> Result<fs_err::File> {
+pub(crate) fn private_file(path: &Path) -> Result<fs_err::File> {
     let mut options = fs_err::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

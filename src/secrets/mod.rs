@@ -25,6 +25,7 @@ use std::{
 
 use anyhow::Result;
 
+pub(crate) use identity::{create_private_dir, private_file};
 pub use identity::{read_identity, write_identity, NodeIdentity, KEYS_DIR};
 pub use sops_yaml::{recorded_recipients, SopsYaml, SOPS_YAML};
 
@@ -92,6 +93,30 @@ impl NodeKeys {
             .collect()
     }
 
+    /// The files that write the identities made by [`NodeKeys::prepare`] into `repo`, for a
+    /// transaction to create: each 0600 (so `keys/`, if it has to be made, is 0700), and
+    /// `keys/.gitignore` when missing.
+    pub fn new_files(&self, repo: &Path) -> Vec<crate::sync::NewFile> {
+        let mut files: Vec<crate::sync::NewFile> = self
+            .new
+            .iter()
+            .map(|identity| crate::sync::NewFile {
+                path: format!("{KEYS_DIR}/{}.age", identity.host),
+                contents: identity.file_text().into_bytes(),
+                mode: 0o600,
+            })
+            .collect();
+        let ignore = format!("{KEYS_DIR}/.gitignore");
+        if !files.is_empty() && repo.join(&ignore).symlink_metadata().is_err() {
+            files.push(crate::sync::NewFile {
+                path: ignore,
+                contents: identity::KEYS_GITIGNORE.as_bytes().to_vec(),
+                mode: 0o644,
+            });
+        }
+        files
+    }
+
     /// Writes the identities made by [`NodeKeys::prepare`]: `keys/` 0700 with a `.gitignore`
     /// of its own, each file 0600, never overwriting one that exists.
     pub fn write_new(&self, repo: &Path) -> Result<Vec<String>> {
@@ -129,6 +154,36 @@ pub fn ensure_node_keys(repo: &Path, project: &Project) -> Result<BTreeMap<Strin
     let keys = NodeKeys::prepare(repo, project)?;
     keys.write_new(repo)?;
     Ok(keys.recipients())
+}
+
+/// Nodes of `answers` whose recipient `.sops.yaml` records while their identity is neither in
+/// `keys/` nor declared kept elsewhere (`secrets.node-identities-elsewhere`): what is encrypted
+/// to them can be decrypted by no one here, and perhaps by no one at all. Age-keys mode only;
+/// in ssh-host-keys mode the identities are the nodes' host keys.
+pub fn nodes_without_identity(repo: &Path, answers: &crate::model::Answers) -> Result<Vec<String>> {
+    let secrets = &answers.secrets;
+    if secrets.mode != SecretsMode::Sops
+        || secrets.node_recipients != NodeRecipients::AgeKeys
+        || secrets.node_identities_elsewhere
+    {
+        return Ok(Vec::new());
+    }
+    let recorded = recorded_recipients(repo)?;
+    Ok(answers
+        .nodes
+        .iter()
+        .map(|node| node.host.as_str())
+        .filter(|host| recorded.contains_key(*host))
+        .filter(|host| identity_path(repo, host).symlink_metadata().is_err())
+        .map(str::to_owned)
+        .collect())
+}
+
+/// What to do about a node without its identity, for `check` and the other commands.
+pub fn without_identity_fix(host: &str) -> String {
+    format!(
+        "restore {KEYS_DIR}/{host}.age from your backup; if it is lost, delete the `&{host}` and `*{host}` lines of .sops.yaml and run `flakesmith update` (it makes a new identity), then `sops updatekeys` each file in secrets/; if the identities are kept elsewhere on purpose, set `secrets.node-identities-elsewhere: true` in flakesmith.yaml"
+    )
 }
 
 /// Tells the user about identities just made: they exist nowhere else, so they need a backup.

@@ -68,11 +68,11 @@ impl SopsYaml {
 
 /// The node recipients recorded in `repo/.sops.yaml`; none when the file does not exist.
 pub fn recorded_recipients(repo: &Path) -> Result<BTreeMap<String, AgeRecipient>> {
-    let path = repo.join(SOPS_YAML);
-    if !path.is_file() {
+    // Not through a link: .sops.yaml is the repo's, like everything read from it.
+    let Some(bytes) = crate::sync::inside::read_file(repo, SOPS_YAML)? else {
         return Ok(BTreeMap::new());
-    }
-    Ok(SopsYaml::parse(&fs_err::read_to_string(path)?).node_recipients())
+    };
+    Ok(SopsYaml::parse(&String::from_utf8_lossy(&bytes)).node_recipients())
 }
 
 fn strip_comment(line: &str) -> &str {

@@ -4,48 +4,61 @@
 //! place, so a crash leaves either nothing or the whole project. An existing repo is changed by a
 //! journaled transaction ([`super::txn`]): an error or a crash part-way is rolled back.
 
-use std::{
-    io::Write,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
 use super::{
-    base::{base_path, BASE_DIR},
+    base::BASE_DIR,
+    inside,
     plan::{Action, Plan},
-    txn::{self, FileChange, OwnWrites},
+    txn::{self, FileChange, NewFile},
 };
-use crate::render::{Tree, TreeFile};
+use crate::render::Tree;
 
 /// Suffix of the generated version written beside a file flakesmith must not overwrite.
 pub const NEW_SUFFIX: &str = ".flakesmith-new";
 
-/// Creates `dir` holding `tree`, its base record and `extra` user files (copied verbatim, not
-/// recorded as generated). `dir` must not exist, or be empty.
-pub fn create_project(dir: &Path, tree: &Tree, extra: &[(String, Vec<u8>)]) -> Result<()> {
+/// Suffix of the user's text of flakesmith.yaml kept when the new answers had to be rewritten.
+pub const OLD_SUFFIX: &str = ".flakesmith-old";
+
+/// Creates `dir` holding `tree`, its base record and `extra` files of the user's (a bootloader
+/// blob, node identities: created as they are, not recorded as generated). `dir` must not exist,
+/// or be empty.
+///
+/// Everything is written into a fresh staging directory beside `dir`, the file system is synced
+/// once (syncfs), and the staging directory is renamed into place: a crash leaves no project or
+/// the whole project, without a sync per file or holding any file open.
+pub fn create_project(dir: &Path, tree: &Tree, extra: &[NewFile]) -> Result<()> {
     let parent = match dir.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
     fs_err::create_dir_all(&parent)?;
+    // tempfile makes it 0700 with an unpredictable name; its contents are ours alone.
     let staging = tempfile::Builder::new()
         .prefix(".flakesmith-staging-")
         .tempdir_in(&parent)
         .with_context(|| format!("creating a staging directory in {}", parent.display()))?;
-    let mut written = Vec::new();
+    let root = staging.path();
+    let write = |path: &str, contents: &[u8], mode: u32| -> Result<()> {
+        if let Some((dir, _)) = path.rsplit_once('/') {
+            let dir_mode = if mode & 0o077 == 0 { 0o700 } else { 0o755 };
+            inside::create_dirs(root, dir, dir_mode)?;
+        }
+        inside::write_new(&inside::resolve(root, path)?, contents, mode)?;
+        Ok(())
+    };
+    // Private files first, so that the directories they need are made private.
+    let (private, public): (Vec<_>, Vec<_>) = extra.iter().partition(|f| f.mode & 0o077 == 0);
+    for file in private.into_iter().chain(public) {
+        write(&file.path, &file.contents, file.mode)?;
+    }
     for (path, file) in tree.iter() {
-        written.push(write_unsynced(&staging.path().join(path), file)?);
-        written.push(write_unsynced(&base_path(staging.path(), path), file)?);
+        write(path, &file.contents, file.mode())?;
+        write(&format!("{BASE_DIR}/{path}"), &file.contents, file.mode())?;
     }
-    for (path, bytes) in extra {
-        written.push(write_unsynced(
-            &staging.path().join(path),
-            &TreeFile::text_bytes(bytes.clone()),
-        )?);
-    }
-    sync_files(written)?;
-    sync_dir(staging.path())?;
+    txn::sync_fs(root)?;
     crate::failpoint::hit("create-project:before-rename")?;
     if dir.exists() {
         // Only an empty directory may be replaced; the caller checked, but a race must not cost
@@ -57,7 +70,7 @@ pub fn create_project(dir: &Path, tree: &Tree, extra: &[(String, Vec<u8>)]) -> R
         let _ = fs_err::remove_dir_all(&staging);
         return Err(e.into());
     }
-    sync_dir(&parent)?;
+    txn::sync_dir(&parent)?;
     Ok(())
 }
 
@@ -69,17 +82,20 @@ pub struct Applied {
     pub conflicts: Vec<String>,
     /// Paths whose generated version was written beside the user's file.
     pub kept_beside: Vec<String>,
+    /// Paths rewritten as flakesmith renders them, and where the user's text was kept
+    /// ([`OLD_SUFFIX`], numbered when an earlier one is still there).
+    pub rewritten: Vec<(String, String)>,
     /// Files of the base record (`.flakesmith/base/`) written or removed.
     pub base_written: usize,
 }
 
 /// Applies a plan to an existing repo and records its new base.
 pub fn apply(repo: &Path, plan: &Plan) -> Result<Applied> {
-    apply_with(repo, plan, None)
+    apply_with(repo, plan, &[])
 }
 
-/// [`apply`], with files the caller writes itself in the same transaction.
-pub fn apply_with(repo: &Path, plan: &Plan, own: Option<OwnWrites<'_>>) -> Result<Applied> {
+/// [`apply`], creating `new_files` (node identities) in the same transaction.
+pub fn apply_with(repo: &Path, plan: &Plan, new_files: &[NewFile]) -> Result<Applied> {
     let mut changes: Vec<FileChange<'_>> = Vec::new();
     let mut applied = Applied::default();
     for (path, action) in &plan.entries {
@@ -92,6 +108,17 @@ pub fn apply_with(repo: &Path, plan: &Plan, own: Option<OwnWrites<'_>>) -> Resul
                 changes.push((path.clone(), Some(f)));
                 applied.written.push(path.clone());
                 applied.conflicts.push(path.clone());
+            }
+            Action::Rewrite { new, yours } => {
+                // Never over an earlier kept text the user has not dealt with yet.
+                let kept = std::iter::once(format!("{path}{OLD_SUFFIX}"))
+                    .chain((2..).map(|n| format!("{path}{OLD_SUFFIX}.{n}")))
+                    .find(|p| repo.join(p).symlink_metadata().is_err())
+                    .expect("some name is free");
+                changes.push((path.clone(), Some(new)));
+                changes.push((kept.clone(), Some(yours)));
+                applied.written.push(path.clone());
+                applied.rewritten.push((path.clone(), kept));
             }
             Action::KeepUserFile(f) => {
                 changes.push((format!("{path}{NEW_SUFFIX}"), Some(f)));
@@ -116,15 +143,16 @@ pub fn apply_with(repo: &Path, plan: &Plan, own: Option<OwnWrites<'_>>) -> Resul
         changes.push((base_rel(path), None));
         applied.base_written += 1;
     }
-    if changes.is_empty() && own.is_none() {
+    if changes.is_empty() && new_files.is_empty() {
         return Ok(applied);
     }
-    txn::run(repo, &changes, own)?;
+    txn::run(repo, &changes, new_files)?;
     // Directories emptied by removals (a removed node's base copy) go too; best effort.
     for (path, file) in &changes {
         if file.is_none() {
             let mut dir = Path::new(path).parent();
             while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty()) {
+                // rmdir removes no link and no directory with anything in it.
                 if std::fs::remove_dir(repo.join(d)).is_err() {
                     break;
                 }
@@ -133,68 +161,6 @@ pub fn apply_with(repo: &Path, plan: &Plan, own: Option<OwnWrites<'_>>) -> Resul
         }
     }
     Ok(applied)
-}
-
-/// Writes `file` at `path` (creating its parents) without waiting for the disk: the caller syncs
-/// the returned handle, usually together with others in [`sync_files`].
-pub(super) fn write_unsynced(path: &Path, file: &TreeFile) -> Result<fs_err::File> {
-    if let Some(parent) = path.parent() {
-        fs_err::create_dir_all(parent)?;
-    }
-    let mut f = fs_err::File::create(path)?;
-    f.write_all(&file.contents)?;
-    set_mode(path, file.mode())?;
-    Ok(f)
-}
-
-/// Syncs files (or directories) to disk concurrently. On a journaling file system concurrent
-/// fsyncs share journal commits, so a batch costs about what one file does instead of one
-/// commit per file, which is most of the time `add-node` takes.
-pub(super) fn sync_files(files: Vec<fs_err::File>) -> Result<()> {
-    const THREADS: usize = 16;
-    let per_thread = files.len().div_ceil(THREADS).max(1);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = files
-            .chunks(per_thread)
-            .map(|chunk| scope.spawn(move || chunk.iter().try_for_each(|f| f.sync_all())))
-            .collect();
-        workers
-            .into_iter()
-            .try_for_each(|w| w.join().expect("fsync does not panic"))
-    })?;
-    Ok(())
-}
-
-/// [`sync_files`] for directories, so that the renames and removals in them are on disk.
-pub(super) fn sync_dirs<'a>(dirs: impl IntoIterator<Item = &'a Path>) -> Result<()> {
-    #[cfg(unix)]
-    sync_files(
-        dirs.into_iter()
-            .map(fs_err::File::open)
-            .collect::<Result<_, _>>()?,
-    )?;
-    #[cfg(not(unix))]
-    let _ = dirs;
-    Ok(())
-}
-
-#[cfg(unix)]
-fn set_mode(path: &Path, mode: u32) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    fs_err::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn set_mode(_: &Path, _: u32) -> Result<()> {
-    Ok(())
-}
-
-pub(super) fn sync_dir(dir: &Path) -> Result<()> {
-    #[cfg(unix)]
-    fs_err::File::open(dir)?.sync_all()?;
-    let _ = dir;
-    Ok(())
 }
 
 fn base_rel(path: &str) -> String {

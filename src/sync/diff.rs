@@ -17,16 +17,18 @@ pub fn unified_diff(repo: &Path, plan: &Plan) -> Result<String> {
     let mut out = String::new();
     for (path, action) in &plan.entries {
         let (new_path, new) = match action {
-            Action::Create(f) | Action::Update(f) | Action::Merge(f) | Action::Conflict(f) => {
-                (path.clone(), Some(f))
-            }
+            Action::Create(f)
+            | Action::Update(f)
+            | Action::Merge(f)
+            | Action::Conflict(f)
+            | Action::Rewrite { new: f, .. } => (path.clone(), Some(f)),
             // `update` leaves the user's file and writes the generated one beside it; showing
             // the difference between the two is what the user needs to decide.
             Action::KeepUserFile(f) => (format!("{path}{NEW_SUFFIX}"), Some(f)),
             Action::Delete => (path.clone(), None),
             Action::Unchanged | Action::KeepDeleted | Action::KeepEdited => continue,
         };
-        let old = read_if_exists(&repo.join(path))?;
+        let old = read_if_exists(repo, path)?;
         file_diff(&mut out, path, old.as_ref(), &new_path, new);
     }
     Ok(out)

@@ -30,6 +30,10 @@ pub enum Action {
     Merge(TreeFile),
     /// Both changed the same lines: written with conflict markers, and reported.
     Conflict(TreeFile),
+    /// flakesmith.yaml, whose change could not be merged into the user's formatting: the new
+    /// answers are written as flakesmith renders them, and the user's text is kept beside it
+    /// ([`OLD_SUFFIX`](super::OLD_SUFFIX)).
+    Rewrite { new: TreeFile, yours: TreeFile },
     /// The file on disk already is what it should be (or the new render changes nothing the
     /// user has not already changed).
     Unchanged,
@@ -51,6 +55,7 @@ impl Action {
             Action::Update(_) => "update",
             Action::Merge(_) => "merge",
             Action::Conflict(_) => "conflict",
+            Action::Rewrite { .. } => "rewrite",
             Action::Unchanged => "unchanged",
             Action::KeepUserFile(_) => "keep (yours)",
             Action::KeepDeleted => "keep deleted",
@@ -116,7 +121,7 @@ pub fn plan(repo: &Path, rendered: &Tree, options: PlanOptions) -> Result<Plan> 
     let base = read_base(repo)?;
     let mut entries = Vec::new();
     for (path, new) in rendered.iter() {
-        let on_disk = read_if_exists(&repo.join(path))?;
+        let on_disk = read_if_exists(repo, path)?;
         let action = match (on_disk, base.get(path)) {
             (None, Some(_)) if !options.restore_deleted => Action::KeepDeleted,
             (None, _) => Action::Create(new.clone()),
@@ -127,7 +132,7 @@ pub fn plan(repo: &Path, rendered: &Tree, options: PlanOptions) -> Result<Plan> 
                 let _ = (disk, old);
                 Action::KeepUserFile(new.clone())
             }
-            (Some(disk), Some(old)) if path == ANSWERS_FILE => merge_answers(&disk, old, new),
+            (Some(disk), Some(old)) if path == ANSWERS_FILE => plan_answers(&disk, old, new),
             (Some(disk), Some(old)) => merge(&disk, old, new),
             (Some(_), None) => Action::KeepUserFile(new.clone()),
         };
@@ -137,7 +142,7 @@ pub fn plan(repo: &Path, rendered: &Tree, options: PlanOptions) -> Result<Plan> 
         if rendered.get(path).is_some() {
             continue;
         }
-        let action = match read_if_exists(&repo.join(path))? {
+        let action = match read_if_exists(repo, path)? {
             None => continue,
             Some(disk) if disk == *old || options.delete_edited => Action::Delete,
             Some(_) => Action::KeepEdited,
@@ -175,6 +180,46 @@ fn merge(disk: &TreeFile, base: &TreeFile, new: &TreeFile) -> Action {
         Action::Unchanged
     } else {
         Action::Merge(merged)
+    }
+}
+
+/// flakesmith.yaml is the user's file: when their text already reads as the answers flakesmith
+/// would write (comments, flow lists, keys in another order), it stays byte for byte. Otherwise
+/// the change (add-node's new node, say) is merged into the user's text over the canonical
+/// rendering of the user's own answers, so that only the lines the change touches can meet the
+/// user's formatting. The result must read back as exactly the new answers; when no merge does,
+/// the new answers are written as flakesmith renders them, and the plan says so
+/// ([`Action::Rewrite`], never silently). Never conflict markers: a flakesmith.yaml with markers is a repo no
+/// command can open.
+fn plan_answers(disk: &TreeFile, recorded_base: &TreeFile, new: &TreeFile) -> Action {
+    let read = |f: &TreeFile| {
+        f.as_text()
+            .and_then(|t| crate::model::Answers::from_yaml(t).ok())
+            .map(|mut a| {
+                // Informational; a different stamp is no different answer.
+                a.flakesmith_version = None;
+                a
+            })
+    };
+    let (Some(yours), Some(wanted)) = (read(disk), read(new)) else {
+        // Unreadable text is no answers to compare or merge; flakesmith's goes beside it.
+        return Action::KeepUserFile(new.clone());
+    };
+    if yours == wanted {
+        return Action::Unchanged;
+    }
+    let canonical = TreeFile::text(yours.to_yaml());
+    for base in [&canonical, recorded_base] {
+        match merge_answers(disk, base, new) {
+            Action::Merge(merged) if read(&merged).as_ref() == Some(&wanted) => {
+                return Action::Merge(merged)
+            }
+            _ => {}
+        }
+    }
+    Action::Rewrite {
+        new: new.clone(),
+        yours: disk.clone(),
     }
 }
 
@@ -238,15 +283,14 @@ fn insertions_theirs_first(merge: &TextMerge<'_, '_, '_, str>) -> Option<String>
     Some(out)
 }
 
-pub(super) fn read_if_exists(path: &Path) -> Result<Option<TreeFile>> {
-    match std::fs::read(path) {
-        Ok(contents) => Ok(Some(TreeFile {
+/// The file `repo/rel` as it is on disk; a link is refused ([`super::inside::read_file`]).
+pub(super) fn read_if_exists(repo: &Path, rel: &str) -> Result<Option<TreeFile>> {
+    Ok(
+        super::inside::read_file(repo, rel)?.map(|contents| TreeFile {
             contents,
-            executable: super::base::is_executable(path),
-        })),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(anyhow::Error::new(e).context(format!("reading {}", path.display()))),
-    }
+            executable: super::base::is_executable(&repo.join(rel)),
+        }),
+    )
 }
 
 #[cfg(test)]

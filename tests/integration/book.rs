@@ -90,19 +90,57 @@ fn cli_reference() -> String {
 #[test]
 fn the_cli_reference_matches_the_clap_definitions() {
     let path = Path::new(BOOK).join("cli-reference.md");
-    let expected = cli_reference();
-    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
-        std::fs::write(&path, &expected).unwrap();
-        return;
-    }
-    let actual = std::fs::read_to_string(&path).unwrap_or_default();
-    if actual != expected {
-        let diff = similar::TextDiff::from_lines(&actual, &expected)
-            .unified_diff()
-            .header("book/src/cli-reference.md", "from the clap definitions")
-            .to_string();
+    if let Err(diff) = check_cli_reference(&path, crate::support::updating_snapshots()) {
         panic!("the CLI reference is out of date (UPDATE_SNAPSHOTS=1 rewrites it):\n{diff}");
     }
+}
+
+/// Compares `path` with the reference the clap definitions give (a unified diff when they
+/// differ), or, when `update`, rewrites it.
+fn check_cli_reference(path: &Path, update: bool) -> Result<(), String> {
+    let expected = cli_reference();
+    if update {
+        std::fs::write(path, &expected).unwrap();
+        return Ok(());
+    }
+    let actual = std::fs::read_to_string(path).unwrap_or_default();
+    if actual == expected {
+        return Ok(());
+    }
+    Err(similar::TextDiff::from_lines(&actual, &expected)
+        .unified_diff()
+        .header("book/src/cli-reference.md", "from the clap definitions")
+        .to_string())
+}
+
+#[test]
+fn a_stale_cli_reference_fails_unless_updating() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cli-reference.md");
+    let stale = "# Command-line reference\n\n## flakesmith init\n";
+    std::fs::write(&path, stale).unwrap();
+    let diff = check_cli_reference(&path, false).expect_err("a stale reference is refused");
+    assert!(diff.contains("+## flakesmith add-node"), "{diff}");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        stale,
+        "compared, not rewritten"
+    );
+
+    check_cli_reference(&path, true).unwrap();
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), cli_reference());
+    check_cli_reference(&path, false).unwrap();
+}
+
+#[test]
+fn only_update_snapshots_1_rewrites() {
+    use crate::support::update_requested;
+    use std::ffi::OsStr;
+    assert!(update_requested(Some(OsStr::new("1"))));
+    for value in ["0", "", "true", "yes", " 1"] {
+        assert!(!update_requested(Some(OsStr::new(value))), "{value:?}");
+    }
+    assert!(!update_requested(None));
 }
 
 /// The anchor mdBook gives a heading.

@@ -51,14 +51,14 @@ fn image_script(name: &str, content: &str) -> String {
 }
 
 /// flakesmith with no binary cache (nothing is fetched from the network) and, so that tests do not
-/// depend on the machine's nix.conf, no remote builders and no extra platforms. The test
-/// derivations call the host's /bin/sh, so they build unsandboxed and as the invoking user (a fresh
-/// Debian has neither /etc/nix/nix.conf nor the nixbld group).
+/// depend on the machine's nix.conf, no remote builders and no extra platforms (added to the
+/// settings every test runs with: support::nix_config).
 fn flakesmith() -> Command {
     let mut command = Command::cargo_bin("flakesmith").unwrap();
+    let config = std::env::var("NIX_CONFIG").unwrap_or_default();
     command.env(
         "NIX_CONFIG",
-        "substituters =\nbuilders =\nextra-platforms =\nbuild-users-group =\nsandbox = false\n",
+        format!("{config}substituters =\nbuilders =\nextra-platforms =\n"),
     );
     command
 }
@@ -147,9 +147,26 @@ fn builds_every_target_in_one_nix_build_and_writes_checksums() {
 
     // GC roots and a manifest sha256sum accepts.
     let images = repo.join("images");
-    assert!(fs_err::read_link(images.join("node1"))
-        .unwrap()
-        .starts_with("/nix/store"));
+    // The link is the GC root; with the chroot store of a user without a daemon (support::
+    // nix_config) the root is under .gcroots/ and the link points at the files under the store's
+    // root.
+    let gc_root = match images.join(".gcroots/node1").symlink_metadata() {
+        Ok(_) => images.join(".gcroots/node1"),
+        Err(_) => images.join("node1"),
+    };
+    let store_path = fs_err::read_link(&gc_root).unwrap();
+    assert!(
+        store_path.starts_with("/nix/store"),
+        "{}",
+        store_path.display()
+    );
+    assert!(
+        fs_err::read_link(images.join("node1"))
+            .unwrap()
+            .ends_with(store_path.strip_prefix("/").unwrap()),
+        "images/node1 shows the files of {}",
+        store_path.display()
+    );
     let sums = fs_err::read_to_string(images.join("SHA256SUMS")).unwrap();
     assert_eq!(sums.lines().count(), 2, "{sums}");
     assert!(sums.contains("  node1/sd-image/node1.img\n"), "{sums}");
@@ -283,21 +300,20 @@ fn an_evaluation_error_is_one_line_with_nix_message_and_where_to_look() {
     );
 }
 
+/// flakesmith, with a nix that lists no extra platforms and no remote builders (NIX_CONFIG
+/// overrides nix.conf), so aarch64-linux is missing on any x86_64 machine, whether or not its
+/// binfmt_misc has an aarch64 emulator: nix must list the platform too before it emulates.
+fn without_emulation_or_builders() -> Command {
+    let mut command = flakesmith();
+    command.env("NIX_CONFIG", "extra-platforms =\nbuilders =\n");
+    command
+}
+
 #[test]
 fn aarch64_without_emulation_or_builder_names_each_fix() {
-    let has_binfmt = fs_err::read_dir("/proc/sys/fs/binfmt_misc")
-        .map(|d| {
-            d.flatten()
-                .any(|e| e.file_name().to_string_lossy().contains("aarch64"))
-        })
-        .unwrap_or(false);
-    if has_binfmt {
-        eprintln!("skipped: this machine emulates aarch64, so nothing is missing");
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     flake(dir.path(), &[("aarch64-linux", "node1", "/bin/mkdir $out")]);
-    let out = flakesmith()
+    let out = without_emulation_or_builders()
         .args(["build", "--system", "aarch64-linux", "-C"])
         .arg(dir.path())
         .arg("node1")
@@ -473,26 +489,22 @@ fn sign_key_signs_the_manifest_so_ssh_keygen_verifies_it() {
 
 #[test]
 fn rk1_remote_builders_are_offered_as_the_builders_fix() {
-    let has_binfmt = fs_err::read_dir("/proc/sys/fs/binfmt_misc")
-        .map(|d| {
-            d.flatten()
-                .any(|e| e.file_name().to_string_lossy().contains("aarch64"))
-        })
-        .unwrap_or(false);
-    if has_binfmt {
-        eprintln!("skipped: this machine emulates aarch64, so nothing is missing");
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
-    flake(
-        dir.path(),
-        &[("aarch64-linux", "rk1-node1", "/bin/mkdir $out")],
-    );
+    // As the generated flake has it with `foreign: emulated`: the x86_64-linux package set
+    // holds the node's image, an aarch64-linux derivation.
+    fs_err::write(
+        dir.path().join("flake.nix"),
+        format!(
+            "{{\n  outputs = {{ self }}: {{\n    packages.x86_64-linux.rk1-node1 = derivation {{ name = \"rk1-node1\"; system = \"aarch64-linux\"; builder = \"/bin/sh\"; args = [ \"-c\" \"# {}\" ]; }};\n  }};\n}}\n",
+            nonce()
+        ),
+    )
+    .unwrap();
     let answers =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots/rk1-remote-builders/answers.yaml");
     fs_err::copy(answers, dir.path().join("flakesmith.yaml")).unwrap();
-    let out = flakesmith()
-        .args(["build", "--system", "aarch64-linux", "-C"])
+    let out = without_emulation_or_builders()
+        .args(["build", "--system", "x86_64-linux", "-C"])
         .arg(dir.path())
         .arg("rk1-node1")
         .output()
@@ -657,4 +669,81 @@ fn a_git_repository_that_tracks_a_key_is_not_handed_to_nix() {
         "{stderr}"
     );
     assert_eq!(store_files_holding(&secret), Vec::<PathBuf>::new());
+}
+
+/// `build --all --dry-run` in a generated repository names the images the flake really has (here
+/// nixpkgs cannot be fetched, so flakesmith.yaml says them), and a target or `--system` the
+/// repository does not have is refused naming the argument and the choices.
+#[test]
+fn a_generated_repositorys_targets_and_systems_come_from_its_answers() {
+    use crate::nix_eval::{nix_with_stand_ins, stand_in_inputs};
+    for init_args in [
+        vec!["--nodes", "2"],
+        vec!["--layout", "multi-cloud", "--raw-efi", "--nodes", "1"],
+    ] {
+        let repo = crate::grow::TestRepo::init(&init_args);
+        let dir = repo.dir.to_str().unwrap();
+        let out = flakesmith()
+            .args([
+                "build",
+                "-C",
+                dir,
+                "--all",
+                "--dry-run",
+                "--system",
+                "x86_64-linux",
+            ])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!stdout.contains("<every target>"), "{stdout}");
+        let shown: std::collections::BTreeSet<String> = stdout
+            .split_whitespace()
+            .filter_map(|w| {
+                w.split_once("#packages.x86_64-linux.")
+                    .map(|(_, n)| n.trim_end_matches('\'').to_owned())
+            })
+            .collect();
+        // What the flake itself defines, evaluated by real Nix against the stand-in inputs.
+        let overrides = stand_in_inputs(&repo.read("flake.nix"));
+        let evaluated = crate::support::run_ok(&mut nix_with_stand_ins(
+            &overrides,
+            &[
+                "eval",
+                "--json",
+                &format!("path:{dir}#packages.x86_64-linux"),
+                "--apply",
+                "builtins.attrNames",
+            ],
+        ));
+        let evaluated: std::collections::BTreeSet<String> =
+            serde_json::from_str(&evaluated).unwrap();
+        assert_eq!(shown, evaluated, "{init_args:?}: {stdout}");
+
+        let refused = |args: &[&str], says: &str| {
+            let out = flakesmith()
+                .args(["build", "-C", dir, "--dry-run"])
+                .args(args)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+            assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+            assert!(stderr.contains(says), "{args:?}: {stderr}");
+        };
+        let first = evaluated.iter().next().unwrap().clone();
+        refused(
+            &["rk1-node9"],
+            &format!("TARGET: 'rk1-node9' is not an image of this repository (flakesmith.yaml); choose from {first}"),
+        );
+        refused(
+            &["--all", "--system", "riscv64-linux"],
+            "--system: 'riscv64-linux' is not in build.systems of flakesmith.yaml; choose from x86_64-linux, aarch64-linux",
+        );
+    }
 }

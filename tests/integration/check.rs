@@ -271,6 +271,37 @@ fn finds_an_ssh_private_key_outside_keys() {
     );
 }
 
+/// The one finding `plant` causes, compared whole: path, problem and fix.
+fn finds_exactly(plant: impl FnOnce(&Path), expected: &str) {
+    let dir = clean_repo();
+    plant(dir.path());
+    let (code, lines) = check(dir.path());
+    assert_eq!((code, lines), (1, vec![expected.to_owned()]));
+}
+
+#[test]
+fn a_private_key_outside_keys_is_removed_from_git_when_tracked() {
+    let plant = |tracked: bool| {
+        move |r: &Path| {
+            std::fs::copy(r.join("keys/n1.age"), r.join("deploy-key.txt")).unwrap();
+            if tracked {
+                git(r, &["add", "deploy-key.txt"]);
+            }
+        }
+    };
+    finds_exactly(
+        plant(false),
+        "deploy-key.txt:4: contains an age private key outside keys/ — move it into keys/ \
+         (git-ignored, 0600) if it is needed, or delete it",
+    );
+    finds_exactly(
+        plant(true),
+        "deploy-key.txt:4: contains an age private key outside keys/ — remove it from git \
+         (`git rm --cached deploy-key.txt`), move it into keys/ if it is needed, and replace the \
+         key: it is in the history",
+    );
+}
+
 #[test]
 fn finds_an_identity_tracked_by_git() {
     finds(
@@ -285,8 +316,8 @@ fn finds_identities_git_would_add() {
     finds(
         |r| {
             std::fs::remove_file(r.join("keys/.gitignore")).unwrap();
-            write(r, ".gitignore", "result\n");
-            std::fs::remove_file(r.join("keys/n2.age")).unwrap();
+            // n2's identity stays ignored, so that n1's is the one finding.
+            write(r, ".gitignore", "result\nkeys/n2.age\n");
         },
         "keys/n1.age: not ignored by git",
         "add `keys/` to .gitignore",
@@ -458,6 +489,16 @@ fn check_passes_on_every_freshly_generated_variant() {
             .to_owned();
         let answers = Answers::from_yaml(&answers_text).unwrap();
         let home = tempfile::tempdir().unwrap();
+        // A blob is given to init as the user's u-boot-rockchip.bin, which it copies in.
+        let answers_text = if answers.bootloader.blob.is_some() {
+            let blob = crate::inject::fixtures::rk35_payloads(home.path()).combined;
+            answers_text.replace(
+                "blob: rk1-bootloader.bin",
+                &format!("blob: {}", blob.display()),
+            )
+        } else {
+            answers_text
+        };
         let answers_file = home.path().join("answers.yaml");
         std::fs::write(&answers_file, &answers_text).unwrap();
         let repo = home.path().join("repo");
@@ -477,6 +518,17 @@ fn check_passes_on_every_freshly_generated_variant() {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        // A generated flakesmith.yaml names the blob in the repo, which the user brings: a real
+        // RK1 loader, as check verifies.
+        if answers.bootloader.blob.is_some() {
+            let payloads = crate::inject::fixtures::rk35_payloads(home.path());
+            std::fs::copy(&payloads.combined, repo.join("rk1-bootloader.bin")).unwrap();
+            crate::support::run_ok(
+                Command::new("git")
+                    .current_dir(&repo)
+                    .args(["add", "rk1-bootloader.bin"]),
+            );
+        }
         let (code, lines) = check(&repo);
         let pending_host_keys = answers.secrets.mode
             == flakesmith::model::answers::SecretsMode::Sops
@@ -783,4 +835,19 @@ fn finds_this_repos_keys_in_the_nix_store_and_the_fix_removes_them() {
     // The fix works: nothing keeps the copy alive, so it can be deleted, and check is clean.
     crate::support::run_ok(Command::new("nix-store").args(["--delete", &copy]));
     assert_eq!(check(repo), (0, Vec::new()));
+}
+
+#[test]
+fn conflict_markers_in_a_nix_file_are_named_as_such() {
+    finds(
+        |repo| {
+            write(
+                repo,
+                "conflicted.nix",
+                "{\n<<<<<<< yours\n  time.timeZone = \"Europe/Paris\";\n=======\n  time.timeZone = \"Asia/Tokyo\";\n>>>>>>> flakesmith (new)\n}\n",
+            );
+        },
+        "conflicted.nix:2: unresolved conflict markers from an earlier update",
+        "remove the <<<<<<< ======= >>>>>>> lines",
+    );
 }

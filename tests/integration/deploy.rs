@@ -78,7 +78,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// What `flakesmith build` leaves: images/<target>/sd-image/nixos-<target>.img and SHA256SUMS.
-fn built_images(repo: &TempRepo, targets: &[&str]) {
+pub(crate) fn built_images(repo: &TempRepo, targets: &[&str]) {
     let mut sums = String::new();
     for target in targets {
         let content = format!("image of {target}");
@@ -150,7 +150,6 @@ fn rk1_deploy_flashes_power_cycles_waits_for_ssh_and_runs_post_deploy_per_node()
     let (stdout, stderr) = text(&output);
     assert!(output.status.success(), "{stdout}\n{stderr}");
 
-    let calls = run.calls();
     let sha = |t: &str| sha256_hex(format!("image of {t}").as_bytes());
     let mut expected = Vec::new();
     for (i, host) in ["rk1-node1", "rk1-node2"].iter().enumerate() {
@@ -164,46 +163,32 @@ fn rk1_deploy_flashes_power_cycles_waits_for_ssh_and_runs_post_deploy_per_node()
             format!("tpi --host turingpi.local power off --node {slot}"),
             format!("tpi --host turingpi.local power on --node {slot}"),
         ]);
-        // The node is still booting for the first two probes.
+        // The node is still booting for the first two probes; then everything as root, the
+        // image's login for the first deploy (no sudo, no admin password).
+        let known = "-o UserKnownHostsFile={repo}/deploy/known_hosts -o StrictHostKeyChecking=yes";
         for _ in 0..2 {
-            expected.push(format!("{PROBE} admin@{address} true"));
+            expected.push(format!("{PROBE} root@{address} true"));
             expected.push("sleep 10".into());
         }
-        expected.push(format!("{PROBE} admin@{address} true"));
-        expected.push(format!("ssh-keyscan -t ed25519 {address}"));
-        expected.push(format!("ssh -o UserKnownHostsFile=\\{{repo}}/deploy/known_hosts -o StrictHostKeyChecking=yes admin@{address} sudo\\ sh\\ -c\\ \\'umask\\ 077\\ \\&\\&\\ mkdir\\ -p\\ /var/lib/sops-nix\\ \\&\\&\\ cat\\ \\>\\ /var/lib/sops-nix/key.txt.new\\ \\&\\&\\ mv\\ /var/lib/sops-nix/key.txt.new\\ /var/lib/sops-nix/key.txt\\'"));
-        expected.push("  (stdin: 21 bytes)".into());
-        expected.push(format!(
-            "nixos-rebuild switch --flake {{repo}}#{host} --target-host admin@{address} --use-remote-sudo"
-        ));
+        expected.extend([
+            format!("{PROBE} root@{address} true"),
+            format!("ssh-keyscan -t ed25519 {address}"),
+            format!("ssh {known} -o BatchMode=yes root@{address} true"),
+            format!("ssh {known} root@{address} umask\\ 077\\ \\&\\&\\ mkdir\\ -p\\ /var/lib/sops-nix\\ \\&\\&\\ cat\\ \\>\\ /var/lib/sops-nix/key.txt.new\\ \\&\\&\\ mv\\ /var/lib/sops-nix/key.txt.new\\ /var/lib/sops-nix/key.txt"),
+            format!(
+                "  (stdin: 21 bytes, sha256 {})",
+                sha256_hex(b"AGE-SECRET-KEY-1TEST\n")
+            ),
+            // Cross-built off aarch64: the node builds its own system.
+            format!("nixos-rebuild switch --flake {{repo}}#{host} --target-host root@{address}{}", crate::secrets::build_host(&format!("root@{address}"))),
+            format!("ssh {known} -o BatchMode=yes root@{address} true"),
+            format!("ssh {known} -o BatchMode=yes admin@{address} true"),
+        ]);
     }
-    // post-deploy.sh (the secrets step) is matched on what identifies each call; its exact
-    // options belong to its own tests.
-    assert_eq!(calls.len(), expected.len(), "calls:\n{}", calls.join("\n"));
-    for (call, want) in calls.iter().zip(&expected) {
-        let first_words = |s: &str| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
-        if want.starts_with("tpi")
-            || want.starts_with("ssh -o BatchMode")
-            || want.starts_with("sleep")
-            || want.starts_with("ssh-keyscan")
-        {
-            assert_eq!(call, want, "calls:\n{}", calls.join("\n"));
-        } else if want.starts_with("nixos-rebuild") {
-            let host_part = want.split_whitespace().nth(3).unwrap();
-            assert!(
-                call.starts_with("nixos-rebuild switch")
-                    && call.contains(host_part)
-                    && call.contains("--target-host admin@10.0.0.1"),
-                "{call}"
-            );
-        } else {
-            assert_eq!(
-                first_words(call).split(' ').next(),
-                first_words(want).split(' ').next(),
-                "{call} vs {want}"
-            );
-        }
-    }
+    let calls = run.calls();
+    // Whole calls, in order: a target host of 10.0.0.1x or a key sent to the wrong path is a
+    // different line.
+    assert_eq!(calls, expected, "calls:\n{}", calls.join("\n"));
     assert!(!stdout.contains("bmc-password") && !stderr.contains("bmc-password"));
     assert!(!fs_err::read_to_string(&run.log)
         .unwrap()
@@ -325,7 +310,7 @@ fn rk1_deploy_dry_run_prints_every_command_and_runs_none() {
             format!("tpi --host 10.1.1.1 flash --node 2 --image-path {root}/images/rk1-node2/sd-image/nixos-rk1-node2.img --sha256 {sha} "),
             "tpi --host 10.1.1.1 power off --node 2 ".to_owned(),
             "tpi --host 10.1.1.1 power on --node 2 ".to_owned(),
-            format!("{PROBE} admin@10.0.0.12 true "),
+            format!("{PROBE} root@10.0.0.12 true "),
         ]
     );
     // Then post-deploy.sh's own dry run: its commands, ending with the switch.
@@ -792,13 +777,14 @@ fn multi_cloud_build_all_images_prefers_flakesmith() {
 
 #[test]
 fn the_stand_ins_pass_shellcheck() {
-    let dir = fixtures().join("standins");
-    let mut files: Vec<PathBuf> = fs_err::read_dir(&dir)
-        .unwrap()
+    // Those of the deploy journey (deploy_journey.rs) too.
+    let mut files: Vec<PathBuf> = ["standins", "journey"]
+        .iter()
+        .flat_map(|dir| fs_err::read_dir(fixtures().join(dir)).unwrap())
         .map(|e| e.unwrap().path())
         .collect();
     files.sort();
-    assert!(files.len() >= 10, "{files:?}");
+    assert!(files.len() >= 15, "{files:?}");
     let output = Command::new("shellcheck")
         .args(["--shell=bash", "--severity=style", "--external-sources"])
         .args(&files)
@@ -842,4 +828,91 @@ fn multi_cloud_scripts_pass_shellcheck() {
         "{}",
         String::from_utf8_lossy(&output.stdout)
     );
+}
+
+/// `--stamped`: one build of the identical image, then per node stamp, flash, delete; never two
+/// stamped copies at once. The stand-in flakesmith writes a small file for a stamp (the real
+/// stamp is tested in stamp.rs); a BMC or a node booting cannot be shown here.
+#[test]
+fn rk1_deploy_stamped_builds_once_and_stamps_flashes_and_removes_one_copy_at_a_time() {
+    let run = Run::new(&rk1_cluster(2));
+    let output = rk1_deploy(&run)
+        .args(["--stamped", "--no-post-deploy"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let calls: Vec<String> = run
+        .calls()
+        .iter()
+        .map(|c| {
+            regex::Regex::new(r"deploy\.[A-Za-z0-9]{6}")
+                .unwrap()
+                .replace_all(c, "deploy.TMP")
+                .into_owned()
+        })
+        .collect();
+    let sha = |h: &str| sha256_hex(format!("stamped image of {h}").as_bytes());
+    let mut expected = vec!["flakesmith build -C {repo} rk1".to_owned()];
+    for (i, host) in ["rk1-node1", "rk1-node2"].iter().enumerate() {
+        let slot = i + 1;
+        expected.extend([
+            format!("flakesmith stamp -C {{repo}} {host} --out {{repo}}/stamped/deploy.TMP"),
+            "  (stamped copies present: 0)".to_owned(),
+            format!(
+                "tpi --host turingpi.local flash --node {slot} --image-path {{repo}}/stamped/deploy.TMP/{host}.img --sha256 {}",
+                sha(host)
+            ),
+            format!("tpi --host turingpi.local power off --node {slot}"),
+            format!("tpi --host turingpi.local power on --node {slot}"),
+        ]);
+    }
+    assert_eq!(calls, expected);
+    let left: Vec<_> = walkdir::WalkDir::new(run.repo.path().join("stamped"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .collect();
+    assert!(left.is_empty(), "stamped copies left: {left:?}");
+}
+
+#[test]
+fn rk1_deploy_stamped_stops_at_a_failed_flash_and_removes_the_copy() {
+    let run = Run::new(&rk1_cluster(2));
+    let output = rk1_deploy(&run)
+        .args(["--stamped", "--no-post-deploy"])
+        .env("STANDIN_FAIL", "flash --node 1")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("stopped: rk1-node1: tpi flash failed"),
+        "{stderr}"
+    );
+    let calls = run.calls();
+    assert_eq!(
+        calls.len(),
+        4,
+        "build, stamp, flash; nothing after: {calls:?}"
+    );
+    assert!(calls[3].starts_with("tpi --host turingpi.local flash --node 1"));
+    let left: Vec<_> = walkdir::WalkDir::new(run.repo.path().join("stamped"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "the stamped copy is removed on failure: {left:?}"
+    );
+
+    // --identical and --stamped exclude each other, before anything runs.
+    let run = Run::new(&rk1_cluster(2));
+    let output = rk1_deploy(&run)
+        .args(["--stamped", "--identical"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(run.calls().is_empty());
 }

@@ -25,6 +25,7 @@ pub fn flakesmith_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output
         .env("HOME", &home)
         .env_remove("SOPS_AGE_KEY_FILE")
         .env_remove("FLAKESMITH_FAILPOINT")
+        .env_remove("XDG_STATE_HOME")
         .env("NO_COLOR", "1")
         .stdin(std::process::Stdio::null());
     for (k, v) in env {
@@ -33,16 +34,16 @@ pub fn flakesmith_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output
     cmd.output().unwrap()
 }
 
-fn code(o: &Output) -> i32 {
+pub fn code(o: &Output) -> i32 {
     o.status.code().unwrap_or(-1)
 }
 
-fn text(bytes: &[u8]) -> String {
+pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
 #[track_caller]
-fn expect(o: &Output, want: i32) {
+pub fn expect(o: &Output, want: i32) {
     assert_eq!(
         code(o),
         want,
@@ -135,7 +136,7 @@ pub fn tree_of(root: &Path) -> BTreeMap<String, (u32, Vec<u8>)> {
 }
 
 #[track_caller]
-fn assert_same_tree(
+pub fn assert_same_tree(
     before: &BTreeMap<String, (u32, Vec<u8>)>,
     after: &BTreeMap<String, (u32, Vec<u8>)>,
 ) {
@@ -206,6 +207,10 @@ fn add_node_keeps_user_edits_and_wires_the_node_everywhere() {
     repo.edit("nodes/rk1-node1.nix", |t| {
         format!("# node notes: keep me too\n{t}")
     });
+    // flake.nix is one add-node re-renders (its host list grows): the user's edit and
+    // flakesmith's change must both land, by the three-way merge.
+    let flake_edit = |t: &str| t.replacen("{\n", "# site notes: pinned for the lab\n{\n", 1);
+    repo.edit("flake.nix", flake_edit);
     let common = repo.read("common.nix");
     let node1 = repo.read("nodes/rk1-node1.nix");
     // Stand-in for a file sops encrypted (no sops here): the metadata `sops updatekeys` needs.
@@ -224,7 +229,11 @@ fn add_node_keeps_user_edits_and_wires_the_node_everywhere() {
     assert_eq!(repo.read("common.nix"), common);
     assert_eq!(repo.read("nodes/rk1-node1.nix"), node1);
     assert!(repo.read("nodes/rk1-node5.nix").contains("rk1-node5"));
-    assert!(repo.read("flake.nix").contains("rk1-node5"));
+    let answers = flakesmith::model::Answers::from_yaml(&repo.read("flakesmith.yaml")).unwrap();
+    let rendered = crate::support::Project::from_answers(answers).render();
+    let rendered = rendered.get("flake.nix").unwrap().as_text().unwrap();
+    assert!(rendered.contains("\"rk1-node5\""), "{rendered}");
+    assert_eq!(repo.read("flake.nix"), flake_edit(rendered));
     // Its own age identity, and its recipient in .sops.yaml.
     let identity = repo.read("keys/rk1-node5.age");
     let recipient = identity
@@ -776,7 +785,7 @@ fn files_of(root: &Path) -> flakesmith::render::Tree {
 #[test]
 fn add_node_snapshots_show_the_repo_before_and_after() {
     use crate::snapshots::{compare_tree, write_tree};
-    let update = std::env::var_os("UPDATE_SNAPSHOTS").is_some_and(|v| v == "1");
+    let update = crate::support::updating_snapshots();
     let cases: Vec<_> = crate::support::snapshot_cases()
         .into_iter()
         .filter(|c| c.dir.join("add-node.args").is_file())
@@ -892,4 +901,48 @@ fn add_node_asks_for_a_new_boards_bmc_host_in_a_terminal() {
     let answers = repo.read("flakesmith.yaml");
     assert!(answers.contains("bmc-host: rack2-bmc.lan"), "{answers}");
     assert!(repo.dir.join("nodes/rk1-node5.nix").exists());
+}
+
+#[test]
+fn remove_node_says_what_becomes_of_a_kept_file_and_drops_an_emptied_board() {
+    let repo = TestRepo::init(&["--nodes", "5"]);
+    assert!(repo
+        .read("deploy/rk1-deploy.sh")
+        .contains("turingpi2.local"));
+    repo.edit("nodes/rk1-node5.nix", |t| format!("{t}# mine\n"));
+    let out = repo.run(&["remove-node", "rk1-node5"]);
+    expect(&out, 0);
+    let said = text(&out.stdout);
+    assert!(
+        said.contains("kept nodes/rk1-node5.nix: you edited it; delete it yourself once you no longer need it"),
+        "{said}"
+    );
+    assert!(!said.contains("(--force removes it)"), "{said}");
+    assert!(
+        said.contains("Removing board tp2 (BMC turingpi2.local): no node is left on it (`add-node --board tp2 --bmc-host turingpi2.local` brings it back)"),
+        "{said}"
+    );
+    let answers = repo.read("flakesmith.yaml");
+    assert!(
+        !answers.contains("tp2") && !answers.contains("turingpi2.local"),
+        "{answers}"
+    );
+    assert!(!repo
+        .read("deploy/rk1-deploy.sh")
+        .contains("turingpi2.local"));
+    // The hint holds: the node is gone from the answers, so --force cannot reach it any more.
+    expect(&repo.run(&["remove-node", "rk1-node5", "--force"]), 2);
+    expect(
+        &repo.run(&[
+            "add-node",
+            "--board",
+            "tp2",
+            "--bmc-host",
+            "turingpi2.local",
+        ]),
+        0,
+    );
+    assert!(repo
+        .read("flakesmith.yaml")
+        .contains("bmc-host: turingpi2.local"));
 }

@@ -350,20 +350,18 @@ fn assert_project_absent_or_whole(dir: &Path) {
 #[test]
 fn an_extracted_bootloader_blob_is_copied_into_the_repo() {
     let s = Scratch::new();
-    std::fs::write(s.path("u-boot-rockchip.bin"), vec![0xa5; 4096]).unwrap();
+    let payloads = crate::inject::fixtures::rk35_payloads(s.dir.path());
+    let blob = std::fs::read(&payloads.combined).unwrap();
     let out = s.flakesmith(&[
         "init",
         "c",
         "--yes",
         "--no-git",
         "--bootloader-blob",
-        "u-boot-rockchip.bin",
+        payloads.combined.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(
-        std::fs::read(s.path("c/rk1-bootloader.bin")).unwrap(),
-        vec![0xa5; 4096]
-    );
+    assert_eq!(std::fs::read(s.path("c/rk1-bootloader.bin")).unwrap(), blob);
     let answers = std::fs::read_to_string(s.path("c/flakesmith.yaml")).unwrap();
     assert!(answers.contains("blob: rk1-bootloader.bin"), "{answers}");
     let flake_files = std::fs::read_to_string(s.path("c/rk1-base.nix")).unwrap()
@@ -372,6 +370,130 @@ fn an_extracted_bootloader_blob_is_copied_into_the_repo() {
         flake_files.contains("rk1-bootloader.bin"),
         "the blob is not used"
     );
+    let out = s.flakesmith(&["check", "-C", "c"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+/// Only a real RK1 loader is taken as the bootloader blob, checked by the code rk-inject runs;
+/// anything else (a file named by mistake may be a secret) is refused naming the flag or field,
+/// and not one line of it is echoed.
+#[test]
+fn the_bootloader_blob_must_be_an_rk1_loader_and_is_never_echoed() {
+    use crate::inject::fixtures;
+    let s = Scratch::new();
+    let random = s.path("random.bin");
+    std::fs::write(&random, fixtures::bytes(7, 65_536)).unwrap();
+    let key = s.path("id_ed25519");
+    fixtures::run(
+        std::process::Command::new("ssh-keygen")
+            .args([
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "secret-key-comment",
+                "-f",
+            ])
+            .arg(&key),
+    );
+    let shadow = s.path("shadow");
+    let shadow_text = "root:$6$saltsalt$Q9y6P8pVvJ8.hashhashhash:19700:0:99999:7:::\ndaemon:*:19700:0:99999:7:::\n";
+    std::fs::write(&shadow, shadow_text).unwrap();
+    let payloads = fixtures::rk35_payloads(s.dir.path());
+    let secrets: Vec<String> = std::fs::read_to_string(&key)
+        .unwrap()
+        .lines()
+        .chain(shadow_text.lines())
+        .map(str::to_owned)
+        .collect();
+    let refused = |args: &[&str], field: &str, why: &str| {
+        assert_refused(&s, args, field);
+        let err = stderr(&s.flakesmith(args));
+        assert!(err.contains(why), "{args:?}: {err}");
+        for line in &secrets {
+            assert!(!err.contains(line.as_str()), "echoed {line:?}: {err}");
+        }
+        assert!(!err.contains("PRIVATE") && !err.contains("root:"), "{err}");
+    };
+    let flag = |path: &std::path::Path| {
+        vec![
+            "init".to_owned(),
+            "c".into(),
+            "--yes".into(),
+            "--bootloader-blob".into(),
+            path.to_str().unwrap().into(),
+        ]
+    };
+    for (path, why) in [
+        (&random, "is not an RK1 loader: no RKNS header at byte 0"),
+        (&key, "is not an RK1 loader: no RKNS header at byte 0"),
+        (&shadow, "is not an RK1 loader: no RKNS header at byte 0"),
+        // A real idbloader alone: no U-Boot at sector 16384.
+        (&payloads.idbloader, "is not a whole RK1 loader"),
+    ] {
+        let args = flag(path);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        refused(&args, "--bootloader-blob: ", why);
+    }
+    // A loader whose stage no longer matches its header's SHA-256 (a damaged download).
+    let mut damaged = std::fs::read(&payloads.combined).unwrap();
+    damaged[4096] ^= 0xff;
+    std::fs::write(s.path("damaged.bin"), &damaged).unwrap();
+    let args = flag(&s.path("damaged.bin"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    refused(&args, "--bootloader-blob: ", "SHA-256");
+
+    // The same from an answers file, named by its file and field.
+    std::fs::write(
+        s.path("answers.yaml"),
+        format!("schema: 1\nbootloader:\n  blob: {}\n", shadow.display()),
+    )
+    .unwrap();
+    refused(
+        &["init", "c", "--answers", "answers.yaml"],
+        "answers.yaml: bootloader.blob: ",
+        "no RKNS header",
+    );
+
+    // The in-repository name, where there is no repository yet: nothing to copy.
+    std::fs::write(
+        s.path("in-repo.yaml"),
+        "schema: 1\nbootloader:\n  blob: rk1-bootloader.bin\n",
+    )
+    .unwrap();
+    assert_refused(
+        &s,
+        &["init", "c", "--answers", "in-repo.yaml"],
+        "in-repo.yaml: bootloader.blob: rk1-bootloader.bin is the copy in a repository",
+    );
+
+    // In a repository: only the copy init makes is read, and `check` checks it.
+    let out = s.flakesmith(&["init", "r", "--yes", "--no-git"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let answers = std::fs::read_to_string(s.path("r/flakesmith.yaml")).unwrap();
+    let pointed = answers.replace("  blob: null", &format!("  blob: {}", shadow.display()));
+    std::fs::write(s.path("r/flakesmith.yaml"), &pointed).unwrap();
+    let out = s.flakesmith(&["update", "-C", "r"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("flakesmith.yaml: bootloader.blob: "),
+        "{}",
+        stderr(&out)
+    );
+    let blob_answers = answers.replace("  blob: null", "  blob: rk1-bootloader.bin");
+    std::fs::write(s.path("r/flakesmith.yaml"), blob_answers).unwrap();
+    std::fs::copy(&key, s.path("r/rk1-bootloader.bin")).unwrap();
+    let out = s.flakesmith(&["check", "-C", "r"]);
+    let found = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        found.contains("rk1-bootloader.bin: is not an RK1 loader: no RKNS header at byte 0 ("),
+        "{found}"
+    );
+    for line in &secrets {
+        assert!(!found.contains(line.as_str()), "echoed {line:?}: {found}");
+    }
 }
 
 #[test]
@@ -498,6 +620,93 @@ fn without_a_terminal_options_with_safe_defaults_are_not_missing() {
     ] {
         assert!(!err.contains(optional), "{optional}: {err}");
     }
+}
+
+#[test]
+fn node_counts_are_held_to_the_prompts_range() {
+    let s = Scratch::new();
+    assert_refused(
+        &s,
+        &["init", "c", "--yes", "--nodes", "1000"],
+        "--nodes: 1000 nodes; a repository holds 1 to 256",
+    );
+    assert_refused(
+        &s,
+        &["init", "c", "--yes", "--nodes", "0"],
+        "--nodes: 0 nodes",
+    );
+    let hosts: Vec<String> = (1..=257).map(|i| format!("n{i}")).collect();
+    assert_refused(
+        &s,
+        &["init", "c", "--yes", "--hosts", &hosts.join(",")],
+        "--hosts: 257 nodes; a repository holds 1 to 256",
+    );
+    let out = s.flakesmith(&["init", "c", "--yes", "--nodes", "256", "--dry-run"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn multi_cloud_with_yes_takes_every_platform_as_the_prompt_does() {
+    let s = Scratch::new();
+    let out = s.flakesmith(&[
+        "init",
+        "c",
+        "--yes",
+        "--no-git",
+        "--layout",
+        "multi-cloud",
+        "--ssh-key",
+        KEY,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let answers = std::fs::read_to_string(s.path("c/flakesmith.yaml")).unwrap();
+    assert!(
+        answers.contains("platforms:\n- aws\n- gcp\n- rk1\n- generic-arm64\n- generic-x86_64\n"),
+        "{answers}"
+    );
+}
+
+#[test]
+fn scripted_init_can_answer_none_for_dots_and_the_bootloader_blob() {
+    let s = Scratch::new();
+    // No terminal and no --yes: every question needs its answer on the command line.
+    let out = s.flakesmith(&[
+        "init",
+        "c",
+        "--no-git",
+        "--layout",
+        "rk1-cluster",
+        "--nodes",
+        "1",
+        "--bmc-host",
+        "tp.lan",
+        "--admin-user",
+        "ops",
+        "--ssh-key",
+        KEY,
+        "--secrets",
+        "sops",
+        "--nixpkgs-branch",
+        "nixos-unstable",
+        "--no-bootloader-blob",
+        "--no-dots",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let answers = std::fs::read_to_string(s.path("c/flakesmith.yaml")).unwrap();
+    assert!(
+        answers.contains("dots: null") && answers.contains("bootloader:\n  blob: null"),
+        "{answers}"
+    );
+    // Without them, the refusal names both ways of answering.
+    let out = s.flakesmith(&["init", "d", "--nodes", "1"]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("--dots (or --no-dots)")
+            && err.contains("--bootloader-blob (or --no-bootloader-blob)"),
+        "{err}"
+    );
+    let out = s.flakesmith(&["init", "d", "--yes", "--dots", "github:a/b", "--no-dots"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
 
 /// Private keys of every kind flakesmith recognises, made by the real tools, as (what the
@@ -727,4 +936,46 @@ fn no_git_warns_before_the_next_steps_run_nix() {
     // With git, no such line.
     let out = s.flakesmith(&["init", "d", "--yes", "--ssh-key", KEY]);
     assert!(!String::from_utf8_lossy(&out.stdout).contains("before any nix command"));
+}
+
+#[test]
+fn yes_without_an_ssh_key_warns_that_nobody_can_log_in() {
+    let s = Scratch::new();
+    // HOME has no ~/.ssh: no key is found.
+    let out = s.flakesmith(&["init", "c", "--yes", "--no-git"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("warning: no SSH key for the admin (none given with --ssh-key, none found in ~/.ssh): nobody can log in to these machines over SSH; add your public key under ssh-keys in c/flakesmith.yaml, then run `flakesmith update`"),
+        "{}",
+        stderr(&out)
+    );
+    let out = s.flakesmith(&["init", "d", "--yes", "--no-git", "--ssh-key", KEY]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+}
+
+#[test]
+fn help_shows_one_default_for_the_repository() {
+    let s = Scratch::new();
+    for command in [
+        "update",
+        "diff",
+        "check",
+        "add-node",
+        "remove-node",
+        "build",
+    ] {
+        let out = s.flakesmith(&[command, "--help"]);
+        let help = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(
+            help.matches("[default: the current directory]").count(),
+            1,
+            "{command}: {help}"
+        );
+        assert!(!help.contains("[default: .]"), "{command}: {help}");
+        assert!(
+            !help.contains("(default: the current directory)"),
+            "{command}: {help}"
+        );
+    }
 }

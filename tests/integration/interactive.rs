@@ -74,11 +74,56 @@ fn enter_throughout_gives_a_working_repo() {
     }
     s.expect("Created").expect("init finished");
     s.expect(Eof).unwrap();
-    let answers = std::fs::read_to_string(dir.path().join("cluster/flakesmith.yaml")).unwrap();
+    let status = s.get_process().wait().unwrap();
     assert!(
-        answers.contains("name: cluster") && answers.contains("host: rk1-node4"),
-        "{answers}"
+        matches!(status, expectrl::process::unix::WaitStatus::Exited(_, 0)),
+        "init exited with {status:?}"
     );
+    let repo = dir.path().join("cluster");
+    let text = std::fs::read_to_string(repo.join("flakesmith.yaml")).unwrap();
+    let answers = flakesmith::model::Answers::from_yaml(&text).unwrap();
+    // The defaults: a cluster named after its directory, four nodes.
+    assert_eq!(answers.name, "cluster");
+    assert_eq!(
+        answers
+            .nodes
+            .iter()
+            .map(|n| n.host.as_str())
+            .collect::<Vec<_>>(),
+        ["rk1-node1", "rk1-node2", "rk1-node3", "rk1-node4"]
+    );
+    // The repository on disk is what those answers render to, file for file.
+    let tree = crate::support::Project::from_answers(answers).render();
+    let differ: Vec<&str> = tree
+        .iter()
+        .filter(|(path, file)| std::fs::read(repo.join(path)).ok().as_ref() != Some(&file.contents))
+        .map(|(path, _)| path)
+        .collect();
+    // .sops.yaml alone also carries what init made: each node's age identity (keys/<host>.age).
+    assert_eq!(differ, [".sops.yaml"]);
+    let sops = std::fs::read_to_string(repo.join(".sops.yaml")).unwrap();
+    for host in ["rk1-node1", "rk1-node2", "rk1-node3", "rk1-node4"] {
+        let recipient = crate::support::run_ok(
+            Command::new("age-keygen")
+                .arg("-y")
+                .arg(repo.join(format!("keys/{host}.age"))),
+        );
+        let line = format!("  - &{host} {}", recipient.trim_end());
+        assert!(sops.lines().any(|l| l == line), "no `{line}` in:\n{sops}");
+    }
+    // And flakesmith's own lint passes on it.
+    let check = Command::new(assert_cmd::cargo::cargo_bin("flakesmith"))
+        .args(["check", "-C"])
+        .arg(&repo)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(tree.get("flake.nix").is_some() && tree.get("nodes/rk1-node4.nix").is_some());
 }
 
 #[test]
@@ -124,6 +169,71 @@ fn typed_answers_and_a_corrected_mistake() {
     }
 }
 
+/// A bad answer is refused at its own prompt, with the rule that `flakesmith.yaml` and the flags
+/// use, and asked again there: nothing typed before it is lost.
+#[test]
+fn bad_answers_are_asked_again_at_their_own_prompt() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = spawn_init(dir.path());
+    let retype = |s: &mut expectrl::session::OsSession, why: &str, text: &str| {
+        s.expect(why)
+            .unwrap_or_else(|e| panic!("{why:?} was not said: {e}"));
+        pause();
+        s.send(format!("\u{15}{text}")).unwrap(); // Ctrl-U clears the line first
+        pause();
+        s.send(ENTER).unwrap();
+    };
+    answer(&mut s, "Layout", "");
+    answer(&mut s, "Number of RK1 nodes", "");
+    answer(&mut s, "Host names", "");
+    answer(&mut s, "BMC host of board 1", "bad host!");
+    retype(&mut s, "neither a DNS name nor an IP address", "tp.lan");
+    answer(&mut s, "Admin user", "Root User");
+    retype(&mut s, "is not a user name", "ops");
+    answer(&mut s, "SSH public key", KEY);
+    answer(&mut s, "Temporary console password", "");
+    answer(&mut s, "Secrets", "");
+    answer(&mut s, "Admin age recipients", "");
+    answer(&mut s, "nixpkgs branch", "nixos-24.05");
+    retype(&mut s, "older than nixos-25.05", "nixos-25.11");
+    // A blob is checked as rk-inject checks a loader, at its prompt.
+    let not_a_loader = dir.path().join("notes.txt");
+    std::fs::write(&not_a_loader, "not a bootloader\n").unwrap();
+    let loader = crate::inject::fixtures::rk35_payloads(dir.path()).combined;
+    keys(&mut s, "RK1 bootloader", &[DOWN]);
+    answer(
+        &mut s,
+        "Path to the bootloader blob",
+        not_a_loader.to_str().unwrap(),
+    );
+    retype(
+        &mut s,
+        "is not an RK1 loader: no RKNS header at byte 0",
+        loader.to_str().unwrap(),
+    );
+    answer(&mut s, "dots flake", "my dots");
+    retype(&mut s, "is not a flake URL", "");
+    s.expect("Created").expect("init finished");
+    s.expect(Eof).unwrap();
+    let answers = std::fs::read_to_string(dir.path().join("cluster/flakesmith.yaml")).unwrap();
+    for expected in [
+        "admin-user: ops\n",
+        "bmc-host: tp.lan\n",
+        "nixpkgs-branch: nixos-25.11\n",
+        "dots: null\n",
+        "blob: rk1-bootloader.bin\n",
+    ] {
+        assert!(
+            answers.contains(expected),
+            "{expected} missing from\n{answers}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(dir.path().join("cluster/rk1-bootloader.bin")).unwrap(),
+        std::fs::read(&loader).unwrap()
+    );
+}
+
 const DOWN: &str = "\u{1b}[B";
 const SPACE: &str = " ";
 
@@ -147,8 +257,22 @@ fn multi_cloud_asks_what_its_chosen_platforms_need() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = spawn_init_named(dir.path(), "fleet", None);
     keys(&mut s, "Layout", &[DOWN]);
+    // The list promises what the platform builds by default: the raw UEFI image is optional.
+    let shown = s
+        .expect(expectrl::Regex("generic-x86_64: [^\r\n]*"))
+        .expect("the platform list");
+    let line = String::from_utf8_lossy(shown.get(0).unwrap()).into_owned();
+    assert!(
+        line.contains("bootable ISO (a raw UEFI disk image is optional)"),
+        "{line}"
+    );
     // Every platform starts checked: uncheck rk1 (third) and generic-arm64 (fourth).
-    keys(&mut s, "Platforms", &[DOWN, DOWN, SPACE, DOWN, SPACE]);
+    pause();
+    for k in [DOWN, DOWN, SPACE, DOWN, SPACE] {
+        s.send(k).unwrap();
+        pause();
+    }
+    s.send(ENTER).unwrap();
     let before = keys(&mut s, "Admin user", &[]);
     assert!(
         !before.contains("Number of RK1 nodes") && !before.contains("BMC host"),

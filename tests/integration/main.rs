@@ -7,11 +7,13 @@ mod build;
 mod check;
 mod cloud;
 mod deploy;
+mod deploy_journey;
 mod grow;
 mod hostile;
 mod init_cli;
 mod inject;
 mod interactive;
+mod journey;
 mod nix_eval;
 mod nix_syntax;
 mod nixos_options;
@@ -20,4 +22,29 @@ mod rk_inject_call;
 mod secrets;
 mod shellcheck;
 mod snapshots;
+mod stamp;
 mod support;
+mod transactions;
+
+/// Every process the tests start sees the same Nix settings (support::nix_config says which), and
+/// finds mkfs.ext4, sfdisk, sshd and the other tools Debian puts in the sbin directories, which a
+/// normal user's PATH lacks.
+#[ctor::ctor(unsafe)]
+fn configure_environment_for_tests() {
+    let mut path = std::env::var("PATH").unwrap_or_default();
+    for dir in ["/usr/local/sbin", "/usr/sbin", "/sbin"] {
+        if !path.split(':').any(|d| d == dir) {
+            path.push(':');
+            path.push_str(dir);
+        }
+    }
+    std::env::set_var("PATH", path);
+
+    let mut config = std::env::var("NIX_CONFIG").unwrap_or_default();
+    if !config.is_empty() && !config.ends_with('\n') {
+        config.push('\n');
+    }
+    config.push_str(&support::nix_config());
+    // Before main: no other thread exists yet.
+    std::env::set_var("NIX_CONFIG", config);
+}

@@ -45,27 +45,12 @@ impl Flake {
         if rk1_base.is_some_and(|f| f.as_text().unwrap().contains("rk1-bootloader.bin}")) {
             repo.write("rk1-bootloader.bin", [0u8; 512]);
         }
-        let fixture = |name: &str| format!("path:{}", fixtures().join(name).display());
-        let mut overrides = vec![("nixpkgs".to_owned(), fixture("fake-nixpkgs"))];
-        if flake.contains("sops-nix.url") || flake.contains("url = \"github:Mic92/sops-nix\"") {
-            overrides.push(("sops-nix".to_owned(), fixture("fake-sops-nix")));
-        }
-        if flake.contains("dots.url") {
-            overrides.push(("dots".to_owned(), fixture("fake-dots")));
-        }
+        let overrides = stand_in_inputs(flake);
         Self { repo, overrides }
     }
 
     pub fn nix(&self, args: &[&str]) -> Command {
-        let mut command = Command::new("nix");
-        command
-            .args(["--extra-experimental-features", "nix-command flakes"])
-            .args(args)
-            .args(["--no-write-lock-file", "--option", "flake-registry", ""]);
-        for (input, url) in &self.overrides {
-            command.args(["--override-input", input, url]);
-        }
-        command
+        nix_with_stand_ins(&self.overrides, args)
     }
 
     pub fn reference(&self, attr: &str) -> String {
@@ -87,6 +72,82 @@ impl Flake {
         ]));
         serde_json::from_str(&out).unwrap()
     }
+}
+
+/// tests/fixtures/fake-nixpkgs with tests/integration/nixos_options.txt beside its
+/// nixos-system.nix, which declares the options listed there (a `path:` flake sees only its own
+/// directory). Made once per contents under the target's temporary directory.
+pub fn stand_in_nixpkgs() -> std::path::PathBuf {
+    use sha2::{Digest, Sha256};
+    let fixture = fixtures().join("fake-nixpkgs");
+    let list = crate::support::repo_root().join("tests/integration/nixos_options.txt");
+    let mut files: Vec<(String, Vec<u8>)> = walkdir::WalkDir::new(&fixture)
+        .sort_by_file_name()
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            let relative = e.path().strip_prefix(&fixture).unwrap();
+            (
+                relative.display().to_string(),
+                fs_err::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    files.push(("nixos_options.txt".into(), fs_err::read(list).unwrap()));
+    let mut hasher = Sha256::new();
+    for (name, contents) in &files {
+        hasher.update(name.as_bytes());
+        hasher.update([0]);
+        hasher.update(Sha256::digest(contents));
+    }
+    let digest = hex::encode(hasher.finalize());
+    let root = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let dir = root.join(format!("fake-nixpkgs-{}", &digest[..16]));
+    if !dir.exists() {
+        let partial = tempfile::Builder::new()
+            .prefix("fake-nixpkgs-")
+            .tempdir_in(root)
+            .unwrap();
+        for (name, contents) in &files {
+            let target = partial.path().join(name);
+            fs_err::create_dir_all(target.parent().unwrap()).unwrap();
+            fs_err::write(target, contents).unwrap();
+        }
+        // Another test may have made the same directory meanwhile: either copy is right.
+        let partial = partial.keep();
+        if std::fs::rename(&partial, &dir).is_err() {
+            let _ = std::fs::remove_dir_all(&partial);
+        }
+    }
+    dir
+}
+
+/// The stand-in for each input a generated flake.nix names: `(input, path:… URL)`.
+pub fn stand_in_inputs(flake_nix: &str) -> Vec<(String, String)> {
+    let fixture = |name: &str| format!("path:{}", fixtures().join(name).display());
+    let nixpkgs = format!("path:{}", stand_in_nixpkgs().display());
+    let mut overrides = vec![("nixpkgs".to_owned(), nixpkgs)];
+    if flake_nix.contains("sops-nix.url") || flake_nix.contains("url = \"github:Mic92/sops-nix\"") {
+        overrides.push(("sops-nix".to_owned(), fixture("fake-sops-nix")));
+    }
+    if flake_nix.contains("dots.url") {
+        overrides.push(("dots".to_owned(), fixture("fake-dots")));
+    }
+    overrides
+}
+
+/// `nix ARGS…` with flakes on, no lock file written, no registry, and `overrides` for the inputs.
+pub fn nix_with_stand_ins(overrides: &[(String, String)], args: &[&str]) -> Command {
+    let mut command = Command::new("nix");
+    command
+        .args(["--extra-experimental-features", "nix-command flakes"])
+        .args(args)
+        .args(["--no-write-lock-file", "--option", "flake-registry", ""]);
+    for (input, url) in overrides {
+        command.args(["--override-input", input, url]);
+    }
+    command
 }
 
 pub fn keys(v: &Value) -> BTreeSet<String> {
@@ -263,8 +324,6 @@ fn generated_flakes_evaluate_with_the_expected_outputs() {
         // the build system itself (cross) or the aarch64 system under emulation.
         let packages = flake.eval("packages", PACKAGE_FACTS);
         let emulated = project.build.foreign == flakesmith::model::answers::ForeignBuild::Emulated;
-        let deployment_keys =
-            project.secrets.mode == flakesmith::model::answers::SecretsMode::DeploymentKeys;
         for system in &build_systems {
             for machine in &machines {
                 let p = &packages[system][machine];
@@ -281,16 +340,12 @@ fn generated_flakes_evaluate_with_the_expected_outputs() {
                     p["name"], configs[machine]["image"],
                     "{case}: packages.{system}.{machine}"
                 );
-                if built_by == "aarch64-linux" && deployment_keys {
-                    // The image adds deployment-key.nix (see deployment_keys_are_in_the_images_only).
+                if built_by == "aarch64-linux" {
+                    // The image adds its first-deploy root login (deployment-key.nix, or
+                    // image-login.nix with sops; see the two tests below).
                     assert_ne!(
                         p["drvPath"], configs[machine]["imageDrv"],
-                        "{case}: the image adds the deployment key"
-                    );
-                } else if built_by == "aarch64-linux" {
-                    assert_eq!(
-                        p["drvPath"], configs[machine]["imageDrv"],
-                        "{case}: the native image itself"
+                        "{case}: the image adds root's login for the first deploy"
                     );
                 }
             }
@@ -327,6 +382,61 @@ fn deployment_keys_are_in_the_images_only() {
     assert!(
         !running.to_string().contains(crate::support::DEPLOY_SSH_KEY),
         "the running configuration must not authorise the deployment key: {running}"
+    );
+}
+
+#[test]
+fn sops_images_let_root_in_with_the_admins_keys_and_the_configurations_do_not() {
+    // Sops mode: deploy/post-deploy.sh logs in as root (no sudo, no admin password, which may
+    // be expired), so the image lets root in with the admin's keys; the configuration it
+    // switches to gives root no key. What the stand-in cannot show: sshd honouring them on a
+    // node (deploy_journey does that against a real sshd).
+    let tree = Project::default()
+        .with_sops()
+        .with_temporary_password()
+        .built_on(&["aarch64-linux"])
+        .render();
+    let flake = Flake::new(&tree);
+    let keys_of = r#"users: builtins.mapAttrs (_: u: u.openssh.authorizedKeys.keys or [ ]) users"#;
+    let image_users = flake.eval(
+        "packages.aarch64-linux.rk1-node1.toplevel.users",
+        &format!("json: ({keys_of}) (builtins.fromJSON json)"),
+    );
+    let admin_keys = serde_json::json!([crate::support::ADMIN_SSH_KEY]);
+    assert_eq!(image_users["root"], admin_keys);
+    assert_eq!(image_users["admin"], admin_keys);
+    let running = flake.eval("nixosConfigurations.rk1-node1.config.users.users", keys_of);
+    assert_eq!(running["admin"], admin_keys);
+    // The stand-in declares no root user: absent or empty, root has no key.
+    assert!(
+        running["root"]
+            .as_array()
+            .is_none_or(|keys| keys.is_empty()),
+        "{running}"
+    );
+}
+
+#[test]
+fn a_static_address_goes_to_physical_ethernet_links_only() {
+    // Type = "ether" alone also matches veth links (podman, k3s): nixpkgs' own default network
+    // adds Kind = "!*" (physical links have no kind). What the stand-in cannot show: networkd
+    // matching real links.
+    let tree = Project::default()
+        .with_static_addresses()
+        .built_on(&["aarch64-linux"])
+        .render();
+    let flake = Flake::new(&tree);
+    let network = flake.eval(
+        "nixosConfigurations.rk1-node1.config.systemd.network.networks",
+        "networks: networks",
+    );
+    assert_eq!(
+        network["10-ethernet"]["matchConfig"],
+        serde_json::json!({ "Type": "ether", "Kind": "!*" })
+    );
+    assert_eq!(
+        network["10-ethernet"]["address"],
+        serde_json::json!(["10.0.0.11/24"])
     );
 }
 

@@ -1,47 +1,31 @@
-//! Every NixOS option the generated modules set is one that exists.
+//! Every NixOS option the generated modules set is one that exists, with a value of its type.
 //!
-//! nixpkgs is not on this machine, so the option declarations cannot be evaluated here. Instead
+//! nixpkgs is not on this machine, so its option declarations cannot be evaluated here. Instead
 //! tests/integration/nixos_options.txt lists every option path the templates set, each with the
-//! nixpkgs (or sops-nix) file that declares it, confirmed by reading that file. This test parses
-//! every generated module with rnix, collects the option paths it sets, and fails on any path
-//! that is not in the list (a new option must be checked and listed) and on any listed path no
-//! template sets any more (the list stays the truth, not a pile of old entries).
+//! nixpkgs (or sops-nix) file that declares it, confirmed by reading that file, and the type it
+//! has there. The stand-in nixpkgs (tests/fixtures/fake-nixpkgs/nixos-system.nix) declares
+//! exactly those options with those types, so real Nix fails to evaluate a generated
+//! configuration that sets an unlisted option, a wrong type or two conflicting values. The
+//! stand-in also reports which declared options the repository's own modules define: this test
+//! evaluates every variant's systems (nixosConfigurations, and the system inside every package,
+//! which covers the cross-built ones) and fails on a listed option no template sets any more (the
+//! list stays the truth, not a pile of old entries). Because Nix itself evaluates the flake, every
+//! way a module reaches nixosSystem is followed: let-bound lists, `imports`, sets merged with `//`,
+//! values bound through let, lib.optionalAttrs, lib.mkIf.
 //!
-//! What it cannot show: that an option's value has the right type, or that a listed option still
-//! exists in the nixpkgs a user pins; that is what the list's review against nixpkgs is for.
+//! What it cannot show: that a listed option still exists in the nixpkgs a user pins, or that the
+//! type written in the list is the one nixpkgs has; that is what the list's review against
+//! nixpkgs is for (and the nixpkgs CI workflow, which evaluates against real nixpkgs).
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use rnix::ast::{self, HasEntry};
-use rowan::ast::AstNode;
-
+use crate::nix_eval::Flake;
 use crate::support;
-
-/// The attribute set a module file defines: under `{ … }:` and `let … in`, if any.
-pub fn module_body(expr: ast::Expr) -> Option<ast::AttrSet> {
-    match expr {
-        ast::Expr::Lambda(lambda) => module_body(lambda.body()?),
-        ast::Expr::LetIn(let_in) => module_body(let_in.body()?),
-        ast::Expr::Paren(paren) => module_body(paren.expr()?),
-        ast::Expr::AttrSet(set) => Some(set),
-        _ => None,
-    }
-}
-
-/// The names of an attribute path; interpolated ones become `<name>`.
-pub fn attr_names(path: &ast::Attrpath) -> Vec<String> {
-    path.attrs()
-        .map(|attr| match attr_name(&attr) {
-            name if name == "<dynamic>" => "<name>".to_owned(),
-            name => name,
-        })
-        .collect()
-}
 
 /// One line of nixos_options.txt.
 #[derive(Debug, Clone)]
 struct Listed {
-    path: Vec<String>,
+    path: String,
     file: String,
 }
 
@@ -56,271 +40,88 @@ fn listed() -> Vec<Listed> {
             let file = words
                 .next()
                 .unwrap_or_else(|| panic!("nixos_options.txt: `{line}` names no declaring file"));
+            let sops = file.starts_with("sops-nix:");
             assert!(
-                file.starts_with("nixos/")
-                    || file.starts_with("pkgs/")
-                    || file.starts_with("sops-nix:"),
+                file.starts_with("nixos/") || file.starts_with("pkgs/") || sops,
                 "nixos_options.txt: `{file}` is not a nixpkgs (nixos/…, pkgs/…) or sops-nix file"
             );
+            // The stand-in parses the types; here only whether there is one.
+            assert_eq!(
+                words.next().is_some(),
+                !sops,
+                "nixos_options.txt: `{line}`: a nixpkgs option needs its type, a sops-nix one \
+                 none (the sops-nix stand-in's module declares those)"
+            );
             Listed {
-                path: path.split('.').map(str::to_owned).collect(),
+                path: path.to_owned(),
                 file: file.to_owned(),
             }
         })
         .collect()
 }
 
-fn matches(pattern: &[String], path: &[String]) -> bool {
-    match pattern.last().map(String::as_str) {
-        Some("*") => {
-            let head = &pattern[..pattern.len() - 1];
-            path.len() > head.len() && segments_match(head, &path[..head.len()])
-        }
-        _ => pattern.len() == path.len() && segments_match(pattern, path),
-    }
-}
+/// "<declared option> <who declared it>" for each option the repository's modules define, in the
+/// system inside every package of a generated flake (every image carries its toplevel; the
+/// packages hold each nixosConfiguration's image and the cross-built systems besides).
+const DEFINED_OPTIONS: &str = r#"packages: builtins.concatMap
+  (ps: builtins.concatMap (p: p.toplevel.standIn.definedOptions)
+    (builtins.filter (p: p ? toplevel) (builtins.attrValues ps)))
+  (builtins.attrValues packages)"#;
 
-fn segments_match(pattern: &[String], path: &[String]) -> bool {
-    pattern
+/// The defined options of a generated flake, evaluated by real Nix against the stand-ins.
+fn defined_options(tree: &flakesmith::render::Tree) -> BTreeSet<String> {
+    let value = Flake::new(tree).eval("packages", DEFINED_OPTIONS);
+    value
+        .as_array()
+        .unwrap()
         .iter()
-        .zip(path)
-        .all(|(p, s)| p == s || p == "<name>")
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect()
 }
 
-/// The option paths one generated file sets. Module files are modules; in flake.nix, the inline
-/// modules of every `modules = …` list are.
-pub fn option_paths(file: &str, text: &str) -> BTreeSet<Vec<String>> {
-    let root = rnix::Root::parse(text)
-        .ok()
-        .unwrap_or_else(|e| panic!("{file} does not parse: {e}"));
-    let mut paths = BTreeSet::new();
-    let expr = root.expr().expect("a file has an expression");
-    if file == "flake.nix" || file.ends_with("/flake.nix") {
-        for node in expr.syntax().descendants() {
-            let Some(binding) = ast::AttrpathValue::cast(node) else {
-                continue;
-            };
-            let is_modules = binding
-                .attrpath()
-                .and_then(|p| p.attrs().last())
-                .is_some_and(|a| attr_name(&a) == "modules");
-            if is_modules {
-                if let Some(value) = binding.value() {
-                    inline_modules(&value, &mut paths);
-                }
-            }
-        }
-    } else {
-        module(&expr, &mut paths);
-    }
-    paths
-}
-
-/// Items of a `modules` value: lists, `++`, `lib.optional(s) cond x`.
-fn inline_modules(expr: &ast::Expr, paths: &mut BTreeSet<Vec<String>>) {
-    match expr {
-        ast::Expr::List(list) => list.items().for_each(|item| inline_modules(&item, paths)),
-        ast::Expr::BinOp(op) => {
-            op.lhs().iter().for_each(|e| inline_modules(e, paths));
-            op.rhs().iter().for_each(|e| inline_modules(e, paths));
-        }
-        ast::Expr::Paren(p) => p.expr().iter().for_each(|e| inline_modules(e, paths)),
-        ast::Expr::Apply(apply) => {
-            if let Some(arg) = apply.argument() {
-                inline_modules(&arg, paths);
-            }
-        }
-        ast::Expr::AttrSet(_) | ast::Expr::Lambda(_) => module(expr, paths),
-        // Paths and names of module files, which are checked as files of their own.
-        _ => {}
-    }
-}
-
-/// A module: `{ … }: { … }`, possibly under `let`/`with`, setting options directly or under
-/// `config`.
-fn module(expr: &ast::Expr, paths: &mut BTreeSet<Vec<String>>) {
-    match expr {
-        ast::Expr::Lambda(l) => l.body().iter().for_each(|b| module(b, paths)),
-        ast::Expr::LetIn(l) => l.body().iter().for_each(|b| module(b, paths)),
-        ast::Expr::With(w) => w.body().iter().for_each(|b| module(b, paths)),
-        ast::Expr::Paren(p) => p.expr().iter().for_each(|b| module(b, paths)),
-        ast::Expr::AttrSet(set) => {
-            let explicit_config = set
-                .attrpath_values()
-                .any(|b| first_attr(&b).as_deref() == Some("config"));
-            for binding in set.attrpath_values() {
-                let path = attrpath(&binding);
-                let first = path.first().map(String::as_str);
-                match first {
-                    Some("imports" | "disabledModules" | "_file" | "key" | "meta") => {}
-                    Some("options") if explicit_config => {}
-                    Some("config") if explicit_config => {
-                        let rest = path[1..].to_vec();
-                        if let Some(value) = binding.value() {
-                            definitions(rest, &value, paths);
+/// Option → the variants that define it, for every variant, evaluated a few at a time. A
+/// variant that does not evaluate (an unknown option, a wrong type, a conflict) is a failure
+/// that names the variant and carries Nix's error.
+fn collect(trees: &[(String, flakesmith::render::Tree)]) -> BTreeMap<String, BTreeSet<String>> {
+    use std::sync::{atomic, Mutex};
+    let found = Mutex::new(BTreeMap::<String, BTreeSet<String>>::new());
+    let failures = Mutex::new(Vec::new());
+    let next = atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..3 {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, atomic::Ordering::SeqCst);
+                let Some((variant, tree)) = trees.get(i) else {
+                    break;
+                };
+                let options = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    defined_options(tree)
+                }));
+                match options {
+                    Ok(options) => {
+                        let mut found = found.lock().unwrap();
+                        for option in options {
+                            found.entry(option).or_default().insert(variant.clone());
                         }
                     }
-                    _ => {
-                        if let Some(value) = binding.value() {
-                            definitions(path, &value, paths);
-                        }
+                    Err(panic) => {
+                        let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+                        failures
+                            .lock()
+                            .unwrap()
+                            .push(format!("{variant}: {message}"));
                     }
                 }
-            }
-            inherited(set, &[], paths);
+            });
         }
-        other => panic!(
-            "not a module shape the option check knows: {}",
-            other.syntax()
-        ),
-    }
-}
-
-/// Definitions under `prefix`: nested attribute sets are followed (also through lib.mkIf,
-/// mkDefault, mkForce, mkOverride, mkMerge), anything else is a value of the option `prefix`.
-fn definitions(prefix: Vec<String>, value: &ast::Expr, paths: &mut BTreeSet<Vec<String>>) {
-    match unwrap_priority(value) {
-        Some(ast::Expr::AttrSet(set)) if !prefix.is_empty() => {
-            let bindings: Vec<_> = set.attrpath_values().collect();
-            let inherits = set.entries().any(|e| matches!(e, ast::Entry::Inherit(_)));
-            if bindings.is_empty() && !inherits {
-                // `{ }` as a value: the option itself is set.
-                paths.insert(prefix);
-                return;
-            }
-            for binding in bindings {
-                let mut path = prefix.clone();
-                path.extend(attrpath(&binding));
-                if let Some(v) = binding.value() {
-                    definitions(path, &v, paths);
-                }
-            }
-            inherited(&set, &prefix, paths);
-        }
-        Some(ast::Expr::List(list)) if is_mk_merge(value) => {
-            for item in list.items() {
-                definitions(prefix.clone(), &item, paths);
-            }
-        }
-        _ => {
-            paths.insert(prefix);
-        }
-    }
-}
-
-fn inherited(set: &ast::AttrSet, prefix: &[String], paths: &mut BTreeSet<Vec<String>>) {
-    for entry in set.entries() {
-        if let ast::Entry::Inherit(inherit) = entry {
-            for attr in inherit.attrs() {
-                let mut path = prefix.to_vec();
-                path.push(attr_name(&attr));
-                paths.insert(path);
-            }
-        }
-    }
-}
-
-const PRIORITY_FUNCTIONS: [&str; 7] = [
-    "mkIf",
-    "mkDefault",
-    "mkForce",
-    "mkOverride",
-    "mkBefore",
-    "mkAfter",
-    "mkImageMediaOverride",
-];
-
-/// The value under `lib.mkIf c v`, `lib.mkDefault v`, …, `lib.mkMerge [ … ]` (the list).
-fn unwrap_priority(expr: &ast::Expr) -> Option<ast::Expr> {
-    match expr {
-        ast::Expr::Paren(p) => p.expr().and_then(|e| unwrap_priority(&e)),
-        ast::Expr::Apply(apply) => {
-            let name = function_name(apply)?;
-            if PRIORITY_FUNCTIONS.contains(&name.as_str()) || name == "mkMerge" {
-                apply.argument().and_then(|a| unwrap_priority(&a))
-            } else {
-                Some(expr.clone())
-            }
-        }
-        other => Some(other.clone()),
-    }
-}
-
-fn is_mk_merge(expr: &ast::Expr) -> bool {
-    match expr {
-        ast::Expr::Paren(p) => p.expr().is_some_and(|e| is_mk_merge(&e)),
-        ast::Expr::Apply(apply) => function_name(apply).as_deref() == Some("mkMerge"),
-        _ => false,
-    }
-}
-
-/// `lib.mkIf c` in `lib.mkIf c v` → "mkIf"; the innermost function of curried applications.
-fn function_name(apply: &ast::Apply) -> Option<String> {
-    let mut f = apply.lambda()?;
-    loop {
-        match f {
-            ast::Expr::Apply(inner) => f = inner.lambda()?,
-            ast::Expr::Select(select) => {
-                return select.attrpath()?.attrs().last().map(|a| attr_name(&a));
-            }
-            ast::Expr::Ident(ident) => return Some(ident.ident_token()?.text().to_owned()),
-            _ => return None,
-        }
-    }
-}
-
-fn first_attr(binding: &ast::AttrpathValue) -> Option<String> {
-    binding.attrpath()?.attrs().next().map(|a| attr_name(&a))
-}
-
-fn attrpath(binding: &ast::AttrpathValue) -> Vec<String> {
-    binding
-        .attrpath()
-        .map(|p| p.attrs().map(|a| attr_name(&a)).collect())
-        .unwrap_or_default()
-}
-
-/// An attribute name; an interpolated one is `<dynamic>`, which no list entry names.
-fn attr_name(attr: &ast::Attr) -> String {
-    match attr {
-        ast::Attr::Ident(ident) => ident
-            .syntax()
-            .first_token()
-            .map(|t| t.text().to_owned())
-            .unwrap_or_default(),
-        ast::Attr::Str(s) => {
-            let parts = s.normalized_parts();
-            match parts.as_slice() {
-                [ast::InterpolPart::Literal(text)] => text.clone(),
-                [] => String::new(),
-                _ => "<dynamic>".to_owned(),
-            }
-        }
-        ast::Attr::Dynamic(_) => "<dynamic>".to_owned(),
-    }
-}
-
-/// Option path → the generated files (of which case) that set it.
-fn collect(
-    trees: &[(String, flakesmith::render::Tree)],
-) -> BTreeMap<Vec<String>, BTreeSet<String>> {
-    let mut found: BTreeMap<Vec<String>, BTreeSet<String>> = BTreeMap::new();
-    for (case, tree) in trees {
-        for (path, file) in tree.iter().filter(|(p, _)| p.ends_with(".nix")) {
-            // rk-inject is vendored Rust, and its Nix (if any) is not a NixOS module.
-            if path.starts_with("rk-inject/") {
-                continue;
-            }
-            let text = file.as_text().expect("generated Nix is UTF-8");
-            for option in option_paths(path, text) {
-                found
-                    .entry(option)
-                    .or_default()
-                    .insert(format!("{case}: {path}"));
-            }
-        }
-    }
-    found
+    });
+    let failures = failures.into_inner().unwrap();
+    assert!(
+        failures.is_empty(),
+        "generated systems do not evaluate against the stand-in nixpkgs:\n{}",
+        failures.join("\n")
+    );
+    found.into_inner().unwrap()
 }
 
 #[test]
@@ -335,18 +136,29 @@ fn every_option_the_templates_set_is_listed_with_its_declaring_file() {
     );
     let found = collect(&trees);
     assert!(
-        found.keys().any(|p| p.join(".") == "system.stateVersion"),
-        "the collector found no system.stateVersion: it is not looking at the modules"
+        found.contains_key("system.stateVersion nixos_options.txt"),
+        "the stand-in reported no system.stateVersion: it is not looking at the modules"
     );
 
+    // An option the stand-in declares for its own modules (nixos/stand-in-options.txt) is
+    // unlisted when a template sets it; sops-nix's come from its stand-in module.
     let unlisted: Vec<String> = found
         .iter()
-        .filter(|(path, _)| !list.iter().any(|l| matches(&l.path, path)))
-        .map(|(path, files)| {
+        .filter(|(option, _)| {
+            let (path, declared_by) = option.split_once(' ').unwrap();
+            declared_by != "nixos_options.txt"
+                && !(declared_by == "stand-in sops-nix module"
+                    && list.iter().any(|l| l.path == path))
+        })
+        .map(|(option, variants)| {
             format!(
-                "  {}  (set in {})",
-                path.join("."),
-                files.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+                "  {option}  (in {})",
+                variants
+                    .iter()
+                    .take(3)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         })
         .collect();
@@ -357,10 +169,11 @@ fn every_option_the_templates_set_is_listed_with_its_declaring_file() {
         unlisted.join("\n")
     );
 
+    let paths: BTreeSet<&str> = found.keys().map(|o| o.split_once(' ').unwrap().0).collect();
     let stale: Vec<String> = list
         .iter()
-        .filter(|l| !found.keys().any(|path| matches(&l.path, path)))
-        .map(|l| format!("  {}  ({})", l.path.join("."), l.file))
+        .filter(|l| !paths.contains(l.path.as_str()))
+        .map(|l| format!("  {}  ({})", l.path, l.file))
         .collect();
     assert!(
         stale.is_empty(),
@@ -370,82 +183,241 @@ fn every_option_the_templates_set_is_listed_with_its_declaring_file() {
     );
 }
 
-#[test]
-fn the_collector_sees_nested_sets_priorities_and_inline_modules() {
-    let module = r#"
-      { config, lib, pkgs, ... }:
-      let x = 1; in
-      {
-        imports = [ ./a.nix ];
-        services.openssh = {
-          enable = true;
-          settings.PermitRootLogin = lib.mkDefault "no";
-        };
-        users.users.admin = lib.mkIf true { isNormalUser = true; };
-        systemd.services."a-b".serviceConfig.Type = "oneshot";
-        fileSystems."/".options = [ "noatime" ];
-        networking = lib.mkMerge [ { hostName = "a"; } { useDHCP = false; } ];
-      }
-    "#;
-    let got: Vec<String> = option_paths("m.nix", module)
-        .into_iter()
-        .map(|p| p.join("."))
-        .collect();
-    assert_eq!(
-        got,
-        [
-            "fileSystems./.options",
-            "networking.hostName",
-            "networking.useDHCP",
-            "services.openssh.enable",
-            "services.openssh.settings.PermitRootLogin",
-            "systemd.services.a-b.serviceConfig.Type",
-            "users.users.admin.isNormalUser",
-        ]
-    );
+/// A flake whose `nixosConfigurations.m` is built from `outputs` (a `let … in` body over
+/// `nixpkgs` and `lib`), evaluated against the stand-in nixpkgs and sops-nix.
+struct Probe {
+    dir: tempfile::TempDir,
+}
 
-    let flake = r#"
-      {
-        outputs = { self, nixpkgs }: {
-          x = nixpkgs.lib.nixosSystem {
-            modules = [ ./a.nix { isoImage.makeEfiBootable = true; } ]
-              ++ lib.optional true { nixpkgs.buildPlatform = "x"; };
-          };
-        };
-      }
-    "#;
-    let got: Vec<String> = option_paths("flake.nix", flake)
-        .into_iter()
-        .map(|p| p.join("."))
-        .collect();
-    assert_eq!(got, ["isoImage.makeEfiBootable", "nixpkgs.buildPlatform"]);
+impl Probe {
+    fn new(outputs: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let flake = format!(
+            "{{\n  inputs.nixpkgs.url = \"github:NixOS/nixpkgs/nixos-unstable\";\n  inputs.sops-nix.url = \"github:Mic92/sops-nix\";\n  inputs.sops-nix.inputs.nixpkgs.follows = \"nixpkgs\";\n  outputs = {{ self, nixpkgs, sops-nix }}:\n    let\n      lib = nixpkgs.lib;\n    in\n    {outputs};\n}}\n"
+        );
+        fs_err::write(dir.path().join("flake.nix"), flake).unwrap();
+        Self { dir }
+    }
+
+    fn eval(&self, apply: &str) -> std::process::Output {
+        let nixpkgs = format!("path:{}", crate::nix_eval::stand_in_nixpkgs().display());
+        let sops = format!(
+            "path:{}",
+            support::fixtures().join("fake-sops-nix").display()
+        );
+        std::process::Command::new("nix")
+            .args(["--extra-experimental-features", "nix-command flakes"])
+            .args(["eval", "--json"])
+            .arg(format!(
+                "path:{}#nixosConfigurations.m",
+                self.dir.path().display()
+            ))
+            .args(["--apply", apply])
+            .args(["--no-write-lock-file", "--option", "flake-registry", ""])
+            .args(["--override-input", "nixpkgs", &nixpkgs])
+            .args(["--override-input", "sops-nix", &sops])
+            .output()
+            .unwrap()
+    }
+
+    /// The options the probe's own modules define, without who declared them.
+    fn defined(&self) -> Vec<String> {
+        let out = self.eval("m: m.standIn.definedOptions");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let list: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+        let mut paths: Vec<String> = list
+            .iter()
+            .map(|o| o.split_once(' ').unwrap().0.to_owned())
+            .collect();
+        paths.sort();
+        paths
+    }
+
+    /// The evaluation error of reading the configuration: its message, whole (the lines Nix
+    /// indents under `error: ` joined with newlines).
+    fn error(&self, apply: &str) -> String {
+        let out = self.eval(apply);
+        assert!(
+            !out.status.success(),
+            "evaluated: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let mut lines = stderr.lines().skip_while(|l| !l.starts_with("error: "));
+        let first = lines
+            .next()
+            .unwrap_or_else(|| panic!("no error line in:\n{stderr}"));
+        let mut message = first["error: ".len()..].to_owned();
+        for line in lines.take_while(|l| l.starts_with("       ")) {
+            message.push('\n');
+            message.push_str(line.trim_start());
+        }
+        message
+    }
+}
+
+/// A system with `modules` and the minimum the stand-in reads.
+fn system(modules: &str) -> String {
+    format!(
+        "{{ nixosConfigurations.m = lib.nixosSystem {{ modules = {modules} ++ [ {{ nixpkgs.hostPlatform = \"x86_64-linux\"; }} ]; }}; }}"
+    )
 }
 
 #[test]
-fn list_patterns_match_names_and_free_form_sections_only() {
-    let p = |s: &str| s.split('.').map(str::to_owned).collect::<Vec<_>>();
-    assert!(matches(
-        &p("users.users.<name>.isNormalUser"),
-        &p("users.users.admin.isNormalUser")
+fn the_collector_follows_every_way_a_module_reaches_nixos_system() {
+    // A let-bound module list, a machine taken from a set merged with `//` (as flake.nix does
+    // with `machines.rk1`), an inline module inside `imports`, values bound through let,
+    // lib.optionalAttrs, lib.mkIf, lib.mkMerge and `//`.
+    let probe = Probe::new(&format!(
+        r#"let
+      base = {{ lib, ... }}: let ssh = {{ enable = true; }}; in {{
+        imports = [ {{ services.fstrim.enable = true; }} ];
+        services.openssh = ssh // {{ settings.PermitRootLogin = "no"; }};
+      }};
+      common = [ base ];
+      machines = {{ a = ./none.nix; }} // {{ rk1.networking.hostName = ""; }};
+      extra = {{ lib, ... }}: lib.optionalAttrs true {{ time.timeZone = "UTC"; }}
+        // {{ users.users.admin = lib.mkIf false {{ isNormalUser = true; }}; }}
+        // {{ boot.kernelParams = lib.mkMerge [ [ "a" ] (lib.mkBefore [ "b" ]) ]; }};
+    in {}"#,
+        system("common ++ [ machines.rk1 extra ]")
     ));
-    assert!(!matches(
-        &p("users.users.<name>.isNormalUser"),
-        &p("users.users.admin.isNormalUsr")
+    assert_eq!(
+        probe.defined(),
+        [
+            "boot.kernelParams",
+            "networking.hostName",
+            "nixpkgs.hostPlatform",
+            "services.fstrim.enable",
+            "services.openssh.enable",
+            "services.openssh.settings.PermitRootLogin",
+            "time.timeZone",
+            "users.users.<name>.isNormalUser",
+        ]
+    );
+}
+
+#[test]
+fn the_stand_in_refuses_an_unknown_option_a_wrong_type_and_a_conflict_even_unread() {
+    // Nothing reads these options; the configuration is refused anyway.
+    let read = "m: m.config.networking.hostName";
+    let case = |module: &str| Probe::new(&system(&format!("[ {module} ]"))).error(read);
+    assert_eq!(
+        case(r#"{ networking.hostName = "a"; rk1.services.no-such-service.enable = true; }"#),
+        "The option `rk1.services.no-such-service.enable' does not exist. Definition values in: an inline module of flake.nix"
+    );
+    assert_eq!(
+        case(r#"{ networking.hostName = "a"; services.no-such-service.enable = true; }"#),
+        "The option `services.no-such-service.enable' does not exist. Definition values in: an inline module of flake.nix"
+    );
+    // A path where nixpkgs wants a string, a string where it wants a list.
+    assert_eq!(
+        case(r#"{ networking.hostName = "a"; system.stateVersion = /etc; }"#),
+        "A definition for option `system.stateVersion' is not of type `string': the path /etc in `an inline module of flake.nix'"
+    );
+    assert_eq!(
+        case(r#"{ networking.hostName = "a"; boot.kernelParams = "quiet"; }"#),
+        "A definition for option `boot.kernelParams' is not of type `list of string': \"quiet\" in `an inline module of flake.nix'"
+    );
+    assert_eq!(
+        case(r#"{ networking.hostName = "a"; services.openssh.settings.PermitRootLogin = "maybe"; }"#),
+        "A definition for option `services.openssh.settings.PermitRootLogin' is not of type `null or one of \"yes\", \"without-password\", \"prohibit-password\", \"forced-commands-only\", \"no\"': \"maybe\" in `an inline module of flake.nix'"
+    );
+    let conflict = case(
+        r#"{ networking.hostName = "a"; time.timeZone = "UTC"; } { time.timeZone = "Europe/Berlin"; }"#,
+    );
+    assert_eq!(
+        conflict,
+        "The option `time.timeZone' has conflicting definition values:\n\
+         - In `an inline module of flake.nix': \"UTC\"\n\
+         - In `an inline module of flake.nix': \"Europe/Berlin\""
+    );
+}
+
+#[test]
+fn the_stand_in_merges_by_priority_order_and_condition_as_nixpkgs_does() {
+    let probe = Probe::new(&system(
+        r#"[
+          ({ lib, ... }: {
+            networking.hostName = lib.mkDefault "default";
+            time.timeZone = lib.mkForce "UTC";
+            boot.kernelParams = lib.mkAfter [ "last" ];
+            services.fstrim.enable = lib.mkIf false true;
+          })
+          ({ lib, ... }: {
+            networking.hostName = "plain";
+            time.timeZone = "Europe/Berlin";
+            boot.kernelParams = lib.mkMerge [ [ "middle" ] (lib.mkBefore [ "first" ]) ];
+            services.fstrim.enable = lib.mkIf true false;
+            sdImage.postBuildCommands = lib.mkBefore "echo one";
+          })
+          { sdImage.postBuildCommands = "echo two"; }
+        ]"#,
     ));
-    assert!(matches(
-        &p("nix.settings.*"),
-        &p("nix.settings.experimental-features")
-    ));
-    assert!(!matches(&p("nix.settings.*"), &p("nix.settings")));
-    assert!(!matches(
-        &p("services.openssh.enable"),
-        &p("services.openssh.enable.x")
-    ));
+    let out = probe.eval(
+        "m: { inherit (m.config.networking) hostName; inherit (m.config.time) timeZone; \
+         inherit (m.config.boot) kernelParams; fstrim = m.config.services.fstrim.enable; \
+         post = m.config.sdImage.postBuildCommands; }",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        value,
+        serde_json::json!({
+            "hostName": "plain",
+            "timeZone": "UTC",
+            "kernelParams": ["first", "middle", "last"],
+            "fstrim": false,
+            "post": "echo one\necho two",
+        })
+    );
+}
+
+#[test]
+fn the_sops_nix_stand_in_refuses_a_key_file_in_the_store() {
+    // sops-nix's pathNotInStore: a Nix path literal in a flake is a store path once evaluated.
+    let probe = |key: &str| {
+        Probe::new(&system(&format!(
+            "[ sops-nix.nixosModules.sops {{ networking.hostName = \"a\"; sops.age.keyFile = {key}; }} ]"
+        )))
+    };
+    let error = probe("./keys/age.txt").error("m: m.config.sops.age.keyFile");
+    assert!(
+        error.starts_with("A definition for option `sops.age.keyFile' is not of type `null or pathNotInStore': the path /nix/store/"),
+        "{error}"
+    );
+    let out = probe("\"/var/lib/sops-nix/key.txt\"").eval("m: m.config.sops.age.keyFile");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "\"/var/lib/sops-nix/key.txt\""
+    );
+    // Without the sops-nix module, sops.* is not declared at all.
+    let error = Probe::new(&system(
+        "[ { networking.hostName = \"a\"; sops.age.keyFile = \"/k\"; } ]",
+    ))
+    .error("m: m.config.networking.hostName");
+    assert_eq!(
+        error,
+        "The option `sops.age.keyFile' does not exist. Definition values in: an inline module of flake.nix"
+    );
 }
 
 #[test]
 fn the_guides_mistakes_are_not_in_the_list() {
-    let listed: Vec<String> = listed().iter().map(|l| l.path.join(".")).collect();
+    let listed: Vec<String> = listed().iter().map(|l| l.path.clone()).collect();
     for wrong in [
         // FACTS.md: phone sensors, not for servers or RK1 images.
         "hardware.sensor.iio.enable",

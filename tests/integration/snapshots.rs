@@ -13,7 +13,7 @@ use crate::support::{snapshot_cases, SnapshotCase};
 
 #[test]
 fn snapshots_match_the_rendered_trees() {
-    let update = std::env::var_os("UPDATE_SNAPSHOTS").is_some_and(|v| v == "1");
+    let update = crate::support::updating_snapshots();
     let mut report = String::new();
     for case in snapshot_cases() {
         if update {
@@ -105,4 +105,131 @@ pub fn write_tree(dir: &Path, tree: &Tree) {
         fs_err::write(&target, &file.contents).unwrap();
         fs_err::set_permissions(&target, std::fs::Permissions::from_mode(file.mode())).unwrap();
     }
+}
+
+#[test]
+fn a_case_directory_without_answers_is_an_error() {
+    let root = tempfile::tempdir().unwrap();
+    fs_err::create_dir(root.path().join("a-case")).unwrap();
+    fs_err::copy(
+        crate::support::repo_root().join("snapshots/rk1-default/answers.yaml"),
+        root.path().join("a-case/answers.yaml"),
+    )
+    .unwrap();
+    assert_eq!(
+        crate::support::read_snapshot_cases(root.path())
+            .unwrap()
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
+        ["a-case"]
+    );
+    fs_err::create_dir_all(root.path().join("forgotten/tree")).unwrap();
+    let error = crate::support::read_snapshot_cases(root.path())
+        .err()
+        .unwrap();
+    assert!(
+        error.ends_with("/forgotten: not a snapshot case (a directory with answers.yaml); add answers.yaml or remove it"),
+        "{error}"
+    );
+}
+
+/// .ci/run with stand-ins for what it installs and runs (apt-get, npm, cargo, pip, mdbook: the real
+/// ones would take minutes and the network); git is real. The stand-in cargo records whether it
+/// saw UPDATE_SNAPSHOTS, and changes the checkout as `$CARGO_LEAVES` says, as an updating or
+/// careless test run would.
+#[test]
+fn ci_run_compares_golden_files_and_fails_on_a_changed_work_tree() {
+    let run = |leaves: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        fs_err::create_dir_all(repo.join(".ci")).unwrap();
+        fs_err::copy(
+            crate::support::repo_root().join(".ci/run"),
+            repo.join(".ci/run"),
+        )
+        .unwrap();
+        // .ci/run runs the README's test command as written.
+        fs_err::copy(
+            crate::support::repo_root().join("README.md"),
+            repo.join("README.md"),
+        )
+        .unwrap();
+        fs_err::write(repo.join("tracked.md"), "as committed\n").unwrap();
+        let git = |args: &[&str]| {
+            crate::support::run_ok(
+                std::process::Command::new("git")
+                    .current_dir(&repo)
+                    .args(args),
+            )
+        };
+        git(&["init", "-q"]);
+        git(&["add", "."]);
+        git(&[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example",
+            "commit",
+            "-qm",
+            "c",
+        ]);
+        let bin = dir.path().join("bin");
+        fs_err::create_dir(&bin).unwrap();
+        let stub = |name: &str, body: &str| {
+            let path = bin.join(name);
+            fs_err::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+            fs_err::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        // sudo would reset PATH to the real apt-get.
+        stub("sudo", "exec \"$@\"");
+        stub("apt-get", "exit 0");
+        stub("npm", "exit 0");
+        stub("python3", "exit 0");
+        stub("mdbook", "exit 0");
+        let log = dir.path().join("cargo.log");
+        stub(
+            "cargo",
+            &format!(
+                "echo \"$* UPDATE_SNAPSHOTS=${{UPDATE_SNAPSHOTS-unset}}\" >> '{}'\n\
+                 case \"$CARGO_LEAVES\" in\n\
+                 rewritten) echo rewritten > tracked.md ;;\n\
+                 new) echo new > new-snapshot.txt ;;\n\
+                 esac",
+                log.display()
+            ),
+        );
+        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+        let out = std::process::Command::new("bash")
+            .arg(repo.join(".ci/run"))
+            .env("PATH", path)
+            .env("UPDATE_SNAPSHOTS", "1")
+            .env("CARGO_LEAVES", leaves)
+            .output()
+            .unwrap();
+        let log = fs_err::read_to_string(&log).unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            log,
+        )
+    };
+
+    let (status, stderr, log) = run("clean");
+    assert_eq!(status, Some(0), "{stderr}");
+    assert_eq!(log, "test --locked UPDATE_SNAPSHOTS=unset\n");
+
+    let (status, stderr, _) = run("rewritten");
+    assert_eq!(status, Some(1));
+    assert_eq!(
+        stderr,
+        ".ci/run: the tests changed the work tree:\n M tracked.md\n"
+    );
+
+    let (status, stderr, _) = run("new");
+    assert_eq!(status, Some(1));
+    assert_eq!(
+        stderr,
+        ".ci/run: the tests changed the work tree:\n?? new-snapshot.txt\n"
+    );
 }

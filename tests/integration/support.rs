@@ -21,6 +21,36 @@ pub const ADMIN_AGE_RECIPIENT: &str =
 /// `openssl passwd -6 -salt flakesmithdemo temporary-example`.
 pub const TEMPORARY_PASSWORD_HASH: &str = "$6$flakesmithdemo$AevaT8Oejpadwd3M7v7u01SAzHSG6KXe7DC.ckIjzEY3kqfTgL7HwS.fARe2sV7l2DRBRRGCZ6joaitZklPgq0";
 
+/// The Nix settings every process of this test binary runs with: set once in `NIX_CONFIG`, before
+/// any test starts (main.rs), so that every `nix` the tests run, directly or through flakesmith
+/// and the generated scripts, gets them. A fresh Debian's nix-bin has no nix.conf, no nixbld group
+/// and no daemon:
+/// - as root the store is /nix/store; builds run as root, unsandboxed (the test derivations call
+///   the host's /bin/sh).
+/// - as a normal user /nix/store is not writable, so Nix uses a store of its own under the target
+///   directory (a chroot store; builds are sandboxed in a user namespace, with the host's /bin and
+///   /usr visible for those test derivations). A user with a running nix-daemon keeps it.
+pub fn nix_config() -> String {
+    let is_root = unsafe { libc::geteuid() } == 0;
+    let has_daemon = Path::new("/nix/var/nix/daemon-socket/socket").exists();
+    let mut config = String::new();
+    if is_root {
+        config.push_str("build-users-group =\nsandbox = false\n");
+    } else if !has_daemon {
+        let store = Path::new(env!("CARGO_TARGET_TMPDIR")).join("nix-chroot-store");
+        let host_paths: Vec<&str> = ["/bin", "/lib", "/lib64", "/usr"]
+            .into_iter()
+            .filter(|p| Path::new(p).exists())
+            .collect();
+        config.push_str(&format!(
+            "store = {}\nsandbox-paths = {}\n",
+            store.display(),
+            host_paths.join(" ")
+        ));
+    }
+    config
+}
+
 /// The repository this test binary belongs to.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -189,31 +219,57 @@ pub fn digest_vendored_sources(tree: Tree) -> Tree {
     out
 }
 
+/// Whether this run rewrites the golden files (snapshots/, book/src/cli-reference.md) instead
+/// of comparing against them: only `UPDATE_SNAPSHOTS=1`, so a stray `UPDATE_SNAPSHOTS=0` or an
+/// empty value still compares. .ci/run unsets it and fails on a changed work tree, since a
+/// rewriting run passes whatever the output is.
+pub fn updating_snapshots() -> bool {
+    update_requested(std::env::var_os("UPDATE_SNAPSHOTS").as_deref())
+}
+
+pub fn update_requested(value: Option<&std::ffi::OsStr>) -> bool {
+    value.is_some_and(|v| v == "1")
+}
+
 /// Every snapshots/<case>/answers.yaml, in name order.
 pub fn snapshot_cases() -> Vec<SnapshotCase> {
-    let root = repo_root().join("snapshots");
-    let mut cases: Vec<SnapshotCase> = fs_err::read_dir(&root)
-        .expect("snapshots/ exists")
-        .map(|entry| entry.expect("readable snapshots/").path())
-        .filter(|dir| dir.join("answers.yaml").is_file())
-        .map(|dir| {
-            let text = fs_err::read_to_string(dir.join("answers.yaml")).unwrap();
-            let answers = Answers::from_yaml(&text)
-                .unwrap_or_else(|e| panic!("{}/answers.yaml: {e}", dir.display()));
-            SnapshotCase {
-                name: dir.file_name().unwrap().to_string_lossy().into_owned(),
-                dir,
-                answers,
-            }
-        })
-        .collect();
-    cases.sort_by(|a, b| a.name.cmp(&b.name));
+    let cases =
+        read_snapshot_cases(&repo_root().join("snapshots")).unwrap_or_else(|e| panic!("{e}"));
     assert!(
         cases.len() >= 3,
         "expected at least three snapshot cases, found {}",
         cases.len()
     );
     cases
+}
+
+/// The cases under `root`, in name order. Every entry must be a case directory with an
+/// answers.yaml: one without is an error, not a case silently left out of every check.
+pub fn read_snapshot_cases(root: &Path) -> Result<Vec<SnapshotCase>, String> {
+    let mut cases = Vec::new();
+    let entries = fs_err::read_dir(root).map_err(|e| e.to_string())?;
+    for entry in entries {
+        let dir = entry
+            .map_err(|e| format!("{}: {e}", root.display()))?
+            .path();
+        let answers = dir.join("answers.yaml");
+        if !answers.is_file() {
+            return Err(format!(
+                "{}: not a snapshot case (a directory with answers.yaml); add answers.yaml or remove it",
+                dir.display()
+            ));
+        }
+        let text = fs_err::read_to_string(&answers).map_err(|e| e.to_string())?;
+        let answers =
+            Answers::from_yaml(&text).map_err(|e| format!("{}: {e}", answers.display()))?;
+        cases.push(SnapshotCase {
+            name: dir.file_name().unwrap().to_string_lossy().into_owned(),
+            dir,
+            answers,
+        });
+    }
+    cases.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(cases)
 }
 
 /// A rendered repository written to a temporary directory (removed when dropped).

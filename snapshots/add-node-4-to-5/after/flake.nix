@@ -47,9 +47,13 @@
       ];
 
       # Option 2 of the README: one image per node, host name and address built in. Option 1:
-      # `rk1`, one identical image for every slot, named after deploy (hostnamectl or DHCP).
+      # `rk1`, one identical image for every slot: `flakesmith stamp` gives each copy its node's
+      # identity, which firmware-identity.nix moves into place at first boot.
       machines = lib.genAttrs hosts (host: ./nodes/${host}.nix) // {
-        rk1.networking.hostName = "";
+        rk1 = {
+          imports = [ ./firmware-identity.nix ];
+          networking.hostName = "";
+        };
       };
 
       # The NixOS system of one machine, its image built on `buildSystem`: natively on
@@ -79,8 +83,14 @@
       # What runs on the nodes (and what `nixos-rebuild --flake .#<host>` deploys).
       nixosConfigurations = lib.mapAttrs (_: mkNode "aarch64-linux") machines;
 
+      # The images also let root log in with the admin's keys (image-login.nix), for the first
+      # deploy; the configurations above, which deploy/post-deploy.sh switches the nodes to, do not.
       packages = lib.genAttrs buildSystems (
-        buildSystem: lib.mapAttrs (_: node: node.config.system.build.sdImage) (builtOn buildSystem)
+        buildSystem:
+        lib.mapAttrs (
+          _: node:
+          (node.extendModules { modules = [ ./image-login.nix ]; }).config.system.build.sdImage
+        ) (builtOn buildSystem)
       );
 
       checks = lib.genAttrs buildSystems (

@@ -94,8 +94,9 @@
         _: machine: nixosSystemFor machine machine.system
       ) machines;
 
-      # An image is the configuration its machine runs, nothing added.
-      imageOf = nixos: nixos;
+      # An image also lets root log in with the admin's keys (image-login.nix), for the first
+      # switch; the configurations above, which the machines are switched to, do not.
+      imageOf = nixos: nixos.extendModules { modules = [ ./image-login.nix ]; };
 
       # Every image, as built on buildSystem.
       imagesBuiltOn =

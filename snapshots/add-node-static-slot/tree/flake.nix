@@ -40,9 +40,13 @@
       ];
 
       # Option 2 of the README: one image per node, host name and address built in. Option 1:
-      # `rk1`, one identical image for every slot, named after deploy (hostnamectl or DHCP).
+      # `rk1`, one identical image for every slot: `flakesmith stamp` gives each copy its node's
+      # identity, which firmware-identity.nix moves into place at first boot.
       machines = lib.genAttrs hosts (host: ./nodes/${host}.nix) // {
-        rk1.networking.hostName = "";
+        rk1 = {
+          imports = [ ./firmware-identity.nix ];
+          networking.hostName = "";
+        };
       };
 
       # The NixOS system of one machine, its image built on `buildSystem`: natively on

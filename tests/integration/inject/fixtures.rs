@@ -58,6 +58,14 @@ pub fn path_str(path: &Path) -> &str {
     path.to_str().expect("temp paths are UTF-8")
 }
 
+/// U-Boot's mkimage, stamping FITs with a fixed time (SOURCE_DATE_EPOCH) rather than the clock,
+/// so a fixture is the same bytes on every run and a failing input reproduces.
+pub fn mkimage() -> Command {
+    let mut command = Command::new("mkimage");
+    command.env("SOURCE_DATE_EPOCH", "1700000000");
+    command
+}
+
 /// `mkimage -n SOC -T rksd -d tpl:spl`: a real idbloader with two stages.
 pub fn idbloader(dir: &Path, soc: &str, tpl_len: usize, spl_len: usize) -> PathBuf {
     let tpl = dir.join(format!("tpl-{soc}.bin"));
@@ -66,7 +74,7 @@ pub fn idbloader(dir: &Path, soc: &str, tpl_len: usize, spl_len: usize) -> PathB
     fs::write(&spl, bytes(2, spl_len)).unwrap();
     let out = dir.join(format!("idbloader-{soc}.img"));
     let data = format!("{}:{}", path_str(&tpl), path_str(&spl));
-    run(Command::new("mkimage")
+    run(mkimage()
         .args(["-n", soc, "-T", "rksd", "-d", &data])
         .arg(&out));
     out
@@ -77,7 +85,7 @@ pub fn itb(dir: &Path, payload_len: usize) -> PathBuf {
     let blob = dir.join("u-boot-nodtb.bin");
     fs::write(&blob, bytes(3, payload_len)).unwrap();
     let out = dir.join("u-boot.itb");
-    run(Command::new("mkimage")
+    run(mkimage()
         .args([
             "-E", "-f", "auto", "-A", "arm64", "-O", "u-boot", "-T", "firmware",
         ])

@@ -8,7 +8,6 @@
 use std::fs;
 use std::io::Cursor;
 use std::path::Path;
-use std::process::Command;
 
 use flakesmith::rockchip::fuzz::exercise;
 use flakesmith::rockchip::gpt::crc32;
@@ -60,7 +59,7 @@ fn seeds(dir: &Path) -> Vec<Vec<u8>> {
     let spl = dir.join("spl3188.bin");
     fs::write(&spl, fixtures::bytes(5, 3_000)).unwrap();
     let rk3188 = dir.join("rk3188.img");
-    run(Command::new("mkimage")
+    run(fixtures::mkimage()
         .args(["-n", "rk3188", "-T", "rksd", "-d"])
         .arg(&spl)
         .arg(&rk3188));
@@ -69,7 +68,7 @@ fn seeds(dir: &Path) -> Vec<Vec<u8>> {
     let blob = dir.join("blob.bin");
     fs::write(&blob, fixtures::bytes(6, 2_000)).unwrap();
     let embedded = dir.join("embedded.itb");
-    run(Command::new("mkimage")
+    run(fixtures::mkimage()
         .args([
             "-f", "auto", "-A", "arm64", "-O", "u-boot", "-T", "firmware", "-C", "none",
         ])
@@ -77,11 +76,13 @@ fn seeds(dir: &Path) -> Vec<Vec<u8>> {
         .arg(&blob)
         .arg(&embedded));
     seeds.push(fs::read(embedded).unwrap());
+    // Fixed disk and partition ids (sfdisk draws random ones), so the seeds are the same bytes
+    // on every run.
     let tables = [
-        ("mbr.img", "label: dos\nstart=100, size=200, type=b, bootable\nstart=400, size=100, type=83\n"),
-        ("ebr.img", "label: dos\nstart=100, size=300, type=5\nstart=120, size=50, type=83\nstart=200, size=50, type=82\n"),
-        ("gpt.img", "label: gpt\nfirst-lba: 34\nstart=40, size=100, name=firmware\nstart=200, size=100, name=nixos\n"),
-        ("hybrid.img", "label: gpt\nfirst-lba: 34\nstart=40, size=100, name=p1\n"),
+        ("mbr.img", "label: dos\nlabel-id: 0x2178694e\nstart=100, size=200, type=b, bootable\nstart=400, size=100, type=83\n"),
+        ("ebr.img", "label: dos\nlabel-id: 0x0eb0eb0e\nstart=100, size=300, type=5\nstart=120, size=50, type=83\nstart=200, size=50, type=82\n"),
+        ("gpt.img", "label: gpt\nlabel-id: 6B0C6E0D-3C8A-4F4B-9D55-3B6F6E1A0001\nfirst-lba: 34\nstart=40, size=100, name=firmware, uuid=6B0C6E0D-3C8A-4F4B-9D55-3B6F6E1A0002\nstart=200, size=100, name=nixos, uuid=6B0C6E0D-3C8A-4F4B-9D55-3B6F6E1A0003\n"),
+        ("hybrid.img", "label: gpt\nlabel-id: 6B0C6E0D-3C8A-4F4B-9D55-3B6F6E1A0004\nfirst-lba: 34\nstart=40, size=100, name=p1, uuid=6B0C6E0D-3C8A-4F4B-9D55-3B6F6E1A0005\n"),
     ];
     for (name, script) in tables {
         let path = dir.join(name);
@@ -251,4 +252,17 @@ fn parsers_survive_mutated_real_inputs() {
         mbr_tables > floor,
         "only {mbr_tables} of {iterations} inputs had a usable MBR"
     );
+}
+
+#[test]
+fn the_seeds_are_the_same_bytes_on_every_run() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = seeds(a.path());
+    // A FIT stamped with the clock would differ a second later.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let second = seeds(b.path());
+    assert_eq!(first.len(), second.len());
+    for (i, (x, y)) in first.iter().zip(&second).enumerate() {
+        assert!(x == y, "seed {i} differs between two runs");
+    }
 }

@@ -9,7 +9,13 @@
   networking.useNetworkd = true;
   networking.useDHCP = false;
   systemd.network.networks."10-ethernet" = {
-    matchConfig.Type = "ether";
+    # Physical Ethernet only, as nixpkgs' own default network matches it (physical links have no
+    # Kind): `Type = "ether"` alone also matches veth links (podman, k3s), which would get this
+    # address and gateway too.
+    matchConfig = {
+      Type = "ether";
+      Kind = "!*";
+    };
     address = [ "10.0.0.13/24" ];
     gateway = [ "10.0.0.1" ];
     dns = [

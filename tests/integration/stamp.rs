@@ -1,0 +1,706 @@
+//! `flakesmith stamp` on images made with the real tools (sfdisk, mkfs.vfat -n FIRMWARE,
+//! mkfs.ext4 -L NIXOS_SD, a bootloader written by rk-inject), read back with an independent FAT
+//! implementation (mtools), checked with fsck.vfat, and compared by digest outside the FAT.
+
+use std::{
+    fs,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+use crate::{
+    grow::TestRepo,
+    inject::fixtures::{
+        self, digest, fsck_clean, path_str, region, rk35_payloads, rk_inject, run, SdImage,
+    },
+    support::Project,
+};
+
+/// A 4-node sops repo (age identities in keys/) whose nodes have static addresses.
+fn sops_repo() -> TestRepo {
+    let answers = Project::default()
+        .with_sops()
+        .with_static_addresses()
+        .answers()
+        .to_yaml();
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("answers.yaml");
+    fs::write(&file, answers).unwrap();
+    TestRepo::init(&["--answers", path_str(&file)])
+}
+
+/// An RK1 identical image: sd-image layout at 16 MiB with U-Boot written by rk-inject.
+fn rk1_image(dir: &Path) -> SdImage {
+    let image = fixtures::sd_image(dir, "nixos-rk1.img", 16);
+    let payloads = rk35_payloads(dir);
+    let out = rk_inject(&[
+        "write",
+        "--image",
+        path_str(&image.path),
+        "--bootloader",
+        path_str(&payloads.combined),
+        "--soc",
+        "rk3588",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    image
+}
+
+/// What `flakesmith build rk1` records for an image it built.
+fn record(repo: &TestRepo, image: &Path) {
+    let sha256 = hex::encode(digest(image));
+    let size = fs::metadata(image).unwrap().len();
+    fs::create_dir_all(repo.dir.join("images")).unwrap();
+    repo.write(
+        "images/identical-images.json",
+        &format!(
+            r#"{{"version":1,"images":{{"rk1":{{"sha256":"{sha256}","size":{size},"path":"rk1/sd-image/nixos-rk1.img"}}}}}}"#
+        ),
+    );
+}
+
+fn mode(path: &Path) -> u32 {
+    fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// An identity file, read with mtools from the image at the FAT's offset.
+fn mread(image: &Path, fat_offset: u64, name: &str) -> Vec<u8> {
+    run(Command::new("mcopy")
+        .arg("-n")
+        .arg("-i")
+        .arg(format!("{}@@{fat_offset}", image.display()))
+        .arg(format!("::/flakesmith-identity.{name}"))
+        .arg("-"))
+    .stdout
+}
+
+fn stamp(repo: &TestRepo, args: &[&str]) -> Output {
+    let mut all = vec!["stamp"];
+    all.extend_from_slice(args);
+    repo.run(&all)
+}
+
+#[track_caller]
+fn refused(out: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(err.contains(needle), "{needle:?} not in {err}");
+    assert!(!err.contains("PRIVATE KEY") && !err.contains("AGE-SECRET-KEY"));
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_stamp_changes_the_fat_partition_only_and_carries_the_nodes_identity() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = sops_repo();
+    let image = rk1_image(tmp.path());
+    record(&repo, &image.path);
+    let before = digest(&image.path);
+
+    let out = stamp(
+        &repo,
+        &["rk1-node1", "rk1-node2", "--image", path_str(&image.path)],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        digest(&image.path),
+        before,
+        "the identical image is untouched"
+    );
+
+    let stamped_dir = repo.dir.join("stamped");
+    assert_eq!(
+        files_in(&stamped_dir),
+        ["rk1-node1.img", "rk1-node2.img"],
+        "no partial file is left"
+    );
+    assert_eq!(mode(&stamped_dir), 0o700);
+    let (fat_start, fat_len) = image.firmware;
+    let size = fs::metadata(&image.path).unwrap().len();
+    for (i, host) in ["rk1-node1", "rk1-node2"].into_iter().enumerate() {
+        let stamped = stamped_dir.join(format!("{host}.img"));
+        assert_eq!(mode(&stamped), 0o600);
+        assert_eq!(fs::metadata(&stamped).unwrap().len(), size);
+        // Partition table, bootloader region and root partition: byte-identical.
+        assert!(region(&stamped, 0, fat_start) == region(&image.path, 0, fat_start));
+        let after = fat_start + fat_len;
+        assert!(region(&stamped, after, size - after) == region(&image.path, after, size - after));
+        assert!(region(&stamped, fat_start, fat_len) != region(&image.path, fat_start, fat_len));
+        fsck_clean(
+            &SdImage {
+                path: stamped.clone(),
+                firmware: image.firmware,
+                root: image.root,
+            },
+            tmp.path(),
+        );
+
+        // Read back with mtools, compared with the repository's keys.
+        assert_eq!(
+            mread(&stamped, fat_start, "hostname"),
+            format!("{host}\n").as_bytes()
+        );
+        let key = repo.dir.join(format!("keys/{host}.ssh_host_ed25519_key"));
+        assert_eq!(mode(&key), 0o600);
+        assert_eq!(
+            mread(&stamped, fat_start, "ssh_host_ed25519_key"),
+            fs::read(&key).unwrap()
+        );
+        let public =
+            fs::read_to_string(key.with_file_name(format!("{host}.ssh_host_ed25519_key.pub")))
+                .unwrap();
+        assert_eq!(
+            mread(&stamped, fat_start, "ssh_host_ed25519_key.pub"),
+            public.as_bytes()
+        );
+        // OpenSSH itself reads the private key and derives the same public key.
+        let derived = run(Command::new("ssh-keygen").arg("-y").arg("-f").arg(&key)).stdout;
+        assert_eq!(
+            String::from_utf8(derived)
+                .unwrap()
+                .split_whitespace()
+                .take(2)
+                .collect::<Vec<_>>(),
+            public.split_whitespace().take(2).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            mread(&stamped, fat_start, "age-key.txt"),
+            fs::read(repo.dir.join(format!("keys/{host}.age"))).unwrap()
+        );
+        let network =
+            String::from_utf8(mread(&stamped, fat_start, "40-flakesmith-static.network")).unwrap();
+        assert!(
+            network.contains(&format!("Address=10.0.0.{}/24\n", 11 + i)),
+            "{network}"
+        );
+        assert!(network.contains("Gateway=10.0.0.1\n"), "{network}");
+
+        // Pinned under its name and its address, for ssh's strict checking.
+        let address = format!("10.0.0.{}", 11 + i);
+        for name in [host, address.as_str()] {
+            let found = Command::new("ssh-keygen")
+                .args(["-F", name, "-f"])
+                .arg(repo.dir.join("deploy/known_hosts"))
+                .output()
+                .unwrap();
+            assert!(found.status.success(), "{name} is not pinned");
+            assert!(String::from_utf8_lossy(&found.stdout)
+                .contains(public.split_whitespace().nth(1).unwrap()));
+        }
+    }
+    let first = fs::read(repo.dir.join("keys/rk1-node1.ssh_host_ed25519_key")).unwrap();
+
+    // Stamping again keeps the keys and replaces the image.
+    let out = stamp(&repo, &["rk1-node1", "--image", path_str(&image.path)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        fs::read(repo.dir.join("keys/rk1-node1.ssh_host_ed25519_key")).unwrap(),
+        first
+    );
+    assert_eq!(files_in(&stamped_dir), ["rk1-node1.img", "rk1-node2.img"]);
+}
+
+#[test]
+fn all_stamps_every_node_into_a_chosen_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = sops_repo();
+    let image = rk1_image(tmp.path());
+    record(&repo, &image.path);
+    let out_dir = tmp.path().join("out");
+    let out = stamp(
+        &repo,
+        &[
+            "--all",
+            "--image",
+            path_str(&image.path),
+            "--out",
+            path_str(&out_dir),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        files_in(&out_dir),
+        [
+            "rk1-node1.img",
+            "rk1-node2.img",
+            "rk1-node3.img",
+            "rk1-node4.img"
+        ]
+    );
+}
+
+/// Every refusal: exit 2, one line naming the problem, no output file, no key echoed.
+#[test]
+fn stamp_refuses_what_it_does_not_recognise_and_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = sops_repo();
+    let image = rk1_image(tmp.path());
+    let stamped_dir = repo.dir.join("stamped");
+    let image_arg = path_str(&image.path);
+
+    // Not recorded by `flakesmith build`: not this repository's identical image.
+    refused(
+        &stamp(&repo, &["rk1-node1", "--image", image_arg]),
+        "not the identical image",
+    );
+    record(&repo, &image.path);
+
+    refused(
+        &stamp(&repo, &["nosuch", "--image", image_arg]),
+        "HOST 'nosuch' is not a node",
+    );
+    refused(&stamp(&repo, &["--image", image_arg]), "--all");
+    refused(
+        &stamp(&repo, &["rk1-node1", "--image", "/dev/null"]),
+        "not a regular file",
+    );
+
+    // No partition table.
+    let blank = tmp.path().join("blank.img");
+    fs::File::create(&blank).unwrap().set_len(64 << 20).unwrap();
+    record(&repo, &blank);
+    refused(
+        &stamp(&repo, &["rk1-node1", "--image", path_str(&blank)]),
+        "no MBR or GPT",
+    );
+
+    // A FAT partition with another label.
+    let other = fixtures::sd_image(tmp.path(), "other.img", 16);
+    run(Command::new("mlabel")
+        .arg("-i")
+        .arg(format!("{}@@{}", other.path.display(), other.firmware.0))
+        .arg("::BOOT"));
+    record(&repo, &other.path);
+    refused(
+        &stamp(&repo, &["rk1-node1", "--image", path_str(&other.path)]),
+        "no FAT partition labelled FIRMWARE",
+    );
+
+    // Two partitions labelled FIRMWARE.
+    let two = fixtures::sd_image(tmp.path(), "two.img", 16);
+    let fat = region(&two.path, two.firmware.0, two.firmware.1);
+    {
+        use std::os::unix::fs::FileExt;
+        let file = fs::OpenOptions::new().write(true).open(&two.path).unwrap();
+        file.write_all_at(&fat, two.root.0).unwrap();
+    }
+    fixtures::sfdisk(
+        &two.path,
+        &format!(
+            "label: dos\nstart={}, size={}, type=b\nstart={}, size={}, type=b\n",
+            two.firmware.0 / 512,
+            two.firmware.1 / 512,
+            two.root.0 / 512,
+            two.firmware.1 / 512
+        ),
+    );
+    record(&repo, &two.path);
+    refused(
+        &stamp(&repo, &["rk1-node1", "--image", path_str(&two.path)]),
+        "2 FAT partitions labelled FIRMWARE",
+    );
+
+    // A FAT partition too full for the identity: refused after the copy began, which is removed.
+    let full = fixtures::sd_image(tmp.path(), "full.img", 16);
+    let filler = tmp.path().join("filler");
+    // Fill all but one cluster (2 KiB) with one file: the identity needs five.
+    let fat = format!("{}@@{}", full.path.display(), full.firmware.0);
+    let listing = run(Command::new("mdir").arg("-i").arg(&fat).arg("::")).stdout;
+    let listing = String::from_utf8_lossy(&listing);
+    let free: usize = listing
+        .lines()
+        .find(|l| l.contains("bytes free"))
+        .map(|l| l.split("bytes").next().unwrap().replace(' ', ""))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("mdir reports no free space: {listing}"));
+    fs::write(&filler, fixtures::bytes(9, free - 2048)).unwrap();
+    run(Command::new("mcopy")
+        .arg("-i")
+        .arg(&fat)
+        .arg(&filler)
+        .arg("::filler"));
+    record(&repo, &full.path);
+    refused(
+        &stamp(&repo, &["rk1-node1", "--image", path_str(&full.path)]),
+        "does not fit",
+    );
+
+    // Already stamped (its digest recorded, to get past that check): refused, not stamped twice.
+    record(&repo, &image.path);
+    let out_dir = tmp.path().join("first");
+    let out = stamp(
+        &repo,
+        &[
+            "rk1-node1",
+            "--image",
+            path_str(&image.path),
+            "--out",
+            path_str(&out_dir),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stamped_once = out_dir.join("rk1-node1.img");
+    record(&repo, &stamped_once);
+    refused(
+        &stamp(&repo, &["rk1-node2", "--image", path_str(&stamped_once)]),
+        "already holds flakesmith-identity.",
+    );
+    assert!(
+        files_in(&stamped_dir).is_empty(),
+        "refusals leave no output: {:?}",
+        files_in(&stamped_dir)
+    );
+}
+
+#[test]
+fn an_out_folder_inside_the_repository_must_be_git_ignored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = sops_repo();
+    let image = rk1_image(tmp.path());
+    record(&repo, &image.path);
+    run(Command::new("git").args(["init", "-q"]).arg(&repo.dir));
+    let out = stamp(
+        &repo,
+        &[
+            "rk1-node1",
+            "--image",
+            path_str(&image.path),
+            "--out",
+            path_str(&repo.dir.join("secrets-out")),
+        ],
+    );
+    refused(&out, "not git-ignored");
+    let out = stamp(&repo, &["rk1-node1", "--image", path_str(&image.path)]);
+    assert!(
+        out.status.success(),
+        "stamped/ is git-ignored: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The generated first-boot script, written out to run against directories standing in for the
+/// mounted FAT partition and the node's root. What the directories cannot show: the mount of
+/// /dev/disk/by-label/FIRMWARE and the activation order, which firmware-identity.nix owns.
+fn first_boot_script(dir: &Path) -> PathBuf {
+    let tree = Project::default().with_sops().render();
+    let script = dir.join("identity-from-firmware.sh");
+    fs::write(
+        &script,
+        &tree.get("identity-from-firmware.sh").unwrap().contents,
+    )
+    .unwrap();
+    script
+}
+
+fn run_script(script: &Path, fat: &Path, root: &Path) -> Output {
+    Command::new("bash")
+        .arg(script)
+        .arg(fat)
+        .arg(root)
+        .output()
+        .unwrap()
+}
+
+/// Every file under `dir` with its mode, owner and bytes.
+fn tree(dir: &Path) -> Vec<(String, u32, u32, Vec<u8>)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out: Vec<_> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .map(|e| {
+            let meta = e.metadata().unwrap();
+            let bytes = if meta.is_file() {
+                fs::read(e.path()).unwrap()
+            } else {
+                Vec::new()
+            };
+            (
+                e.path().strip_prefix(dir).unwrap().display().to_string(),
+                meta.mode(),
+                meta.uid(),
+                bytes,
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn the_first_boot_script_installs_the_stamped_identity_then_erases_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = sops_repo();
+    let image = rk1_image(tmp.path());
+    record(&repo, &image.path);
+    let out = stamp(&repo, &["rk1-node2", "--image", path_str(&image.path)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stamped = repo.dir.join("stamped/rk1-node2.img");
+
+    // The FAT's files, copied out with mtools, are what the node's activation sees mounted.
+    let fat = tmp.path().join("fat");
+    fs::create_dir(&fat).unwrap();
+    run(Command::new("mcopy")
+        .arg("-n")
+        .arg("-i")
+        .arg(format!("{}@@{}", stamped.display(), image.firmware.0))
+        .arg("::/flakesmith-identity.*")
+        .arg(&fat));
+    // A second name for the key's bytes shows that they are overwritten, not only unlinked.
+    fs::hard_link(
+        fat.join("flakesmith-identity.ssh_host_ed25519_key"),
+        tmp.path().join("key-cells"),
+    )
+    .unwrap();
+    let root = tmp.path().join("root");
+    fs::create_dir(&root).unwrap();
+    let script = first_boot_script(tmp.path());
+
+    let out = run_script(&script, &fat, &root);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        fs::read_to_string(root.join("etc/hostname")).unwrap(),
+        "rk1-node2\n"
+    );
+    let key = root.join("etc/ssh/ssh_host_ed25519_key");
+    assert_eq!(
+        fs::read(&key).unwrap(),
+        fs::read(repo.dir.join("keys/rk1-node2.ssh_host_ed25519_key")).unwrap()
+    );
+    assert_eq!(mode(&key), 0o600);
+    assert_eq!(mode(&root.join("etc/ssh/ssh_host_ed25519_key.pub")), 0o644);
+    let age = root.join("var/lib/sops-nix/key.txt");
+    assert_eq!(
+        fs::read(&age).unwrap(),
+        fs::read(repo.dir.join("keys/rk1-node2.age")).unwrap()
+    );
+    assert_eq!(mode(&age), 0o600);
+    assert_eq!(mode(&root.join("var/lib/sops-nix")), 0o700);
+    let network =
+        fs::read_to_string(root.join("etc/systemd/network/40-flakesmith-static.network")).unwrap();
+    assert!(network.contains("Address=10.0.0.12/24"), "{network}");
+    {
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(fs::metadata(&key).unwrap().uid(), 0);
+        assert_eq!(fs::metadata(&key).unwrap().gid(), 0);
+    }
+    // Erased from the FAT: unlinked, and the bytes overwritten first.
+    assert!(
+        files_in(&fat).is_empty(),
+        "left on the FAT: {:?}",
+        files_in(&fat)
+    );
+    assert!(fs::read(tmp.path().join("key-cells"))
+        .unwrap()
+        .iter()
+        .all(|&b| b == 0));
+
+    // Idempotent: a second boot changes nothing.
+    let before = tree(&root);
+    let out = run_script(&script, &fat, &root);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing changed"));
+    assert_eq!(tree(&root), before);
+}
+
+#[test]
+fn an_unstamped_or_tampered_firmware_partition_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = first_boot_script(tmp.path());
+    let fat = tmp.path().join("fat");
+    let root = tmp.path().join("root");
+    fs::create_dir_all(fat.join("extlinux")).unwrap();
+    fs::create_dir_all(root.join("etc/ssh")).unwrap();
+    fs::write(root.join("etc/ssh/sshd_config"), "x").unwrap();
+    let before = tree(&root);
+
+    // Unstamped: says so, exit 0 (the boot goes on as today's), nothing changed.
+    let out = run_script(&script, &fat, &root);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no stamped identity"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(tree(&root), before);
+
+    // A host name that is not one (anyone with the card can write the FAT): refused whole.
+    fs::write(
+        fat.join("flakesmith-identity.hostname"),
+        "../../etc/shadow\n",
+    )
+    .unwrap();
+    fs::write(
+        fat.join("flakesmith-identity.ssh_host_ed25519_key"),
+        "-----BEGIN OPENSSH PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let out = run_script(&script, &fat, &root);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(tree(&root), before);
+    // A key file that is not a key: refused whole.
+    fs::write(fat.join("flakesmith-identity.hostname"), "node1\n").unwrap();
+    fs::write(
+        fat.join("flakesmith-identity.ssh_host_ed25519_key"),
+        "not a key\n",
+    )
+    .unwrap();
+    let out = run_script(&script, &fat, &root);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(tree(&root), before);
+}
+
+/// What the identical image's first-boot module sets, as evaluated by real Nix against the
+/// stand-in inputs (tests/fixtures). They cannot show that real nixpkgs and sops-nix define
+/// setupSecrets as the module expects (the module's comment names the files read), or the order
+/// nixpkgs' activation script gives the snippets.
+/// An activation script that every definition of left undefined (mkIf false) is absent in
+/// nixpkgs (attrsOf); the stand-in module system says "used but not defined": both read as null.
+const FIRST_BOOT_FACTS: &str = r#"c: let
+  s = c.config.system.activationScripts or { };
+  depsOf = name: let t = builtins.tryEval (s.${name}.deps or null); in if t.success then t.value else null;
+in {
+  hostName = c.config.networking.hostName;
+  deps = s.identityFromFirmware.deps or null;
+  runsScript = builtins.match ".*identity-from-firmware.sh.*" (s.identityFromFirmware.text or "") != null;
+  initrd = c.config.boot.initrd.kernelModules or [ ];
+  networkd = c.config.networking.useNetworkd or false;
+  setupSecrets = depsOf "setupSecrets";
+  setupSecretsForUsers = depsOf "setupSecretsForUsers";
+}"#;
+
+#[test]
+fn the_identical_image_imports_the_first_boot_module_and_orders_it_before_sops_nix() {
+    use crate::nix_eval::Flake;
+    use serde_json::json;
+
+    let mut tree = Project::default().with_sops().render();
+    let flake = Flake::new(&tree);
+    let rk1 = flake.eval("nixosConfigurations.rk1", FIRST_BOOT_FACTS);
+    assert_eq!(rk1["hostName"], "");
+    assert_eq!(rk1["deps"], json!(["specialfs"]));
+    assert_eq!(rk1["runsScript"], true);
+    assert_eq!(rk1["initrd"], json!(["vfat", "nls_cp437", "nls_iso8859-1"]));
+    assert_eq!(rk1["networkd"], true);
+    // No secrets defined: sops-nix defines no setupSecrets, and neither does the module.
+    assert_eq!(rk1["setupSecrets"], json!(null));
+    // A node's own image is not stamped: no first-boot module.
+    let node = flake.eval("nixosConfigurations.rk1-node1", FIRST_BOOT_FACTS);
+    assert_eq!(node["deps"], json!(null));
+    assert_eq!(node["hostName"], "rk1-node1");
+
+    // With secrets (one needed for users), both of sops-nix's scripts wait for the identity.
+    let common = tree
+        .get("common.nix")
+        .unwrap()
+        .as_text()
+        .unwrap()
+        .to_owned();
+    let common = common.replacen(
+        "  sops.age.keyFile",
+        "  sops.secrets.example = { neededForUsers = false; };\n  sops.secrets.password = { neededForUsers = true; };\n  sops.age.keyFile",
+        1,
+    );
+    assert!(
+        common.contains("sops.secrets.example"),
+        "common.nix sets sops.age.keyFile"
+    );
+    tree.insert("common.nix", flakesmith::render::TreeFile::text(common));
+    let rk1 = Flake::new(&tree).eval("nixosConfigurations.rk1", FIRST_BOOT_FACTS);
+    assert_eq!(rk1["setupSecrets"], json!(["identityFromFirmware"]));
+    assert_eq!(rk1["setupSecretsForUsers"], json!(["identityFromFirmware"]));
+}
+
+/// post-deploy.sh --stamped trusts only the pin `flakesmith stamp` wrote and sends no identity:
+/// the stand-ins of secrets.rs, without ssh-keyscan (a scan would fail the run).
+#[test]
+fn post_deploy_of_a_stamped_node_uses_the_pin_and_sends_no_identity() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = sops_repo();
+    let image = rk1_image(tmp.path());
+    record(&repo, &image.path);
+    let out = stamp(&repo, &["rk1-node1", "--image", path_str(&image.path)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pinned = fs::read_to_string(repo.dir.join("deploy/known_hosts")).unwrap();
+
+    let tools = crate::secrets::StandIns::new(0).without("ssh-keyscan");
+    let out = tools.run(&repo.dir, &["--stamped", "--host", "rk1-node1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Whole calls: root's login checked with the pin, the switch, root and the admin checked
+    // after it; no ssh-keyscan (its stand-in is gone) and no identity sent.
+    let known = format!(
+        "-o UserKnownHostsFile={}/deploy/known_hosts -o StrictHostKeyChecking=yes",
+        repo.dir.display()
+    );
+    let check = |user: &str| format!("ssh {known} -o BatchMode=yes {user}@10.0.0.11 true");
+    assert_eq!(
+        tools.log(),
+        vec![
+            check("root"),
+            format!(
+                "nixos-rebuild switch --flake {}#rk1-node1 --target-host root@10.0.0.11{} NIX_SSHOPTS={known}",
+                repo.dir.display(),
+                crate::secrets::build_host("root@10.0.0.11")
+            ),
+            check("root"),
+            check("admin"),
+        ]
+    );
+    assert_eq!(
+        fs::read_to_string(repo.dir.join("deploy/known_hosts")).unwrap(),
+        pinned
+    );
+
+    // A node that was not stamped has no pin: refused, nothing sent.
+    let out = tools.run(&repo.dir, &["--stamped", "--host", "rk1-node2"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no pinned host key"));
+    assert_eq!(tools.log().len(), 4);
+}

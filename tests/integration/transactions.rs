@@ -1,0 +1,413 @@
+//! Transactions and the file system against a hostile repository or an unlucky user: a journal
+//! from git, planted symbolic links, a crash followed by the user's own repairs, files that
+//! cannot be changed, few file descriptors. Each test runs the real binary on a real repo (and
+//! real git) and checks the disk inside and outside the repo afterwards.
+
+use std::{path::Path, process::Command};
+
+use super::grow::{assert_same_tree, expect, text, tree_of, TestRepo};
+
+fn git(dir: &Path, args: &[&str]) {
+    let status = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.org"])
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "git {args:?}");
+}
+
+/// A directory outside the repo, beside it, with files an attack would reach.
+fn outside_of(repo: &TestRepo) -> std::path::PathBuf {
+    let dir = repo.dir.parent().unwrap().join("outside");
+    std::fs::create_dir_all(dir.join("victim/sub")).unwrap();
+    std::fs::write(dir.join("victim/file"), "the user's\n").unwrap();
+    std::fs::write(dir.join("victim/sub/deep"), "the user's too\n").unwrap();
+    std::fs::write(dir.join("target.nix"), "# someone else's file\n").unwrap();
+    dir
+}
+
+#[track_caller]
+fn one_line(stderr: &[u8]) -> String {
+    let stderr = text(stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    stderr
+}
+
+/// Item 1 of issue 12: a journal committed to git (a pull request is enough) names absolute
+/// paths and `..` paths outside the repo. `diff` and `check`, which CI runs on pull requests,
+/// refuse it with one line and exit 2, and delete, move or create nothing, inside the repo or
+/// out. The same journal untracked, but not written by this machine's flakesmith, is refused too.
+#[test]
+fn a_journal_from_git_is_refused_and_nothing_is_touched() {
+    let repo = TestRepo::init(&[]);
+    let outside = outside_of(&repo);
+    let victim = outside.join("victim");
+    // In the form the journal had before it was checked (so that this test shows what the old
+    // code did with it): remove a file, then remove whole directories.
+    let journal = serde_json::json!({
+        "created_dirs": [victim.to_str().unwrap(), "../outside/victim/sub"],
+        "created_files": ["../outside/target.nix"],
+        "ops": [{"dest": victim.join("file").to_str().unwrap(), "tmp": null, "backup": null}],
+    });
+    std::fs::create_dir_all(repo.dir.join(".flakesmith/txn")).unwrap();
+    repo.write(".flakesmith/txn/journal", &journal.to_string());
+    git(&repo.dir, &["init", "--quiet"]);
+    git(&repo.dir, &["add", "-A"]);
+    // The generated .gitignore keeps it out; the attacker adds it anyway.
+    git(&repo.dir, &["add", "--force", ".flakesmith/txn/journal"]);
+    git(&repo.dir, &["commit", "--quiet", "-m", "hostile"]);
+    let before = repo.snapshot();
+    let outside_before = tree_of(&outside);
+
+    for command in ["diff", "check", "update", "add-node"] {
+        let out = repo.run(&[command]);
+        expect(&out, 2);
+        let stderr = one_line(&out.stderr);
+        assert!(stderr.contains("tracked by git"), "{command}: {stderr}");
+        assert_same_tree(&before, &repo.snapshot());
+        assert_same_tree(&outside_before, &tree_of(&outside));
+    }
+
+    // Untracked, it still is no journal this machine wrote.
+    git(
+        &repo.dir,
+        &["rm", "--quiet", "--cached", ".flakesmith/txn/journal"],
+    );
+    let before = repo.snapshot();
+    let out = repo.run(&["diff"]);
+    expect(&out, 2);
+    let stderr = one_line(&out.stderr);
+    assert!(
+        stderr.contains("not written by flakesmith on this machine"),
+        "{stderr}"
+    );
+    assert_same_tree(&before, &repo.snapshot());
+    assert_same_tree(&outside_before, &tree_of(&outside));
+
+    // As the message says: once it is gone, the repo works again.
+    std::fs::remove_dir_all(repo.dir.join(".flakesmith/txn")).unwrap();
+    expect(&repo.run(&["diff"]), 0);
+}
+
+/// Item 3 of issue 12: a link planted where a temporary file, a generated file or a directory
+/// above one would be. add-node either works without following it or refuses (exit 2, one line,
+/// nothing changed); the file outside the repo is never written or chmodded, and no generated
+/// file ends as a link.
+#[test]
+fn planted_links_are_never_written_through() {
+    use std::os::unix::fs::symlink;
+
+    // The old fixed temporary name: names are random now, so the link is just a stray file.
+    let repo = TestRepo::init(&[]);
+    let outside = outside_of(&repo);
+    let outside_before = tree_of(&outside);
+    symlink(
+        outside.join("target.nix"),
+        repo.dir.join("nodes/.rk1-node5.nix.flakesmith-tmp"),
+    )
+    .unwrap();
+    expect(&repo.run(&["add-node", "--bmc-host", "b.lan"]), 0);
+    let made = repo.dir.join("nodes/rk1-node5.nix");
+    assert!(made.symlink_metadata().unwrap().file_type().is_file());
+    assert_same_tree(&outside_before, &tree_of(&outside));
+
+    // A generated file add-node changes, itself a link out of the repo: refused, not read (its
+    // target would be merged into the file), not replaced.
+    for (what, plant) in [
+        ("a generated file", "flake.nix"),
+        ("a directory above one", "deploy"),
+        ("the answers file", "flakesmith.yaml"),
+    ] {
+        let repo = TestRepo::init(&[]);
+        let outside = outside_of(&repo);
+        let target = if plant == "deploy" {
+            let copy = outside.join("deploy");
+            std::fs::rename(repo.dir.join("deploy"), &copy).unwrap();
+            copy
+        } else {
+            let copy = outside.join(plant);
+            std::fs::rename(repo.dir.join(plant), &copy).unwrap();
+            copy
+        };
+        symlink(&target, repo.dir.join(plant)).unwrap();
+        let before = repo.snapshot();
+        let outside_before = tree_of(&outside);
+        for command in [
+            &["add-node", "--bmc-host", "b.lan"][..],
+            &["update"],
+            &["diff"],
+        ] {
+            let out = repo.run(command);
+            expect(&out, 2);
+            let stderr = one_line(&out.stderr);
+            assert!(
+                stderr.contains("symbolic link"),
+                "{what}, {command:?}: {stderr}"
+            );
+            assert_same_tree(&before, &repo.snapshot());
+            assert_same_tree(&outside_before, &tree_of(&outside));
+        }
+    }
+}
+
+/// Item 4 of issue 12: in a clone without keys/, add-node crashes after making keys/ for the new
+/// node's identity; before running flakesmith again the user restores the other nodes'
+/// identities into that keys/. The rollback removes only the file the crashed run made, and
+/// keys/ only if empty: every restored identity is kept, byte for byte.
+#[test]
+fn a_rollback_keeps_what_the_user_put_in_a_directory_it_created() {
+    use std::os::unix::process::ExitStatusExt;
+
+    let repo = TestRepo::init(&[]);
+    let backup = repo.dir.parent().unwrap().join("backup");
+    std::fs::rename(repo.dir.join("keys"), &backup).unwrap();
+    let out = repo.run_env(
+        &["add-node", "--bmc-host", "b.lan"],
+        &[("FLAKESMITH_FAILPOINT", "apply:rename#2:abort")],
+    );
+    assert_eq!(out.status.signal(), Some(6), "{}", text(&out.stderr));
+    assert!(repo.dir.join("keys/rk1-node5.age").exists());
+
+    let mut restored = Vec::new();
+    for entry in std::fs::read_dir(&backup).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.ends_with(".age") {
+            std::fs::copy(backup.join(&name), repo.dir.join("keys").join(&name)).unwrap();
+            restored.push(name);
+        }
+    }
+    assert_eq!(restored.len(), 4);
+
+    let out = repo.run(&["update"]);
+    expect(&out, 0);
+    assert!(
+        text(&out.stderr).contains("interrupted"),
+        "{}",
+        text(&out.stderr)
+    );
+    for name in &restored {
+        assert_eq!(
+            std::fs::read(repo.dir.join("keys").join(name)).unwrap(),
+            std::fs::read(backup.join(name)).unwrap(),
+            "{name}"
+        );
+    }
+    // The crashed run's own identity went with the rest of its change.
+    assert!(!repo.dir.join("keys/rk1-node5.age").exists());
+    assert!(!repo.read("flakesmith.yaml").contains("rk1-node5"));
+}
+
+/// `chattr +i` on files of a test repo, undone when dropped (a panicking test included), so the
+/// temporary directory can be removed.
+struct Immutable(Vec<std::path::PathBuf>);
+
+impl Immutable {
+    /// Root ignores permission bits, so an immutable file is the way to make a rename fail here.
+    /// It needs a file system with inode flags (ext4, xfs, btrfs); tmpfs and overlayfs lack them.
+    fn set(path: &Path) -> Self {
+        let out = Command::new("chattr").arg("+i").arg(path).output().unwrap();
+        assert!(
+            out.status.success(),
+            "chattr +i {}: {} (this test needs TMPDIR on ext4, xfs or btrfs)",
+            path.display(),
+            text(&out.stderr)
+        );
+        Self(vec![path.to_owned()])
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            let _ = Command::new("chattr").arg("-i").arg(path).status();
+        }
+    }
+}
+
+/// Item 10 of issue 12: a rename that fails, during the change or during its rollback, does not
+/// stop the rollback. With README.md immutable (`chattr +i`) add-node fails and everything is
+/// rolled back. With README.md made immutable after a crash that had already replaced it, the
+/// rollback restores every other file, names README.md and says how to finish; once the cause is
+/// gone, the next run finishes it.
+#[test]
+fn a_rename_that_fails_does_not_stop_the_rollback() {
+    use std::os::unix::process::ExitStatusExt;
+
+    let repo = TestRepo::init(&[]);
+    let before = repo.snapshot();
+    let readme = repo.dir.join("README.md");
+    let add = ["add-node", "--bmc-host", "b.lan"];
+
+    let immutable = Immutable::set(&readme);
+    let out = repo.run(&add);
+    expect(&out, 1);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("README.md") && stderr.contains("rolled back"),
+        "{stderr}"
+    );
+    drop(immutable);
+    assert_same_tree(&before, &repo.snapshot());
+
+    // Renames run in path order: .sops.yaml, README.md, then the crash.
+    let out = repo.run_env(&add, &[("FLAKESMITH_FAILPOINT", "apply:rename#3:abort")]);
+    assert_eq!(out.status.signal(), Some(6), "{}", text(&out.stderr));
+    let changed_readme = repo.read("README.md");
+    assert!(changed_readme.contains("rk1-node5"));
+    let immutable = Immutable::set(&readme);
+    let out = repo.run(&["diff"]);
+    expect(&out, 1);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("could not restore README.md") && stderr.contains("chattr -i"),
+        "{stderr}"
+    );
+    let mut after = repo.snapshot();
+    assert_eq!(
+        after.remove("README.md").unwrap().1,
+        changed_readme.as_bytes()
+    );
+    after.retain(|path, _| !path.starts_with(".flakesmith/txn"));
+    let mut expected = before.clone();
+    expected.remove("README.md");
+    assert_same_tree(&expected, &after);
+
+    drop(immutable);
+    let out = repo.run(&["diff"]);
+    expect(&out, 0);
+    assert!(
+        text(&out.stderr).contains("interrupted"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_same_tree(&before, &repo.snapshot());
+}
+
+/// Item 5 of issue 12: init fails at every file it opens in turn (strace's fault injection makes
+/// the Nth `openat` fail with ENOSPC, as a full disk would). After each failure there is no
+/// project, and after success every node recipient in .sops.yaml has its identity in keys/:
+/// never a repo whose recipients nobody can decrypt for.
+#[test]
+fn init_failing_at_any_file_leaves_no_project_or_a_whole_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let dir = tmp.path().join("repo");
+    let trace = tmp.path().join("trace");
+    let init = |inject: Option<usize>| {
+        let mut cmd = Command::new("strace");
+        cmd.args(["-f", "-qq", "-e", "trace=openat", "-o"])
+            .arg(&trace);
+        if let Some(n) = inject {
+            cmd.arg("-e")
+                .arg(format!("inject=openat:error=ENOSPC:when={n}"));
+        }
+        cmd.args(["--", env!("CARGO_BIN_EXE_flakesmith")])
+            .args(["init", "repo", "--yes", "--no-git", "--nodes", "3"])
+            .current_dir(tmp.path())
+            .env("HOME", &home)
+            .env_remove("XDG_STATE_HOME")
+            .env_remove("SOPS_AGE_KEY_FILE")
+            .output()
+            .expect("strace (Debian package strace)")
+    };
+    let whole = |dir: &Path| {
+        let recorded = flakesmith::secrets::recorded_recipients(dir).unwrap();
+        assert_eq!(recorded.len(), 3);
+        for (host, recipient) in &recorded {
+            let path = flakesmith::secrets::identity_path(dir, host);
+            let identity = flakesmith::secrets::read_identity(&path, host).unwrap();
+            assert_eq!(&identity.recipient, recipient, "{host}");
+        }
+    };
+    expect(&init(None), 0);
+    whole(&dir);
+    std::fs::remove_dir_all(&dir).unwrap();
+    // Every open of an identity, .sops.yaml, or anything after the last of the project's files
+    // (where the old code wrote the identities), and every 8th open besides: each run takes a
+    // while under strace.
+    let trace = std::fs::read_to_string(&trace).unwrap();
+    let opens: Vec<&str> = trace.lines().filter(|l| l.contains("openat(")).collect();
+    let last_file = opens.iter().rposition(|l| l.contains("flake.nix")).unwrap();
+    let chosen: Vec<usize> = (1..=opens.len())
+        .filter(|&n| {
+            let open = opens[n - 1];
+            n % 8 == 0 || n > last_file || open.contains("keys/") || open.contains(".sops.yaml")
+        })
+        .collect();
+    let mut failures = 0;
+    for &n in &chosen {
+        let out = init(Some(n));
+        if !out.status.success() {
+            failures += 1;
+            let stderr = text(&out.stderr);
+            assert!(
+                stderr.contains("No space left on device"),
+                "open #{n}: {stderr}"
+            );
+        }
+        // No project, or the whole project: a failure after the rename (syncing the parent
+        // directory) leaves a whole one.
+        if dir.exists() {
+            whole(&dir);
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+    // The injection reached the project's files and identities, not only the loader's.
+    assert!(
+        failures > 10,
+        "only {failures} of {} opens failed",
+        chosen.len()
+    );
+}
+
+/// Item 5 of issue 12, second half: a recipient in .sops.yaml whose identity is not in keys/ (a
+/// crash of an older flakesmith, a lost file) is a finding of `check` naming the host and the
+/// fix, and a warning of every command that renders; declaring the identities kept elsewhere
+/// silences both.
+#[test]
+fn a_recipient_without_its_identity_is_noticed() {
+    let repo = TestRepo::init(&[]);
+    std::fs::remove_file(repo.dir.join("keys/rk1-node2.age")).unwrap();
+
+    let out = repo.run(&["check"]);
+    expect(&out, 1);
+    let stdout = text(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("keys/rk1-node2.age"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(line.contains("restore keys/rk1-node2.age"), "{line}");
+    for command in [
+        &["update"][..],
+        &["diff"],
+        &["add-node", "--bmc-host", "b.lan"],
+    ] {
+        let out = repo.run(command);
+        assert!(
+            text(&out.stderr).contains("warning: keys/rk1-node2.age is missing"),
+            "{command:?}: {}",
+            text(&out.stderr)
+        );
+    }
+
+    repo.edit("flakesmith.yaml", |t| {
+        t.replace(
+            "secrets:\n",
+            "secrets:\n  node-identities-elsewhere: true\n",
+        )
+    });
+    let out = repo.run(&["check"]);
+    assert!(
+        !text(&out.stdout).contains("keys/rk1-node2.age"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        !text(&out.stderr).contains("rk1-node2"),
+        "{}",
+        text(&out.stderr)
+    );
+}
