@@ -17,6 +17,7 @@ pub mod nix;
 pub mod prompt;
 pub mod render;
 pub mod rockchip;
+pub mod rockchip_fuzz;
 pub mod rockchip_vendor;
 pub mod secrets;
 pub mod stamp;

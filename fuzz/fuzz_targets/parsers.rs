@@ -6,7 +6,9 @@
 #[allow(dead_code)]
 #[path = "../../src/rockchip/mod.rs"]
 mod rockchip;
+#[path = "../../src/rockchip_fuzz.rs"]
+mod rockchip_fuzz;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    rockchip::fuzz::exercise(data);
+    rockchip_fuzz::exercise(data);
 });

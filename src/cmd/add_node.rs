@@ -69,6 +69,7 @@ pub fn run(args: AddNodeArgs) -> Result<Outcome> {
     }
 
     let change = repo.prepare(&answers, PlanOptions::default())?;
+    change.check_answers_land()?;
     for (p, bmc) in &added {
         let board = match bmc {
             Some(bmc) => format!("new board {} (BMC {bmc})", p.board),

@@ -619,12 +619,13 @@ fn next_steps(project: &Project, dir: &Path) -> Vec<String> {
     if project.ssh_keys.is_empty() {
         steps.push("# no SSH key was given: add one under ssh-keys in flakesmith.yaml, then `flakesmith update`".into());
     }
-    // (command, what it does), aligned as one block.
+    // (command, what it does), aligned as one block. `flakesmith build` rather than `nix build`:
+    // it enables flakes itself, which Debian's nix.conf (nix-bin) does not.
     let mut commands: Vec<(String, &str)> = Vec::new();
     if project.has(Platform::Rk1) {
         if let Some(node) = project.nodes.first() {
             commands.push((
-                format!("nix build .#{}", node.host),
+                format!("flakesmith build {}", node.host),
                 "one RK1 node's eMMC image",
             ));
         }
@@ -634,31 +635,31 @@ fn next_steps(project: &Project, dir: &Path) -> Vec<String> {
             match platform {
                 Platform::Rk1 => {}
                 Platform::Aws => {
-                    commands.push(("nix build .#aws".into(), "the AMI's disk image"));
+                    commands.push(("flakesmith build aws".into(), "the AMI's disk image"));
                     commands.push((
                         "./deploy/aws-deploy.sh --region REGION --bucket BUCKET --dry-run".into(),
                         "S3 upload, import-snapshot, register-image",
                     ));
                 }
                 Platform::Gcp => {
-                    commands.push(("nix build .#gcp".into(), "the Compute Engine image"));
+                    commands.push(("flakesmith build gcp".into(), "the Compute Engine image"));
                     commands.push((
                         "./deploy/gcp-deploy.sh --project PROJECT --bucket BUCKET --dry-run".into(),
                         "Cloud Storage upload, images create",
                     ));
                 }
                 Platform::GenericArm64 => commands.push((
-                    "nix build .#generic-arm64".into(),
-                    "SD-card image (result/sd-image/*.img.zst)",
+                    "flakesmith build generic-arm64".into(),
+                    "SD-card image (images/generic-arm64/sd-image/*.img.zst)",
                 )),
                 Platform::GenericX86_64 => {
                     commands.push((
-                        "nix build .#generic-x86_64".into(),
-                        "bootable ISO (result/iso/*.iso)",
+                        "flakesmith build generic-x86_64".into(),
+                        "bootable ISO (images/generic-x86_64/iso/*.iso)",
                     ));
                     if project.generic_x86_64.raw_efi {
                         commands.push((
-                            "nix build .#generic-x86_64-raw-efi".into(),
+                            "flakesmith build generic-x86_64-raw-efi".into(),
                             "raw UEFI disk image for the server's disk",
                         ));
                     }
@@ -666,10 +667,7 @@ fn next_steps(project: &Project, dir: &Path) -> Vec<String> {
             }
         }
     }
-    commands.push((
-        "./build-all-images.sh".into(),
-        "every image, in one nix build",
-    ));
+    commands.push(("./build-all-images.sh".into(), "every image, in one build"));
     if project.has(Platform::Rk1) {
         commands.push((
             "./deploy/rk1-deploy.sh --dry-run".into(),

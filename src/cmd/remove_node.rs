@@ -23,6 +23,7 @@ pub fn run(args: RemoveNodeArgs) -> Result<Outcome> {
         ..Default::default()
     };
     let change = repo.prepare(&answers, options)?;
+    change.check_answers_land()?;
     let plan = &change.plan;
     println!(
         "{} {} (board {}, slot {})",

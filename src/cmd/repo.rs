@@ -243,6 +243,32 @@ pub struct Change {
 }
 
 impl Change {
+    /// For a command that changes the answers (add-node, remove-node): refuses, before it says
+    /// what it does, a change whose new answers would not land in flakesmith.yaml (a conflict
+    /// with the user's edits), since the next `update` would then undo it.
+    pub fn check_answers_land(&self) -> Result<()> {
+        let action = self
+            .plan
+            .entries
+            .iter()
+            .find(|(path, _)| path == ANSWERS_FILE)
+            .map(|(_, action)| action);
+        match action {
+            None
+            | Some(
+                sync::Action::Create(_)
+                | sync::Action::Update(_)
+                | sync::Action::Merge(_)
+                | sync::Action::Unchanged,
+            ) => Ok(()),
+            Some(other) => Err(UsageError::new(format!(
+                "{ANSWERS_FILE}: the new answers would not be written to it ({}: your edits and this change touch the same lines); nothing was changed: make the change in {ANSWERS_FILE} by hand and run `flakesmith update`",
+                other.label()
+            ))
+            .into()),
+        }
+    }
+
     /// The identities [`Repo::apply`] will write, relative to the repo.
     pub fn node_keys_to_make(&self) -> Vec<String> {
         self.node_keys.new_paths()

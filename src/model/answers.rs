@@ -57,8 +57,11 @@ pub struct Answers {
     pub generic_x86_64: GenericX86_64Answers,
 }
 
-/// The NixOS release a fresh repository records as `system.stateVersion` when nothing else says.
-pub const DEFAULT_STATE_VERSION: &str = "25.11";
+/// The NixOS release a fresh repository records as `system.stateVersion` when nothing else says
+/// (nixos-unstable and other branches without a release number): the newest release, 26.05
+/// (unstable carries the release notes of 26.11, the next one). `init` records it in the answers,
+/// so a later flakesmith with a newer default leaves existing machines alone.
+pub const DEFAULT_STATE_VERSION: &str = "26.05";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
@@ -126,7 +129,8 @@ pub enum SecretsMode {
     /// sops-nix: secrets encrypted in git to the admins' and nodes' age keys.
     #[default]
     Sops,
-    /// The guide's Option 2: a deployment key for first access, replaced after deploy.
+    /// No sops: the images let root in with a deployment key only; the first switch replaces it
+    /// with the admin's keys.
     DeploymentKeys,
 }
 
@@ -150,7 +154,7 @@ pub struct SecretsAnswers {
     /// Deployment-keys mode: the public key authorised for first access only.
     pub deployment_key: Option<String>,
     /// The nodes' age identities are kept outside this checkout on purpose (by another admin,
-    /// in a password store): their absence from keys/ is not a finding.
+    /// in a password store): a checkout without keys/ is not a finding.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub node_identities_elsewhere: bool,
 }

@@ -861,10 +861,8 @@ mod tests {
     fn the_state_version_is_recorded_or_follows_the_release_branch() {
         assert_eq!(state_version_of_branch("nixos-25.05"), "25.05");
         assert_eq!(state_version_of_branch("release-24.11"), "24.11");
-        assert_eq!(
-            state_version_of_branch("nixos-unstable"),
-            crate::model::answers::DEFAULT_STATE_VERSION
-        );
+        // Unstable follows the newest release (26.05), not an older one.
+        assert_eq!(state_version_of_branch("nixos-unstable"), "26.05");
         let a = Answers {
             nixpkgs_branch: "nixos-26.05".into(),
             state_version: Some("25.05".into()),

@@ -10,7 +10,6 @@ pub mod cli;
 pub mod error;
 pub mod extent;
 pub mod fit;
-pub mod fuzz;
 pub mod gpt;
 pub mod header;
 pub mod inject;

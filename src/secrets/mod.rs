@@ -157,14 +157,17 @@ pub fn ensure_node_keys(repo: &Path, project: &Project) -> Result<BTreeMap<Strin
 }
 
 /// Nodes of `answers` whose recipient `.sops.yaml` records while their identity is neither in
-/// `keys/` nor declared kept elsewhere (`secrets.node-identities-elsewhere`): what is encrypted
-/// to them can be decrypted by no one here, and perhaps by no one at all. Age-keys mode only;
-/// in ssh-host-keys mode the identities are the nodes' host keys.
+/// `keys/` nor declared kept elsewhere: what is encrypted to them can be decrypted by no one
+/// here, and perhaps by no one at all. `secrets.node-identities-elsewhere` declares a checkout
+/// without `keys/` (CI, a second admin) normal; a `keys/` that holds some identities and lacks
+/// others is reported even then. Age-keys mode only: in ssh-host-keys mode the identities are
+/// the nodes' host keys.
 pub fn nodes_without_identity(repo: &Path, answers: &crate::model::Answers) -> Result<Vec<String>> {
     let secrets = &answers.secrets;
+    let no_keys_dir = repo.join(KEYS_DIR).symlink_metadata().is_err();
     if secrets.mode != SecretsMode::Sops
         || secrets.node_recipients != NodeRecipients::AgeKeys
-        || secrets.node_identities_elsewhere
+        || (secrets.node_identities_elsewhere && no_keys_dir)
     {
         return Ok(Vec::new());
     }

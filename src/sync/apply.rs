@@ -41,12 +41,27 @@ pub fn create_project(dir: &Path, tree: &Tree, extra: &[NewFile]) -> Result<()> 
         .tempdir_in(&parent)
         .with_context(|| format!("creating a staging directory in {}", parent.display()))?;
     let root = staging.path();
-    let write = |path: &str, contents: &[u8], mode: u32| -> Result<()> {
+    // The staging directory is new, 0700 and randomly named: nothing in it can be a planted
+    // link, so paths are joined without the per-component checks a repo needs, and each
+    // directory is made once.
+    let mut made: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut write = |path: &str, contents: &[u8], mode: u32| -> Result<()> {
+        inside::check_relative(path)?;
         if let Some((dir, _)) = path.rsplit_once('/') {
-            let dir_mode = if mode & 0o077 == 0 { 0o700 } else { 0o755 };
-            inside::create_dirs(root, dir, dir_mode)?;
+            if !made.contains(dir) {
+                let dir_mode = if mode & 0o077 == 0 { 0o700 } else { 0o755 };
+                inside::create_dirs(root, dir, dir_mode)?;
+                let mut d = dir;
+                loop {
+                    made.insert(d.to_owned());
+                    match d.rsplit_once('/') {
+                        Some((parent, _)) => d = parent,
+                        None => break,
+                    }
+                }
+            }
         }
-        inside::write_new(&inside::resolve(root, path)?, contents, mode)?;
+        inside::write_new(&root.join(path), contents, mode)?;
         Ok(())
     };
     // Private files first, so that the directories they need are made private.

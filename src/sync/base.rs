@@ -82,7 +82,7 @@ pub fn check_base(repo: &Path) -> Result<()> {
 /// The error for a base record that cannot be used, with the two ways to get one back.
 fn damaged(what: String) -> anyhow::Error {
     UsageError::new(format!(
-        "{what}: it records what flakesmith generated, to tell your edits from its own; nothing was changed. Restore it with `git checkout HEAD -- {BASE_DIR}`, or rebuild it from the answers with `flakesmith init . --force --answers {ANSWERS_FILE}` (your files are kept; where one differs, flakesmith's version goes beside it)"
+        "{what}: it records what flakesmith generated, to tell your edits from its own; nothing was changed. Restore it with `git checkout HEAD -- {BASE_DIR}`, or rebuild it from the answers, in the repo, with `flakesmith init . --force --answers {ANSWERS_FILE}` (your files are kept; where one differs, flakesmith's version goes beside it)"
     ))
     .into()
 }

@@ -517,6 +517,83 @@ fn rk1_remote_builders_are_offered_as_the_builders_fix() {
     );
 }
 
+/// `build --all --dry-run` in a generated repository names the images the flake really has (here
+/// nixpkgs cannot be fetched, so flakesmith.yaml says them), and a target or `--system` the
+/// repository does not have is refused naming the argument and the choices.
+#[test]
+fn a_generated_repositorys_targets_and_systems_come_from_its_answers() {
+    use crate::nix_eval::{nix_with_stand_ins, stand_in_inputs};
+    for init_args in [
+        vec!["--nodes", "2"],
+        vec!["--layout", "multi-cloud", "--raw-efi", "--nodes", "1"],
+    ] {
+        let repo = crate::grow::TestRepo::init(&init_args);
+        let dir = repo.dir.to_str().unwrap();
+        let out = flakesmith()
+            .args([
+                "build",
+                "-C",
+                dir,
+                "--all",
+                "--dry-run",
+                "--system",
+                "x86_64-linux",
+            ])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!stdout.contains("<every target>"), "{stdout}");
+        let shown: std::collections::BTreeSet<String> = stdout
+            .split_whitespace()
+            .filter_map(|w| {
+                w.split_once("#packages.x86_64-linux.")
+                    .map(|(_, n)| n.trim_end_matches('\'').to_owned())
+            })
+            .collect();
+        // What the flake itself defines, evaluated by real Nix against the stand-in inputs.
+        let overrides = stand_in_inputs(&repo.read("flake.nix"));
+        let evaluated = crate::support::run_ok(&mut nix_with_stand_ins(
+            &overrides,
+            &[
+                "eval",
+                "--json",
+                &format!("path:{dir}#packages.x86_64-linux"),
+                "--apply",
+                "builtins.attrNames",
+            ],
+        ));
+        let evaluated: std::collections::BTreeSet<String> =
+            serde_json::from_str(&evaluated).unwrap();
+        assert_eq!(shown, evaluated, "{init_args:?}: {stdout}");
+
+        let refused = |args: &[&str], says: &str| {
+            let out = flakesmith()
+                .args(["build", "-C", dir, "--dry-run"])
+                .args(args)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+            assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+            assert!(stderr.contains(says), "{args:?}: {stderr}");
+        };
+        let first = evaluated.iter().next().unwrap().clone();
+        refused(
+            &["rk1-node9"],
+            &format!("TARGET: 'rk1-node9' is not an image of this repository (flakesmith.yaml); choose from {first}"),
+        );
+        refused(
+            &["--all", "--system", "riscv64-linux"],
+            "--system: 'riscv64-linux' is not in build.systems of flakesmith.yaml; choose from x86_64-linux, aarch64-linux",
+        );
+    }
+}
+
 /// Every file under a `-source` store path (what nix names a flake's copied source) whose text
 /// holds `secret`.
 pub(crate) fn store_files_holding(secret: &str) -> Vec<PathBuf> {
@@ -669,81 +746,4 @@ fn a_git_repository_that_tracks_a_key_is_not_handed_to_nix() {
         "{stderr}"
     );
     assert_eq!(store_files_holding(&secret), Vec::<PathBuf>::new());
-}
-
-/// `build --all --dry-run` in a generated repository names the images the flake really has (here
-/// nixpkgs cannot be fetched, so flakesmith.yaml says them), and a target or `--system` the
-/// repository does not have is refused naming the argument and the choices.
-#[test]
-fn a_generated_repositorys_targets_and_systems_come_from_its_answers() {
-    use crate::nix_eval::{nix_with_stand_ins, stand_in_inputs};
-    for init_args in [
-        vec!["--nodes", "2"],
-        vec!["--layout", "multi-cloud", "--raw-efi", "--nodes", "1"],
-    ] {
-        let repo = crate::grow::TestRepo::init(&init_args);
-        let dir = repo.dir.to_str().unwrap();
-        let out = flakesmith()
-            .args([
-                "build",
-                "-C",
-                dir,
-                "--all",
-                "--dry-run",
-                "--system",
-                "x86_64-linux",
-            ])
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "{stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(!stdout.contains("<every target>"), "{stdout}");
-        let shown: std::collections::BTreeSet<String> = stdout
-            .split_whitespace()
-            .filter_map(|w| {
-                w.split_once("#packages.x86_64-linux.")
-                    .map(|(_, n)| n.trim_end_matches('\'').to_owned())
-            })
-            .collect();
-        // What the flake itself defines, evaluated by real Nix against the stand-in inputs.
-        let overrides = stand_in_inputs(&repo.read("flake.nix"));
-        let evaluated = crate::support::run_ok(&mut nix_with_stand_ins(
-            &overrides,
-            &[
-                "eval",
-                "--json",
-                &format!("path:{dir}#packages.x86_64-linux"),
-                "--apply",
-                "builtins.attrNames",
-            ],
-        ));
-        let evaluated: std::collections::BTreeSet<String> =
-            serde_json::from_str(&evaluated).unwrap();
-        assert_eq!(shown, evaluated, "{init_args:?}: {stdout}");
-
-        let refused = |args: &[&str], says: &str| {
-            let out = flakesmith()
-                .args(["build", "-C", dir, "--dry-run"])
-                .args(args)
-                .output()
-                .unwrap();
-            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-            assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-            assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
-            assert!(stderr.contains(says), "{args:?}: {stderr}");
-        };
-        let first = evaluated.iter().next().unwrap().clone();
-        refused(
-            &["rk1-node9"],
-            &format!("TARGET: 'rk1-node9' is not an image of this repository (flakesmith.yaml); choose from {first}"),
-        );
-        refused(
-            &["--all", "--system", "riscv64-linux"],
-            "--system: 'riscv64-linux' is not in build.systems of flakesmith.yaml; choose from x86_64-linux, aarch64-linux",
-        );
-    }
 }

@@ -806,6 +806,21 @@ fn finds_sshd_settings_given_as_options_in_every_spelling() {
 }
 
 #[test]
+fn conflict_markers_in_a_nix_file_are_named_as_such() {
+    finds(
+        |repo| {
+            write(
+                repo,
+                "conflicted.nix",
+                "{\n<<<<<<< yours\n  time.timeZone = \"Europe/Paris\";\n=======\n  time.timeZone = \"Asia/Tokyo\";\n>>>>>>> flakesmith (new)\n}\n",
+            );
+        },
+        "conflicted.nix:2: unresolved conflict markers from an earlier update",
+        "remove the <<<<<<< ======= >>>>>>> lines",
+    );
+}
+
+#[test]
 fn finds_this_repos_keys_in_the_nix_store_and_the_fix_removes_them() {
     let dir = clean_repo();
     let repo = dir.path();
@@ -835,19 +850,4 @@ fn finds_this_repos_keys_in_the_nix_store_and_the_fix_removes_them() {
     // The fix works: nothing keeps the copy alive, so it can be deleted, and check is clean.
     crate::support::run_ok(Command::new("nix-store").args(["--delete", &copy]));
     assert_eq!(check(repo), (0, Vec::new()));
-}
-
-#[test]
-fn conflict_markers_in_a_nix_file_are_named_as_such() {
-    finds(
-        |repo| {
-            write(
-                repo,
-                "conflicted.nix",
-                "{\n<<<<<<< yours\n  time.timeZone = \"Europe/Paris\";\n=======\n  time.timeZone = \"Asia/Tokyo\";\n>>>>>>> flakesmith (new)\n}\n",
-            );
-        },
-        "conflicted.nix:2: unresolved conflict markers from an earlier update",
-        "remove the <<<<<<< ======= >>>>>>> lines",
-    );
 }

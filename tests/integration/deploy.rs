@@ -324,6 +324,11 @@ fn rk1_deploy_dry_run_prints_every_command_and_runs_none() {
         !stdout.contains("rk1-node1"),
         "only the node asked for: {stdout}"
     );
+    assert!(
+        !stderr.contains("Deployed:")
+            && stderr.contains("Dry run: nothing was flashed or deployed"),
+        "a dry run does not claim a deployment: {stderr}"
+    );
 }
 
 #[test]
@@ -691,7 +696,7 @@ fn build_all_images_prefers_flakesmith_and_falls_back_to_one_nix_build() {
     assert!(output.status.success(), "{}", text(&output).1);
     assert_eq!(
         run.calls()[1..],
-        ["nix build .#packages.aarch64-linux.rk1-node1 .#packages.aarch64-linux.rk1-node2"]
+        ["nix --extra-experimental-features nix-command\\ flakes build .#packages.aarch64-linux.rk1-node1 .#packages.aarch64-linux.rk1-node2"]
     );
 
     // A failed build stops the script with the tool's message and exit status.
@@ -770,7 +775,7 @@ fn multi_cloud_build_all_images_prefers_flakesmith() {
         .unwrap();
     let (stdout, _) = text(&output);
     assert!(
-        stdout.contains("+ nix build .#packages.x86_64-linux.aws --out-link result-aws"),
+        stdout.contains("+ nix --extra-experimental-features nix-command\\ flakes build .#packages.x86_64-linux.aws --out-link result-aws"),
         "{stdout}"
     );
 }

@@ -524,7 +524,8 @@ fn version_completions_and_man_page() {
     );
 }
 
-/// The "Next steps" lines: every `nix build .#X` names an image the new flake has, every script
+/// The "Next steps" lines: every `flakesmith build X` names an image the new flake has (never a
+/// plain `nix build`, which fails where flakes are not enabled, as on Debian), every script
 /// exists in the repo, and each chosen platform (and only those) has its build and deploy step.
 fn next_steps(scratch: &Scratch, args: &[&str]) -> (Vec<String>, PathBuf) {
     let out = scratch.flakesmith(args);
@@ -541,7 +542,11 @@ fn next_steps(scratch: &Scratch, args: &[&str]) -> (Vec<String>, PathBuf) {
     let flake = std::fs::read_to_string(repo.join("flake.nix")).unwrap();
     for step in &steps {
         let command = step.split("  #").next().unwrap().trim();
-        if let Some(image) = command.strip_prefix("nix build .#") {
+        assert!(
+            !command.starts_with("nix build"),
+            "{step}: flakes may be off"
+        );
+        if let Some(image) = command.strip_prefix("flakesmith build ") {
             assert!(
                 flake.contains(&format!("images.{image} = "))
                     || flake.contains(&format!("images.\"{image}\" = "))
@@ -577,12 +582,12 @@ fn next_steps_name_each_chosen_platforms_build_and_deploy() {
     );
     let text = steps.join("\n");
     for wanted in [
-        "nix build .#aws ",
+        "flakesmith build aws ",
         "./deploy/aws-deploy.sh ",
-        "nix build .#gcp ",
+        "flakesmith build gcp ",
         "./deploy/gcp-deploy.sh ",
-        "nix build .#generic-x86_64 ",
-        "nix build .#generic-x86_64-raw-efi ",
+        "flakesmith build generic-x86_64 ",
+        "flakesmith build generic-x86_64-raw-efi ",
         "./build-all-images.sh ",
     ] {
         assert!(text.contains(wanted), "{wanted}:\n{text}");
@@ -594,7 +599,7 @@ fn next_steps_name_each_chosen_platforms_build_and_deploy() {
     let (steps, _) = next_steps(&scratch, &["init", "cluster", "--yes", "--ssh-key", KEY]);
     let text = steps.join("\n");
     for wanted in [
-        "nix build .#rk1-node1 ",
+        "flakesmith build rk1-node1 ",
         "./deploy/rk1-deploy.sh ",
         "./deploy/post-deploy.sh ",
     ] {
@@ -923,22 +928,6 @@ fn a_huge_or_control_laden_value_is_echoed_short_and_escaped() {
 }
 
 #[test]
-fn no_git_warns_before_the_next_steps_run_nix() {
-    let s = Scratch::new();
-    let out = s.flakesmith(&["init", "c", "--yes", "--no-git", "--ssh-key", KEY]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout.contains("nix build ."), "{stdout}");
-    assert!(
-        stdout.contains("run `git init && git add --all` before any nix command"),
-        "{stdout}"
-    );
-    // With git, no such line.
-    let out = s.flakesmith(&["init", "d", "--yes", "--ssh-key", KEY]);
-    assert!(!String::from_utf8_lossy(&out.stdout).contains("before any nix command"));
-}
-
-#[test]
 fn yes_without_an_ssh_key_warns_that_nobody_can_log_in() {
     let s = Scratch::new();
     // HOME has no ~/.ssh: no key is found.
@@ -977,5 +966,46 @@ fn help_shows_one_default_for_the_repository() {
             !help.contains("(default: the current directory)"),
             "{command}: {help}"
         );
+    }
+}
+
+#[test]
+fn no_git_warns_before_the_next_steps_run_nix() {
+    let s = Scratch::new();
+    let out = s.flakesmith(&["init", "c", "--yes", "--no-git", "--ssh-key", KEY]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout.contains("nix build ."), "{stdout}");
+    assert!(
+        stdout.contains("run `git init && git add --all` before any nix command"),
+        "{stdout}"
+    );
+    // With git, no such line.
+    let out = s.flakesmith(&["init", "d", "--yes", "--ssh-key", KEY]);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("before any nix command"));
+}
+
+#[test]
+fn generated_files_and_help_describe_the_modes_without_an_unseen_guide() {
+    // A reader has the repository and flakesmith's help, not the guide flakesmith grew from:
+    // "Option 1/2" and "the guide" mean nothing to them.
+    let help = Command::cargo_bin("flakesmith")
+        .unwrap()
+        .args(["init", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    let mut texts = vec![("flakesmith init --help".to_owned(), help)];
+    for (case, tree) in crate::support::all_variants() {
+        for (path, file) in tree.iter() {
+            if let Some(text) = file.as_text() {
+                texts.push((format!("{case}: {path}"), text.to_owned()));
+            }
+        }
+    }
+    for (name, text) in texts {
+        for phrase in ["Option 1", "Option 2", "the guide", "guide's"] {
+            assert!(!text.contains(phrase), "{name} speaks of {phrase:?}");
+        }
     }
 }

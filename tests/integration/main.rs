@@ -14,6 +14,7 @@ mod init_cli;
 mod inject;
 mod interactive;
 mod journey;
+mod nix_args;
 mod nix_eval;
 mod nix_syntax;
 mod nixos_options;

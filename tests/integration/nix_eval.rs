@@ -2,7 +2,7 @@
 //! (tests/fixtures: fake-nixpkgs, fake-sops-nix, fake-dots), proving that the outputs exist under
 //! the expected names, that every module file is imported and merges, and that the values that
 //! matter reach the image: the rk-inject call with the right bootloader, the partition offset,
-//! a raw image named after its node, a cross or native build platform, the unfree predicate.
+//! a raw image named after its node, a cross or native build platform, no unfree software.
 //!
 //! What the stand-ins cannot show: that the modules evaluate against real nixpkgs (option types,
 //! assertions; nixos_options.rs checks that every option exists), or anything about the image's
@@ -441,34 +441,30 @@ fn a_static_address_goes_to_physical_ethernet_links_only() {
 }
 
 #[test]
-fn the_stand_in_refuses_unfree_rkbin_without_the_predicate() {
-    // Without this the unfree check above could not fail: drop the predicate, and the
-    // bootloader (which pulls rkbin) no longer evaluates.
-    let mut tree = Project::default().built_on(&["aarch64-linux"]).render();
-    let base = tree
-        .get("rk1-base.nix")
-        .unwrap()
-        .as_text()
-        .unwrap()
-        .to_owned();
-    let line = "  nixpkgs.config.allowUnfreePredicate = pkg: builtins.elem (lib.getName pkg) [ \"rkbin\" ];\n";
-    assert!(base.contains(line), "rk1-base.nix allows rkbin:\n{base}");
-    tree.insert(
-        "rk1-base.nix",
-        flakesmith::render::TreeFile::text(base.replace(line, "")),
-    );
+fn no_unfree_software_is_allowed_and_the_bootloader_still_evaluates() {
+    // rkbin is unfreeRedistributableFirmware, which nixpkgs counts as free (lib/licenses.nix),
+    // so no module allows unfree software: a predicate would also silently replace one from a
+    // dots module (nixpkgs.config merges by recursiveUpdate). The stand-in refuses unfree
+    // packages as check-meta.nix does; what it cannot show is real nixpkgs' license of rkbin on
+    // each branch (checked by reading pkgs/by-name/rk/rkbin/package.nix; book, RK1 boot).
+    for (case, tree) in crate::support::all_variants() {
+        for (path, file) in tree.iter().filter(|(p, _)| p.ends_with(".nix")) {
+            assert!(
+                !file.as_text().unwrap().contains("allowUnfree"),
+                "{case}: {path} allows unfree software"
+            );
+        }
+    }
+    // The image's bootloader step pulls U-Boot, and with it rkbin, through the stand-in's
+    // license check.
+    let tree = Project::default().built_on(&["aarch64-linux"]).render();
     let flake = Flake::new(&tree);
-    let output = flake
-        .nix(&[
-            "eval",
-            "--raw",
-            &flake.reference("nixosConfigurations.rk1-node1.config.sdImage.postBuildCommands"),
-        ])
-        .output()
-        .unwrap();
-    assert!(!output.status.success(), "evaluated without allowing rkbin");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("unfree license"), "{stderr}");
+    let post_build = run_ok(&mut flake.nix(&[
+        "eval",
+        "--raw",
+        &flake.reference("nixosConfigurations.rk1-node1.config.sdImage.postBuildCommands"),
+    ]));
+    assert!(post_build.contains("uboot-turing-rk1"), "{post_build}");
 }
 
 #[test]
@@ -509,4 +505,74 @@ fn rk1_nodes_honour_the_temporary_password() {
     );
     assert_eq!(without["sudoPassword"], false);
     assert!(without["expire"].is_null(), "{without}");
+}
+
+/// The targets a generated script builds or flashes: rk1-deploy.sh's nodes and its --identical
+/// target, and build-all-images.sh's list.
+fn script_targets(tree: &flakesmith::render::Tree) -> BTreeSet<String> {
+    let mut targets = BTreeSet::new();
+    if let Some(deploy) = tree.get("deploy/rk1-deploy.sh") {
+        let text = deploy.as_text().unwrap();
+        let nodes = text
+            .split("\nnodes=(\n")
+            .nth(1)
+            .unwrap()
+            .split("\n)")
+            .next()
+            .unwrap();
+        for line in nodes.lines() {
+            targets.insert(
+                line.trim()
+                    .trim_matches('"')
+                    .split(' ')
+                    .next()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+        let identical = text
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("[[ \"$identical\" == true ]] && target=\"")
+            })
+            .expect("rk1-deploy.sh names the identical image's target");
+        targets.insert(identical.trim_end_matches('"').to_owned());
+    }
+    let build = tree.get("build-all-images.sh").unwrap().as_text().unwrap();
+    let list = build
+        .split("\nimages=(\n")
+        .nth(1)
+        .or_else(|| build.split("\ntargets=(\n").nth(1))
+        .unwrap()
+        .split("\n)")
+        .next()
+        .unwrap();
+    targets.extend(list.lines().map(|l| l.trim().to_owned()));
+    targets
+}
+
+#[test]
+fn every_target_the_scripts_name_is_a_package_of_the_flake() {
+    // rk1-deploy.sh --identical flashes `rk1`, which the multi-cloud flake did not define.
+    for case in snapshot_cases() {
+        let tree = case.render();
+        let targets = script_targets(&tree);
+        let flake = Flake::new(&tree);
+        let packages = flake.eval("packages", "builtins.mapAttrs (_: builtins.attrNames)");
+        for (system, names) in packages.as_object().unwrap() {
+            let names: BTreeSet<String> = names
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n.as_str().unwrap().to_owned())
+                .collect();
+            let missing: Vec<&String> = targets.difference(&names).collect();
+            assert!(
+                missing.is_empty(),
+                "{}: packages.{system} lacks {missing:?} (has {names:?})",
+                case.name
+            );
+        }
+    }
 }

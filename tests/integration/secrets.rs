@@ -841,3 +841,56 @@ fn post_deploy_dry_run_prints_every_step_and_runs_nothing() {
     );
     assert!(!repo.join("deploy/known_hosts").exists());
 }
+
+#[test]
+fn a_live_iso_is_offered_no_host_key_recipient() {
+    // iso-image.nix makes / a tmpfs: the ISO's host key changes at every boot, so a recipient
+    // taken from it would be useless. The installed raw-EFI machine keeps its key.
+    use flakesmith::model::Platform;
+    for raw_efi in [false, true] {
+        let mut answers = crate::support::Project::default()
+            .with_sops()
+            .answers()
+            .clone();
+        answers.layout = flakesmith::model::Layout::MultiCloud;
+        answers.platforms = vec![Platform::GenericX86_64];
+        answers.nodes.clear();
+        answers.boards.clear();
+        answers.generic_x86_64.raw_efi = raw_efi;
+        let tree = crate::support::Project::from_answers(answers).render();
+        let sops_yaml = tree.get(".sops.yaml").unwrap().as_text().unwrap();
+        assert!(!sops_yaml.contains("- &generic-x86_64 "), "{sops_yaml}");
+        assert_eq!(
+            sops_yaml.contains("- &generic-x86_64-efi age1"),
+            raw_efi,
+            "{sops_yaml}"
+        );
+    }
+}
+
+#[test]
+fn an_emulated_repository_switches_without_a_build_host() {
+    // Emulated builds (binfmt) build aarch64 on this machine; only a cross-building repository
+    // has the node build its own system (post_deploy_pins_the_host_key_… shows that side).
+    let (home, repo) = init(&[
+        "--age-recipient",
+        ADMIN_AGE_RECIPIENT,
+        "--nodes",
+        "1",
+        "--foreign",
+        "emulated",
+    ]);
+    let _ = home;
+    let tools = StandIns::new(0);
+    let out = tools.run(&repo, &["--dry-run"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains("nixos-rebuild switch") && !stdout.contains("--build-host"),
+        "{stdout}"
+    );
+}

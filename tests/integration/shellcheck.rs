@@ -52,8 +52,8 @@ fn scripts_have_help_and_a_dry_run_that_prints_the_commands() {
     ]));
     assert_eq!(
         build.trim(),
-        "nix build .#rk1-node1 .#rk1-node2 .#rk1-node3 .#rk1-node4 .#rk1-node5 .#rk1-node6 .#rk1",
-        "one nix build for every image"
+        "nix --extra-experimental-features nix-command\\ flakes build .#rk1-node1 .#rk1-node2 .#rk1-node3 .#rk1-node4 .#rk1-node5 .#rk1-node6 .#rk1",
+        "one nix build for every image, flakes enabled for it (Debian's nix.conf does not)"
     );
 
     // Images where `nix build` leaves them (result, result-1, …), found by their names.

@@ -73,7 +73,8 @@ else
       installables+=(".#$target")
     fi
   done
-  command=(nix build "${installables[@]}" "${extra[@]}")
+  # The flag: flakes may be off in this machine's nix.conf (Debian's nix-bin has none).
+  command=(nix --extra-experimental-features "nix-command flakes" build "${installables[@]}" "${extra[@]}")
 fi
 
 if [[ "$dry_run" == true ]]; then

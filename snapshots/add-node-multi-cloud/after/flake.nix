@@ -51,6 +51,16 @@
           modules = [ ./platforms/aws.nix ];
           images.aws = config: config.system.build.amazonImage;
         };
+        # The identical image for every RK1 slot (deploy/rk1-deploy.sh --identical): no host name,
+        # DHCP; each node gets its name and address when post-deploy switches it to its own.
+        rk1 = {
+          system = "aarch64-linux";
+          modules = [
+            ./platforms/rk1.nix
+            { networking.hostName = ""; }
+          ];
+          images.rk1 = config: config.system.build.sdImage;
+        };
         "rk1-node1" = {
           system = "aarch64-linux";
           modules = [

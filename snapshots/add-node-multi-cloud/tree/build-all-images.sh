@@ -7,13 +7,15 @@ images=(
   aws
   rk1-node1
   rk1-node2
+  rk1
 )
 
 usage() {
   cat <<EOF
 Usage: ./build-all-images.sh [--system SYSTEM] [--nix] [--dry-run] [IMAGE...]
 
-Builds each IMAGE (default: all of them). With flakesmith installed: one \`flakesmith build\`
+Builds each IMAGE (default: all of them but rk1, the identical RK1 image).
+With flakesmith installed: one \`flakesmith build\`
 (one evaluation, parallel builds, progress) into images/<IMAGE> with images/SHA256SUMS;
 otherwise one \`nix build\` per image into ./result-<IMAGE>.
 Images: ${images[*]}
@@ -49,7 +51,10 @@ while [ $# -gt 0 ]; do
 done
 
 if [ -z "${selected[*]:-}" ]; then
-  selected=("${images[@]}")
+  # All but rk1, the identical RK1 image (deploy/rk1-deploy.sh --identical): ask for it by name.
+  for image in "${images[@]}"; do
+    [ "$image" = rk1 ] || selected+=("$image")
+  done
 fi
 for image in "${selected[@]}"; do
   case " ${images[*]} " in
@@ -94,7 +99,8 @@ else
 
   for image in "${selected[@]}"; do
     echo "Building $image for $system ..." >&2
-    command=(nix build ".#packages.$system.$image" --out-link "result-$image" --print-build-logs)
+    # The flag: flakes may be off in this machine's nix.conf (Debian's nix-bin has none).
+    command=(nix --extra-experimental-features "nix-command flakes" build ".#packages.$system.$image" --out-link "result-$image" --print-build-logs)
     if [ "$dry_run" = 1 ]; then
       show "${command[@]}"
     else

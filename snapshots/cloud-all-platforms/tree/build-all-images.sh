@@ -11,13 +11,15 @@ images=(
   generic-x86_64-raw-efi
   rk1-a
   rk1-b
+  rk1
 )
 
 usage() {
   cat <<EOF
 Usage: ./build-all-images.sh [--system SYSTEM] [--nix] [--dry-run] [IMAGE...]
 
-Builds each IMAGE (default: all of them). With flakesmith installed: one \`flakesmith build\`
+Builds each IMAGE (default: all of them but rk1, the identical RK1 image).
+With flakesmith installed: one \`flakesmith build\`
 (one evaluation, parallel builds, progress) into images/<IMAGE> with images/SHA256SUMS;
 otherwise one \`nix build\` per image into ./result-<IMAGE>.
 Images: ${images[*]}
@@ -53,7 +55,10 @@ while [ $# -gt 0 ]; do
 done
 
 if [ -z "${selected[*]:-}" ]; then
-  selected=("${images[@]}")
+  # All but rk1, the identical RK1 image (deploy/rk1-deploy.sh --identical): ask for it by name.
+  for image in "${images[@]}"; do
+    [ "$image" = rk1 ] || selected+=("$image")
+  done
 fi
 for image in "${selected[@]}"; do
   case " ${images[*]} " in
@@ -67,7 +72,9 @@ show() {
   printf '\n'
 }
 
+out=result-  # where an image lands: result-<image> (nix build) or images/<image> (flakesmith)
 if [ "$use_flakesmith" = 1 ] && command -v flakesmith >/dev/null; then
+  out=images/
   # One evaluation and one nix build for all images; flakesmith checks the prerequisites
   # (flakes, a way to build foreign systems) and writes images/SHA256SUMS.
   command=(flakesmith build -C "$(dirname "${BASH_SOURCE[0]}")")
@@ -98,7 +105,8 @@ else
 
   for image in "${selected[@]}"; do
     echo "Building $image for $system ..." >&2
-    command=(nix build ".#packages.$system.$image" --out-link "result-$image" --print-build-logs)
+    # The flag: flakes may be off in this machine's nix.conf (Debian's nix-bin has none).
+    command=(nix --extra-experimental-features "nix-command flakes" build ".#packages.$system.$image" --out-link "result-$image" --print-build-logs)
     if [ "$dry_run" = 1 ]; then
       show "${command[@]}"
     else
@@ -115,5 +123,5 @@ echo "Deploy with:" >&2
 echo "  AWS:  deploy/aws-deploy.sh --region REGION --bucket BUCKET" >&2
 echo "  GCP:  deploy/gcp-deploy.sh --project PROJECT --bucket BUCKET" >&2
 echo "  RK1:  deploy/rk1-deploy.sh" >&2
-echo "  generic-arm64:  zstdcat result-generic-arm64/sd-image/*.img.zst | sudo dd of=/dev/sdX bs=4M conv=fsync" >&2
-echo "  generic-x86_64: write result-generic-x86_64/iso/*.iso to a USB stick, or boot it as a CD" >&2
+echo "  generic-arm64:  zstdcat ${out}generic-arm64/sd-image/*.img.zst | sudo dd of=/dev/sdX bs=4M conv=fsync" >&2
+echo "  generic-x86_64: write ${out}generic-x86_64/iso/*.iso to a USB stick, or boot it as a CD" >&2

@@ -65,7 +65,8 @@
           modules = [ ./platforms/generic-arm64.nix ];
           images.generic-arm64 = config: config.system.build.sdImage;
         };
-        # A live system on an ISO, bootable from CD or USB stick, UEFI or BIOS.
+        # A live system on an ISO, bootable from CD or USB stick by UEFI; by BIOS too when built on
+        # x86_64 (isoImage.makeBiosBootable defaults to false when built on aarch64).
         generic-x86_64 = {
           system = "x86_64-linux";
           modules = [
@@ -88,6 +89,16 @@
             { image.format = "raw"; }
           ];
           images.generic-x86_64-raw-efi = config: config.system.build.image;
+        };
+        # The identical image for every RK1 slot (deploy/rk1-deploy.sh --identical): no host name,
+        # DHCP; each node gets its name and address when post-deploy switches it to its own.
+        rk1 = {
+          system = "aarch64-linux";
+          modules = [
+            ./platforms/rk1.nix
+            { networking.hostName = ""; }
+          ];
+          images.rk1 = config: config.system.build.sdImage;
         };
         "rk1-a" = {
           system = "aarch64-linux";

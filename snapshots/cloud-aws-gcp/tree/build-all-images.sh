@@ -12,7 +12,8 @@ usage() {
   cat <<EOF
 Usage: ./build-all-images.sh [--system SYSTEM] [--nix] [--dry-run] [IMAGE...]
 
-Builds each IMAGE (default: all of them). With flakesmith installed: one \`flakesmith build\`
+Builds each IMAGE (default: all of them).
+With flakesmith installed: one \`flakesmith build\`
 (one evaluation, parallel builds, progress) into images/<IMAGE> with images/SHA256SUMS;
 otherwise one \`nix build\` per image into ./result-<IMAGE>.
 Images: ${images[*]}
@@ -93,7 +94,8 @@ else
 
   for image in "${selected[@]}"; do
     echo "Building $image for $system ..." >&2
-    command=(nix build ".#packages.$system.$image" --out-link "result-$image" --print-build-logs)
+    # The flag: flakes may be off in this machine's nix.conf (Debian's nix-bin has none).
+    command=(nix --extra-experimental-features "nix-command flakes" build ".#packages.$system.$image" --out-link "result-$image" --print-build-logs)
     if [ "$dry_run" = 1 ]; then
       show "${command[@]}"
     else

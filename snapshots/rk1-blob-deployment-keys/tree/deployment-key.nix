@@ -1,4 +1,4 @@
-# Deployment key (the guide's "Option 2"): only the flashed images carry this module; flake.nix
+# Deployment key: only the flashed images carry this module; flake.nix
 # adds it to the image builds, never to nixosConfigurations. A machine boots from its image
 # with the deployment key as its only login. Switching it to its real configuration
 # (deploy/post-deploy.sh) installs the admin's own keys

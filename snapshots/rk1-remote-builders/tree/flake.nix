@@ -42,9 +42,10 @@
         "rk1-node2"
       ];
 
-      # Option 2 of the README: one image per node, host name and address built in. Option 1:
-      # `rk1`, one identical image for every slot: `flakesmith stamp` gives each copy its node's
-      # identity, which firmware-identity.nix moves into place at first boot.
+      # One image per node, host name and address built in; and `rk1`, the identical image for
+      # every slot: `flakesmith stamp` gives each copy its node's identity, which
+      # firmware-identity.nix moves into place at first boot (an unstamped copy boots nameless
+      # with DHCP and is named at its post-deploy switch).
       machines = lib.genAttrs hosts (host: ./nodes/${host}.nix) // {
         rk1 = {
           imports = [ ./firmware-identity.nix ];

@@ -1,4 +1,4 @@
-//! The fuzz target's stable twin: `flakesmith::rockchip::fuzz::exercise` (what
+//! The fuzz target's stable twin: `flakesmith::rockchip_fuzz::exercise` (what
 //! fuzz/fuzz_targets/parsers.rs runs under libFuzzer) fed with deterministic mutations of real
 //! seeds (mkimage headers and FITs, sfdisk MBR/EBR and GPT tables). Mutations sometimes repair
 //! the GPT CRCs and the RKNS header digest afterwards, so the parsers get past their integrity
@@ -9,11 +9,11 @@ use std::fs;
 use std::io::Cursor;
 use std::path::Path;
 
-use flakesmith::rockchip::fuzz::exercise;
 use flakesmith::rockchip::gpt::crc32;
 use flakesmith::rockchip::layout::Layout;
 use flakesmith::rockchip::sha256::Sha256;
 use flakesmith::rockchip::{header, layout::Scheme};
+use flakesmith::rockchip_fuzz::exercise;
 
 use super::fixtures::{self, run};
 

@@ -159,7 +159,8 @@ if [ -z "$image" ]; then
       image="$repo_root/images/aws"
     else
       image="$repo_root/result-aws"
-      run nix build "$repo_root#aws" --out-link "$image" --print-build-logs
+      # The flag: flakes may be off in this machine's nix.conf (Debian's nix-bin has none).
+      run nix --extra-experimental-features "nix-command flakes" build "$repo_root#aws" --out-link "$image" --print-build-logs
     fi
   fi
 fi

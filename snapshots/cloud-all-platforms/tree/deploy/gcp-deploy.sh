@@ -133,7 +133,8 @@ if [ -z "$image" ]; then
       image="$repo_root/images/gcp"
     else
       image="$repo_root/result-gcp"
-      run nix build "$repo_root#gcp" --out-link "$image" --print-build-logs
+      # The flag: flakes may be off in this machine's nix.conf (Debian's nix-bin has none).
+      run nix --extra-experimental-features "nix-command flakes" build "$repo_root#gcp" --out-link "$image" --print-build-logs
     fi
   fi
 fi

@@ -1,16 +1,18 @@
 //! One entry point that runs every parser on arbitrary bytes. The cargo-fuzz target
 //! (`fuzz/fuzz_targets/parsers.rs`) and the stable property test in `tests/integration/inject.rs`
-//! both call it; a panic, or a broken invariant asserted here, is a bug.
+//! both call it; a panic, or a broken invariant asserted here, is a bug. It lives outside
+//! src/rockchip so that generated repositories, which vendor that folder, do not carry it; it
+//! names the parsers as `crate::rockchip`, which both flakesmith and the fuzz target declare.
 
 use std::io::Cursor;
 
-use super::fit;
-use super::gpt;
-use super::header::{self, SOCS};
-use super::inject::{self, ImageInfo, Role};
-use super::layout::Layout;
-use super::mbr;
-use super::{Extent, IDBLOADER_OFFSET, ITB_OFFSET};
+use crate::rockchip::fit;
+use crate::rockchip::gpt;
+use crate::rockchip::header::{self, SOCS};
+use crate::rockchip::inject::{self, ImageInfo, Role};
+use crate::rockchip::layout::Layout;
+use crate::rockchip::mbr;
+use crate::rockchip::{Extent, IDBLOADER_OFFSET, ITB_OFFSET};
 
 /// Feeds `data` to the partition-table, loader-header and FIT parsers, to the payload checks,
 /// and to `verify` (as a whole image, and placed at sector 64 of one).
