@@ -321,7 +321,6 @@ fn plant_traps(world: &World) {
 }
 
 #[test]
-#[ignore = "needs issue 12 items 1 and 3 from the transaction-hardening branch (journal trust, symlinked temporaries): the lead un-ignores it at merge"]
 fn a_hostile_repository_changes_nothing_outside_it() {
     let world = World::new();
     generated_repo(&world, &[]);
