@@ -259,6 +259,8 @@ impl Change {
                 sync::Action::Create(_)
                 | sync::Action::Update(_)
                 | sync::Action::Merge(_)
+                // The new answers are written; the user's text is kept beside them.
+                | sync::Action::Rewrite { .. }
                 | sync::Action::Unchanged,
             ) => Ok(()),
             Some(other) => Err(UsageError::new(format!(

@@ -241,8 +241,9 @@ pub struct NodeAnswers {
 pub const DEFAULT_NODE_COUNT: usize = 4;
 /// Where an extracted bootloader blob is kept inside the repo (`init --bootloader-blob` copies it).
 pub const BLOB_FILE: &str = "rk1-bootloader.bin";
-/// The most nodes one repository holds (64 boards): asked, flagged and read alike.
-pub const MAX_NODES: usize = 256;
+/// The most nodes one repository holds (256 boards): asked, flagged and read alike. A thousand
+/// nodes init and update within 256 open files (transactions::a_thousand_nodes_fit_…).
+pub const MAX_NODES: usize = 1024;
 pub const DEFAULT_HOST_PREFIX: &str = "rk1-node";
 pub const SLOTS_PER_BOARD: u8 = 4;
 

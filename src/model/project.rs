@@ -144,6 +144,10 @@ impl Project {
                     }
                 }
                 targets.extend(hosts);
+                if self.has(Platform::Rk1) {
+                    // The identical image, as in the rk1-cluster layout.
+                    targets.push("rk1".to_owned());
+                }
                 targets
             }
         }

@@ -489,7 +489,7 @@ fn without_a_whole_base_record_a_command_refuses_and_says_how_to_rebuild_it() {
 /// next to) is refused before add-node says "Adding", instead of leaving conflict markers in the
 /// one file every command needs to read.
 #[test]
-fn a_change_of_the_answers_that_would_not_land_is_refused() {
+fn a_change_of_the_answers_that_meets_the_users_formatting_lands_and_keeps_their_text() {
     let repo = TestRepo::init(&[]);
     repo.edit("flakesmith.yaml", |t| {
         t.replace(
@@ -497,17 +497,21 @@ fn a_change_of_the_answers_that_would_not_land_is_refused() {
             "  bmc-host: turingpi.local  # rack 1\n",
         )
     });
-    let before = repo.snapshot();
+    let yours = repo.read("flakesmith.yaml");
     let out = repo.run(&["add-node", "--bmc-host", "b.lan"]);
-    expect(&out, 2);
-    let stderr = one_line(&out.stderr);
-    assert!(stderr.contains("flakesmith.yaml"), "{stderr}");
+    expect(&out, 0);
+    // What it printed, it did: the node is in the answers, so the next update keeps it.
     assert!(
-        !text(&out.stdout).contains("Adding"),
+        text(&out.stdout).contains("Adding"),
         "{}",
         text(&out.stdout)
     );
-    assert_same_tree(&before, &repo.snapshot());
+    let answers = flakesmith::model::Answers::from_yaml(&repo.read("flakesmith.yaml")).unwrap();
+    assert_eq!(answers.nodes.len(), 5);
+    assert_eq!(repo.read("flakesmith.yaml.flakesmith-old"), yours);
+    expect(&repo.run(&["update"]), 0);
+    let answers = flakesmith::model::Answers::from_yaml(&repo.read("flakesmith.yaml")).unwrap();
+    assert_eq!(answers.nodes.len(), 5);
 }
 
 /// Item 9 of issue 12: staged files used to stay open until synced, so a large init or update
