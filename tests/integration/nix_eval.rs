@@ -1,6 +1,6 @@
 //! Real Nix evaluates generated flakes against small local stand-ins for their inputs
-//! (tests/fixtures: fake-nixpkgs, fake-sops-nix, fake-dots), proving that the outputs exist under
-//! the expected names, that every module file is imported and merges, and that the values that
+//! (tests/fixtures: fake-nixpkgs, fake-sops-nix, fake-deploy-rs, fake-dots), proving that the
+//! outputs exist under the expected names, that every module file is imported and merges, and that the values that
 //! matter reach the image: the rk-inject call with the right bootloader, the partition offset,
 //! a raw image named after its node, a cross or native build platform, the unfree predicate.
 //!
@@ -358,11 +358,12 @@ fn generated_flakes_evaluate_with_the_expected_outputs() {
 
 /// The checks deploy-rs's `deployChecks` adds to `checks.<system>`.
 pub fn deploy_checks() -> BTreeSet<String> {
-    ["deploy-activate", "deploy-schema"].map(String::from).into()
+    ["deploy-activate", "deploy-schema"]
+        .map(String::from)
+        .into()
 }
 
-const HYDRA_FACTS: &str =
-    r#"j: builtins.mapAttrs (_: builtins.mapAttrs (_: builtins.mapAttrs (_: d: { inherit (d) type drvPath; }))) j"#;
+const HYDRA_FACTS: &str = r#"j: builtins.mapAttrs (_: builtins.mapAttrs (_: builtins.mapAttrs (_: d: { inherit (d) type drvPath; }))) j"#;
 
 const DEPLOY_FACTS: &str = r#"d: builtins.mapAttrs (_: n: {
   inherit (n) hostname sshUser interactiveSudo sshOpts;
@@ -386,7 +387,10 @@ fn fleet_outputs_name_every_image_system_and_node() {
         let rk1_cluster = project.layout == flakesmith::model::Layout::Rk1Cluster;
 
         let hydra = flake.eval("hydraJobs", HYDRA_FACTS);
-        assert_eq!(keys(&hydra), ["images", "toplevel"].map(String::from).into());
+        assert_eq!(
+            keys(&hydra),
+            ["images", "toplevel"].map(String::from).into()
+        );
         let packages = flake.eval("packages", PACKAGE_FACTS);
         let some_system = build_systems.first().unwrap();
         assert_eq!(
@@ -424,7 +428,10 @@ fn fleet_outputs_name_every_image_system_and_node() {
             };
             assert_eq!(keys(systems), expected, "{name}: toplevel.{machine}");
             for (system, job) in systems.as_object().unwrap() {
-                assert_eq!(job["type"], "derivation", "{name}: toplevel.{machine}.{system}");
+                assert_eq!(
+                    job["type"], "derivation",
+                    "{name}: toplevel.{machine}.{system}"
+                );
                 if system == native {
                     assert_eq!(
                         job["drvPath"], toplevels[machine]["drvPath"],
@@ -465,7 +472,11 @@ fn fleet_outputs_name_every_image_system_and_node() {
                 ]),
                 "{name}: {host}: the host keys post-deploy.sh pinned"
             );
-            assert_eq!(n["profiles"], serde_json::json!(["system"]), "{name}: {host}");
+            assert_eq!(
+                n["profiles"],
+                serde_json::json!(["system"]),
+                "{name}: {host}"
+            );
             assert_eq!(n["type"], "derivation", "{name}: {host}: profile path");
             assert_eq!(
                 n["toplevel"], toplevels[&host]["drvPath"],
