@@ -8,7 +8,7 @@ set -euo pipefail
 
 usage() {
   cat <<'USAGE'
-Usage: deploy/post-deploy.sh [--host HOST]... [--address HOST=ADDR]... --identity FILE [--no-switch] [--dry-run]
+Usage: deploy/post-deploy.sh [--host HOST]... [--address HOST=ADDR]... --identity FILE [--stamped] [--no-switch] [--dry-run]
 
 Run once per node, after deploy/rk1-deploy.sh flashed it and it booted for the first time.
 It logs in as root with the deployment key:
@@ -27,6 +27,8 @@ Options:
   --address HOST=ADDR
                      reach HOST at ADDR (default: its static address, else its host name)
   --identity FILE    the deployment private key (required unless --dry-run)
+  --stamped          the node was flashed with a copy stamped by `flakesmith stamp`: its host
+                     key must already be pinned in deploy/known_hosts (none is scanned)
   --no-switch        stop before nixos-rebuild switch
   --dry-run          print the commands instead of running them
   -h, --help         show this help
@@ -48,6 +50,7 @@ selected=()
 overrides=()
 identity=""
 switch=true
+stamped=false
 dry_run=false
 
 die() {
@@ -73,6 +76,7 @@ while [[ $# -gt 0 ]]; do
       shift 2
       ;;
     --no-switch) switch=false; shift ;;
+    --stamped) stamped=true; shift ;;
     --dry-run) dry_run=true; shift ;;
     -h | --help) usage; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
@@ -121,6 +125,16 @@ pin_host_key() {
   if [[ -f "$known_hosts" ]] && ssh-keygen -F "$addr" -f "$known_hosts" >/dev/null; then
     echo "    host key of $addr already pinned in deploy/known_hosts" >&2
     return 0
+  fi
+  if [[ "$stamped" == true && "$dry_run" == true ]]; then
+    echo "# --stamped: the host key of $addr must be pinned in deploy/known_hosts (flakesmith stamp)"
+    return 0
+  fi
+  if [[ "$stamped" == true ]]; then
+    # A stamped node's key was pinned by flakesmith stamp: trusting a scanned one here would
+    # undo that.
+    echo "post-deploy: --stamped: $addr has no pinned host key in deploy/known_hosts: run flakesmith stamp for it" >&2
+    exit 1
   fi
   if [[ "$dry_run" == true ]]; then
     echo "ssh-keyscan -t ed25519 $addr >> deploy/known_hosts"

@@ -6,7 +6,7 @@ set -euo pipefail
 
 usage() {
   cat <<'USAGE'
-Usage: deploy/rk1-deploy.sh [--node HOST]... [--identical] [--host BMC] [--address HOST=ADDR]...
+Usage: deploy/rk1-deploy.sh [--node HOST]... [--identical | --stamped] [--host BMC] [--address HOST=ADDR]...
                             [--identity FILE]
                             [--timeout SECONDS] [--no-post-deploy] [--images DIR] [--dry-run]
 
@@ -27,6 +27,10 @@ Options:
   --node HOST         only this node (repeatable); default: every node
   --identical         flash the identical image (target rk1) instead of each node's own; the
                       nodes then boot with DHCP, so give each one's address with --address
+  --stamped           build the identical image once (flakesmith build rk1), then for each node
+                      stamp a copy with its identity (flakesmith stamp: host name, pinned host
+                      key, age identity, address) into stamped/, flash it and delete it: one
+                      stamped copy exists at a time, and no host key is trusted on first use
   --host BMC          talk to this BMC instead of the board's (from flakesmith.yaml)
   --address HOST=ADDR reach HOST at ADDR (default: its static address, else its host name)
   --identity FILE     the deployment private key (root login until the switch replaces it)
@@ -53,6 +57,7 @@ nodes=(
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 images_dir=""
 identical=false
+stamped=false
 dry_run=false
 post_deploy=true
 timeout=900
@@ -74,6 +79,7 @@ while [[ $# -gt 0 ]]; do
       shift 2
       ;;
     --identical) identical=true; shift ;;
+    --stamped) stamped=true; shift ;;
     --host)
       [[ $# -ge 2 && -n "$2" ]] || die "--host needs a BMC host name or address"
       bmc_override="$2"
@@ -130,6 +136,9 @@ wanted() {
 }
 
 # Everything is checked before the first node is touched.
+if [[ "$identical" == true && "$stamped" == true ]]; then
+  die "--identical and --stamped exclude each other (--stamped flashes stamped copies of the identical image)"
+fi
 if [[ "$identical" == true && "$post_deploy" == true ]]; then
   for entry in "${nodes[@]}"; do
     host="${entry%% *}"
@@ -143,7 +152,9 @@ if [[ "$post_deploy" == true && "$dry_run" != true ]]; then
   [[ -f "$identity" ]] || die "--identity $identity: no such file"
 fi
 if [[ "$dry_run" != true ]]; then
-  for tool in tpi ssh sha256sum; do
+  tools=(tpi ssh sha256sum)
+  [[ "$stamped" == true ]] && tools+=(flakesmith)
+  for tool in "${tools[@]}"; do
     command -v "$tool" >/dev/null || die "$tool is not installed (run 'nix develop' first)"
   done
   if [[ -z "${TPI_USERNAME:-}" || -z "${TPI_PASSWORD:-}" ]]; then
@@ -153,8 +164,17 @@ fi
 
 current="" # the node and step under way, for the message when something fails
 done_nodes=()
+stamp_dir="" # the one stamped copy that exists, removed when flashed or when the script stops
+remove_stamp() {
+  if [[ -n "$stamp_dir" ]]; then
+    run rm -rf -- "$stamp_dir"
+    stamp_dir=""
+  fi
+}
+trap remove_stamp EXIT
 on_error() {
   local status=$?
+  remove_stamp
   # A failure inside $(…) reaches here twice: once in the subshell, once here. Speak once.
   [[ "$BASHPID" == "$$" ]] || exit "$status"
   echo "rk1-deploy: stopped: $current failed (exit $status)." >&2
@@ -205,11 +225,16 @@ sha256_of() {
   sha256sum "$image" | cut -d' ' -f1
 }
 
-# Waits until HOST answers on SSH: only reachability (the post-deploy step pins the host key).
+# Waits until HOST answers on SSH: only reachability (the post-deploy step pins the host key),
+# except for a stamped node, whose key is pinned already and checked from the first probe.
 wait_for_ssh() {
   local user="$1" address="$2" attempts=$(((timeout + 9) / 10)) i
   local probe=(ssh -o BatchMode=yes -o ConnectTimeout=10 -o StrictHostKeyChecking=no
     -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR)
+  if [[ "$stamped" == true ]]; then
+    probe=(ssh -o BatchMode=yes -o ConnectTimeout=10 -o StrictHostKeyChecking=yes
+      -o "UserKnownHostsFile=$repo_root/deploy/known_hosts" -o LogLevel=ERROR)
+  fi
   probe+=(-o IdentitiesOnly=yes -i "${identity:-DEPLOYMENT_KEY}")
   probe+=("$user@$address" true)
   if [[ "$dry_run" == true ]]; then
@@ -226,6 +251,14 @@ wait_for_ssh() {
   return 1
 }
 
+if [[ "$stamped" == true ]]; then
+  # One build for every node; flakesmith build records the image's digest, which flakesmith
+  # stamp checks.
+  current="building the identical image"
+  echo "==> building the identical image (rk1) once" >&2
+  run flakesmith build -C "$repo_root" rk1
+fi
+
 for entry in "${nodes[@]}"; do
   read -r host bmc slot address <<<"$entry"
   wanted "$host" || continue
@@ -239,7 +272,22 @@ for entry in "${nodes[@]}"; do
   [[ "$identical" == true ]] && target="rk1"
 
   current="$host: finding the image"
-  if ! image="$(find_image "$target")"; then
+  if [[ "$stamped" == true ]]; then
+    current="$host: flakesmith stamp"
+    if [[ "$dry_run" == true ]]; then
+      stamp_dir="$repo_root/stamped/deploy.XXXXXX"
+    else
+      mkdir -p "$repo_root/stamped"
+      stamp_dir="$(mktemp -d "$repo_root/stamped/deploy.XXXXXX")"
+    fi
+    run flakesmith stamp -C "$repo_root" "$host" --out "$stamp_dir"
+    image="$stamp_dir/$host.img"
+    if [[ "$dry_run" == true ]]; then
+      sha256="SHA256-OF-STAMPED-$host"
+    else
+      sha256="$(sha256sum "$image" | cut -d' ' -f1)"
+    fi
+  elif ! image="$(find_image "$target")"; then
     if [[ "$dry_run" != true ]]; then
       echo "rk1-deploy: no image for $target in images/$target or result*/sd-image: run flakesmith build $target" >&2
       false
@@ -254,6 +302,8 @@ for entry in "${nodes[@]}"; do
   echo "==> $host: flash slot $slot of $bmc with ${image#"$repo_root"/}" >&2
   current="$host: tpi flash"
   run tpi --host "$bmc" flash --node "$slot" --image-path "$image" --sha256 "$sha256"
+  # The stamped copy holds the node's private keys: gone as soon as the BMC has it.
+  remove_stamp
   current="$host: power cycle"
   run tpi --host "$bmc" power off --node "$slot"
   run tpi --host "$bmc" power on --node "$slot"
@@ -266,6 +316,7 @@ for entry in "${nodes[@]}"; do
     echo "==> $host: post-deploy" >&2
     current="$host: post-deploy"
     post=("$repo_root/deploy/post-deploy.sh" --host "$host" --address "$host=$address")
+    [[ "$stamped" == true ]] && post+=(--stamped)
     [[ -n "$identity" ]] && post+=(--identity "$identity")
     if [[ "$dry_run" == true ]]; then
       post+=(--dry-run)
