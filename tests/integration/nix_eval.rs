@@ -493,6 +493,31 @@ fn fleet_outputs_name_every_image_system_and_node() {
 }
 
 #[test]
+fn the_stand_in_deploy_schema_refuses_a_node_without_hostname() {
+    // Without this the schema check above could not fail: a node without a hostname (which
+    // deploy-rs's interface.json requires) does not evaluate.
+    let mut tree = Project::default().built_on(&["aarch64-linux"]).render();
+    let flake_nix = tree.get("flake.nix").unwrap().as_text().unwrap().to_owned();
+    assert!(flake_nix.contains("inherit hostname;"), "{flake_nix}");
+    tree.insert(
+        "flake.nix",
+        flakesmith::render::TreeFile::text(flake_nix.replace("inherit hostname;", "")),
+    );
+    let flake = Flake::new(&tree);
+    let output = flake
+        .nix(&[
+            "eval",
+            "--raw",
+            &flake.reference("checks.aarch64-linux.deploy-schema.drvPath"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "evaluated without a hostname");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("hostname must be a string"), "{stderr}");
+}
+
+#[test]
 fn deployment_keys_are_in_the_images_only() {
     // Deployment-keys mode: the image lets root in with the deployment key and nobody else; the
     // configuration post-deploy.sh switches to has the admin's keys and not the deployment key.
