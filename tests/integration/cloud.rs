@@ -232,11 +232,15 @@ fn multi_cloud_flakes_evaluate_with_the_expected_outputs() {
                 image_names,
                 "{case}: packages.{system}"
             );
-            let native: BTreeSet<String> = images
+            let mut native: BTreeSet<String> = images
                 .iter()
                 .filter(|i| i.2 == system)
                 .map(|i| i.1.clone())
                 .collect();
+            // RK1 nodes are deployed with deploy-rs, whose description is checked too.
+            if project.has(Platform::Rk1) {
+                native.extend(crate::nix_eval::deploy_checks());
+            }
             assert_eq!(
                 keys(&show["checks"][system]),
                 native,

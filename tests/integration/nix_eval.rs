@@ -1,6 +1,6 @@
 //! Real Nix evaluates generated flakes against small local stand-ins for their inputs
-//! (tests/fixtures: fake-nixpkgs, fake-sops-nix, fake-dots), proving that the outputs exist under
-//! the expected names, that every module file is imported and merges, and that the values that
+//! (tests/fixtures: fake-nixpkgs, fake-sops-nix, fake-deploy-rs, fake-dots), proving that the
+//! outputs exist under the expected names, that every module file is imported and merges, and that the values that
 //! matter reach the image: the rk-inject call with the right bootloader, the partition offset,
 //! a raw image named after its node, a cross or native build platform, no unfree software.
 //!
@@ -131,6 +131,9 @@ pub fn stand_in_inputs(flake_nix: &str) -> Vec<(String, String)> {
     if flake_nix.contains("sops-nix.url") || flake_nix.contains("url = \"github:Mic92/sops-nix\"") {
         overrides.push(("sops-nix".to_owned(), fixture("fake-sops-nix")));
     }
+    if flake_nix.contains("url = \"github:serokell/deploy-rs\"") {
+        overrides.push(("deploy-rs".to_owned(), fixture("fake-deploy-rs")));
+    }
     if flake_nix.contains("dots.url") {
         overrides.push(("dots".to_owned(), fixture("fake-dots")));
     }
@@ -246,8 +249,8 @@ fn generated_flakes_evaluate_with_the_expected_outputs() {
             );
             assert_eq!(
                 keys(&show["checks"][system]),
-                machines,
-                "{case}: checks.{system}"
+                machines.union(&deploy_checks()).cloned().collect(),
+                "{case}: checks.{system}: every system and the deploy-rs checks"
             );
         }
         for system in &shell_systems {
@@ -351,6 +354,167 @@ fn generated_flakes_evaluate_with_the_expected_outputs() {
             }
         }
     }
+}
+
+/// The checks deploy-rs's `deployChecks` adds to `checks.<system>`.
+pub fn deploy_checks() -> BTreeSet<String> {
+    ["deploy-activate", "deploy-schema"]
+        .map(String::from)
+        .into()
+}
+
+const HYDRA_FACTS: &str = r#"j: builtins.mapAttrs (_: builtins.mapAttrs (_: builtins.mapAttrs (_: d: { inherit (d) type drvPath; }))) j"#;
+
+const DEPLOY_FACTS: &str = r#"d: builtins.mapAttrs (_: n: {
+  inherit (n) hostname sshUser interactiveSudo sshOpts;
+  profiles = builtins.attrNames n.profiles;
+  user = n.profiles.system.user;
+  type = n.profiles.system.path.type;
+  toplevel = n.profiles.system.path.toplevel.drvPath;
+}) d.nodes"#;
+
+#[test]
+fn fleet_outputs_name_every_image_system_and_node() {
+    // hydraJobs.<job>.<system> holds the same derivations as packages and checks; deploy.nodes
+    // has one entry per RK1 node, reached as post-deploy.sh reaches it, activating that node's
+    // own configuration. The stand-in deploy-rs (tests/fixtures/fake-deploy-rs) cannot show the
+    // deployment itself: only the description deploy-rs reads, and its schema check.
+    for case in snapshot_cases() {
+        let name = &case.name;
+        let project = flakesmith::model::Project::from_answers(&case.answers).unwrap();
+        let flake = Flake::new(&Project::from_answers(case.answers.clone()).render());
+        let build_systems: BTreeSet<String> = project.build.systems.iter().cloned().collect();
+        let rk1_cluster = project.layout == flakesmith::model::Layout::Rk1Cluster;
+
+        let hydra = flake.eval("hydraJobs", HYDRA_FACTS);
+        assert_eq!(
+            keys(&hydra),
+            ["images", "toplevel"].map(String::from).into()
+        );
+        let packages = flake.eval("packages", PACKAGE_FACTS);
+        let some_system = build_systems.first().unwrap();
+        assert_eq!(
+            keys(&hydra["images"]),
+            keys(&packages[some_system]),
+            "{name}: one job per image"
+        );
+        for (image, systems) in hydra["images"].as_object().unwrap() {
+            assert_eq!(keys(systems), build_systems, "{name}: images.{image}");
+            for system in &build_systems {
+                let job = &systems[system];
+                assert_eq!(job["type"], "derivation", "{name}: images.{image}.{system}");
+                assert_eq!(
+                    job["drvPath"], packages[system][image]["drvPath"],
+                    "{name}: images.{image}.{system} is packages.{system}.{image}"
+                );
+            }
+        }
+        let toplevels = flake.eval(
+            "nixosConfigurations",
+            r#"cs: builtins.mapAttrs (_: c: { system = c.config.nixpkgs.hostPlatform;
+                 drvPath = c.config.system.build.toplevel.drvPath; }) cs"#,
+        );
+        assert_eq!(
+            keys(&hydra["toplevel"]),
+            keys(&toplevels),
+            "{name}: one job per configuration"
+        );
+        for (machine, systems) in hydra["toplevel"].as_object().unwrap() {
+            let native = toplevels[machine]["system"].as_str().unwrap();
+            let expected: BTreeSet<String> = if rk1_cluster {
+                build_systems.clone()
+            } else {
+                [native.to_owned()].into()
+            };
+            assert_eq!(keys(systems), expected, "{name}: toplevel.{machine}");
+            for (system, job) in systems.as_object().unwrap() {
+                assert_eq!(
+                    job["type"], "derivation",
+                    "{name}: toplevel.{machine}.{system}"
+                );
+                if system == native {
+                    assert_eq!(
+                        job["drvPath"], toplevels[machine]["drvPath"],
+                        "{name}: toplevel.{machine}.{system} is the configuration's"
+                    );
+                }
+            }
+        }
+
+        let hosts: BTreeSet<String> = project.nodes.iter().map(|n| n.host.to_string()).collect();
+        if hosts.is_empty() {
+            assert!(
+                !flake.show().as_object().unwrap().contains_key("deploy"),
+                "{name}: no deploy description without an RK1 node"
+            );
+            continue;
+        }
+        let nodes = flake.eval("deploy", DEPLOY_FACTS);
+        assert_eq!(keys(&nodes), hosts, "{name}: deploy.nodes, one per node");
+        for node in &project.nodes {
+            let host = node.host.to_string();
+            let n = &nodes[&host];
+            let address = match &node.address {
+                Some(cidr) => cidr.ip.to_string(),
+                None => host.clone(),
+            };
+            assert_eq!(n["hostname"], address, "{name}: {host}: hostname");
+            assert_eq!(n["sshUser"], project.admin_user, "{name}: {host}: sshUser");
+            assert_eq!(n["user"], "root", "{name}: {host}: profile user");
+            assert_eq!(n["interactiveSudo"], true, "{name}: {host}");
+            assert_eq!(
+                n["sshOpts"],
+                serde_json::json!([
+                    "-o",
+                    "UserKnownHostsFile=deploy/known_hosts",
+                    "-o",
+                    "StrictHostKeyChecking=yes"
+                ]),
+                "{name}: {host}: the host keys post-deploy.sh pinned"
+            );
+            assert_eq!(
+                n["profiles"],
+                serde_json::json!(["system"]),
+                "{name}: {host}"
+            );
+            assert_eq!(n["type"], "derivation", "{name}: {host}: profile path");
+            assert_eq!(
+                n["toplevel"], toplevels[&host]["drvPath"],
+                "{name}: {host}: activates its own configuration"
+            );
+        }
+        // The schema check evaluates (the stand-in checks what deploy-rs's interface.json
+        // requires) on every build system.
+        for system in &build_systems {
+            let check = flake.eval(&format!("checks.{system}.deploy-schema"), "d: d.drvPath");
+            assert!(check.is_string(), "{name}: checks.{system}.deploy-schema");
+        }
+    }
+}
+
+#[test]
+fn the_stand_in_deploy_schema_refuses_a_node_without_hostname() {
+    // Without this the schema check above could not fail: a node without a hostname (which
+    // deploy-rs's interface.json requires) does not evaluate.
+    let mut tree = Project::default().built_on(&["aarch64-linux"]).render();
+    let flake_nix = tree.get("flake.nix").unwrap().as_text().unwrap().to_owned();
+    assert!(flake_nix.contains("inherit hostname;"), "{flake_nix}");
+    tree.insert(
+        "flake.nix",
+        flakesmith::render::TreeFile::text(flake_nix.replace("inherit hostname;", "")),
+    );
+    let flake = Flake::new(&tree);
+    let output = flake
+        .nix(&[
+            "eval",
+            "--raw",
+            &flake.reference("checks.aarch64-linux.deploy-schema.drvPath"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "evaluated without a hostname");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("hostname must be a string"), "{stderr}");
 }
 
 #[test]

@@ -3,6 +3,11 @@
 
   inputs = {
     nixpkgs.url = "github:NixOS/nixpkgs/nixos-unstable";
+    # Updates the running RK1 nodes: `deploy .` (README, "Updating running machines").
+    deploy-rs = {
+      url = "github:serokell/deploy-rs";
+      inputs.nixpkgs.follows = "nixpkgs";
+    };
     sops-nix = {
       url = "github:Mic92/sops-nix";
       inputs.nixpkgs.follows = "nixpkgs";
@@ -13,6 +18,7 @@
     {
       self,
       nixpkgs,
+      deploy-rs,
       sops-nix,
     }:
     let
@@ -129,13 +135,55 @@
       # nix build .#<image> builds it with this machine's packages.<system>.
       packages = lib.genAttrs buildSystems imagesBuiltOn;
 
-      # nix flake check: every machine's system closure, on the build system of its architecture.
+      # nix flake check: every machine's system closure, on the build system of its architecture,
+      # and the deploy-rs description.
       checks = lib.genAttrs buildSystems (
         buildSystem:
         lib.mapAttrs (_: nixos: nixos.config.system.build.toplevel) (
           lib.filterAttrs (name: _: machines.${name}.system == buildSystem) nixosConfigurations
         )
+        // deploy-rs.lib.${buildSystem}.deployChecks self.deploy
       );
+
+      # For Hydra or any CI that reads it: hydraJobs.<job>.<system>, every image as each build
+      # system builds it, and every machine's system on its own architecture.
+      hydraJobs = {
+        images = lib.mapAttrs (
+          name: _: lib.genAttrs buildSystems (buildSystem: self.packages.${buildSystem}.${name})
+        ) (lib.concatMapAttrs (_: machine: machine.images) machines);
+        toplevel = lib.mapAttrs (name: machine: {
+          ${machine.system} = nixosConfigurations.${name}.config.system.build.toplevel;
+        }) machines;
+      };
+
+      # deploy-rs: `deploy .` switches every running RK1 node to its configuration, with magic
+      # rollback (a node that cannot be reached after the switch goes back by itself). First boot
+      # is deploy/post-deploy.sh's: it pins the host key this checks against and installs the
+      # admin's key this logs in with. Cloud machines get their address when they are launched,
+      # so they are not listed: add them by hand (README, "Updating running machines").
+      deploy.nodes =
+        lib.mapAttrs
+          (host: hostname: {
+            inherit hostname;
+            sshUser = "admin";
+            # The admin's sudo asks for the password.
+            interactiveSudo = true;
+            sshOpts = [
+              "-o"
+              "UserKnownHostsFile=deploy/known_hosts"
+              "-o"
+              "StrictHostKeyChecking=yes"
+            ];
+            profiles.system = {
+              user = "root";
+              path = deploy-rs.lib.aarch64-linux.activate.nixos self.nixosConfigurations.${host};
+            };
+          })
+          {
+            "rk1-node1" = "rk1-node1";
+            "rk1-node2" = "rk1-node2";
+            "rk1-node3" = "rk1-node3";
+          };
 
       # nix develop: the tools the scripts in deploy/ call.
       devShells = lib.genAttrs shellSystems (system: {

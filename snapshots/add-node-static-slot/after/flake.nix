@@ -5,19 +5,26 @@
 #   nix build .#<host>      one node's eMMC image: result/sd-image/nixos-<host>.img
 #   nix build .#rk1         the identical image for every slot (name nodes after first boot)
 #   ./build-all-images.sh   every node's image in one build
-#   nix flake check         builds every node's system
+#   nix flake check         builds every node's system and checks the deploy-rs description
+#   deploy .                updates every running node (deploy-rs, magic rollback; README)
 #   nix develop             a shell with the tools the scripts call
 {
   description = "edge: NixOS for Turing RK1 nodes";
 
   inputs = {
     nixpkgs.url = "github:NixOS/nixpkgs/nixos-unstable";
+    # Updates running nodes: `deploy .` (README, "Updating the cluster").
+    deploy-rs = {
+      url = "github:serokell/deploy-rs";
+      inputs.nixpkgs.follows = "nixpkgs";
+    };
   };
 
   outputs =
     {
       self,
       nixpkgs,
+      deploy-rs,
     }:
     let
       inherit (nixpkgs) lib;
@@ -88,8 +95,50 @@
       );
 
       checks = lib.genAttrs buildSystems (
-        buildSystem: lib.mapAttrs (_: node: node.config.system.build.toplevel) (builtOn buildSystem)
+        buildSystem:
+        lib.mapAttrs (_: node: node.config.system.build.toplevel) (builtOn buildSystem)
+        // deploy-rs.lib.${buildSystem}.deployChecks self.deploy
       );
+
+      # For Hydra or any CI that reads it: hydraJobs.<job>.<system>, every image and every
+      # node's system as each build system builds them.
+      hydraJobs = {
+        images = lib.mapAttrs (
+          name: _: lib.genAttrs buildSystems (buildSystem: self.packages.${buildSystem}.${name})
+        ) machines;
+        toplevel = lib.mapAttrs (
+          name: _: lib.genAttrs buildSystems (buildSystem: self.checks.${buildSystem}.${name})
+        ) machines;
+      };
+
+      # deploy-rs: `deploy .` switches every running node to its configuration, with magic
+      # rollback (a node that cannot be reached after the switch goes back by itself). First boot
+      # is deploy/post-deploy.sh's: it pins the host key this checks against and installs the
+      # admin's key this logs in with.
+      deploy.nodes =
+        lib.mapAttrs
+          (host: hostname: {
+            inherit hostname;
+            sshUser = "admin";
+            # The admin's sudo asks for the password.
+            interactiveSudo = true;
+            sshOpts = [
+              "-o"
+              "UserKnownHostsFile=deploy/known_hosts"
+              "-o"
+              "StrictHostKeyChecking=yes"
+            ];
+            profiles.system = {
+              user = "root";
+              path = deploy-rs.lib.aarch64-linux.activate.nixos self.nixosConfigurations.${host};
+            };
+          })
+          {
+            "edge-a" = "10.0.0.11";
+            "edge-b" = "10.0.0.12";
+            "edge-d" = "10.0.0.14";
+            "edge-c" = "10.0.0.13";
+          };
 
       devShells = lib.genAttrs shellSystems (
         system:

@@ -102,6 +102,17 @@
         )
       );
 
+      # For Hydra or any CI that reads it: hydraJobs.<job>.<system>, every image as each build
+      # system builds it, and every machine's system on its own architecture.
+      hydraJobs = {
+        images = lib.mapAttrs (
+          name: _: lib.genAttrs buildSystems (buildSystem: self.packages.${buildSystem}.${name})
+        ) (lib.concatMapAttrs (_: machine: machine.images) machines);
+        toplevel = lib.mapAttrs (name: machine: {
+          ${machine.system} = nixosConfigurations.${name}.config.system.build.toplevel;
+        }) machines;
+      };
+
       # nix develop: the tools the scripts in deploy/ call.
       devShells = lib.genAttrs shellSystems (system: {
         default = nixpkgs.legacyPackages.${system}.mkShell {
