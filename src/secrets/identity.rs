@@ -1,7 +1,7 @@
 //! A node's age identity file: `keys/<host>.age`, in the format `age-keygen` writes, so `age -d
 //! -i`, `sops` (`SOPS_AGE_KEY_FILE`) and sops-nix (`sops.age.keyFile`) all read it.
 
-use std::{io::Write, path::Path, str::FromStr};
+use std::{path::Path, str::FromStr};
 
 use age::secrecy::ExposeSecret;
 use anyhow::{bail, Context, Result};
@@ -71,17 +71,19 @@ pub fn read_identity(path: &Path, host: &str) -> Result<NodeIdentity> {
 }
 
 /// Creates `keys/<host>.age` (0600) in `repo`, and `keys/` (0700, with its `.gitignore`) when
-/// missing. Refuses to overwrite an existing identity.
+/// missing. Refuses to overwrite an existing identity, and to write through a link.
 pub fn write_identity(repo: &Path, identity: &NodeIdentity) -> Result<()> {
-    let dir = repo.join(KEYS_DIR);
-    create_private_dir(&dir)?;
-    let ignore = dir.join(".gitignore");
-    if !ignore.exists() {
-        fs_err::write(&ignore, KEYS_GITIGNORE)?;
+    use crate::sync::inside;
+    inside::create_dirs(repo, KEYS_DIR, 0o700)?;
+    // An existing keys/ may have been made by hand with a looser mode.
+    inside::make_private_dir(&inside::resolve(repo, KEYS_DIR)?)?;
+    let ignore = inside::resolve(repo, &format!("{KEYS_DIR}/.gitignore"))?;
+    if ignore.symlink_metadata().is_err() {
+        inside::write_new(&ignore, KEYS_GITIGNORE.as_bytes(), 0o644)?;
     }
-    let path = dir.join(format!("{}.age", identity.host));
-    let mut file = private_file(&path)?;
-    file.write_all(identity.file_text().as_bytes())?;
+    let path = inside::resolve(repo, &format!("{KEYS_DIR}/{}.age", identity.host))?;
+    let file = inside::write_new(&path, identity.file_text().as_bytes(), 0o600)
+        .with_context(|| format!("creating the node identity {}", path.display()))?;
     file.sync_all()?;
     Ok(())
 }
