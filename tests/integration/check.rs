@@ -630,17 +630,21 @@ fn sshd_effective(text: &str) -> Vec<String> {
             .args(["-q", "-t", "ed25519", "-N", "", "-f"])
             .arg(&host_key),
     );
-    crate::support::run_ok(Command::new("chown").arg("nobody").arg(&host_key));
+    let mut sshd = if unsafe { libc::geteuid() } == 0 {
+        crate::support::run_ok(Command::new("chown").arg("nobody").arg(&host_key));
+        let mut as_nobody = Command::new("setpriv");
+        as_nobody.args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "/usr/sbin/sshd",
+        ]);
+        as_nobody
+    } else {
+        Command::new("/usr/sbin/sshd")
+    };
     let out = crate::support::run_ok(
-        Command::new("setpriv")
-            .args([
-                "--reuid=nobody",
-                "--regid=nogroup",
-                "--clear-groups",
-                "/usr/sbin/sshd",
-                "-T",
-                "-f",
-            ])
+        sshd.args(["-T", "-f"])
             .arg(&config)
             .arg("-h")
             .arg(&host_key),

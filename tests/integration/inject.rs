@@ -1197,6 +1197,10 @@ fn blkid_type(image: &Path) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(tests_as_root),
+    ignore = "needs root for a loop device (LVM's pvcreate): run the suite as root, as CI does"
+)]
 fn unpartitioned_volumes_of_every_kind_are_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let p = rk35_payloads(dir.path());
@@ -1385,6 +1389,10 @@ impl Drop for Tmpfs {
 }
 
 #[test]
+#[cfg_attr(
+    not(tests_as_root),
+    ignore = "needs root to mount a small tmpfs: run the suite as root, as CI does"
+)]
 fn a_full_file_system_refuses_before_the_first_write() {
     let dir = tempfile::tempdir().unwrap();
     let p = rk35_payloads(dir.path());
@@ -1474,6 +1482,10 @@ impl Drop for Ext2Mount {
 }
 
 #[test]
+#[cfg_attr(
+    not(tests_as_root),
+    ignore = "needs root to loop-mount ext2: run the suite as root, as CI does"
+)]
 fn a_write_that_fails_half_way_says_what_changed_and_how_to_finish() {
     let dir = tempfile::tempdir().unwrap();
     let p = rk35_payloads(dir.path());

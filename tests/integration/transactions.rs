@@ -232,6 +232,10 @@ impl Drop for Immutable {
 /// rollback restores every other file, names README.md and says how to finish; once the cause is
 /// gone, the next run finishes it.
 #[test]
+#[cfg_attr(
+    not(tests_as_root),
+    ignore = "needs root for chattr +i (CAP_LINUX_IMMUTABLE): run the suite as root, as CI does"
+)]
 fn a_rename_that_fails_does_not_stop_the_rollback() {
     use std::os::unix::process::ExitStatusExt;
 
