@@ -356,7 +356,7 @@ fn assert_flake_sees(top: &Path, sub: &str, hosts: &[&str], step: &str) {
         &["flake", "metadata", "--json", &reference],
     ));
     let metadata: serde_json::Value = serde_json::from_str(&metadata).unwrap();
-    let source = PathBuf::from(metadata["path"].as_str().unwrap());
+    let source = crate::support::store_path_on_disk(Path::new(metadata["path"].as_str().unwrap()));
     assert_eq!(
         files_on_disk(&source.join(sub)),
         files_on_disk(&dir),

@@ -51,6 +51,16 @@ pub fn nix_config() -> String {
     config
 }
 
+/// Where a store path's files are on this machine's disk: under the chroot store's root when the
+/// tests gave Nix one (a normal user without a daemon: [`nix_config`]).
+pub fn store_path_on_disk(store_path: &Path) -> PathBuf {
+    let config = std::env::var("NIX_CONFIG").unwrap_or_default();
+    match config.lines().find_map(|l| l.strip_prefix("store = ")) {
+        Some(root) => Path::new(root).join(store_path.strip_prefix("/").unwrap_or(store_path)),
+        None => store_path.to_owned(),
+    }
+}
+
 /// The repository this test binary belongs to.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
