@@ -305,7 +305,12 @@ fn an_evaluation_error_is_one_line_with_nix_message_and_where_to_look() {
 /// binfmt_misc has an aarch64 emulator: nix must list the platform too before it emulates.
 fn without_emulation_or_builders() -> Command {
     let mut command = flakesmith();
-    command.env("NIX_CONFIG", "extra-platforms =\nbuilders =\n");
+    // Added to the settings every test runs with (support::nix_config), which pick the store.
+    let config = std::env::var("NIX_CONFIG").unwrap_or_default();
+    command.env(
+        "NIX_CONFIG",
+        format!("{config}extra-platforms =\nbuilders =\n"),
+    );
     command
 }
 
