@@ -84,9 +84,13 @@ impl World {
             .env("NO_COLOR", "1")
             // No network, no cache, no builders: nix fails on the inputs after it has copied
             // whatever it was given, which is what this looks at.
+            // Added to the settings every test runs with (support::nix_config).
             .env(
                 "NIX_CONFIG",
-                "substituters =\nbuilders =\nextra-platforms =\nbuild-users-group =\nsandbox = false\nconnect-timeout = 1\n",
+                format!(
+                    "{}substituters =\nbuilders =\nextra-platforms =\nconnect-timeout = 1\n",
+                    std::env::var("NIX_CONFIG").unwrap_or_default()
+                ),
             )
             .timeout(std::time::Duration::from_secs(120))
             .output()
