@@ -116,7 +116,13 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
         new_files.extend(blob.filter(|b| dir.join(&b.path).symlink_metadata().is_err()));
         let applied = sync::apply_with(&dir, &plan, &new_files)?;
         written.extend(applied.written.iter().chain(&applied.deleted).cloned());
-        written.extend(new_files.iter().map(|f| f.path.clone()));
+        // Of the files written beside the tree, git sees the blob; the identities are git-ignored.
+        written.extend(
+            new_files
+                .iter()
+                .map(|f| f.path.clone())
+                .filter(|p| p == BLOB_FILE),
+        );
         // Generated files the new answers no longer generate (unedited) are removed, as by
         // `update`: said, since the user did not ask for a removal.
         let removed = match applied.deleted.as_slice() {
@@ -143,7 +149,13 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
         extra.extend(blob);
         sync::create_project(&dir, &tree, &extra)?;
         written.extend(tree.paths().map(str::to_owned));
-        written.extend(extra.iter().map(|f| f.path.clone()));
+        // Of the files written beside the tree, git sees the blob; the identities are git-ignored.
+        written.extend(
+            extra
+                .iter()
+                .map(|f| f.path.clone())
+                .filter(|p| p == BLOB_FILE),
+        );
         format!(
             "Created {} ({} layout, {files} files).",
             dir.display(),

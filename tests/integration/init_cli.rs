@@ -1010,3 +1010,18 @@ fn generated_files_and_help_describe_the_modes_without_an_unseen_guide() {
         }
     }
 }
+
+/// The node identities are git-ignored on purpose: init stages the generated files and says
+/// nothing about the identities it leaves out of git.
+#[test]
+fn init_with_git_warns_about_nothing_it_generated() {
+    let s = Scratch::new();
+    let out = s.flakesmith(&["init", "c", "--yes", "--ssh-key", KEY]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("git: initialised a repository"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
