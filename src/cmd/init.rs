@@ -116,13 +116,7 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
         new_files.extend(blob.filter(|b| dir.join(&b.path).symlink_metadata().is_err()));
         let applied = sync::apply_with(&dir, &plan, &new_files)?;
         written.extend(applied.written.iter().chain(&applied.deleted).cloned());
-        // Of the files written beside the tree, git sees the blob; the identities are git-ignored.
-        written.extend(
-            new_files
-                .iter()
-                .map(|f| f.path.clone())
-                .filter(|p| p == BLOB_FILE),
-        );
+        written.extend(seen_by_git(&new_files));
         // Generated files the new answers no longer generate (unedited) are removed, as by
         // `update`: said, since the user did not ask for a removal.
         let removed = match applied.deleted.as_slice() {
@@ -149,13 +143,7 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
         extra.extend(blob);
         sync::create_project(&dir, &tree, &extra)?;
         written.extend(tree.paths().map(str::to_owned));
-        // Of the files written beside the tree, git sees the blob; the identities are git-ignored.
-        written.extend(
-            extra
-                .iter()
-                .map(|f| f.path.clone())
-                .filter(|p| p == BLOB_FILE),
-        );
+        written.extend(seen_by_git(&extra));
         format!(
             "Created {} ({} layout, {files} files).",
             dir.display(),
@@ -588,6 +576,15 @@ fn dir_state(dir: &Path) -> Result<DirState> {
     } else {
         DirState::NonEmpty
     })
+}
+
+/// Of the files init writes beside the tree, those git sees: the blob. The node identities (and
+/// keys/.gitignore) are git-ignored on purpose.
+fn seen_by_git(files: &[sync::NewFile]) -> impl Iterator<Item = String> + '_ {
+    files
+        .iter()
+        .map(|f| f.path.clone())
+        .filter(|p| p == BLOB_FILE)
 }
 
 /// Flakes only see files git knows about: the files init wrote are staged, in the repository
