@@ -55,10 +55,9 @@ fn image_script(name: &str, content: &str) -> String {
 /// settings every test runs with: support::nix_config).
 fn flakesmith() -> Command {
     let mut command = Command::cargo_bin("flakesmith").unwrap();
-    let config = std::env::var("NIX_CONFIG").unwrap_or_default();
     command.env(
         "NIX_CONFIG",
-        format!("{config}substituters =\nbuilders =\nextra-platforms =\n"),
+        crate::support::nix_config_with("substituters =\nbuilders =\nextra-platforms =\n"),
     );
     command
 }
@@ -306,10 +305,9 @@ fn an_evaluation_error_is_one_line_with_nix_message_and_where_to_look() {
 fn without_emulation_or_builders() -> Command {
     let mut command = flakesmith();
     // Added to the settings every test runs with (support::nix_config), which pick the store.
-    let config = std::env::var("NIX_CONFIG").unwrap_or_default();
     command.env(
         "NIX_CONFIG",
-        format!("{config}extra-platforms =\nbuilders =\n"),
+        crate::support::nix_config_with("extra-platforms =\nbuilders =\n"),
     );
     command
 }

@@ -87,9 +87,8 @@ impl World {
             // Added to the settings every test runs with (support::nix_config).
             .env(
                 "NIX_CONFIG",
-                format!(
-                    "{}substituters =\nbuilders =\nextra-platforms =\nconnect-timeout = 1\n",
-                    std::env::var("NIX_CONFIG").unwrap_or_default()
+                crate::support::nix_config_with(
+                    "substituters =\nbuilders =\nextra-platforms =\nconnect-timeout = 1\n",
                 ),
             )
             .timeout(std::time::Duration::from_secs(120))

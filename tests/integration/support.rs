@@ -32,31 +32,43 @@ pub const TEMPORARY_PASSWORD_HASH: &str = "$6$flakesmithdemo$AevaT8Oejpadwd3M7v7
 ///   /usr visible for those test derivations). A user with a running nix-daemon keeps it.
 pub fn nix_config() -> String {
     let is_root = unsafe { libc::geteuid() } == 0;
-    let has_daemon = Path::new("/nix/var/nix/daemon-socket/socket").exists();
-    let mut config = String::new();
-    if is_root {
-        config.push_str("build-users-group =\nsandbox = false\n");
-    } else if !has_daemon {
-        let store = Path::new(env!("CARGO_TARGET_TMPDIR")).join("nix-chroot-store");
-        let host_paths: Vec<&str> = ["/bin", "/lib", "/lib64", "/usr"]
-            .into_iter()
-            .filter(|p| Path::new(p).exists())
-            .collect();
-        config.push_str(&format!(
-            "store = {}\nsandbox-paths = {}\n",
-            store.display(),
-            host_paths.join(" ")
-        ));
+    match chroot_store() {
+        _ if is_root => "build-users-group =\nsandbox = false\n".to_owned(),
+        Some(store) => {
+            let host_paths: Vec<&str> = ["/bin", "/lib", "/lib64", "/usr"]
+                .into_iter()
+                .filter(|p| Path::new(p).exists())
+                .collect();
+            format!(
+                "store = {}\nsandbox-paths = {}\n",
+                store.display(),
+                host_paths.join(" ")
+            )
+        }
+        None => String::new(),
     }
-    config
+}
+
+/// The chroot store the tests give Nix: for a normal user without a nix-daemon, who cannot write
+/// /nix/store.
+fn chroot_store() -> Option<PathBuf> {
+    let is_root = unsafe { libc::geteuid() } == 0;
+    let has_daemon = Path::new("/nix/var/nix/daemon-socket/socket").exists();
+    (!is_root && !has_daemon)
+        .then(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("nix-chroot-store"))
+}
+
+/// The Nix settings every test runs with ([`nix_config`], already in `NIX_CONFIG`) and `extra`
+/// after them, for a command that needs more.
+pub fn nix_config_with(extra: &str) -> String {
+    format!("{}{extra}", std::env::var("NIX_CONFIG").unwrap_or_default())
 }
 
 /// Where a store path's files are on this machine's disk: under the chroot store's root when the
-/// tests gave Nix one (a normal user without a daemon: [`nix_config`]).
+/// tests gave Nix one.
 pub fn store_path_on_disk(store_path: &Path) -> PathBuf {
-    let config = std::env::var("NIX_CONFIG").unwrap_or_default();
-    match config.lines().find_map(|l| l.strip_prefix("store = ")) {
-        Some(root) => Path::new(root).join(store_path.strip_prefix("/").unwrap_or(store_path)),
+    match chroot_store() {
+        Some(root) => root.join(store_path.strip_prefix("/").unwrap_or(store_path)),
         None => store_path.to_owned(),
     }
 }
