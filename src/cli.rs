@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::model::{
     answers::{AwsImageFormat, ForeignBuild, NodeRecipients, SecretsMode},
-    Layout,
+    Layout, Module,
 };
 
 #[derive(Debug, Parser)]
@@ -207,6 +207,9 @@ pub struct AddNodeArgs {
     /// Static IPv4 address with prefix (10.0.0.15/24)
     #[arg(long, value_name = "CIDR")]
     pub address: Option<String>,
+    /// What sits in the slot: a Turing RK1 or a Raspberry Pi Compute Module 4 (eMMC)
+    #[arg(long, value_enum, default_value_t = Module::Rk1)]
+    pub module: Module,
     /// Add this many nodes
     #[arg(long, value_name = "N", default_value_t = 1, conflicts_with_all = ["host", "slot", "address"])]
     pub count: usize,

@@ -44,6 +44,7 @@ pub fn run(args: AddNodeArgs) -> Result<Outcome> {
             board: args.board.clone(),
             slot: args.slot,
             address: args.address.clone(),
+            module: args.module,
             avoid: avoid.clone(),
         })?;
         let bmc_host = if placement.new_board {
@@ -77,9 +78,10 @@ pub fn run(args: AddNodeArgs) -> Result<Outcome> {
         };
         let address = p.address.as_deref().unwrap_or("DHCP");
         println!(
-            "{} {}: {board}, slot {}, {address}",
+            "{} {} ({}): {board}, slot {}, {address}",
             if args.dry_run { "Would add" } else { "Adding" },
             p.host,
+            p.module,
             p.slot
         );
     }

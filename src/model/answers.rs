@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{InvalidAnswer, Layout, Platform};
+use super::{InvalidAnswer, Layout, Module, Platform};
 
 /// The schema this flakesmith reads and writes. A file with a larger number came from a newer
 /// flakesmith and is refused rather than half-understood.
@@ -236,6 +236,10 @@ pub struct NodeAnswers {
     /// Static IPv4 address with prefix (`10.0.0.11/24`); none means DHCP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
+    /// What sits in the slot; absent means rk1, so files written before CM4 support mean the
+    /// same and are not rewritten.
+    #[serde(default, skip_serializing_if = "Module::is_default")]
+    pub module: Module,
 }
 
 pub const DEFAULT_NODE_COUNT: usize = 4;
@@ -341,6 +345,7 @@ impl Answers {
                 board: self.boards[i / SLOTS_PER_BOARD as usize].name.clone(),
                 slot: (i % SLOTS_PER_BOARD as usize) as u8 + 1,
                 address: None,
+                module: Module::default(),
             })
             .collect();
     }

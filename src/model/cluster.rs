@@ -4,7 +4,7 @@
 
 use super::{
     answers::{default_bmc_host, BoardAnswers, NodeAnswers, DEFAULT_HOST_PREFIX, SLOTS_PER_BOARD},
-    Answers, Hostname, InvalidAnswer, Ipv4Cidr, Layout, Platform,
+    Answers, Hostname, InvalidAnswer, Ipv4Cidr, Layout, Module, Platform,
 };
 use crate::echo::quoted;
 
@@ -15,6 +15,8 @@ pub struct NodeRequest {
     pub board: Option<String>,
     pub slot: Option<u8>,
     pub address: Option<String>,
+    /// What sits in the slot (`--module`; rk1 when not given).
+    pub module: Module,
     /// Names not to choose although no node has them: say, a removed node's file the user kept.
     pub avoid: Vec<String>,
 }
@@ -28,6 +30,7 @@ pub struct Placement {
     /// The board does not exist yet: it needs a BMC host.
     pub new_board: bool,
     pub address: Option<String>,
+    pub module: Module,
 }
 
 impl Answers {
@@ -136,6 +139,7 @@ impl Answers {
             slot,
             new_board,
             address,
+            module: req.module,
         })
     }
 
@@ -153,6 +157,7 @@ impl Answers {
             board: placement.board.clone(),
             slot: placement.slot,
             address: placement.address.clone(),
+            module: placement.module,
         });
     }
 
@@ -261,7 +266,8 @@ mod tests {
                 board: "tp2".into(),
                 slot: 1,
                 new_board: true,
-                address: None
+                address: None,
+                module: Module::Rk1,
             }
         );
         assert_eq!(a.boards[1].bmc_host, "turingpi2.local");

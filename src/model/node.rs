@@ -2,10 +2,10 @@ use std::net::Ipv4Addr;
 
 use serde::Serialize;
 
-use super::Hostname;
+use super::{Hostname, ModuleFacts};
 use crate::echo::quoted;
 
-/// One RK1 compute module: its host name and where it sits.
+/// One compute module in a Turing Pi 2 slot: its host name, where it sits and what it is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Node {
     pub host: Hostname,
@@ -14,6 +14,8 @@ pub struct Node {
     /// Slot 1-4 on that board, as `tpi --node` counts.
     pub slot: u8,
     pub address: Option<Ipv4Cidr>,
+    /// RK1 or CM4, with what the templates need to know of it.
+    pub module: ModuleFacts,
 }
 
 /// A static IPv4 address with its prefix length, as systemd-networkd's `Address=` takes it.

@@ -15,8 +15,8 @@ use super::{
         SLOTS_PER_BOARD,
     },
     board::check_host_or_ip,
-    AgeRecipient, Answers, Board, Hostname, InvalidAnswer, Ipv4Cidr, Layout, Node, Platform,
-    SshPublicKey,
+    AgeRecipient, Answers, Board, Hostname, InvalidAnswer, Ipv4Cidr, Layout, Module, Node,
+    Platform, SshPublicKey,
 };
 use crate::{
     echo::quoted,
@@ -26,10 +26,6 @@ use crate::{
 /// Build systems flakesmith generates `packages.<system>` for. Darwin hosts need a Linux builder
 /// (nix-darwin's `nix.linux-builder`) and then build as that builder's system.
 pub const BUILD_SYSTEMS: [&str; 2] = ["x86_64-linux", "aarch64-linux"];
-
-/// The flake target of the one image flashed to every slot (the guide's Option 1), which no node
-/// may be named after.
-pub const IDENTICAL_IMAGE: &str = "rk1";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Project {
@@ -123,13 +119,20 @@ impl Project {
         self.boards.iter().find(|b| b.name == name)
     }
 
+    /// The kinds of compute module the nodes are, each once, RK1 first: one identical image and
+    /// one hardware module each.
+    pub fn modules(&self) -> Vec<Module> {
+        let kinds: BTreeSet<Module> = self.nodes.iter().map(|n| n.module.kind).collect();
+        kinds.into_iter().collect()
+    }
+
     /// The images the flake's `packages.<system>` holds for each build system, in the order the
     /// flake lists them: what `flakesmith build --all` builds. The templates own the fact; the
     /// stand-in evaluation in the tests (nix_eval.rs, cloud.rs) holds this list to them.
     pub fn image_targets(&self) -> Vec<String> {
         let hosts = self.nodes.iter().map(|n| n.host.to_string());
         match self.layout {
-            Layout::Rk1Cluster => hosts.chain(["rk1".to_owned()]).collect(),
+            Layout::Rk1Cluster => hosts.chain(self.identical_images()).collect(),
             Layout::MultiCloud => {
                 let mut targets = Vec::new();
                 for platform in [Platform::Aws, Platform::Gcp, Platform::GenericArm64] {
@@ -144,13 +147,17 @@ impl Project {
                     }
                 }
                 targets.extend(hosts);
-                if self.has(Platform::Rk1) {
-                    // The identical image, as in the rk1-cluster layout.
-                    targets.push("rk1".to_owned());
-                }
+                // The identical images, as in the rk1-cluster layout.
+                targets.extend(self.identical_images());
                 targets
             }
         }
+    }
+
+    fn identical_images(&self) -> impl Iterator<Item = String> {
+        self.modules()
+            .into_iter()
+            .map(|m| m.identical_image().to_owned())
     }
 
     /// Validates answers field by field; the first problem is returned, naming its field.
@@ -692,10 +699,13 @@ fn cluster_of(answers: &Answers) -> Result<(Vec<Board>, Vec<Node>), InvalidAnswe
     for (i, n) in answers.nodes.iter().enumerate() {
         let field = |f: &str| format!("nodes[{i}].{f}");
         let host = Hostname::parse(&n.host).map_err(|m| InvalidAnswer::new(field("host"), m))?;
-        if host.as_str() == IDENTICAL_IMAGE {
+        if let Some(m) = Module::ALL
+            .into_iter()
+            .find(|m| m.identical_image() == host.as_str())
+        {
             return Err(InvalidAnswer::new(
                 field("host"),
-                format!("'{IDENTICAL_IMAGE}' is the name of the identical image for every slot; choose another host name"),
+                format!("'{host}' is the name of the identical image for every {m} slot; choose another host name"),
             ));
         }
         if nodes.iter().any(|o| o.host == host) {
@@ -761,6 +771,7 @@ fn cluster_of(answers: &Answers) -> Result<(Vec<Board>, Vec<Node>), InvalidAnswe
             board: n.board.clone(),
             slot: n.slot,
             address,
+            module: n.module.facts(answers.layout),
         });
     }
     Ok((boards, nodes))

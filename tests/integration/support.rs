@@ -180,7 +180,18 @@ impl Project {
             board: board.into(),
             slot,
             address: None,
+            module: Default::default(),
         });
+        self
+    }
+
+    /// Puts a Raspberry Pi CM4 in these nodes' slots.
+    pub fn with_cm4(mut self, hosts: &[&str]) -> Self {
+        for node in &mut self.answers.nodes {
+            if hosts.contains(&node.host.as_str()) {
+                node.module = flakesmith::model::Module::Cm4;
+            }
+        }
         self
     }
 
