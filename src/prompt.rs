@@ -10,7 +10,8 @@ use crate::{
     model::{
         answers::{AwsImageFormat, SecretsMode, DEFAULT_HOST_PREFIX, MAX_NODES},
         check_flake_url, check_host_or_ip, check_nixpkgs_branch, check_password_hash,
-        check_project_name, check_user_name, AgeRecipient, Answers, Hostname, Layout, Platform,
+        check_project_name, check_user_name, AgeRecipient, Answers, Hostname, Layout, Module,
+        Platform,
     },
 };
 
@@ -244,7 +245,29 @@ fn ask(question: Question, a: &mut Answers, theme: &ColorfulTheme) -> Result<()>
                     Ok(())
                 })
                 .interact_text()?;
+            let modules: Vec<Module> = a.nodes.iter().map(|n| n.module).collect();
             a.set_hosts(split_list(&hosts));
+            let defaults: Vec<&str> = (0..count)
+                .map(|i| modules.get(i).copied().unwrap_or_default().name())
+                .collect();
+            // What sits in each slot, checked as flakesmith.yaml's nodes[].module is.
+            let kinds: String = Input::with_theme(theme)
+                .with_prompt(format!(
+                    "Compute module of each node, in slot order ({}; comma-separated)",
+                    Module::ALL.map(Module::name).join(" or ")
+                ))
+                .default(defaults.join(","))
+                .validate_with(move |s: &String| -> Result<(), String> {
+                    let kinds = split_list(s);
+                    if kinds.len() != count {
+                        return Err(format!("give {count} modules, not {}", kinds.len()));
+                    }
+                    kinds.iter().try_for_each(|k| Module::parse(k).map(drop))
+                })
+                .interact_text()?;
+            for (node, kind) in a.nodes.iter_mut().zip(split_list(&kinds)) {
+                node.module = Module::parse(&kind).map_err(UsageError::new)?;
+            }
         }
         Question::BmcHosts => {
             let boards = a.boards.len();

@@ -60,6 +60,7 @@ fn enter_throughout_gives_a_working_repo() {
         "Layout",
         "Number of RK1 nodes",
         "Host names",
+        "Compute module of each node",
         "BMC host of board 1",
         "Admin user",
         "SSH public key",
@@ -140,6 +141,18 @@ fn typed_answers_and_a_corrected_mistake() {
     s.send("\u{15}a,b,c,d,e").unwrap(); // Ctrl-U clears the line first
     pause();
     s.send(ENTER).unwrap();
+    // A CM4 in the last slot; nodes[].module's rule, asked again at its own prompt.
+    answer(
+        &mut s,
+        "Compute module of each node",
+        "rk1,rk1,rk1,rk1,jetson",
+    );
+    s.expect("'jetson' is not a compute module (allowed: rk1, cm4)")
+        .expect("the mistake is explained");
+    pause();
+    s.send("\u{15}rk1,rk1,rk1,rk1,cm4").unwrap();
+    pause();
+    s.send(ENTER).unwrap();
     answer(&mut s, "BMC host of board 1", "");
     answer(&mut s, "BMC host of board 2", "tp-b.local");
     answer(&mut s, "Admin user", "ops");
@@ -157,8 +170,7 @@ fn typed_answers_and_a_corrected_mistake() {
     for expected in [
         "admin-user: ops",
         "bmc-host: tp-b.local",
-        "host: e",
-        "board: tp2",
+        "host: e\n  board: tp2\n  slot: 1\n  module: cm4\n",
         "dots: github:someone/dots",
         "admin@example",
     ] {
@@ -186,6 +198,7 @@ fn bad_answers_are_asked_again_at_their_own_prompt() {
     answer(&mut s, "Layout", "");
     answer(&mut s, "Number of RK1 nodes", "");
     answer(&mut s, "Host names", "");
+    answer(&mut s, "Compute module of each node", "");
     answer(&mut s, "BMC host of board 1", "bad host!");
     retype(&mut s, "neither a DNS name nor an IP address", "tp.lan");
     answer(&mut s, "Admin user", "Root User");
