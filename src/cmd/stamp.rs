@@ -1,7 +1,10 @@
 //! `flakesmith stamp`: copies of the identical image, one per node, each carrying that node's
 //! identity in its FIRMWARE partition (see [`crate::stamp`]).
 
-use std::path::{Path, PathBuf};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::{Path, PathBuf},
+};
 
 use anyhow::Result;
 
@@ -11,7 +14,7 @@ use crate::{
     images::IMAGES_DIR,
     model::{
         answers::{NodeRecipients, SecretsMode},
-        Node, Project,
+        Module, Node, Project,
     },
     secrets,
     stamp::{self, known_hosts, names, record, Identity, Source},
@@ -28,19 +31,32 @@ pub fn run(args: StampArgs) -> Result<Outcome> {
     let nodes = selected_nodes(&project, &args)?;
 
     let recorded = record::recorded(repo)?;
-    let image = match &args.image {
-        Some(image) => image.clone(),
-        None => {
-            let rk1 = recorded.get("rk1").ok_or_else(|| {
-                UsageError::new(
-                    "--image is required: no identical image is recorded yet (build it with `flakesmith build rk1`)",
-                )
-            })?;
-            repo.join(IMAGES_DIR).join(&rk1.path)
-        }
-    };
-    let recorded: Vec<record::Recorded> = recorded.into_values().collect();
-    let source = Source::open(&image, &recorded)?;
+    // Each node is stamped into a copy of its compute module's identical image.
+    let kinds: BTreeSet<Module> = nodes.iter().map(|n| n.module.kind).collect();
+    if args.image.is_some() && kinds.len() > 1 {
+        return Err(UsageError::new(format!(
+            "--image: these nodes hold different compute modules ({}), whose identical images differ; stamp each kind's nodes separately, or leave --image out",
+            kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
+        ))
+        .into());
+    }
+    let all_recorded: Vec<record::Recorded> = recorded.values().cloned().collect();
+    let mut sources = BTreeMap::new();
+    for kind in kinds {
+        let image = match &args.image {
+            Some(image) => image.clone(),
+            None => {
+                let target = kind.identical_image();
+                let known = recorded.get(target).ok_or_else(|| {
+                    UsageError::new(format!(
+                        "--image is required: no identical {kind} image is recorded yet (build it with `flakesmith build {target}`)"
+                    ))
+                })?;
+                repo.join(IMAGES_DIR).join(&known.path)
+            }
+        };
+        sources.insert(kind, Source::open(&image, &all_recorded)?);
+    }
 
     let out = args.out.clone().unwrap_or_else(|| repo.join(STAMPED_DIR));
     prepare_out(repo, &out)?;
@@ -59,7 +75,7 @@ pub fn run(args: StampArgs) -> Result<Outcome> {
         identities.push(identity_of(repo, &project, node)?);
     }
     for (node, (identity, public)) in nodes.iter().zip(&identities) {
-        let stamped = stamp::stamp(&source, identity, &out)?;
+        let stamped = stamp::stamp(&sources[&node.module.kind], identity, &out)?;
         let pinned = known_hosts::pin(repo, &pin_names(node), public)?;
         println!(
             "stamped {}: {} ({}){}",

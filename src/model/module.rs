@@ -168,6 +168,10 @@ mod tests {
             assert_ne!(Module::Rk1.base_file(layout), Module::Cm4.base_file(layout));
         }
         assert!(Module::Rk1.injects_bootloader() && !Module::Cm4.injects_bootloader());
+        // flakesmith build records them for flakesmith stamp.
+        for m in Module::ALL {
+            assert!(crate::stamp::record::STAMPABLE_TARGETS.contains(&m.identical_image()));
+        }
         assert_eq!(Module::Cm4.usb_boot(), "rpiboot");
     }
 

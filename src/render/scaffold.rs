@@ -44,7 +44,6 @@ pub fn outputs(project: &Project) -> Vec<Output<'_>> {
         Layout::Rk1Cluster => vec![
             Output::file("rk1-cluster/flake.nix.tera", "flake.nix"),
             Output::file("rk1-cluster/common.nix.tera", "common.nix"),
-            Output::file("shared/rk1-base.nix.tera", "rk1-base.nix"),
             Output::file("rk1-cluster/README.md.tera", "README.md"),
             // The identical image's first boot with a stamped identity (flakesmith stamp).
             Output::file("shared/firmware-identity.nix.tera", "firmware-identity.nix"),
@@ -56,6 +55,13 @@ pub fn outputs(project: &Project) -> Vec<Output<'_>> {
         Layout::MultiCloud => multi_cloud_outputs(project),
     };
     if project.has(Platform::Rk1) {
+        // The hardware module of each kind of compute module the slots hold.
+        out.extend(
+            project
+                .modules()
+                .into_iter()
+                .map(|m| Output::file(m.base_template(), m.base_file(project.layout))),
+        );
         out.extend(
             project
                 .nodes
@@ -123,10 +129,8 @@ fn multi_cloud_outputs(project: &Project) -> Vec<Output<'_>> {
     ];
     for platform in &project.platforms {
         match platform {
-            Platform::Rk1 => out.push(Output::file(
-                "shared/rk1-base.nix.tera",
-                "platforms/rk1.nix",
-            )),
+            // Its hardware modules, one per kind of compute module, come with the nodes.
+            Platform::Rk1 => {}
             Platform::Aws => {
                 out.push(Output::file(
                     "multi-cloud/platforms/aws.nix.tera",

@@ -144,7 +144,7 @@ impl Source {
             return Err(refuse(
                 path,
                 "is not the identical image this repository's `flakesmith build` recorded \
-                 (images/identical-images.json): build it with `flakesmith build rk1`",
+                 (images/identical-images.json): build it with `flakesmith build rk1` (or cm4)",
             ));
         }
         Ok(Self {

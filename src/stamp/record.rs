@@ -12,8 +12,8 @@ use crate::images::IMAGES_DIR;
 pub const RECORD_FILE: &str = "identical-images.json";
 
 /// The flake packages that are identical images (no host name) with a FIRMWARE partition: the
-/// RK1 image and the generic aarch64 SD image.
-pub const STAMPABLE_TARGETS: [&str; 2] = ["rk1", "generic-arm64"];
+/// RK1 and CM4 images (`Module::identical_image`) and the generic aarch64 SD image.
+pub const STAMPABLE_TARGETS: [&str; 3] = ["rk1", "cm4", "generic-arm64"];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

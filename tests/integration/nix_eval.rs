@@ -671,8 +671,8 @@ fn rk1_nodes_honour_the_temporary_password() {
     assert!(without["expire"].is_null(), "{without}");
 }
 
-/// The targets a generated script builds or flashes: rk1-deploy.sh's nodes and its --identical
-/// target, and build-all-images.sh's list.
+/// The targets a generated script builds or flashes: rk1-deploy.sh's nodes and their identical
+/// images, and build-all-images.sh's list.
 fn script_targets(tree: &flakesmith::render::Tree) -> BTreeSet<String> {
     let mut targets = BTreeSet::new();
     if let Some(deploy) = tree.get("deploy/rk1-deploy.sh") {
@@ -684,24 +684,13 @@ fn script_targets(tree: &flakesmith::render::Tree) -> BTreeSet<String> {
             .split("\n)")
             .next()
             .unwrap();
+        // "host bmc slot address identical-image": the node's image, and what --identical and
+        // --stamped flash instead.
         for line in nodes.lines() {
-            targets.insert(
-                line.trim()
-                    .trim_matches('"')
-                    .split(' ')
-                    .next()
-                    .unwrap()
-                    .to_owned(),
-            );
+            let fields: Vec<&str> = line.trim().trim_matches('"').split(' ').collect();
+            targets.insert(fields[0].to_owned());
+            targets.insert(fields[fields.len() - 1].to_owned());
         }
-        let identical = text
-            .lines()
-            .find_map(|l| {
-                l.trim()
-                    .strip_prefix("[[ \"$identical\" == true ]] && target=\"")
-            })
-            .expect("rk1-deploy.sh names the identical image's target");
-        targets.insert(identical.trim_end_matches('"').to_owned());
     }
     let build = tree.get("build-all-images.sh").unwrap().as_text().unwrap();
     let list = build
