@@ -3,7 +3,7 @@
 //! Only the answers change here; everything generated follows from re-rendering them.
 
 use super::{
-    answers::{default_bmc_host, BoardAnswers, NodeAnswers, DEFAULT_HOST_PREFIX, SLOTS_PER_BOARD},
+    answers::{default_bmc_host, BoardAnswers, NodeAnswers, SLOTS_PER_BOARD},
     Answers, Hostname, InvalidAnswer, Ipv4Cidr, Layout, Module, Platform,
 };
 use crate::echo::quoted;
@@ -57,7 +57,7 @@ impl Answers {
                 }
                 host.to_string()
             }
-            None => self.next_host(&req.avoid),
+            None => self.next_host(&req.avoid, req.module),
         };
         let (board, slot, new_board) = match &req.board {
             Some(name) if self.boards.iter().any(|b| &b.name == name) => {
@@ -206,20 +206,29 @@ impl Answers {
     }
 
     /// `<prefix><n+1>`, continuing the naming the cluster already uses: the prefix of the last
-    /// node whose name ends in a number, and one more than the largest number with that prefix.
-    pub fn next_host(&self, avoid: &[String]) -> String {
+    /// node of this module whose name ends in a number, else of the last node at all (unless
+    /// that is another module's default, `cm4-node`), else `<module>-node`; and one more than
+    /// the largest number with that prefix.
+    pub fn next_host(&self, avoid: &[String], module: Module) -> String {
         let split = |h: &str| {
             let prefix = h.trim_end_matches(|c: char| c.is_ascii_digit());
             let number = h[prefix.len()..].parse::<u64>().ok()?;
             Some((prefix.to_owned(), number))
         };
-        let prefix = self
-            .nodes
-            .iter()
-            .rev()
-            .find_map(|n| split(&n.host))
-            .map(|(p, _)| p)
-            .unwrap_or_else(|| DEFAULT_HOST_PREFIX.to_owned());
+        let default_prefix = |m: Module| format!("{}-node", m.name());
+        let last_prefix = |same_module: bool| {
+            self.nodes
+                .iter()
+                .rev()
+                .filter(|n| !same_module || n.module == module)
+                .find_map(|n| split(&n.host))
+                .map(|(p, _)| p)
+        };
+        let prefix = last_prefix(true)
+            .or_else(|| {
+                last_prefix(false).filter(|p| !Module::ALL.iter().any(|&m| *p == default_prefix(m)))
+            })
+            .unwrap_or_else(|| default_prefix(module));
         let mut n = self
             .nodes
             .iter()
@@ -360,5 +369,32 @@ mod tests {
             })
             .unwrap_err();
         assert!(e.message.contains("rk1-node1"), "{e}");
+    }
+
+    #[test]
+    fn a_cm4_is_named_after_the_cm4s_and_an_rk1_after_the_rk1s() {
+        let mut a = Answers::default();
+        let cm4 = |a: &mut Answers| {
+            add(
+                a,
+                NodeRequest {
+                    module: Module::Cm4,
+                    ..Default::default()
+                },
+            )
+        };
+        let first = cm4(&mut a);
+        assert_eq!(
+            (first.host.as_str(), first.module),
+            ("cm4-node1", Module::Cm4)
+        );
+        assert_eq!(a.nodes[4].module, Module::Cm4);
+        assert_eq!(cm4(&mut a).host, "cm4-node2");
+        assert_eq!(add(&mut a, NodeRequest::default()).host, "rk1-node5");
+        // A cluster named its own way keeps its naming for either module.
+        let mut b = Answers::default();
+        b.set_hosts(vec!["k3s-1".into(), "k3s-2".into()]);
+        assert_eq!(cm4(&mut b).host, "k3s-3");
+        crate::model::Project::from_answers(&a).unwrap();
     }
 }
