@@ -14,7 +14,7 @@ usage() {
   cat <<EOF
 Usage: ./build-all-images.sh [--system SYSTEM] [--nix] [--dry-run] [IMAGE...]
 
-Builds each IMAGE (default: all of them but rk1, the identical RK1 image).
+Builds each IMAGE (default: all of them but rk1, the identical images).
 With flakesmith installed: one \`flakesmith build\`
 (one evaluation, parallel builds, progress) into images/<IMAGE> with images/SHA256SUMS;
 otherwise one \`nix build\` per image into ./result-<IMAGE>.
@@ -51,9 +51,12 @@ while [ $# -gt 0 ]; do
 done
 
 if [ -z "${selected[*]:-}" ]; then
-  # All but rk1, the identical RK1 image (deploy/rk1-deploy.sh --identical): ask for it by name.
+  # All but the identical images (deploy/rk1-deploy.sh --identical): ask for them by name.
   for image in "${images[@]}"; do
-    [ "$image" = rk1 ] || selected+=("$image")
+    case "$image" in
+      rk1) ;;
+      *) selected+=("$image") ;;
+    esac
   done
 fi
 for image in "${selected[@]}"; do

@@ -3,7 +3,7 @@
 # and `flakesmith update` merges later changes of the answers with your edits.
 #
 #   nix build .#<host>      one node's eMMC image: result/sd-image/nixos-<host>.img
-#   nix build .#rk1         the identical image for every slot (name nodes after first boot)
+#   nix build .#rk1         the identical image for every RK1 slot (named at first boot)
 #   ./build-all-images.sh   every node's image in one build
 #   nix flake check         builds every node's system and checks the deploy-rs description
 #   deploy .                updates every running node (deploy-rs, magic rollback; README)
@@ -39,23 +39,34 @@
       # Where the scripts run: the build machines, and a Mac for deploying.
       shellSystems = buildSystems ++ [ "aarch64-darwin" ];
 
-      # One file per node under nodes/ (flakesmith add-node and remove-node edit this list).
-      hosts = [
-        "edge-a"
-        "edge-b"
-        "edge-d"
-      ];
-
-      # One image per node, host name and address built in; and `rk1`, the identical image for
-      # every slot: `flakesmith stamp` gives each copy its node's identity, which
-      # firmware-identity.nix moves into place at first boot (an unstamped copy boots nameless
-      # with DHCP and is named at its post-deploy switch).
-      machines = lib.genAttrs hosts (host: ./nodes/${host}.nix) // {
-        rk1 = {
-          imports = [ ./firmware-identity.nix ];
-          networking.hostName = "";
-        };
+      # One file per node under nodes/, and the hardware module of the compute module in its
+      # slot (flakesmith add-node and remove-node edit this list).
+      hosts = {
+        "edge-a" = ./rk1-base.nix;
+        "edge-b" = ./rk1-base.nix;
+        "edge-d" = ./rk1-base.nix;
       };
+
+      # One image per node, host name and address built in; and for each kind of compute module
+      # (rk1) the identical image for every slot holding one: `flakesmith stamp` gives each
+      # copy its node's identity, which firmware-identity.nix moves into place at first boot (an
+      # unstamped copy boots nameless with DHCP and is named at its post-deploy switch).
+      machines =
+        lib.mapAttrs (host: hardware: {
+          imports = [
+            hardware
+            ./nodes/${host}.nix
+          ];
+        }) hosts
+        // {
+          rk1 = {
+            imports = [
+              ./rk1-base.nix
+              ./firmware-identity.nix
+            ];
+            networking.hostName = "";
+          };
+        };
 
       # The NixOS system of one machine, its image built on `buildSystem`: natively on
       # aarch64-linux, cross-compiled anywhere else (README, "Cross or emulated").
@@ -64,7 +75,6 @@
         lib.nixosSystem {
           modules = [
             ./common.nix
-            ./rk1-base.nix
             machine
             { nixpkgs.hostPlatform = "aarch64-linux"; }
           ]

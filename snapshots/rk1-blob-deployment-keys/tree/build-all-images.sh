@@ -9,12 +9,12 @@ usage() {
   cat <<'USAGE'
 Usage: ./build-all-images.sh [--identical] [--system SYSTEM] [--nix] [--dry-run] [-- NIX_BUILD_ARGS...]
 
-Builds the image of every node (and, with --identical, the identical image `rk1`).
+Builds the image of every node (and, with --identical, the identical images: rk1).
 With flakesmith: images/<host>/sd-image/nixos-<host>.img and images/SHA256SUMS.
 With plain nix: result*/sd-image/nixos-<host>.img. Flash them with deploy/rk1-deploy.sh.
 
 Options:
-  --identical      also build the identical image for every slot (.#rk1)
+  --identical      also build the identical image of each compute module (rk1)
   --system SYSTEM  build packages.SYSTEM (default: this machine's)
   --nix            use plain nix build even when flakesmith is installed
   --dry-run        print the build command instead of running it

@@ -3,7 +3,7 @@
 # and `flakesmith update` merges later changes of the answers with your edits.
 #
 #   nix build .#<host>      one node's eMMC image: result/sd-image/nixos-<host>.img
-#   nix build .#rk1         the identical image for every slot (name nodes after first boot)
+#   nix build .#rk1         the identical image for every RK1 slot (named at first boot)
 #   ./build-all-images.sh   every node's image in one build
 #   nix flake check         builds every node's system and checks the deploy-rs description
 #   deploy .                updates every running node (deploy-rs, magic rollback; README)
@@ -47,26 +47,37 @@
       # Where the scripts run: the build machines, and a Mac for deploying.
       shellSystems = buildSystems ++ [ "aarch64-darwin" ];
 
-      # One file per node under nodes/ (flakesmith add-node and remove-node edit this list).
-      hosts = [
-        "k3s-1"
-        "k3s-2"
-        "k3s-3"
-        "k3s-4"
-        "k3s-5"
-        "k3s-6"
-      ];
-
-      # One image per node, host name and address built in; and `rk1`, the identical image for
-      # every slot: `flakesmith stamp` gives each copy its node's identity, which
-      # firmware-identity.nix moves into place at first boot (an unstamped copy boots nameless
-      # with DHCP and is named at its post-deploy switch).
-      machines = lib.genAttrs hosts (host: ./nodes/${host}.nix) // {
-        rk1 = {
-          imports = [ ./firmware-identity.nix ];
-          networking.hostName = "";
-        };
+      # One file per node under nodes/, and the hardware module of the compute module in its
+      # slot (flakesmith add-node and remove-node edit this list).
+      hosts = {
+        "k3s-1" = ./rk1-base.nix;
+        "k3s-2" = ./rk1-base.nix;
+        "k3s-3" = ./rk1-base.nix;
+        "k3s-4" = ./rk1-base.nix;
+        "k3s-5" = ./rk1-base.nix;
+        "k3s-6" = ./rk1-base.nix;
       };
+
+      # One image per node, host name and address built in; and for each kind of compute module
+      # (rk1) the identical image for every slot holding one: `flakesmith stamp` gives each
+      # copy its node's identity, which firmware-identity.nix moves into place at first boot (an
+      # unstamped copy boots nameless with DHCP and is named at its post-deploy switch).
+      machines =
+        lib.mapAttrs (host: hardware: {
+          imports = [
+            hardware
+            ./nodes/${host}.nix
+          ];
+        }) hosts
+        // {
+          rk1 = {
+            imports = [
+              ./rk1-base.nix
+              ./firmware-identity.nix
+            ];
+            networking.hostName = "";
+          };
+        };
 
       # The NixOS system of one machine. Every build machine builds this same aarch64 system;
       # an x86_64-linux machine runs its build steps under QEMU, which needs
@@ -76,7 +87,6 @@
         lib.nixosSystem {
           modules = [
             ./common.nix
-            ./rk1-base.nix
             sops-nix.nixosModules.sops
             dots.nixosModules.default
             machine
