@@ -320,3 +320,27 @@ pub struct CompletionsArgs {
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
 }
+
+/// A value outside a flag's choices (`--module jetson`), as one line that names the flag and
+/// what it takes, like every other bad input; None for any other clap error.
+pub fn invalid_choice(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::InvalidValue {
+        return None;
+    }
+    let string = |kind| match e.get(kind) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let flag = string(ContextKind::InvalidArg)?;
+    let flag = flag.split(' ').next().unwrap_or(&flag).to_owned();
+    let value = string(ContextKind::InvalidValue)?;
+    let Some(ContextValue::Strings(allowed)) = e.get(ContextKind::ValidValue) else {
+        return None;
+    };
+    Some(format!(
+        "error: {flag}: {} is not allowed (allowed: {})\n",
+        crate::echo::quoted(&value),
+        allowed.join(", ")
+    ))
+}

@@ -8,10 +8,10 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         // clap quotes a bad value whole; help and version go out as they are.
         Err(e) if e.use_stderr() => {
-            eprint!(
-                "{}",
+            let message = flakesmith::cli::invalid_choice(&e).unwrap_or_else(|| {
                 flakesmith::echo::scrub_quoted(&e.render().to_string(), &['\''])
-            );
+            });
+            eprint!("{message}");
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
         Err(e) => e.exit(),

@@ -560,6 +560,7 @@ fn bad_input_is_one_line_exit_2_and_changes_nothing() {
         // A fifth node needs a second board: no terminal to ask, so its BMC host is required.
         &["add-node"],
         &["add-node", "--bmc-host", "not a host"],
+        &["add-node", "--module", "jetson"],
     ];
     for args in cases {
         let out = repo.run(args);
@@ -568,6 +569,11 @@ fn bad_input_is_one_line_exit_2_and_changes_nothing() {
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
         assert_same_tree(&before, &repo.snapshot());
     }
+    let out = repo.run(&["add-node", "--module", "jetson"]);
+    assert_eq!(
+        text(&out.stderr),
+        "error: --module: 'jetson' is not allowed (allowed: rk1, cm4)\n"
+    );
 
     let answers = repo.read("flakesmith.yaml");
     repo.edit("flakesmith.yaml", |t| {
@@ -945,4 +951,75 @@ fn remove_node_says_what_becomes_of_a_kept_file_and_drops_an_emptied_board() {
     assert!(repo
         .read("flakesmith.yaml")
         .contains("bmc-host: turingpi2.local"));
+}
+
+/// `add-node --module cm4` in a git repository: the node lands in flakesmith.yaml as a CM4, and
+/// the flake, evaluated in place as a git flake against the stand-in inputs (what a plain
+/// `nix build .#cm4-node1` reads), gives it nixpkgs' aarch64 SD image (the Raspberry Pi firmware
+/// in the FAT partition, no bootloader written in front of it, raw) and adds the identical `cm4`
+/// image, while the RK1 nodes keep theirs. What the stand-ins cannot show: that the image boots a
+/// CM4 (the firmware, U-Boot and kernel are nixpkgs'; see book/src/cm4.md).
+#[test]
+fn add_node_module_cm4_gives_the_node_the_cm4_image_in_the_git_flake() {
+    use crate::nix_eval::{nix_with_stand_ins, stand_in_inputs};
+    let tmp = tempfile::tempdir().unwrap();
+    expect(
+        &flakesmith(tmp.path(), &["init", "repo", "--yes", "--nodes", "2"]),
+        0,
+    );
+    let repo = tmp.path().join("repo");
+    let dir = repo.to_str().unwrap();
+    let out = flakesmith(tmp.path(), &["add-node", "-C", dir, "--module", "cm4"]);
+    expect(&out, 0);
+    assert!(
+        text(&out.stdout).contains("Adding cm4-node1 (cm4): board tp1, slot 3"),
+        "{}",
+        text(&out.stdout)
+    );
+    let answers = std::fs::read_to_string(repo.join("flakesmith.yaml")).unwrap();
+    assert_eq!(answers.matches("module:").count(), 1, "{answers}");
+    assert!(answers.contains("- host: cm4-node1\n  board: tp1\n  slot: 3\n  module: cm4\n"));
+
+    let flake = std::fs::read_to_string(repo.join("flake.nix")).unwrap();
+    let reference = format!("git+file://{}", repo.display());
+    let out = crate::support::run_ok(&mut nix_with_stand_ins(
+        &stand_in_inputs(&flake),
+        &[
+            "eval",
+            "--json",
+            &format!("{reference}#nixosConfigurations"),
+            "--apply",
+            "builtins.mapAttrs (_: c: { host = c.config.networking.hostName; \
+             image = c.config.system.build.sdImage.name; \
+             firmware = c.config.sdImage.populateFirmwareCommands; \
+             offset = c.config.sdImage.firmwarePartitionOffset; \
+             injects = builtins.match \".*rk-inject write.*\" c.config.sdImage.postBuildCommands != null; })",
+        ],
+    ));
+    let machines: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let names: Vec<&String> = machines.as_object().unwrap().keys().collect();
+    assert_eq!(names, ["cm4", "cm4-node1", "rk1", "rk1-node1", "rk1-node2"]);
+    for (name, host, module) in [
+        ("cm4-node1", "cm4-node1", "cm4"),
+        ("cm4", "", "cm4"),
+        ("rk1-node2", "rk1-node2", "rk1"),
+        ("rk1", "", "rk1"),
+    ] {
+        let m = &machines[name];
+        assert_eq!(m["host"], host, "{name}: {m}");
+        let file = if host.is_empty() { module } else { host };
+        assert_eq!(m["image"], format!("nixos-{file}.img"), "{name}: {m}");
+        let cm4 = module == "cm4";
+        // The stand-in sd-image-aarch64.nix copies "raspberrypi-firmware"; the RK1 empties it.
+        assert_eq!(
+            m["firmware"]
+                .as_str()
+                .unwrap()
+                .contains("raspberrypi-firmware"),
+            cm4,
+            "{name}: {m}"
+        );
+        assert_eq!(m["injects"], !cm4, "{name}: {m}");
+        assert_eq!(m["offset"], if cm4 { 8 } else { 16 }, "{name}: {m}");
+    }
 }

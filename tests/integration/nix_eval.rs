@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use flakesmith::model::answers::NodeRecipients;
+use flakesmith::model::{answers::NodeRecipients, Module};
 use serde_json::Value;
 
 use crate::support::{fixtures, run_ok, snapshot_cases, Project, TempRepo};
@@ -209,8 +209,25 @@ fn generated_flakes_evaluate_with_the_expected_outputs() {
         let flake = Flake::new(&tree);
 
         let hosts: BTreeSet<String> = project.nodes.iter().map(|n| n.host.to_string()).collect();
+        // The nodes, and the identical image of each kind of compute module they are.
         let mut machines = hosts.clone();
-        machines.insert("rk1".into());
+        machines.extend(
+            project
+                .modules()
+                .iter()
+                .map(|m| m.identical_image().to_owned()),
+        );
+        let module_of = |machine: &str| {
+            project
+                .node(machine)
+                .map(|n| n.module.kind)
+                .or_else(|| {
+                    Module::ALL
+                        .into_iter()
+                        .find(|m| m.identical_image() == machine)
+                })
+                .unwrap()
+        };
         let build_systems: BTreeSet<String> = project.build.systems.iter().cloned().collect();
         let mut shell_systems = build_systems.clone();
         shell_systems.insert("aarch64-darwin".into());
@@ -264,48 +281,66 @@ fn generated_flakes_evaluate_with_the_expected_outputs() {
         let sops = project.secrets.mode == flakesmith::model::answers::SecretsMode::Sops;
         for machine in &machines {
             let c = &configs[machine];
-            let host = if machine == "rk1" {
-                ""
-            } else {
+            let host = if hosts.contains(machine) {
                 machine.as_str()
+            } else {
+                ""
             };
             assert_eq!(c["hostName"], host, "{case}: {machine} hostName");
-            let base = if machine == "rk1" {
-                "nixos-rk1".to_owned()
-            } else {
-                format!("nixos-{machine}")
-            };
+            // nixos-<host>.img, and nixos-rk1.img / nixos-cm4.img for the identical images.
             assert_eq!(
                 c["image"],
-                format!("{base}.img"),
+                format!("nixos-{machine}.img"),
                 "{case}: {machine}: a raw image named after its node"
             );
-            assert_eq!(
-                c["offset"], 16,
-                "{case}: {machine}: partitions start at 16 MiB"
-            );
             assert_eq!(c["compress"], false, "{case}: {machine}");
-            assert_eq!(
-                c["firmware"], "",
-                "{case}: {machine}: no Raspberry Pi firmware"
-            );
-            let post_build = c["postBuild"].as_str().unwrap();
-            let bootloader = match project.bootloader {
-                flakesmith::model::Bootloader::Nixpkgs => {
-                    "-uboot-turing-rk1-rk3588_defconfig-2025.10/u-boot-rockchip.bin"
-                }
-                flakesmith::model::Bootloader::Blob { .. } => "-rk1-bootloader.bin",
-            };
-            assert!(
-                post_build.contains("-rk-inject-")
-                    && post_build
-                        .contains("/bin/rk-inject write --image \"$img\" --bootloader /nix/store/"),
-                "{case}: {machine}: postBuildCommands lacks the rk-inject call:\n{post_build}"
-            );
-            assert!(
-                post_build.contains(&format!("{bootloader} --soc rk3588")),
-                "{case}: {machine}: wrong bootloader in:\n{post_build}"
-            );
+            if module_of(machine) == Module::Cm4 {
+                // nixpkgs' sd-image-aarch64.nix (the stand-in copies "raspberrypi-firmware"):
+                // the firmware in the FAT partition at its default 8 MiB, nothing injected.
+                assert_eq!(
+                    c["offset"], 8,
+                    "{case}: {machine}: sd-image's default offset"
+                );
+                assert!(
+                    c["firmware"]
+                        .as_str()
+                        .unwrap()
+                        .contains("raspberrypi-firmware"),
+                    "{case}: {machine}: the Raspberry Pi firmware"
+                );
+                assert!(
+                    !c["postBuild"].as_str().unwrap().contains("rk-inject"),
+                    "{case}: {machine}: no Rockchip bootloader"
+                );
+            } else {
+                assert_eq!(
+                    c["offset"], 16,
+                    "{case}: {machine}: partitions start at 16 MiB"
+                );
+                assert_eq!(c["compress"], false, "{case}: {machine}");
+                assert_eq!(
+                    c["firmware"], "",
+                    "{case}: {machine}: no Raspberry Pi firmware"
+                );
+                let post_build = c["postBuild"].as_str().unwrap();
+                let bootloader = match project.bootloader {
+                    flakesmith::model::Bootloader::Nixpkgs => {
+                        "-uboot-turing-rk1-rk3588_defconfig-2025.10/u-boot-rockchip.bin"
+                    }
+                    flakesmith::model::Bootloader::Blob { .. } => "-rk1-bootloader.bin",
+                };
+                assert!(
+                    post_build.contains("-rk-inject-")
+                        && post_build.contains(
+                            "/bin/rk-inject write --image \"$img\" --bootloader /nix/store/"
+                        ),
+                    "{case}: {machine}: postBuildCommands lacks the rk-inject call:\n{post_build}"
+                );
+                assert!(
+                    post_build.contains(&format!("{bootloader} --soc rk3588")),
+                    "{case}: {machine}: wrong bootloader in:\n{post_build}"
+                );
+            }
             let expected_key_file = match (sops, project.secrets.node_recipients) {
                 (true, NodeRecipients::AgeKeys) => Value::from("/var/lib/sops-nix/key.txt"),
                 (true, NodeRecipients::SshHostKeys) => Value::Null,
