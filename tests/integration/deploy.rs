@@ -923,3 +923,63 @@ fn rk1_deploy_stamped_stops_at_a_failed_flash_and_removes_the_copy() {
     assert_eq!(output.status.code(), Some(2));
     assert!(run.calls().is_empty());
 }
+
+/// A board mixing RK1s and Raspberry Pi CM4s: each node gets its own module's identical image
+/// (`--identical`), and `--stamped` builds the identical image of each module it flashes, once.
+/// `tpi flash` is the same command for both: the BMC picks rockusb or rpiboot by the USB ID the
+/// slot shows (turing-machines/bmcd, book/src/cm4.md), which no stand-in can show.
+#[test]
+fn rk1_deploy_flashes_each_node_with_its_modules_image_on_a_mixed_board() {
+    let mut answers = flakesmith::model::Answers::default();
+    answers.set_hosts(
+        ["rk1-a", "cm4-a", "rk1-b", "cm4-b"]
+            .map(String::from)
+            .to_vec(),
+    );
+    let mixed = Project::from_answers(answers).with_cm4(&["cm4-a", "cm4-b"]);
+
+    let run = Run::new(&mixed);
+    built_images(&run.repo, &["rk1", "cm4"]);
+    let output = rk1_deploy(&run)
+        .args(["--identical", "--no-post-deploy"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let sha = |t: &str| sha256_hex(format!("image of {t}").as_bytes());
+    let mut expected = Vec::new();
+    for (slot, image) in [(1, "rk1"), (2, "cm4"), (3, "rk1"), (4, "cm4")] {
+        expected.extend([
+            format!(
+                "tpi --host turingpi.local flash --node {slot} --image-path {{repo}}/images/{image}/sd-image/nixos-{image}.img --sha256 {}",
+                sha(image)
+            ),
+            format!("tpi --host turingpi.local power off --node {slot}"),
+            format!("tpi --host turingpi.local power on --node {slot}"),
+        ]);
+    }
+    assert_eq!(run.calls(), expected);
+
+    // Stamped: only the images of the nodes asked for are built, each once.
+    for (nodes, build) in [
+        (&["cm4-a", "cm4-b"][..], "cm4"),
+        (&["cm4-b", "rk1-a", "rk1-b"][..], "rk1 cm4"),
+    ] {
+        let run = Run::new(&mixed);
+        let mut command = rk1_deploy(&run);
+        command.args(["--stamped", "--no-post-deploy"]);
+        for node in nodes {
+            command.args(["--node", node]);
+        }
+        let output = command.output().unwrap();
+        let (stdout, stderr) = text(&output);
+        assert!(output.status.success(), "{stdout}\n{stderr}");
+        let calls = run.calls();
+        assert_eq!(calls[0], format!("flakesmith build -C {{repo}} {build}"));
+        let stamps = calls
+            .iter()
+            .filter(|c| c.starts_with("flakesmith stamp"))
+            .count();
+        assert_eq!(stamps, nodes.len(), "{calls:?}");
+    }
+}
