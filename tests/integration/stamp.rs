@@ -878,3 +878,71 @@ fn the_recorded_file_is_trusted_only_while_unchanged() {
         "not the identical image",
     );
 }
+
+/// A board mixing RK1s and CM4s: without --image each node is stamped into a copy of its own
+/// module's recorded identical image (the RK1's with U-Boot in front at 16 MiB, the CM4's laid
+/// out as sd-image-aarch64.nix makes it, FAT at 8 MiB); with --image, nodes of two modules are
+/// refused, as one image cannot be both.
+#[test]
+fn a_mixed_board_stamps_each_node_from_its_modules_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut answers = flakesmith::model::Answers::default();
+    answers.set_hosts(["rk1-a", "cm4-a", "rk1-b"].map(String::from).to_vec());
+    let answers = Project::from_answers(answers)
+        .with_cm4(&["cm4-a"])
+        .answers()
+        .to_yaml();
+    let file = tmp.path().join("answers.yaml");
+    fs::write(&file, answers).unwrap();
+    let repo = TestRepo::init(&["--answers", path_str(&file)]);
+
+    let rk1 = rk1_image(tmp.path());
+    let cm4 = fixtures::sd_image(tmp.path(), "nixos-cm4.img", 8);
+    let mut images = Vec::new();
+    for (target, image) in [("rk1", &rk1), ("cm4", &cm4)] {
+        let path = format!("{target}/sd-image/nixos-{target}.img");
+        let inside = repo.dir.join("images").join(&path);
+        fs::create_dir_all(inside.parent().unwrap()).unwrap();
+        fs::copy(&image.path, &inside).unwrap();
+        let sha256 = hex::encode(digest(&image.path));
+        let size = fs::metadata(&image.path).unwrap().len();
+        images.push(format!(
+            r#""{target}":{{"sha256":"{sha256}","size":{size},"path":"{path}"}}"#
+        ));
+    }
+    repo.write(
+        "images/identical-images.json",
+        &format!(r#"{{"version":1,"images":{{{}}}}}"#, images.join(",")),
+    );
+
+    let out = stamp(&repo, &["--all"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (host, source) in [("rk1-a", &rk1), ("cm4-a", &cm4), ("rk1-b", &rk1)] {
+        let stamped = repo.dir.join(format!("stamped/{host}.img"));
+        assert_eq!(
+            fs::metadata(&stamped).unwrap().len(),
+            fs::metadata(&source.path).unwrap().len(),
+            "{host}"
+        );
+        // Everything in front of the FAT partition (the RK1's U-Boot, the CM4's bare MBR) is the
+        // source's, and the identity is in the FAT partition.
+        assert_eq!(
+            region(&stamped, 0, source.firmware.0),
+            region(&source.path, 0, source.firmware.0),
+            "{host}"
+        );
+        assert_eq!(
+            mread(&stamped, source.firmware.0, "hostname"),
+            format!("{host}\n").as_bytes()
+        );
+    }
+
+    refused(
+        &stamp(&repo, &["rk1-a", "cm4-a", "--image", path_str(&rk1.path)]),
+        "--image: these nodes hold different compute modules (rk1, cm4)",
+    );
+}
