@@ -550,7 +550,7 @@ fn next_steps(scratch: &Scratch, args: &[&str]) -> (Vec<String>, PathBuf) {
             assert!(
                 flake.contains(&format!("images.{image} = "))
                     || flake.contains(&format!("images.\"{image}\" = "))
-                    || flake.contains(&format!("hosts = [\n        \"{image}\"")),
+                    || flake.contains(&format!("hosts = {{\n        \"{image}\" = ")),
                 "{step}: no such image in flake.nix"
             );
         }
