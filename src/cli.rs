@@ -102,7 +102,7 @@ pub struct InitArgs {
         help_heading = "Answers"
     )]
     pub platforms: Vec<String>,
-    /// Number of RK1 nodes (1-1024), named <host-prefix>1, <host-prefix>2, …
+    /// Number of Turing Pi 2 nodes (1-1024), named <host-prefix>1, <host-prefix>2, …
     #[arg(long, value_name = "N", help_heading = "Answers")]
     pub nodes: Option<usize>,
     /// Prefix of generated node host names

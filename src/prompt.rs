@@ -209,7 +209,7 @@ fn ask(question: Question, a: &mut Answers, theme: &ColorfulTheme) -> Result<()>
         }
         Question::Nodes => {
             let count: usize = Input::with_theme(theme)
-                .with_prompt("Number of RK1 nodes")
+                .with_prompt("Number of Turing Pi 2 nodes")
                 .default(a.nodes.len().max(1))
                 .validate_with(|n: &usize| -> Result<(), String> {
                     if (1..=MAX_NODES).contains(n) {

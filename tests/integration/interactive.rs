@@ -58,7 +58,7 @@ fn enter_throughout_gives_a_working_repo() {
     // The directory names the project, so the first question is the layout.
     for prompt in [
         "Layout",
-        "Number of RK1 nodes",
+        "Number of Turing Pi 2 nodes",
         "Host names",
         "Compute module of each node",
         "BMC host of board 1",
@@ -132,7 +132,7 @@ fn typed_answers_and_a_corrected_mistake() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = spawn_init(dir.path());
     answer(&mut s, "Layout", "");
-    answer(&mut s, "Number of RK1 nodes", "5");
+    answer(&mut s, "Number of Turing Pi 2 nodes", "5");
     // A bad host name is refused at the prompt, which asks again.
     answer(&mut s, "Host names", "a,b,c,d,Bad_E");
     s.expect("not an RFC 1123 host name")
@@ -196,7 +196,7 @@ fn bad_answers_are_asked_again_at_their_own_prompt() {
         s.send(ENTER).unwrap();
     };
     answer(&mut s, "Layout", "");
-    answer(&mut s, "Number of RK1 nodes", "");
+    answer(&mut s, "Number of Turing Pi 2 nodes", "");
     answer(&mut s, "Host names", "");
     answer(&mut s, "Compute module of each node", "");
     answer(&mut s, "BMC host of board 1", "bad host!");
@@ -288,7 +288,7 @@ fn multi_cloud_asks_what_its_chosen_platforms_need() {
     s.send(ENTER).unwrap();
     let before = keys(&mut s, "Admin user", &[]);
     assert!(
-        !before.contains("Number of RK1 nodes") && !before.contains("BMC host"),
+        !before.contains("Number of Turing Pi 2 nodes") && !before.contains("BMC host"),
         "no RK1 questions without rk1:\n{before}"
     );
     answer(&mut s, "SSH public key", KEY);
