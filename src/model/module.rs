@@ -74,6 +74,15 @@ impl Module {
         }
     }
 
+    /// Its serial console, which `tpi uart get --node N` reads (115200 baud on both).
+    pub fn console(self) -> &'static str {
+        match self {
+            Module::Rk1 => "ttyS9",
+            // sd-image-aarch64.nix's console=ttyS0,115200n8: the CM4's UART on GPIO 14/15.
+            Module::Cm4 => "ttyS0",
+        }
+    }
+
     /// How the BMC reaches the module's eMMC when `tpi flash` runs: it asserts the slot's
     /// USB-boot line, power-cycles the slot and picks the loader by the USB ID that appears
     /// (turing-machines/bmcd, bmcd/src/usb_boot.rs). The deploy script only says it.
@@ -118,6 +127,7 @@ impl Module {
             image: self.identical_image(),
             base_file: self.base_file(layout),
             usb_boot: self.usb_boot(),
+            console: self.console(),
             injects_bootloader: self.injects_bootloader(),
         }
     }
@@ -141,6 +151,7 @@ pub struct ModuleFacts {
     /// Its hardware module, relative to the repository root.
     pub base_file: &'static str,
     pub usb_boot: &'static str,
+    pub console: &'static str,
     pub injects_bootloader: bool,
 }
 
