@@ -9,7 +9,7 @@ pub mod cli;
 pub mod cmd;
 pub mod echo;
 mod error;
-pub mod failpoint;
+mod failpoint;
 mod git;
 pub mod images;
 pub mod model;
