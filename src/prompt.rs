@@ -282,10 +282,10 @@ fn ask(question: Question, a: &mut Answers, theme: &ColorfulTheme) -> Result<()>
                 .default(default)
                 .allow_empty(true)
                 .validate_with(|s: &String| -> Result<(), String> {
-                    crate::cmd::init::read_ssh_keys(&split_list(s)).map(|_| ()).map_err(|e| format!("{e:#}"))
+                    crate::answer_files::read_ssh_keys(&split_list(s)).map(|_| ()).map_err(|e| format!("{e:#}"))
                 })
                 .interact_text()?;
-            a.ssh_keys = crate::cmd::init::read_ssh_keys(&split_list(&text))?;
+            a.ssh_keys = crate::answer_files::read_ssh_keys(&split_list(&text))?;
         }
         Question::Secrets => {
             let modes = [SecretsMode::Sops, SecretsMode::DeploymentKeys];
@@ -327,13 +327,14 @@ fn ask(question: Question, a: &mut Answers, theme: &ColorfulTheme) -> Result<()>
                             if s.trim().is_empty() {
                                 return Ok(());
                             }
-                            crate::cmd::init::read_ssh_keys(std::slice::from_ref(s))
+                            crate::answer_files::read_ssh_keys(std::slice::from_ref(s))
                                 .map(|_| ())
                                 .map_err(|e| format!("{e:#}"))
                         })
                         .interact_text()?;
-                    a.secrets.deployment_key =
-                        crate::cmd::init::read_ssh_keys(&[text])?.into_iter().next();
+                    a.secrets.deployment_key = crate::answer_files::read_ssh_keys(&[text])?
+                        .into_iter()
+                        .next();
                 }
             }
         }
@@ -362,7 +363,7 @@ fn ask(question: Question, a: &mut Answers, theme: &ColorfulTheme) -> Result<()>
                 let path: String = Input::with_theme(theme)
                     .with_prompt("Path to the bootloader blob")
                     .default(a.bootloader.blob.clone().unwrap_or_default())
-                    .validate_with(|s: &String| crate::cmd::init::read_blob(s.trim()).map(drop))
+                    .validate_with(|s: &String| crate::answer_files::read_blob(s.trim()).map(drop))
                     .interact_text()?;
                 Some(path.trim().to_owned())
             };

@@ -117,7 +117,7 @@ pub fn run(args: BuildArgs) -> Result<Outcome> {
             let sign = images::sign_command(key, &repo.join(IMAGES_DIR).join(images::SUMS_FILE));
             let words: Vec<String> = std::iter::once(sign.get_program())
                 .chain(sign.get_args())
-                .map(|w| build::shell_word(&w.to_string_lossy()))
+                .map(|w| crate::render::shell_word(&w.to_string_lossy()))
                 .collect();
             println!("{}", words.join(" "));
         }

@@ -215,7 +215,7 @@ pub fn print_updatekeys(dir: &Path, why: &str) {
     encrypted.sort();
     println!("Next: {why}:");
     for path in encrypted {
-        println!("  sops updatekeys {}", crate::nix::build::shell_word(&path));
+        println!("  sops updatekeys {}", crate::render::shell_word(&path));
     }
 }
 
