@@ -1,28 +1,28 @@
 //! flakesmith: scaffold, grow and build Nix flake repositories for custom NixOS images.
 //!
 //! Data flows one way: answers ([`model::Answers`]) → validated [`model::Project`] → rendered
-//! [`render::Tree`] → plan against disk ([`sync`]) → apply. The binary is a thin shell over
+//! [`render::Tree`] → plan against disk (`sync`) → apply. The binary is a thin shell over
 //! [`cmd`].
 
 mod answer_files;
-pub mod check;
+mod check;
 pub mod cli;
 pub mod cmd;
 pub mod echo;
 mod error;
 mod failpoint;
 mod git;
-pub mod images;
+mod images;
 pub mod model;
-pub mod nix;
-pub mod prompt;
+mod nix;
+mod prompt;
 pub mod render;
 pub mod rockchip;
 pub mod rockchip_fuzz;
 pub mod rockchip_vendor;
 pub mod secrets;
-pub mod stamp;
-pub mod sync;
+mod stamp;
+mod sync;
 
 pub use error::UsageError;
 

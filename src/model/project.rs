@@ -119,10 +119,6 @@ impl Project {
         self.nodes.iter().find(|n| n.host.as_str() == host)
     }
 
-    pub fn board(&self, name: &str) -> Option<&Board> {
-        self.boards.iter().find(|b| b.name == name)
-    }
-
     /// The images the flake's `packages.<system>` holds for each build system, in the order the
     /// flake lists them: what `flakesmith build --all` builds. The templates own the fact; the
     /// stand-in evaluation in the tests (nix_eval.rs, cloud.rs) holds this list to them.

@@ -375,7 +375,6 @@ pub struct BuildReport {
     pub failed: Vec<(String, Vec<String>)>,
     /// nix's error messages.
     pub errors: Vec<String>,
-    pub elapsed: Duration,
 }
 
 struct Activity {
@@ -509,7 +508,6 @@ pub fn run_build(mut command: Command, mut observe: impl FnMut(Event<'_>)) -> Re
         report.finished.remove(drv);
     }
     report.success = status.success();
-    report.elapsed = start.elapsed();
     Ok(report)
 }
 

@@ -104,12 +104,8 @@ pub struct Applied {
     pub base_written: usize,
 }
 
-/// Applies a plan to an existing repo and records its new base.
-pub fn apply(repo: &Path, plan: &Plan) -> Result<Applied> {
-    apply_with(repo, plan, &[])
-}
-
-/// [`apply`], creating `new_files` (node identities) in the same transaction.
+/// Applies a plan to an existing repo and records its new base, creating `new_files` (node
+/// identities) in the same transaction.
 pub fn apply_with(repo: &Path, plan: &Plan, new_files: &[NewFile]) -> Result<Applied> {
     let mut changes: Vec<FileChange<'_>> = Vec::new();
     let mut applied = Applied::default();
