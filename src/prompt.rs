@@ -6,6 +6,7 @@ use anyhow::Result;
 use dialoguer::{theme::ColorfulTheme, Confirm, Input, MultiSelect, Password, Select};
 
 use crate::{
+    cli::init_flag,
     error::UsageError,
     model::{
         answers::{AwsImageFormat, SecretsMode, DEFAULT_HOST_PREFIX, MAX_NODES},
@@ -53,25 +54,32 @@ impl Question {
         Question::Dots,
     ];
 
-    /// The flag that answers it, for the "missing answers" message.
-    pub fn flag(self) -> &'static str {
+    /// The flags that answer it (`init`'s argument ids), the first the usual one.
+    fn flag_ids(self) -> &'static [&'static str] {
         match self {
-            Question::Name => "--name",
-            Question::Layout => "--layout",
-            Question::Platforms => "--platform",
-            Question::Nodes => "--nodes (or --hosts)",
-            Question::BmcHosts => "--bmc-host",
-            Question::AdminUser => "--admin-user",
-            Question::SshKeys => "--ssh-key",
-            Question::Secrets => "--secrets",
-            Question::NixpkgsBranch => "--nixpkgs-branch",
-            Question::Bootloader => "--bootloader-blob (or --no-bootloader-blob)",
-            Question::Dots => "--dots (or --no-dots)",
-            Question::TemporaryPassword => "--temporary-password-hash",
-            Question::Monitoring => "--no-node-exporter / --open-exporter-port",
-            Question::AwsImageFormat => "--aws-image-format",
-            Question::RawEfi => "--raw-efi",
+            Question::Name => &["name"],
+            Question::Layout => &["layout"],
+            Question::Platforms => &["platforms"],
+            Question::Nodes => &["nodes", "hosts"],
+            Question::BmcHosts => &["bmc_hosts"],
+            Question::AdminUser => &["admin_user"],
+            Question::SshKeys => &["ssh_keys"],
+            Question::Secrets => &["secrets"],
+            Question::NixpkgsBranch => &["nixpkgs_branch"],
+            Question::Bootloader => &["bootloader_blob", "no_bootloader_blob"],
+            Question::Dots => &["dots", "no_dots"],
+            Question::TemporaryPassword => &["temporary_password_hash"],
+            Question::Monitoring => &["no_node_exporter", "open_exporter_port"],
+            Question::AwsImageFormat => &["aws_image_format"],
+            Question::RawEfi => &["raw_efi"],
         }
+    }
+
+    /// The flag that answers it, for the "missing answers" message: `--nodes (or --hosts)`.
+    pub fn flag(self) -> String {
+        let mut flags = self.flag_ids().iter().map(|id| init_flag(id));
+        let first = flags.next().expect("every question has a flag");
+        flags.fold(first, |text, other| format!("{text} (or {other})"))
     }
 
     /// Asked in a terminal, but never missing without one: the default is a complete answer,
@@ -132,7 +140,7 @@ pub fn complete(answers: &mut Answers, given: &BTreeSet<Question>, asking: Askin
             Ok(())
         }
         Asking::Refuse => {
-            let missing: Vec<&str> = Question::ALL
+            let missing: Vec<String> = Question::ALL
                 .into_iter()
                 .filter(|q| !given.contains(q) && !q.has_safe_default() && q.applies(answers))
                 .map(Question::flag)
@@ -141,8 +149,10 @@ pub fn complete(answers: &mut Answers, given: &BTreeSet<Question>, asking: Askin
                 Ok(())
             } else {
                 Err(UsageError::new(format!(
-                    "stdin is not a terminal, so nothing can be asked; missing answers: {}; give them as flags, use --answers FILE, or --yes to take the defaults",
-                    missing.join(", ")
+                    "stdin is not a terminal, so nothing can be asked; missing answers: {}; give them as flags, use {} FILE, or {} to take the defaults",
+                    missing.join(", "),
+                    init_flag("answers"),
+                    init_flag("yes"),
                 ))
                 .into())
             }

@@ -11,7 +11,7 @@ use anyhow::Result;
 use super::Outcome;
 use crate::{
     answer_files::{read_blob, read_ssh_keys},
-    cli::InitArgs,
+    cli::{init_flag, InitArgs},
     echo::quoted,
     model::{
         answers::{BLOB_FILE, MAX_NODES},
@@ -66,8 +66,9 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
     let existing = dir_state(&dir)?;
     if existing == DirState::NonEmpty && !args.force {
         return Err(UsageError::new(format!(
-            "{} is not empty; use --force to add the generated files (your files are never overwritten), or `flakesmith update` in a generated repo",
-            dir.display()
+            "{} is not empty; use {} to add the generated files (your files are never overwritten), or `flakesmith update` in a generated repo",
+            dir.display(),
+            init_flag("force"),
         ))
         .into());
     }
@@ -161,14 +162,18 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
     secrets::report_made(&made);
     if project.ssh_keys.is_empty() {
         eprintln!(
-            "warning: no SSH key for the admin (none given with --ssh-key, none found in ~/.ssh): nobody can log in to these machines over SSH; add your public key under ssh-keys in {}, then run `flakesmith update`",
+            "warning: no SSH key for the admin (none given with {}, none found in ~/.ssh): nobody can log in to these machines over SSH; add your public key under ssh-keys in {}, then run `flakesmith update`",
+            init_flag("ssh_keys"),
             dir.join(crate::render::ANSWERS_FILE).display()
         );
     }
     print_next_steps(&project, &dir);
     if args.no_git {
         // The next steps call nix, which copies a plain directory whole into the store.
-        println!("  # not a git work tree (--no-git): run `git init && git add --all` before any nix command;");
+        println!(
+            "  # not a git work tree ({}): run `git init && git add --all` before any nix command;",
+            init_flag("no_git")
+        );
         println!(
             "  # nix copies a plain directory, keys/ included, into the world-readable Nix store"
         );
@@ -213,7 +218,7 @@ fn apply_flags(args: &InitArgs, a: &mut Answers, given: &mut BTreeSet<Question>)
         a.platforms = args
             .platforms
             .iter()
-            .map(|p| Platform::parse(p).map_err(|m| InvalidAnswer::new("--platform", m)))
+            .map(|p| Platform::parse(p).map_err(|m| InvalidAnswer::new(init_flag("platforms"), m)))
             .collect::<Result<_, _>>()?;
         if args.layout.is_none() && a.platforms != [Platform::Rk1] {
             a.layout = Layout::MultiCloud;
@@ -229,7 +234,7 @@ fn apply_flags(args: &InitArgs, a: &mut Answers, given: &mut BTreeSet<Question>)
         // The prompt's range: a typo of 1000 must not write a thousand files.
         if !(1..=MAX_NODES).contains(&count) {
             return Err(InvalidAnswer::new(
-                "--nodes",
+                init_flag("nodes"),
                 format!("{count} nodes; a repository holds 1 to {MAX_NODES}"),
             )
             .into());
@@ -244,7 +249,7 @@ fn apply_flags(args: &InitArgs, a: &mut Answers, given: &mut BTreeSet<Question>)
     if !args.bmc_hosts.is_empty() {
         if args.bmc_hosts.len() != a.boards.len() {
             return Err(InvalidAnswer::new(
-                "--bmc-host",
+                init_flag("bmc_hosts"),
                 format!(
                     "{} nodes sit on {} board(s); give one BMC host per board, not {}",
                     a.nodes.len(),
@@ -265,7 +270,7 @@ fn apply_flags(args: &InitArgs, a: &mut Answers, given: &mut BTreeSet<Question>)
     }
     if !args.ssh_keys.is_empty() {
         a.ssh_keys = read_ssh_keys(&args.ssh_keys)
-            .map_err(|e| InvalidAnswer::new("--ssh-key", format!("{e:#}")))?;
+            .map_err(|e| InvalidAnswer::new(init_flag("ssh_keys"), format!("{e:#}")))?;
         answer(Question::SshKeys);
     }
     if let Some(mode) = args.secrets {
@@ -280,11 +285,11 @@ fn apply_flags(args: &InitArgs, a: &mut Answers, given: &mut BTreeSet<Question>)
     }
     if let Some(key) = &args.deployment_key {
         let keys = read_ssh_keys(std::slice::from_ref(key))
-            .map_err(|e| InvalidAnswer::new("--deployment-key", format!("{e:#}")))?;
+            .map_err(|e| InvalidAnswer::new(init_flag("deployment_key"), format!("{e:#}")))?;
         // The answer holds one key; taking the first of several would drop the others unsaid.
         if keys.len() > 1 {
             return Err(InvalidAnswer::new(
-                "--deployment-key",
+                init_flag("deployment_key"),
                 format!(
                     "{} holds {} keys; give the one key for first access",
                     quoted(key),
@@ -299,8 +304,11 @@ fn apply_flags(args: &InitArgs, a: &mut Answers, given: &mut BTreeSet<Question>)
         // A recipient found in ~/.config/sops goes unused without a word; one given does not.
         if !args.age_recipients.is_empty() {
             return Err(InvalidAnswer::new(
-                "--age-recipient",
-                "only used with --secrets sops (deployment-keys mode encrypts nothing)",
+                init_flag("age_recipients"),
+                format!(
+                    "only used with {} sops (deployment-keys mode encrypts nothing)",
+                    init_flag("secrets")
+                ),
             )
             .into());
         }
@@ -364,41 +372,50 @@ fn apply_flags(args: &InitArgs, a: &mut Answers, given: &mut BTreeSet<Question>)
 fn named_by_flag(args: &InitArgs, mut e: InvalidAnswer) -> InvalidAnswer {
     let field = e.field.as_str();
     let host_flag = if !args.hosts.is_empty() {
-        Some("--hosts")
+        Some(init_flag("hosts"))
     } else {
-        args.host_prefix.is_some().then_some("--host-prefix")
+        args.host_prefix.is_some().then(|| init_flag("host_prefix"))
     };
     let flag = match field {
-        "name" => args.name.is_some().then_some("--name"),
-        "admin-user" => args.admin_user.is_some().then_some("--admin-user"),
-        "nixpkgs-branch" => args.nixpkgs_branch.is_some().then_some("--nixpkgs-branch"),
-        "dots" => args.dots.is_some().then_some("--dots"),
+        "name" => args.name.is_some().then(|| init_flag("name")),
+        "admin-user" => args.admin_user.is_some().then(|| init_flag("admin_user")),
+        "nixpkgs-branch" => args
+            .nixpkgs_branch
+            .is_some()
+            .then(|| init_flag("nixpkgs_branch")),
+        "dots" => args.dots.is_some().then(|| init_flag("dots")),
         "bootloader.blob" => args
             .bootloader_blob
             .is_some()
-            .then_some("--bootloader-blob"),
-        "platforms" => (!args.platforms.is_empty()).then_some("--platform"),
-        "secrets.deployment-key" => args.deployment_key.is_some().then_some("--deployment-key"),
-        "state-version" => args.state_version.is_some().then_some("--state-version"),
+            .then(|| init_flag("bootloader_blob")),
+        "platforms" => (!args.platforms.is_empty()).then(|| init_flag("platforms")),
+        "secrets.deployment-key" => args
+            .deployment_key
+            .is_some()
+            .then(|| init_flag("deployment_key")),
+        "state-version" => args
+            .state_version
+            .is_some()
+            .then(|| init_flag("state_version")),
         "temporary-password-hash" => args
             .temporary_password_hash
             .is_some()
-            .then_some("--temporary-password-hash"),
-        "nodes" => host_flag.or(args.nodes.is_some().then_some("--nodes")),
+            .then(|| init_flag("temporary_password_hash")),
+        "nodes" => host_flag.or(args.nodes.is_some().then(|| init_flag("nodes"))),
         _ if field.starts_with("nodes[") && field.ends_with("].host") => host_flag,
         _ if field.starts_with("boards[") && field.ends_with("].bmc-host") => {
-            (!args.bmc_hosts.is_empty()).then_some("--bmc-host")
+            (!args.bmc_hosts.is_empty()).then(|| init_flag("bmc_hosts"))
         }
         _ if field.starts_with("secrets.admin-age-recipients") => {
-            (!args.age_recipients.is_empty()).then_some("--age-recipient")
+            (!args.age_recipients.is_empty()).then(|| init_flag("age_recipients"))
         }
         _ if field.starts_with("build.systems") => {
-            (!args.build_systems.is_empty()).then_some("--build-system")
+            (!args.build_systems.is_empty()).then(|| init_flag("build_systems"))
         }
         _ => None,
     };
     match (flag, &args.answers) {
-        (Some(flag), _) => e.field = flag.to_owned(),
+        (Some(flag), _) => e.field = flag,
         (None, Some(path)) => e.field = format!("{}: {field}", path.display()),
         (None, None) => {}
     }
