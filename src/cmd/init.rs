@@ -50,6 +50,13 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
         .dir
         .clone()
         .unwrap_or_else(|| PathBuf::from(&answers.name));
+    // An init that crashed part-way left its journal here: rolled back before anything looks at
+    // what the directory holds (its node identities, its blob), as every command does.
+    let lock = if dir.is_dir() {
+        Some(super::repo::lock_and_recover(&dir)?)
+    } else {
+        None
+    };
     let blob = take_blob(&mut answers, &dir).map_err(|e| named_by_flag(&args, e))?;
     let mut project = Project::from_answers(&answers).map_err(|e| named_by_flag(&args, e))?;
     // Node identities are made in memory now (their recipients go into .sops.yaml) and
@@ -95,24 +102,47 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
         return Ok(Outcome::Success);
     }
 
+    // Into a new or empty directory as into one with files (--force): the transaction of every
+    // command that changes a repo, the node identities and the blob (unless one is there)
+    // created in it, so that an error rolls all of it back, and a crash is rolled back by the
+    // next run, in this directory, of init or of any other command.
+    if existing == DirState::Missing {
+        fs_err::create_dir_all(&dir)?;
+    }
+    let _lock = match lock {
+        Some(lock) => lock,
+        None => super::repo::lock_and_recover(&dir)?,
+    };
+    let mut new_files = node_keys.new_files(&dir);
+    new_files.extend(blob.filter(|b| dir.join(&b.path).symlink_metadata().is_err()));
+    let applied = sync::plan(
+        &dir,
+        &tree,
+        PlanOptions {
+            no_merge: true,
+            ..Default::default()
+        },
+    )
+    .and_then(|plan| sync::apply_with(&dir, &plan, &new_files));
+    let applied = match applied {
+        Ok(applied) => applied,
+        Err(e) => {
+            if existing == DirState::Missing {
+                // Rolled back: the directory is empty again, and was not there before.
+                let _ = std::fs::remove_dir(&dir);
+            }
+            return Err(e);
+        }
+    };
     // What init wrote, for git: never a file of the user's it kept.
-    let mut written: Vec<String> = Vec::new();
+    let mut written: Vec<String> = applied
+        .written
+        .iter()
+        .chain(&applied.deleted)
+        .cloned()
+        .collect();
+    written.extend(seen_by_git(&new_files));
     let summary = if existing == DirState::NonEmpty {
-        let plan = sync::plan(
-            &dir,
-            &tree,
-            PlanOptions {
-                no_merge: true,
-                ..Default::default()
-            },
-        )?;
-        // The node identities and the blob (unless one is there) are created in the same
-        // transaction as the files: all of them, or none.
-        let mut new_files = node_keys.new_files(&dir);
-        new_files.extend(blob.filter(|b| dir.join(&b.path).symlink_metadata().is_err()));
-        let applied = sync::apply_with(&dir, &plan, &new_files)?;
-        written.extend(applied.written.iter().chain(&applied.deleted).cloned());
-        written.extend(seen_by_git(&new_files));
         // Generated files the new answers no longer generate (unedited) are removed, as by
         // `update`: said, since the user did not ask for a removal.
         let removed = match applied.deleted.as_slice() {
@@ -132,18 +162,11 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
         }
         summary
     } else {
-        // The node identities are written into the new project before it is renamed into
-        // place: a crash leaves no project, or one whose .sops.yaml recipients all have theirs.
-        let files = tree.len() + usize::from(blob.is_some());
-        let mut extra = node_keys.new_files(&dir);
-        extra.extend(blob);
-        sync::create_project(&dir, &tree, &extra)?;
-        written.extend(tree.paths().map(str::to_owned));
-        written.extend(seen_by_git(&extra));
         format!(
-            "Created {} ({} layout, {files} files).",
+            "Created {} ({} layout, {} files).",
             dir.display(),
             project.layout,
+            applied.written.len() + seen_by_git(&new_files).count(),
         )
     };
     written.extend(tree.paths().map(|p| format!("{}/{p}", sync::BASE_DIR)));

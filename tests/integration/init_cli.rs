@@ -326,28 +326,6 @@ fn a_reader_that_goes_away_neither_panics_nor_leaves_a_repo_half_made() {
 }
 
 #[test]
-fn a_crash_before_the_final_rename_leaves_no_project() {
-    let s = Scratch::new();
-    let out = Command::cargo_bin("flakesmith")
-        .unwrap()
-        .args(["init", "c", "--yes", "--no-git"])
-        .current_dir(s.dir.path())
-        .env("HOME", s.path("home"))
-        .env("FLAKESMITH_FAILPOINT", "create-project:before-rename:abort")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(!s.path("c").exists(), "a half-written project was left");
-    assert_project_absent_or_whole(&s.path("c"));
-}
-
-fn assert_project_absent_or_whole(dir: &Path) {
-    if dir.exists() {
-        assert!(dir.join("flakesmith.yaml").is_file() && dir.join("flake.nix").is_file());
-    }
-}
-
-#[test]
 fn an_extracted_bootloader_blob_is_copied_into_the_repo() {
     let s = Scratch::new();
     let payloads = crate::inject::fixtures::rk35_payloads(s.dir.path());
