@@ -109,23 +109,23 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
     if existing == DirState::Missing {
         fs_err::create_dir_all(&dir)?;
     }
-    let _lock = match lock {
-        Some(lock) => lock,
-        None => super::repo::lock_and_recover(&dir)?,
-    };
     let mut new_files = node_keys.new_files(&dir);
     new_files.extend(blob.filter(|b| dir.join(&b.path).symlink_metadata().is_err()));
-    let applied = sync::plan(
-        &dir,
-        &tree,
-        PlanOptions {
+    let transaction = || -> Result<_> {
+        let lock = match lock {
+            Some(lock) => lock,
+            None => super::repo::lock_and_recover(&dir)?,
+        };
+        let options = PlanOptions {
             no_merge: true,
             ..Default::default()
-        },
-    )
-    .and_then(|plan| sync::apply_with(&dir, &plan, &new_files));
-    let applied = match applied {
-        Ok(applied) => applied,
+        };
+        let plan = sync::plan(&dir, &tree, options)?;
+        Ok((lock, sync::apply_with(&dir, &plan, &new_files)?))
+    };
+    // Held until git has staged the files too.
+    let (_lock, applied) = match transaction() {
+        Ok(done) => done,
         Err(e) => {
             if existing == DirState::Missing {
                 // Rolled back: the directory is empty again, and was not there before.
