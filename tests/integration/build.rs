@@ -54,7 +54,7 @@ fn image_script(name: &str, content: &str) -> String {
 /// depend on the machine's nix.conf, no remote builders and no extra platforms (added to the
 /// settings every test runs with: support::nix_config).
 fn flakesmith() -> Command {
-    let mut command = Command::cargo_bin("flakesmith").unwrap();
+    let mut command = Command::from_std(crate::support::flakesmith_command());
     command.env(
         "NIX_CONFIG",
         crate::support::nix_config_with("substituters =\nbuilders =\nextra-platforms =\n"),
@@ -530,7 +530,7 @@ fn a_generated_repositorys_targets_and_systems_come_from_its_answers() {
         vec!["--nodes", "2"],
         vec!["--layout", "multi-cloud", "--raw-efi", "--nodes", "1"],
     ] {
-        let repo = crate::grow::TestRepo::init(&init_args);
+        let repo = crate::support::TestRepo::init(&init_args);
         let dir = repo.dir.to_str().unwrap();
         let out = flakesmith()
             .args([

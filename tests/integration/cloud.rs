@@ -21,7 +21,7 @@ use flakesmith::render::Tree;
 use serde_json::Value;
 
 use crate::nix_eval::{keys, Flake};
-use crate::support::{snapshot_cases, Project, TempRepo};
+use crate::support::{snapshot_cases, Project, TestRepo};
 
 /// flakesmith's default answers (and the test key) with the multi-cloud layout.
 fn multi_cloud(platforms: &[Platform]) -> Project {
@@ -562,13 +562,13 @@ fn stand_in(dir: &Path, name: &str, body: &str) {
 }
 
 struct Scripts {
-    repo: TempRepo,
+    repo: TestRepo,
     bin: tempfile::TempDir,
 }
 
 impl Scripts {
     fn new(tree: &Tree) -> Self {
-        let repo = TempRepo::new(tree);
+        let repo = TestRepo::from_tree(tree);
         let bin = tempfile::tempdir().unwrap();
         stand_in(
             bin.path(),
@@ -785,12 +785,10 @@ fn a_recorded_cloud_recipient_survives_add_node() {
     // The user uncomments a cloud machine's placeholder in .sops.yaml after its first boot; a
     // later add-node changes the same file and must merge with that edit, not conflict: the
     // placeholders sit apart from the node lines add-node inserts.
-    use assert_cmd::cargo::CommandCargoExt;
     let home = tempfile::tempdir().unwrap();
     let repo = home.path().join("fleet");
     let flakesmith = |args: &[&str], dir: &Path| {
-        let out = Command::cargo_bin("flakesmith")
-            .unwrap()
+        let out = crate::support::flakesmith_command()
             .args(args)
             .current_dir(dir)
             .env("HOME", home.path())

@@ -14,7 +14,7 @@ use flakesmith::{
 };
 use serde_yaml_ng::Value;
 
-use crate::support::{all_variants, Project, ADMIN_AGE_RECIPIENT};
+use crate::support::{all_variants, flakesmith_command, Project, ADMIN_AGE_RECIPIENT};
 
 #[test]
 fn no_generated_file_holds_private_key_material() {
@@ -308,11 +308,9 @@ pub fn anchors_of(sops_yaml: &str) -> SopsYaml {
 /// `flakesmith init DIR --yes` with the given extra flags, in a temporary HOME (so no key of
 /// the machine running the tests is picked up). Returns the repo directory's parent.
 fn init(extra: &[&str]) -> (tempfile::TempDir, std::path::PathBuf) {
-    use assert_cmd::cargo::CommandCargoExt;
     let home = tempfile::tempdir().unwrap();
     let repo = home.path().join("cluster");
-    let out = Command::cargo_bin("flakesmith")
-        .unwrap()
+    let out = flakesmith_command()
         .arg("init")
         .arg(&repo)
         .args(["--yes", "--ssh-key", crate::support::ADMIN_SSH_KEY])
@@ -399,7 +397,6 @@ fn init_makes_node_identities_and_sops_yaml_encrypts_to_them() {
 
 #[test]
 fn check_passes_on_freshly_generated_repos() {
-    use assert_cmd::cargo::CommandCargoExt;
     let deploy_key = crate::support::DEPLOY_SSH_KEY;
     for flags in [
         vec!["--age-recipient", ADMIN_AGE_RECIPIENT],
@@ -412,8 +409,7 @@ fn check_passes_on_freshly_generated_repos() {
         vec!["--nodes", "6", "--age-recipient", ADMIN_AGE_RECIPIENT],
     ] {
         let (_home, repo) = init(&flags);
-        let out = Command::cargo_bin("flakesmith")
-            .unwrap()
+        let out = flakesmith_command()
             .args(["check", "-C"])
             .arg(&repo)
             .output()
@@ -429,7 +425,6 @@ fn check_passes_on_freshly_generated_repos() {
 
 #[test]
 fn check_lists_ssh_host_key_nodes_until_their_recipients_are_recorded() {
-    use assert_cmd::cargo::CommandCargoExt;
     let (_home, repo) = init(&[
         "--age-recipient",
         ADMIN_AGE_RECIPIENT,
@@ -443,8 +438,7 @@ fn check_lists_ssh_host_key_nodes_until_their_recipients_are_recorded() {
         "ssh-host-keys mode makes no identities"
     );
     let run = || {
-        let out = Command::cargo_bin("flakesmith")
-            .unwrap()
+        let out = flakesmith_command()
             .args(["check", "-C"])
             .arg(&repo)
             .output()
@@ -712,7 +706,6 @@ fn looking_makes_no_identity() {
 
 #[test]
 fn post_deploy_records_an_ssh_host_key_recipient_and_re_encrypts() {
-    use assert_cmd::cargo::CommandCargoExt;
     let (_home, repo) = init(&[
         "--age-recipient",
         ADMIN_AGE_RECIPIENT,
@@ -776,8 +769,7 @@ fn post_deploy_records_an_ssh_host_key_recipient_and_re_encrypts() {
     );
 
     // check now misses only the node that has not booted.
-    let out = Command::cargo_bin("flakesmith")
-        .unwrap()
+    let out = flakesmith_command()
         .args(["check", "-C"])
         .arg(&repo)
         .output()

@@ -5,7 +5,9 @@
 
 use std::{path::Path, process::Command};
 
-use super::grow::{assert_same_tree, expect, text, tree_of, TestRepo};
+use crate::support::{
+    assert_same_tree, expect, flakesmith, flakesmith_env, text, tree_of, TestRepo,
+};
 
 fn git(dir: &Path, args: &[&str]) {
     let status = Command::new("git")
@@ -308,7 +310,7 @@ fn init_failing_at_any_file_leaves_no_project_or_a_whole_one() {
             cmd.arg("-e")
                 .arg(format!("inject=openat:error=ENOSPC:when={n}"));
         }
-        cmd.args(["--", env!("CARGO_BIN_EXE_flakesmith")])
+        cmd.args(["--", crate::support::FLAKESMITH])
             .args(["init", "repo", "--yes", "--no-git", "--nodes", "3"])
             .current_dir(tmp.path())
             .env("HOME", &home)
@@ -377,8 +379,6 @@ fn init_failing_at_any_file_leaves_no_project_or_a_whole_one() {
 #[test]
 fn an_interrupted_init_is_rolled_back_node_identities_included() {
     use std::os::unix::process::ExitStatusExt;
-
-    use super::grow::{flakesmith, flakesmith_env};
 
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("repo");
@@ -579,7 +579,7 @@ fn without_a_whole_base_record_a_command_refuses_and_says_how_to_rebuild_it() {
     // The rebuild the message names, then the change lands in flakesmith.yaml.
     let repo = TestRepo::init(&[]);
     std::fs::remove_dir_all(repo.dir.join(".flakesmith/base")).unwrap();
-    let out = super::grow::flakesmith(
+    let out = flakesmith(
         &repo.dir,
         &[
             "init",
@@ -637,7 +637,7 @@ fn a_thousand_nodes_fit_in_256_file_descriptors() {
         Command::new("sh")
             .arg("-c")
             .arg(format!("ulimit -n 256 && exec \"$0\" {args}"))
-            .arg(env!("CARGO_BIN_EXE_flakesmith"))
+            .arg(crate::support::FLAKESMITH)
             .current_dir(tmp.path())
             .env("HOME", &home)
             .env_remove("XDG_STATE_HOME")
