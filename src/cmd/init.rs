@@ -13,8 +13,8 @@ use crate::{
     cli::InitArgs,
     echo::quoted,
     model::{
-        answers::MAX_NODES, Answers, InvalidAnswer, Layout, Platform, Project, SshPublicKey,
-        SSH_PUBLIC_KEY_HINT,
+        answers::MAX_NODES, Answers, InvalidAnswer, Layout, NixpkgsBranch, Platform, Project,
+        SshPublicKey, StateVersion, SSH_PUBLIC_KEY_HINT,
     },
     prompt::{self, Asking, Question},
     render,
@@ -41,10 +41,11 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
     };
     prompt::complete(&mut answers, &given, asking)?;
     // Recorded now, so that a later change of nixpkgs-branch does not move system.stateVersion.
-    if answers.state_version.is_none() {
-        answers.state_version = Some(crate::model::state_version_of_branch(
-            &answers.nixpkgs_branch,
-        ));
+    if let (None, Ok(branch)) = (
+        &answers.state_version,
+        NixpkgsBranch::parse(&answers.nixpkgs_branch),
+    ) {
+        answers.state_version = Some(StateVersion::of_branch(&branch).to_string());
     }
     if answers.layout == Layout::MultiCloud && !answers.platforms.contains(&Platform::Rk1) {
         answers.nodes.clear();
