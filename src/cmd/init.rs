@@ -2,7 +2,6 @@
 
 use std::{
     collections::BTreeSet,
-    io::IsTerminal,
     path::{Path, PathBuf},
 };
 
@@ -34,7 +33,7 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
 
     let asking = if args.yes || args.answers.is_some() {
         Asking::Defaults
-    } else if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+    } else if prompt::can_ask() {
         Asking::Terminal
     } else {
         Asking::Refuse
