@@ -75,6 +75,10 @@ pub struct Build {
     pub systems: Vec<String>,
     pub foreign: ForeignBuild,
     pub rk1_remote_builders: bool,
+    /// With `rk1_remote_builders`, Nix's `--builders` value for the RK1 nodes (remote-builder.nix
+    /// gives each a `nixbuilder` user): one `;`-separated entry per node, with the key the README
+    /// has users make. The README shows it and `flakesmith build` offers it when aarch64 is missing.
+    pub rk1_builders: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -183,7 +187,6 @@ impl Project {
         }
 
         let secrets = secrets_of(answers)?;
-        let build = build_of(answers)?;
         let dots = answers
             .dots
             .as_deref()
@@ -209,6 +212,7 @@ impl Project {
         } else {
             (Vec::new(), Vec::new())
         };
+        let build = build_of(answers, &nodes)?;
         if answers.layout == Layout::MultiCloud {
             // Nodes and platform images share the flake's package and configuration names.
             if let Some((i, n)) = nodes.iter().enumerate().find(|(_, n)| {
@@ -413,7 +417,7 @@ fn secrets_of(answers: &Answers) -> Result<Secrets, InvalidAnswer> {
     })
 }
 
-fn build_of(answers: &Answers) -> Result<Build, InvalidAnswer> {
+fn build_of(answers: &Answers, nodes: &[Node]) -> Result<Build, InvalidAnswer> {
     let b = &answers.build;
     if b.systems.is_empty() {
         return Err(InvalidAnswer::new(
@@ -448,10 +452,23 @@ fn build_of(answers: &Answers) -> Result<Build, InvalidAnswer> {
         }
         systems.push(system.clone());
     }
+    let rk1_builders = (b.rk1_remote_builders && !nodes.is_empty()).then(|| {
+        let entries: Vec<String> = nodes
+            .iter()
+            .map(|node| {
+                let address = node.address.map_or(node.host.to_string(), |a| a.ip.to_string());
+                format!(
+                    "ssh://nixbuilder@{address} aarch64-linux /root/.ssh/nixbuilder 4 1 big-parallel"
+                )
+            })
+            .collect();
+        entries.join(" ; ")
+    });
     Ok(Build {
         systems,
         foreign: b.foreign,
         rk1_remote_builders: b.rk1_remote_builders,
+        rk1_builders,
     })
 }
 
