@@ -56,11 +56,17 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(&answers.name));
     let blob = take_blob(&mut answers, &dir).map_err(|e| named_by_flag(&args, e))?;
-    let mut project = Project::from_answers(&answers).map_err(|e| named_by_flag(&args, e))?;
     // Node identities are made in memory now (their recipients go into .sops.yaml) and
     // written, 0600, only once the repo exists.
-    let node_keys = secrets::NodeKeys::prepare(&dir, &project)?;
-    project.node_age_recipients = node_keys.recipients();
+    let mut node_keys = secrets::NodeKeys::default();
+    let project = Project::new(&answers, |secrets, nodes| {
+        node_keys = secrets::NodeKeys::prepare(&dir, secrets, nodes)?;
+        anyhow::Ok(node_keys.recipients())
+    })
+    .map_err(|e| match e.downcast::<InvalidAnswer>() {
+        Ok(invalid) => named_by_flag(&args, invalid).into(),
+        Err(e) => e,
+    })?;
     let tree = render::render(&project)?;
     let blob: Option<sync::NewFile> = blob.map(|contents| sync::NewFile {
         path: BLOB_FILE.to_owned(),

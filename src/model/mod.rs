@@ -29,7 +29,7 @@ pub use nixpkgs_branch::{NixpkgsBranch, StateVersion};
 pub use node::{Ipv4Cidr, Node, Slot};
 pub use password_hash::PasswordHash;
 pub use platform::Platform;
-pub use project::{Aws, Bootloader, GenericX86_64, Monitoring, Project, BUILD_SYSTEMS};
+pub use project::{Aws, Bootloader, GenericX86_64, Monitoring, Project, Secrets, BUILD_SYSTEMS};
 pub use project_name::ProjectName;
 pub use ssh_public_key::SshPublicKey;
 pub(crate) use ssh_public_key::SSH_PUBLIC_KEY_HINT;

@@ -47,9 +47,10 @@ pub struct Project {
     pub network: Network,
     pub boards: Vec<Board>,
     pub nodes: Vec<Node>,
-    /// Host → age recipient of each node that has one (sops mode). Not an answer: the command
-    /// layer reads it from `keys/` and `.sops.yaml` with [`crate::secrets::NodeKeys`] and sets
-    /// it before rendering, because rendering never touches the disk. Empty from `from_answers`.
+    /// Host → age recipient of each node that has one (sops mode). Not an answer: what
+    /// [`Project::new`] is given for the validated nodes (the command layer reads `keys/` and
+    /// `.sops.yaml` with [`crate::secrets::NodeKeys`], because rendering never touches the disk).
+    /// Empty from [`Project::from_answers`]: `.sops.yaml` then has a placeholder per node.
     pub node_age_recipients: BTreeMap<String, AgeRecipient>,
     pub state_version: StateVersion,
     pub monitoring: Monitoring,
@@ -157,8 +158,21 @@ impl Project {
         }
     }
 
-    /// Validates answers field by field; the first problem is returned, naming its field.
+    /// Validates answers field by field; the first problem is returned, naming its field. No
+    /// node's age recipient is looked up: for checking answers, and for what needs no
+    /// `.sops.yaml` (build, stamp); see [`Project::new`].
     pub fn from_answers(answers: &Answers) -> Result<Self, InvalidAnswer> {
+        Self::new(answers, |_, _| Ok(BTreeMap::new()))
+    }
+
+    /// The whole project in one step: validates answers as [`Project::from_answers`] does,
+    /// then asks `node_age_recipients` for the recipients of the validated nodes (only valid
+    /// host names reach it, so it may name files after them), e.g.
+    /// `|secrets, nodes| NodeKeys::prepare(repo, secrets, nodes).map(|k| k.recipients())`.
+    pub fn new<E: From<InvalidAnswer>>(
+        answers: &Answers,
+        node_age_recipients: impl FnOnce(&Secrets, &[Node]) -> Result<BTreeMap<String, AgeRecipient>, E>,
+    ) -> Result<Self, E> {
         let name = ProjectName::parse(&answers.name).map_err(|m| InvalidAnswer::new("name", m))?;
         let platforms = platforms_of(answers)?;
         let has_rk1 = platforms.contains(&Platform::Rk1);
@@ -182,7 +196,8 @@ impl Project {
                 return Err(InvalidAnswer::new(
                     format!("ssh-keys[{i}]"),
                     "this key is listed twice",
-                ));
+                )
+                .into());
             }
         }
 
@@ -203,7 +218,7 @@ impl Project {
                 return Err(InvalidAnswer::new(
                     "bootloader.blob",
                     format!("'{other}' is not {BLOB_FILE}: in a repository the blob is always {BLOB_FILE}; copy your u-boot-rockchip.bin there (`flakesmith check` checks it)"),
-                ))
+                ).into())
             }
         };
         let network = network_of(answers)?;
@@ -223,14 +238,15 @@ impl Project {
                 return Err(InvalidAnswer::new(
                     format!("nodes[{i}].host"),
                     format!("'{}' is the name of a platform image in this flake; choose another host name", n.host),
-                ));
+                ).into());
             }
         }
         if nodes.iter().any(|n| n.address.is_some()) && network.gateway.is_none() {
             return Err(InvalidAnswer::new(
                 "network.gateway",
                 "nodes with a static address need a gateway (e.g. 10.0.0.1)",
-            ));
+            )
+            .into());
         }
 
         let state_version = match answers.state_version.as_deref() {
@@ -259,8 +275,10 @@ impl Project {
                     "holds {}; a private key is never written into the repository",
                     kind.describe()
                 ),
-            ));
+            )
+            .into());
         }
+        let node_age_recipients = node_age_recipients(&secrets, &nodes)?;
 
         Ok(Self {
             name,
@@ -276,7 +294,7 @@ impl Project {
             network,
             boards,
             nodes,
-            node_age_recipients: BTreeMap::new(),
+            node_age_recipients,
             state_version,
             monitoring,
             temporary_password_hash,
@@ -804,6 +822,36 @@ mod tests {
             e.to_string(),
             "nodes[3].address: 10.0.0.11 is already the address of rk1-node1"
         );
+    }
+
+    /// The nodes' age recipients come in with construction, looked up for validated nodes only:
+    /// a hostile host name (say `../x`) never reaches the lookup, which names files after hosts.
+    #[test]
+    fn new_takes_the_recipients_of_the_validated_nodes() {
+        let recipient =
+            AgeRecipient::parse(&age::x25519::Identity::generate().to_public().to_string())
+                .unwrap();
+        let project = Project::new(&Answers::default(), |secrets, nodes| {
+            assert_eq!(secrets.mode, SecretsMode::Sops);
+            Ok::<_, InvalidAnswer>(
+                nodes
+                    .iter()
+                    .map(|n| (n.host.to_string(), recipient.clone()))
+                    .collect(),
+            )
+        })
+        .unwrap();
+        assert_eq!(
+            project.node_age_recipients.keys().collect::<Vec<_>>(),
+            ["rk1-node1", "rk1-node2", "rk1-node3", "rk1-node4"]
+        );
+        let mut a = Answers::default();
+        a.nodes[0].host = "../x".into();
+        let e = Project::new(&a, |_, _| -> Result<_, InvalidAnswer> {
+            panic!("looked up for answers that do not validate")
+        })
+        .unwrap_err();
+        assert_eq!(e.field, "nodes[0].host");
     }
 
     #[test]
