@@ -351,6 +351,49 @@ mod tests {
         );
     }
 
+    /// One rule for both ways a node arrives: the same words from `add-node` and from
+    /// flakesmith.yaml, each naming its own flag or field.
+    #[test]
+    fn add_node_and_the_answers_file_refuse_a_taken_slot_or_address_alike() {
+        let mut a = Answers::default();
+        a.network.gateway = Some("10.0.0.1".into());
+        a.nodes[0].address = Some("10.0.0.11/24".into());
+        let by_flag = a
+            .place_node(&NodeRequest {
+                board: Some("tp1".into()),
+                slot: Some(1),
+                ..Default::default()
+            })
+            .unwrap_err();
+        let mut b = a.clone();
+        b.nodes[1].slot = 1;
+        let by_file = crate::model::Project::from_answers(&b).unwrap_err();
+        assert_eq!(
+            (by_flag.field.as_str(), by_file.field.as_str()),
+            ("--slot", "nodes[1].slot")
+        );
+        assert_eq!(by_flag.message, by_file.message);
+        assert_eq!(
+            by_flag.message,
+            "slot 1 of board 'tp1' is already taken by rk1-node1"
+        );
+
+        let by_flag = a
+            .place_node(&NodeRequest {
+                address: Some("10.0.0.11/16".into()),
+                ..Default::default()
+            })
+            .unwrap_err();
+        let mut b = a.clone();
+        b.nodes[2].address = Some("10.0.0.11/16".into());
+        let by_file = crate::model::Project::from_answers(&b).unwrap_err();
+        assert_eq!(
+            (by_flag.field.as_str(), by_file.field.as_str()),
+            ("--address", "nodes[2].address")
+        );
+        assert_eq!(by_flag.message, by_file.message);
+    }
+
     #[test]
     fn a_taken_address_is_refused() {
         let mut a = Answers::default();
