@@ -10,8 +10,8 @@ use crate::{
     error::UsageError,
     model::{
         answers::{AwsImageFormat, SecretsMode, DEFAULT_HOST_PREFIX, MAX_NODES},
-        check_flake_url, check_host_or_ip, check_nixpkgs_branch, check_password_hash,
-        check_project_name, check_user_name, AgeRecipient, Answers, Hostname, Layout, Platform,
+        check_host_or_ip, AgeRecipient, Answers, FlakeUrl, Hostname, Layout, NixpkgsBranch,
+        PasswordHash, Platform, ProjectName, UserName,
     },
 };
 
@@ -176,7 +176,7 @@ fn ask(question: Question, a: &mut Answers, theme: &ColorfulTheme) -> Result<()>
             let name: String = Input::with_theme(theme)
                 .with_prompt("Project name")
                 .default(a.name.clone())
-                .validate_with(|s: &String| check_project_name(s.trim()).map(drop))
+                .validate_with(|s: &String| ProjectName::parse(s.trim()).map(drop))
                 .interact_text()?;
             a.name = name.trim().to_owned();
         }
@@ -281,7 +281,7 @@ fn ask(question: Question, a: &mut Answers, theme: &ColorfulTheme) -> Result<()>
             let user: String = Input::with_theme(theme)
                 .with_prompt("Admin user")
                 .default(a.admin_user.clone())
-                .validate_with(|s: &String| check_user_name(s.trim()).map(drop))
+                .validate_with(|s: &String| UserName::parse(s.trim()).map(drop))
                 .interact_text()?;
             a.admin_user = user.trim().to_owned();
         }
@@ -352,7 +352,7 @@ fn ask(question: Question, a: &mut Answers, theme: &ColorfulTheme) -> Result<()>
             let branch: String = Input::with_theme(theme)
                 .with_prompt("nixpkgs branch")
                 .default(a.nixpkgs_branch.clone())
-                .validate_with(|s: &String| check_nixpkgs_branch(s.trim()).map(drop))
+                .validate_with(|s: &String| NixpkgsBranch::parse(s.trim()).map(drop))
                 .interact_text()?;
             a.nixpkgs_branch = branch.trim().to_owned();
         }
@@ -435,7 +435,7 @@ fn ask(question: Question, a: &mut Answers, theme: &ColorfulTheme) -> Result<()>
                 .allow_empty(true)
                 .validate_with(|s: &String| match s.trim() {
                     "" => Ok(()),
-                    url => check_flake_url(url).map(drop),
+                    url => FlakeUrl::parse(url).map(drop),
                 })
                 .interact_text()?;
             a.dots = Some(text.trim().to_owned()).filter(|s| !s.is_empty());
@@ -458,7 +458,7 @@ fn ask_password_hash(a: &Answers, theme: &ColorfulTheme) -> Result<String> {
     let hash: String = Input::with_theme(theme)
         .with_prompt("Hash of the temporary password (openssl is not installed: give the output of `mkpasswd -m yescrypt` or `openssl passwd -6`)")
         .default(a.temporary_password_hash.clone().unwrap_or_default())
-        .validate_with(|s: &String| check_password_hash(s.trim()).map(|_| ()))
+        .validate_with(|s: &String| PasswordHash::parse(s.trim()).map(drop))
         .interact_text()?;
     Ok(hash.trim().to_owned())
 }
@@ -496,7 +496,9 @@ fn hash_with_openssl(password: &str) -> Result<String> {
         String::from_utf8_lossy(&out.stderr).trim()
     );
     let hash = String::from_utf8(out.stdout)?.trim().to_owned();
-    check_password_hash(&hash).map_err(anyhow::Error::msg)
+    PasswordHash::parse(&hash)
+        .map(|h| h.to_string())
+        .map_err(anyhow::Error::msg)
 }
 
 /// Splits a comma-separated answer, dropping empty items.

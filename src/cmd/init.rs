@@ -2,7 +2,6 @@
 
 use std::{
     collections::BTreeSet,
-    io::IsTerminal,
     path::{Path, PathBuf},
 };
 
@@ -15,7 +14,7 @@ use crate::{
     echo::quoted,
     model::{
         answers::{BLOB_FILE, MAX_NODES},
-        Answers, InvalidAnswer, Layout, Platform, Project,
+        Answers, InvalidAnswer, Layout, NixpkgsBranch, Platform, Project, StateVersion,
     },
     prompt::{self, Asking, Question},
     render, secrets,
@@ -29,17 +28,18 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
 
     let asking = if args.yes || args.answers.is_some() {
         Asking::Defaults
-    } else if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+    } else if prompt::can_ask() {
         Asking::Terminal
     } else {
         Asking::Refuse
     };
     prompt::complete(&mut answers, &given, asking)?;
     // Recorded now, so that a later change of nixpkgs-branch does not move system.stateVersion.
-    if answers.state_version.is_none() {
-        answers.state_version = Some(crate::model::state_version_of_branch(
-            &answers.nixpkgs_branch,
-        ));
+    if let (None, Ok(branch)) = (
+        &answers.state_version,
+        NixpkgsBranch::parse(&answers.nixpkgs_branch),
+    ) {
+        answers.state_version = Some(StateVersion::of_branch(&branch).to_string());
     }
     if answers.layout == Layout::MultiCloud && !answers.platforms.contains(&Platform::Rk1) {
         answers.nodes.clear();
@@ -58,11 +58,17 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
         None
     };
     let blob = take_blob(&mut answers, &dir).map_err(|e| named_by_flag(&args, e))?;
-    let mut project = Project::from_answers(&answers).map_err(|e| named_by_flag(&args, e))?;
     // Node identities are made in memory now (their recipients go into .sops.yaml) and
     // written, 0600, only once the repo exists.
-    let node_keys = secrets::NodeKeys::prepare(&dir, &project)?;
-    project.node_age_recipients = node_keys.recipients();
+    let mut node_keys = secrets::NodeKeys::default();
+    let project = Project::new(&answers, |secrets, nodes| {
+        node_keys = secrets::NodeKeys::prepare(&dir, secrets, nodes)?;
+        anyhow::Ok(node_keys.recipients())
+    })
+    .map_err(|e| match e.downcast::<InvalidAnswer>() {
+        Ok(invalid) => named_by_flag(&args, invalid).into(),
+        Err(e) => e,
+    })?;
     let tree = render::render(&project)?;
     let blob: Option<sync::NewFile> = blob.map(|contents| sync::NewFile {
         path: BLOB_FILE.to_owned(),

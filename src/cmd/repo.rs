@@ -68,8 +68,9 @@ impl Repo {
         // Without the base every generated file would look like the user's own.
         sync::check_base(&self.dir)?;
         self.warn_nodes_without_identity(answers)?;
-        let mut project = Project::from_answers(answers)?;
-        project.node_age_recipients = secrets::existing_node_recipients(&self.dir, &project)?;
+        let project = Project::new(answers, |secrets, nodes| {
+            secrets::existing_node_recipients(&self.dir, secrets, nodes)
+        })?;
         let plan = sync::plan(&self.dir, &render::render(&project)?, options)?;
         Ok((project, plan))
     }
@@ -80,9 +81,11 @@ impl Repo {
         // Without the base every generated file would look like the user's own.
         sync::check_base(&self.dir)?;
         self.warn_nodes_without_identity(answers)?;
-        let mut project = Project::from_answers(answers)?;
-        let node_keys = secrets::NodeKeys::prepare(&self.dir, &project)?;
-        project.node_age_recipients = node_keys.recipients();
+        let mut node_keys = secrets::NodeKeys::default();
+        let project = Project::new(answers, |secrets, nodes| {
+            node_keys = secrets::NodeKeys::prepare(&self.dir, secrets, nodes)?;
+            anyhow::Ok(node_keys.recipients())
+        })?;
         let plan = sync::plan(&self.dir, &render::render(&project)?, options)?;
         Ok(Change {
             project,

@@ -62,7 +62,7 @@ fn clean_repo() -> tempfile::TempDir {
     answers.secrets.admin_age_recipients = vec![ADMIN_AGE_RECIPIENT.to_owned()];
     answers.set_node_count(2, "n");
     let project = flakesmith::model::Project::from_answers(&answers).unwrap();
-    let recipients = ensure_node_keys(repo, &project).unwrap();
+    let recipients = ensure_node_keys(repo, &project.secrets, &project.nodes).unwrap();
     let mut sops = format!("keys:\n  - &admin_1 {ADMIN_AGE_RECIPIENT}\n");
     for (host, recipient) in &recipients {
         sops.push_str(&format!("  - &{host} {recipient}\n"));
@@ -230,7 +230,7 @@ fn finds_a_recipient_that_is_not_the_nodes_key() {
             let mut answers = Answers::default();
             answers.set_node_count(1, "n");
             let project = flakesmith::model::Project::from_answers(&answers).unwrap();
-            ensure_node_keys(other.path(), &project).unwrap();
+            ensure_node_keys(other.path(), &project.secrets, &project.nodes).unwrap();
             std::fs::copy(other.path().join("keys/n1.age"), r.join("keys/n1.age")).unwrap();
         },
         ".sops.yaml: node n1's recipient is not the public key of keys/n1.age",

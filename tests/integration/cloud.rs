@@ -338,13 +338,13 @@ fn multi_cloud_flakes_evaluate_with_the_expected_outputs() {
             );
             // services.journald.extraConfig is gone from NixOS 26.11 (nixpkgs PR 536538), whose
             // settings.Journal the releases up to 26.05 lack.
-            let release = project.nixpkgs_branch.split('-').nth(1);
+            let release = project.nixpkgs_branch.as_str().split('-').nth(1);
             let old_release = release
                 .filter(|r| r.len() == 5 && r.as_bytes()[2] == b'.')
                 .and_then(|r| r.parse::<f64>().ok())
                 .is_some_and(|r| r <= 26.05);
             assert_eq!(c["journaldSettings"], !old_release, "{at}");
-            assert_eq!(c["stateVersion"], project.state_version, "{at}");
+            assert_eq!(c["stateVersion"], project.state_version.as_str(), "{at}");
             assert_eq!(c["timeZone"], project.network.time_zone, "{at}");
             let exporter = &c["exporter"];
             if project.monitoring.node_exporter {
@@ -360,7 +360,7 @@ fn multi_cloud_flakes_evaluate_with_the_expected_outputs() {
             assert_eq!(admin["isNormalUser"], true, "{at}");
             match &project.temporary_password_hash {
                 Some(hash) => {
-                    assert_eq!(admin["initialHashedPassword"], *hash, "{at}");
+                    assert_eq!(admin["initialHashedPassword"], hash.as_str(), "{at}");
                     assert_eq!(
                         c["mutableUsers"], true,
                         "{at}: the changed password must survive rebuilds"

@@ -459,7 +459,11 @@ fn fleet_outputs_name_every_image_system_and_node() {
                 None => host.clone(),
             };
             assert_eq!(n["hostname"], address, "{name}: {host}: hostname");
-            assert_eq!(n["sshUser"], project.admin_user, "{name}: {host}: sshUser");
+            assert_eq!(
+                n["sshUser"],
+                project.admin_user.as_str(),
+                "{name}: {host}: sshUser"
+            );
             assert_eq!(n["user"], "root", "{name}: {host}: profile user");
             assert_eq!(n["interactiveSudo"], true, "{name}: {host}");
             assert_eq!(

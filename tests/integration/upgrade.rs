@@ -3,8 +3,8 @@
 //! tests/fixtures/repos-0.1.0/<case>/ is what `flakesmith init --answers
 //! snapshots/<case>/answers.yaml` of version 0.1.0 wrote (the base record under .flakesmith/
 //! included). Its git-ignored keys/ (the node identities init made; test keys, nothing else
-//! holds them) is kept beside it as <case>.keys/, so that no .gitignore hides it from this
-//! repository. The user's repository is that tree committed to git, keys/ in place (0600), with
+//! holds them) is kept beside it as <case>.keys/ (its .gitignore as `gitignore`), so that no
+//! .gitignore hides it from this repository. The user's repository is that tree committed to git, keys/ in place (0600), with
 //! hand edits. `flakesmith update` must bring it to
 //! exactly what this version's `init` writes for the same answers and node identities, which is
 //! what snapshots/<case>/ shows, with the hand edits kept and flakesmith.yaml left as it was.
@@ -101,6 +101,8 @@ fn update_brings_repos_of_0_1_0_to_this_versions_output_and_keeps_hand_edits() {
                     .args(["-R", "go-rwx"])
                     .arg(repo.join("keys")),
             );
+            // Kept as `gitignore` in the fixture: its `*` would hide the folder from this repo.
+            std::fs::rename(repo.join("keys/gitignore"), repo.join("keys/.gitignore")).unwrap();
         }
         let answers_before = std::fs::read(repo.join("flakesmith.yaml")).unwrap();
         git(&repo, &["init", "--quiet"]);
