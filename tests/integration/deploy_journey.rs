@@ -294,7 +294,9 @@ impl Journey {
     }
 
     fn deploy(&self) -> Output {
-        let mut args = vec!["--timeout".to_owned(), "20".to_owned()];
+        // The sshds answer at once; the margin is for a loaded machine, where one probe's
+        // ConnectTimeout=10 can pass before the banner (a deploy then failed once in a full run).
+        let mut args = vec!["--timeout".to_owned(), "120".to_owned()];
         for (host, address) in HOSTS.iter().zip(ADDRESSES) {
             args.push("--address".into());
             args.push(format!("{host}={address}"));
