@@ -4,6 +4,7 @@
 mod filters;
 mod module_args;
 mod scaffold;
+mod syntax;
 mod tidy;
 mod tree;
 
@@ -12,7 +13,9 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::model::{Platform, Project};
+pub use filters::shell_word;
 pub use scaffold::{outputs, Output};
+pub use syntax::{check_syntax, check_text, SyntaxError};
 pub use tree::{Tree, TreeFile};
 
 /// The templates, compiled in (build.rs makes cargo notice new files).
@@ -30,7 +33,7 @@ pub enum RenderError {
         message: String,
     },
     #[error(transparent)]
-    Syntax(#[from] crate::nix::SyntaxError),
+    Syntax(#[from] SyntaxError),
 }
 
 /// What every template sees (and `node`, the node a per-node file is for, or none).
@@ -97,7 +100,7 @@ pub fn render(project: &Project) -> Result<Tree, RenderError> {
             );
         }
     }
-    crate::nix::check_syntax(&tree)?;
+    check_syntax(&tree)?;
     Ok(tree)
 }
 

@@ -10,11 +10,10 @@ use std::{
 };
 
 use crate::{
-    grow::TestRepo,
     inject::fixtures::{
         self, digest, fsck_clean, path_str, region, rk35_payloads, rk_inject, run, SdImage,
     },
-    support::Project,
+    support::{Project, TestRepo},
 };
 
 /// A 4-node sops repo (age identities in keys/) whose nodes have static addresses.
@@ -912,7 +911,7 @@ fn a_mixed_board_stamps_each_node_from_its_modules_image() {
     }
     repo.write(
         "images/identical-images.json",
-        &format!(r#"{{"version":1,"images":{{{}}}}}"#, images.join(",")),
+        format!(r#"{{"version":1,"images":{{{}}}}}"#, images.join(",")),
     );
 
     let out = stamp(&repo, &["--all"]);
