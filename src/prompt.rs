@@ -88,8 +88,7 @@ impl Question {
 
     /// Whether the question means anything for these answers so far.
     fn applies(self, answers: &Answers) -> bool {
-        let rk1 =
-            answers.layout == Layout::Rk1Cluster || answers.platforms.contains(&Platform::Rk1);
+        let rk1 = answers.has_slots();
         match self {
             Question::Platforms => answers.layout == Layout::MultiCloud,
             Question::Nodes | Question::BmcHosts | Question::Bootloader => rk1,

@@ -7,6 +7,7 @@ mod cluster;
 mod error;
 mod hostname;
 mod layout;
+mod machine;
 mod node;
 mod platform;
 mod project;
@@ -19,6 +20,7 @@ pub use cluster::{NodeRequest, Placement};
 pub use error::InvalidAnswer;
 pub use hostname::Hostname;
 pub use layout::Layout;
+pub use machine::{chosen, machines, DeployScript, Image, Machine, Step};
 pub use node::{Ipv4Cidr, Node};
 pub use platform::Platform;
 pub use project::{

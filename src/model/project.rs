@@ -157,7 +157,7 @@ impl Project {
     pub fn from_answers(answers: &Answers) -> Result<Self, InvalidAnswer> {
         let name = check_project_name(&answers.name).map_err(|m| InvalidAnswer::new("name", m))?;
         let platforms = platforms_of(answers)?;
-        let has_rk1 = platforms.contains(&Platform::Rk1);
+        let has_slots = platforms.iter().any(|p| p.has_slots());
 
         check_nixpkgs_branch(&answers.nixpkgs_branch)
             .map_err(|m| InvalidAnswer::new("nixpkgs-branch", m))?;
@@ -204,7 +204,7 @@ impl Project {
             }
         };
         let network = network_of(answers)?;
-        let (boards, nodes) = if has_rk1 {
+        let (boards, nodes) = if has_slots {
             cluster_of(answers)?
         } else {
             (Vec::new(), Vec::new())
