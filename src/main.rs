@@ -10,7 +10,10 @@ fn main() -> ExitCode {
         Err(e) if e.use_stderr() => {
             eprint!(
                 "{}",
-                flakesmith::echo::scrub_quoted(&e.render().to_string(), &['\''])
+                flakesmith::echo::scrub_quoted(
+                    &one_line(&e).unwrap_or_else(|| e.render().to_string()),
+                    &['\'']
+                )
             );
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
@@ -31,6 +34,31 @@ fn main() -> ExitCode {
             ExitCode::from(flakesmith::exit_code(&error))
         }
     }
+}
+
+/// A value outside a flag's choices (`--platform azure`) as one line naming the flag and what it
+/// allows, like every other bad answer; clap's own rendering takes four.
+fn one_line(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::InvalidValue {
+        return None;
+    }
+    let (Some(ContextValue::String(flag)), Some(ContextValue::String(value))) = (
+        e.get(ContextKind::InvalidArg),
+        e.get(ContextKind::InvalidValue),
+    ) else {
+        return None;
+    };
+    let refusal = match e.get(ContextKind::ValidValue) {
+        Some(ContextValue::Strings(values)) => format!("is not one of {}", values.join(", ")),
+        _ => "is not allowed".to_owned(),
+    };
+    // The flag first: a pasted value may run over several lines, which the scrubber cuts.
+    let flag = flag.split(' ').next().unwrap_or(flag);
+    Some(format!(
+        "{}: {flag}: '{value}' {refusal}\n",
+        console::style("error").red().bold().for_stderr()
+    ))
 }
 
 /// `flakesmith … | head`: when the reader goes away, end quietly as other Unix tools do (by
