@@ -5,6 +5,8 @@ mod filters;
 mod module_args;
 mod scaffold;
 mod strict;
+#[cfg(test)]
+mod tests;
 mod tidy;
 mod tree;
 
@@ -52,7 +54,12 @@ struct Context<'a> {
 
 /// Renders the whole repository for `project` and checks every `.nix` file's syntax.
 pub fn render(project: &Project) -> Result<Tree, RenderError> {
-    let tera = engine()?;
+    let tree = render_unchecked(&engine()?, project)?;
+    crate::nix::check_syntax(&tree)?;
+    Ok(tree)
+}
+
+fn render_unchecked(tera: &tera::Tera, project: &Project) -> Result<Tree, RenderError> {
     let mut tree = Tree::new();
     let machines = crate::model::machines(project);
     // Serialised once: per output it would cost a copy of every node for every node's file.
@@ -99,14 +106,19 @@ pub fn render(project: &Project) -> Result<Tree, RenderError> {
             );
         }
     }
-    crate::nix::check_syntax(&tree)?;
     Ok(tree)
 }
 
 fn engine() -> Result<tera::Tera, RenderError> {
+    engine_with(&[])
+}
+
+/// The engine over the scaffolds and `extra` (name, text) templates, which tests add.
+fn engine_with(extra: &[(&str, &'static str)]) -> Result<tera::Tera, RenderError> {
     let mut tera = tera::Tera::default();
     let mut templates = Vec::new();
     collect_templates(&SCAFFOLDS, &mut templates);
+    templates.extend(extra.iter().map(|&(name, text)| (name.to_owned(), text)));
     tera.add_raw_templates(templates)
         .map_err(|e| RenderError::Template {
             template: "scaffolds".into(),
