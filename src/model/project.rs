@@ -131,18 +131,11 @@ impl Project {
         match self.layout {
             Layout::Rk1Cluster => hosts.chain(["rk1".to_owned()]).collect(),
             Layout::MultiCloud => {
-                let mut targets = Vec::new();
-                for platform in [Platform::Aws, Platform::Gcp, Platform::GenericArm64] {
-                    if self.has(platform) {
-                        targets.push(platform.name().to_owned());
-                    }
-                }
-                if self.has(Platform::GenericX86_64) {
-                    targets.push(Platform::GenericX86_64.name().to_owned());
-                    if self.generic_x86_64.raw_efi {
-                        targets.push("generic-x86_64-raw-efi".to_owned());
-                    }
-                }
+                let mut targets: Vec<String> = super::machines(self)
+                    .into_iter()
+                    .flat_map(|m| m.images)
+                    .map(|i| i.name)
+                    .collect();
                 targets.extend(hosts);
                 if self.has(Platform::Rk1) {
                     // The identical image, as in the rk1-cluster layout.
@@ -212,9 +205,9 @@ impl Project {
         if answers.layout == Layout::MultiCloud {
             // Nodes and platform images share the flake's package and configuration names.
             if let Some((i, n)) = nodes.iter().enumerate().find(|(_, n)| {
-                [Platform::Aws, Platform::Gcp, Platform::GenericArm64]
+                Platform::ALL
                     .iter()
-                    .any(|p| p.name() == n.host.as_str())
+                    .any(|p| !p.has_slots() && p.name() == n.host.as_str())
             }) {
                 return Err(InvalidAnswer::new(
                     format!("nodes[{i}].host"),
