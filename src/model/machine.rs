@@ -119,6 +119,11 @@ impl Platform {
                 "x86_64-linux",
                 "generic x86_64 server: bootable ISO (a raw UEFI disk image is optional)",
             ),
+            Platform::OrangePi5Plus => (
+                "orangepi-5-plus",
+                "aarch64-linux",
+                "Orange Pi 5 Plus (RK3588) board: SD card or eMMC image with its U-Boot (aarch64)",
+            ),
         };
         Spec {
             name,
@@ -291,6 +296,22 @@ impl Platform {
                         "raw UEFI disk image for the server's disk",
                     ));
                 }
+            }
+            Platform::OrangePi5Plus => {
+                m.about = "Orange Pi 5 Plus hardware and its image, with U-Boot written by rk-inject";
+                m.template = "multi-cloud/platforms/orangepi-5-plus.nix.tera";
+                m.images.push(image(
+                    "sdImage",
+                    ": raw `sd-image/nixos-orangepi-5-plus.img`, the board's U-Boot in front of the first partition".into(),
+                    "`sudo dd if=$(echo result/sd-image/*.img) of=/dev/sdX bs=4M conv=fsync` onto an SD card or the eMMC".into(),
+                ));
+                m.host_key_configurations.push(name.into());
+                m.deploy_hint = "orangepi-5-plus: write ${out}orangepi-5-plus/sd-image/*.img to an SD card or the eMMC with dd".into();
+                m.injects_bootloader = true;
+                m.next_steps = vec![step(
+                    "flakesmith build orangepi-5-plus",
+                    "SD/eMMC image (images/orangepi-5-plus/sd-image/*.img)",
+                )];
             }
         }
         m

@@ -13,15 +13,18 @@ pub enum Platform {
     // kebab-case would make this "generic-x86-64"; the name users type is the Nix system's.
     #[serde(rename = "generic-x86_64")]
     GenericX86_64,
+    #[serde(rename = "orangepi-5-plus")]
+    OrangePi5Plus,
 }
 
 impl Platform {
-    pub const ALL: [Platform; 5] = [
+    pub const ALL: [Platform; 6] = [
         Platform::Aws,
         Platform::Gcp,
         Platform::Rk1,
         Platform::GenericArm64,
         Platform::GenericX86_64,
+        Platform::OrangePi5Plus,
     ];
 
     pub fn name(self) -> &'static str {
