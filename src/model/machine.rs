@@ -19,6 +19,8 @@ pub struct Machine {
     pub system: &'static str,
     /// The architecture, as the README writes it: "x86_64" or "aarch64".
     pub arch: &'static str,
+    /// How prose names it: "AWS", "RK1", "generic-arm64".
+    pub label: &'static str,
     pub description: &'static str,
     /// What its module in the repository is (README, "What is here").
     pub about: &'static str,
@@ -163,6 +165,7 @@ impl Platform {
             name,
             system,
             arch,
+            label: name,
             description,
             about: "",
             module: format!("platforms/{name}.nix"),
@@ -181,6 +184,7 @@ impl Platform {
         };
         match self {
             Platform::Aws => {
+                m.label = "AWS";
                 m.about = "the AMI: nixpkgs' EC2 image builder and runtime configuration";
                 m.template = "multi-cloud/platforms/aws.nix.tera";
                 let format = match project.aws.image_format {
@@ -205,6 +209,7 @@ impl Platform {
                 ];
             }
             Platform::Gcp => {
+                m.label = "GCP";
                 m.about =
                     "the Compute Engine image: nixpkgs' GCE image builder and runtime configuration";
                 m.template = "multi-cloud/platforms/gcp.nix.tera";
@@ -227,6 +232,7 @@ impl Platform {
                 ];
             }
             Platform::Rk1 => {
+                m.label = "RK1";
                 m.about = "Turing RK1 hardware, and one file per node (host name, address)";
                 m.template = "shared/rk1-base.nix.tera";
                 m.deploy_script = script("shared/rk1-deploy.sh.tera");
@@ -298,7 +304,9 @@ impl Platform {
                 }
             }
             Platform::OrangePi5Plus => {
-                m.about = "Orange Pi 5 Plus hardware and its image, with U-Boot written by rk-inject";
+                m.label = "Orange Pi 5 Plus";
+                m.about =
+                    "Orange Pi 5 Plus hardware and its image, with U-Boot written by rk-inject";
                 m.template = "multi-cloud/platforms/orangepi-5-plus.nix.tera";
                 m.images.push(image(
                     "sdImage",
