@@ -94,44 +94,61 @@ pub(crate) struct Spec {
     pub name: &'static str,
     pub system: &'static str,
     pub description: &'static str,
+    /// Chosen unless the user says otherwise (the prompt starts with it checked, `--yes` takes
+    /// it): the clouds, the cluster and the generic images. A particular board is opted into.
+    pub by_default: bool,
 }
 
 impl Platform {
     pub(crate) fn spec(self) -> Spec {
-        let (name, system, description) = match self {
-            Platform::Aws => ("aws", "x86_64-linux", "AWS EC2 AMI (x86_64)"),
+        let (name, system, description, by_default) = match self {
+            Platform::Aws => ("aws", "x86_64-linux", "AWS EC2 AMI (x86_64)", true),
             Platform::Gcp => (
                 "gcp",
                 "x86_64-linux",
                 "Google Compute Engine image (x86_64)",
+                true,
             ),
             Platform::Rk1 => (
                 "rk1",
                 "aarch64-linux",
                 "Turing RK1 nodes on Turing Pi 2 boards (aarch64)",
+                true,
             ),
             Platform::GenericArm64 => (
                 "generic-arm64",
                 "aarch64-linux",
                 "generic aarch64 SD-card image",
+                true,
             ),
             // The raw UEFI disk image is off unless asked for (--raw-efi, the next question).
             Platform::GenericX86_64 => (
                 "generic-x86_64",
                 "x86_64-linux",
                 "generic x86_64 server: bootable ISO (a raw UEFI disk image is optional)",
+                true,
             ),
             Platform::OrangePi5Plus => (
                 "orangepi-5-plus",
                 "aarch64-linux",
                 "Orange Pi 5 Plus (RK3588) board: SD card or eMMC image with its U-Boot (aarch64)",
+                false,
             ),
         };
         Spec {
             name,
             system,
             description,
+            by_default,
         }
+    }
+
+    /// The platforms chosen when the user does not choose (see [`Spec::by_default`]).
+    pub fn defaults() -> Vec<Platform> {
+        Self::ALL
+            .into_iter()
+            .filter(|p| p.spec().by_default)
+            .collect()
     }
 
     /// Sits in the slots of a Turing Pi 2 board: the one place that says which platforms have
@@ -146,6 +163,7 @@ impl Platform {
             name,
             system,
             description,
+            ..
         } = self.spec();
         let arch = system.split('-').next().unwrap_or(system);
         let image = |attr: &'static str, result: String, deploy: String| Image {
