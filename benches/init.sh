@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Times `flakesmith init --yes` for 4, 64 and 1,000 nodes against `cp -r` of the same rendered
 # tree, in the same script on the same disk, and prints the ratio. init keeps its promise while
-# being timed (a crash leaves no project or the whole project: it writes into a staging
-# directory, syncs the file system once and renames it into place); `cp -r` syncs nothing.
+# being timed (all or nothing, crash included: the journaled transaction of every command, which
+# stages each file, syncs the file system once and renames them into place); `cp -r` syncs
+# nothing.
 # Also prints the fewest file descriptors init runs in (`ulimit -n`, found by bisection), which
 # is its peak of open files plus stdin, stdout and stderr.
 # Usage: benches/init.sh [RUNS] [FLAKESMITH]   (FLAKESMITH: another binary to measure, e.g. an

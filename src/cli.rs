@@ -318,3 +318,76 @@ pub struct CompletionsArgs {
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
 }
+
+/// The flag (`--ssh-key`) of `init`'s argument `id` (its field in [`InitArgs`]), spelt as clap
+/// parses it: messages name flags through this, so a renamed flag cannot leave a message naming
+/// the old one (the tests below call it for every id the code names).
+pub(crate) fn init_flag(id: &str) -> String {
+    let init = InitArgs::augment_args(clap::Command::new("init"));
+    let long = init
+        .get_arguments()
+        .find(|a| a.get_id() == id)
+        .and_then(|a| a.get_long())
+        .unwrap_or_else(|| panic!("init has no flag with the id {id}"));
+    format!("--{long}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(path: &str) -> String {
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
+            .unwrap()
+    }
+
+    /// Every id the code passes to `init_flag` names an argument clap has, and the prompt's list of
+    /// flags per question is made of them.
+    #[test]
+    fn every_flag_a_message_names_exists_in_clap() {
+        let call = regex::Regex::new(r#"init_flag\("(\w+)"\)"#).unwrap();
+        let mut ids = Vec::new();
+        for entry in walkdir::WalkDir::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src")) {
+            let path = entry.unwrap().into_path();
+            if path.extension().is_some_and(|x| x == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                ids.extend(call.captures_iter(&text).map(|c| c[1].to_owned()));
+            }
+        }
+        assert!(ids.len() > 10, "{ids:?}");
+        for id in ids {
+            assert!(init_flag(&id).starts_with("--"));
+        }
+        for question in crate::prompt::Question::ALL {
+            assert!(question.flag().starts_with("--"), "{question:?}");
+        }
+    }
+
+    /// The prompt and `init` spell no flag of `init` by hand (only through [`init_flag`]): a
+    /// literal would not follow a rename. Comments and the deploy scripts' own flags aside.
+    #[test]
+    fn the_prompt_and_init_spell_no_flag_by_hand() {
+        let init = InitArgs::augment_args(clap::Command::new("init"));
+        let flags: Vec<String> = init
+            .get_arguments()
+            .filter_map(|a| a.get_long())
+            .map(|l| format!("--{l}"))
+            .collect();
+        let word = regex::Regex::new(r"--[a-z][a-z0-9-]*").unwrap();
+        let mut by_hand = Vec::new();
+        for path in ["src/prompt.rs", "src/cmd/init.rs"] {
+            for (n, line) in source(path).lines().enumerate() {
+                let code = line.trim_start();
+                if code.starts_with("//") || code.contains("./deploy/") {
+                    continue;
+                }
+                by_hand.extend(
+                    word.find_iter(line)
+                        .filter(|m| flags.iter().any(|f| f == m.as_str()))
+                        .map(|m| format!("{path}:{}: {}", n + 1, m.as_str())),
+                );
+            }
+        }
+        assert!(by_hand.is_empty(), "{by_hand:#?}");
+    }
+}

@@ -2,14 +2,19 @@
 //!
 //! `FLAKESMITH_FAILPOINT=<name>` makes the point called `<name>` return an error, as a full disk
 //! would; `FLAKESMITH_FAILPOINT=<name>:abort` aborts the process there, as a crash or power loss
-//! would. `<name>` may end in `#N` to fire on the Nth time the point is reached. Unset, a point
-//! costs one environment lookup.
+//! would. `<name>` may end in `#N` to fire on the Nth time the point is reached.
+//!
+//! Only builds with the `failpoints` feature have them (`cargo test` turns it on through the
+//! crate's dev-dependency on itself); in every other build a point is an empty inline function, so
+//! an installed flakesmith neither reads the variable nor carries the points' names.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+/// Fails or aborts here when `FLAKESMITH_FAILPOINT` names this point.
+#[cfg(feature = "failpoints")]
+pub(crate) fn hit(name: &str) -> std::io::Result<()> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
-static HITS: AtomicUsize = AtomicUsize::new(0);
+    static HITS: AtomicUsize = AtomicUsize::new(0);
 
-pub fn hit(name: &str) -> std::io::Result<()> {
     let Ok(spec) = std::env::var("FLAKESMITH_FAILPOINT") else {
         return Ok(());
     };
@@ -29,4 +34,11 @@ pub fn hit(name: &str) -> std::io::Result<()> {
         std::process::abort();
     }
     Err(std::io::Error::other(format!("failpoint {name}")))
+}
+
+/// Without the `failpoints` feature a point does nothing.
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub(crate) fn hit(_name: &str) -> std::io::Result<()> {
+    Ok(())
 }

@@ -6,11 +6,12 @@ use anyhow::Result;
 use dialoguer::{theme::ColorfulTheme, Confirm, Input, MultiSelect, Password, Select};
 
 use crate::{
+    cli::init_flag,
     error::UsageError,
     model::{
         answers::{AwsImageFormat, SecretsMode, DEFAULT_HOST_PREFIX, MAX_NODES},
-        check_flake_url, check_host_or_ip, check_nixpkgs_branch, check_password_hash,
-        check_project_name, check_user_name, AgeRecipient, Answers, Hostname, Layout, Platform,
+        check_host_or_ip, AgeRecipient, Answers, FlakeUrl, Hostname, Layout, NixpkgsBranch,
+        PasswordHash, Platform, ProjectName, UserName,
     },
 };
 
@@ -53,25 +54,32 @@ impl Question {
         Question::Dots,
     ];
 
-    /// The flag that answers it, for the "missing answers" message.
-    pub fn flag(self) -> &'static str {
+    /// The flags that answer it (`init`'s argument ids), the first the usual one.
+    fn flag_ids(self) -> &'static [&'static str] {
         match self {
-            Question::Name => "--name",
-            Question::Layout => "--layout",
-            Question::Platforms => "--platform",
-            Question::Nodes => "--nodes (or --hosts)",
-            Question::BmcHosts => "--bmc-host",
-            Question::AdminUser => "--admin-user",
-            Question::SshKeys => "--ssh-key",
-            Question::Secrets => "--secrets",
-            Question::NixpkgsBranch => "--nixpkgs-branch",
-            Question::Bootloader => "--bootloader-blob (or --no-bootloader-blob)",
-            Question::Dots => "--dots (or --no-dots)",
-            Question::TemporaryPassword => "--temporary-password-hash",
-            Question::Monitoring => "--no-node-exporter / --open-exporter-port",
-            Question::AwsImageFormat => "--aws-image-format",
-            Question::RawEfi => "--raw-efi",
+            Question::Name => &["name"],
+            Question::Layout => &["layout"],
+            Question::Platforms => &["platforms"],
+            Question::Nodes => &["nodes", "hosts"],
+            Question::BmcHosts => &["bmc_hosts"],
+            Question::AdminUser => &["admin_user"],
+            Question::SshKeys => &["ssh_keys"],
+            Question::Secrets => &["secrets"],
+            Question::NixpkgsBranch => &["nixpkgs_branch"],
+            Question::Bootloader => &["bootloader_blob", "no_bootloader_blob"],
+            Question::Dots => &["dots", "no_dots"],
+            Question::TemporaryPassword => &["temporary_password_hash"],
+            Question::Monitoring => &["no_node_exporter", "open_exporter_port"],
+            Question::AwsImageFormat => &["aws_image_format"],
+            Question::RawEfi => &["raw_efi"],
         }
+    }
+
+    /// The flag that answers it, for the "missing answers" message: `--nodes (or --hosts)`.
+    pub fn flag(self) -> String {
+        let mut flags = self.flag_ids().iter().map(|id| init_flag(id));
+        let first = flags.next().expect("every question has a flag");
+        flags.fold(first, |text, other| format!("{text} (or {other})"))
     }
 
     /// Asked in a terminal, but never missing without one: the default is a complete answer,
@@ -132,7 +140,7 @@ pub fn complete(answers: &mut Answers, given: &BTreeSet<Question>, asking: Askin
             Ok(())
         }
         Asking::Refuse => {
-            let missing: Vec<&str> = Question::ALL
+            let missing: Vec<String> = Question::ALL
                 .into_iter()
                 .filter(|q| !given.contains(q) && !q.has_safe_default() && q.applies(answers))
                 .map(Question::flag)
@@ -141,8 +149,10 @@ pub fn complete(answers: &mut Answers, given: &BTreeSet<Question>, asking: Askin
                 Ok(())
             } else {
                 Err(UsageError::new(format!(
-                    "stdin is not a terminal, so nothing can be asked; missing answers: {}; give them as flags, use --answers FILE, or --yes to take the defaults",
-                    missing.join(", ")
+                    "stdin is not a terminal, so nothing can be asked; missing answers: {}; give them as flags, use {} FILE, or {} to take the defaults",
+                    missing.join(", "),
+                    init_flag("answers"),
+                    init_flag("yes"),
                 ))
                 .into())
             }
@@ -166,7 +176,7 @@ fn ask(question: Question, a: &mut Answers, theme: &ColorfulTheme) -> Result<()>
             let name: String = Input::with_theme(theme)
                 .with_prompt("Project name")
                 .default(a.name.clone())
-                .validate_with(|s: &String| check_project_name(s.trim()).map(drop))
+                .validate_with(|s: &String| ProjectName::parse(s.trim()).map(drop))
                 .interact_text()?;
             a.name = name.trim().to_owned();
         }
@@ -278,7 +288,7 @@ fn ask(question: Question, a: &mut Answers, theme: &ColorfulTheme) -> Result<()>
             let user: String = Input::with_theme(theme)
                 .with_prompt("Admin user")
                 .default(a.admin_user.clone())
-                .validate_with(|s: &String| check_user_name(s.trim()).map(drop))
+                .validate_with(|s: &String| UserName::parse(s.trim()).map(drop))
                 .interact_text()?;
             a.admin_user = user.trim().to_owned();
         }
@@ -289,10 +299,10 @@ fn ask(question: Question, a: &mut Answers, theme: &ColorfulTheme) -> Result<()>
                 .default(default)
                 .allow_empty(true)
                 .validate_with(|s: &String| -> Result<(), String> {
-                    crate::cmd::init::read_ssh_keys(&split_list(s)).map(|_| ()).map_err(|e| format!("{e:#}"))
+                    crate::answer_files::read_ssh_keys(&split_list(s)).map(|_| ()).map_err(|e| format!("{e:#}"))
                 })
                 .interact_text()?;
-            a.ssh_keys = crate::cmd::init::read_ssh_keys(&split_list(&text))?;
+            a.ssh_keys = crate::answer_files::read_ssh_keys(&split_list(&text))?;
         }
         Question::Secrets => {
             let modes = [SecretsMode::Sops, SecretsMode::DeploymentKeys];
@@ -334,13 +344,14 @@ fn ask(question: Question, a: &mut Answers, theme: &ColorfulTheme) -> Result<()>
                             if s.trim().is_empty() {
                                 return Ok(());
                             }
-                            crate::cmd::init::read_ssh_keys(std::slice::from_ref(s))
+                            crate::answer_files::read_ssh_keys(std::slice::from_ref(s))
                                 .map(|_| ())
                                 .map_err(|e| format!("{e:#}"))
                         })
                         .interact_text()?;
-                    a.secrets.deployment_key =
-                        crate::cmd::init::read_ssh_keys(&[text])?.into_iter().next();
+                    a.secrets.deployment_key = crate::answer_files::read_ssh_keys(&[text])?
+                        .into_iter()
+                        .next();
                 }
             }
         }
@@ -348,7 +359,7 @@ fn ask(question: Question, a: &mut Answers, theme: &ColorfulTheme) -> Result<()>
             let branch: String = Input::with_theme(theme)
                 .with_prompt("nixpkgs branch")
                 .default(a.nixpkgs_branch.clone())
-                .validate_with(|s: &String| check_nixpkgs_branch(s.trim()).map(drop))
+                .validate_with(|s: &String| NixpkgsBranch::parse(s.trim()).map(drop))
                 .interact_text()?;
             a.nixpkgs_branch = branch.trim().to_owned();
         }
@@ -369,7 +380,7 @@ fn ask(question: Question, a: &mut Answers, theme: &ColorfulTheme) -> Result<()>
                 let path: String = Input::with_theme(theme)
                     .with_prompt("Path to the bootloader blob")
                     .default(a.bootloader.blob.clone().unwrap_or_default())
-                    .validate_with(|s: &String| crate::cmd::init::read_blob(s.trim()).map(drop))
+                    .validate_with(|s: &String| crate::answer_files::read_blob(s.trim()).map(drop))
                     .interact_text()?;
                 Some(path.trim().to_owned())
             };
@@ -431,7 +442,7 @@ fn ask(question: Question, a: &mut Answers, theme: &ColorfulTheme) -> Result<()>
                 .allow_empty(true)
                 .validate_with(|s: &String| match s.trim() {
                     "" => Ok(()),
-                    url => check_flake_url(url).map(drop),
+                    url => FlakeUrl::parse(url).map(drop),
                 })
                 .interact_text()?;
             a.dots = Some(text.trim().to_owned()).filter(|s| !s.is_empty());
@@ -454,7 +465,7 @@ fn ask_password_hash(a: &Answers, theme: &ColorfulTheme) -> Result<String> {
     let hash: String = Input::with_theme(theme)
         .with_prompt("Hash of the temporary password (openssl is not installed: give the output of `mkpasswd -m yescrypt` or `openssl passwd -6`)")
         .default(a.temporary_password_hash.clone().unwrap_or_default())
-        .validate_with(|s: &String| check_password_hash(s.trim()).map(|_| ()))
+        .validate_with(|s: &String| PasswordHash::parse(s.trim()).map(drop))
         .interact_text()?;
     Ok(hash.trim().to_owned())
 }
@@ -492,7 +503,9 @@ fn hash_with_openssl(password: &str) -> Result<String> {
         String::from_utf8_lossy(&out.stderr).trim()
     );
     let hash = String::from_utf8(out.stdout)?.trim().to_owned();
-    check_password_hash(&hash).map_err(anyhow::Error::msg)
+    PasswordHash::parse(&hash)
+        .map(|h| h.to_string())
+        .map_err(anyhow::Error::msg)
 }
 
 /// Splits a comma-separated answer, dropping empty items.

@@ -3,7 +3,10 @@
 use anyhow::Result;
 
 use super::{Finding, RepoFiles};
-use crate::{cmd::init::BLOB_FILE, model::Answers, nix::build::shell_word};
+use crate::{
+    model::{answers::BLOB_FILE, Answers},
+    render::shell_word,
+};
 
 /// Every generated file on disk (and the bootloader blob the Nix code names) is tracked by git,
 /// at least with `--intent-to-add`: an untracked one is missing from the flake, and `nix build`

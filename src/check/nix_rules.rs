@@ -28,7 +28,7 @@ pub fn nix_syntax(files: &RepoFiles, _: &Answers) -> Result<Vec<Finding>> {
             ));
             continue;
         }
-        if let Err(e) = crate::nix::check_text(path, &text) {
+        if let Err(e) = crate::render::check_text(path, &text) {
             findings.push(Finding::new(
                 format!("{path}:{}:{}", e.line, e.column),
                 format!("not valid Nix: {}", e.message),
@@ -420,7 +420,7 @@ pub fn bootloader_blob(files: &RepoFiles, answers: &Answers) -> Result<Vec<Findi
     let fix = "put the RK1's u-boot-rockchip.bin there, or remove bootloader.blob from flakesmith.yaml to build U-Boot from nixpkgs";
     let why = match fs_err::read(files.path(BLOB_FILE)) {
         Err(_) => "named by bootloader.blob in flakesmith.yaml, but missing".to_owned(),
-        Ok(bytes) => match crate::cmd::init::check_rk1_loader(&bytes) {
+        Ok(bytes) => match crate::answer_files::check_rk1_loader(&bytes) {
             Ok(()) => return Ok(Vec::new()),
             Err(why) => why,
         },

@@ -117,7 +117,7 @@ pub fn run(args: BuildArgs) -> Result<Outcome> {
             let sign = images::sign_command(key, &repo.join(IMAGES_DIR).join(images::SUMS_FILE));
             let words: Vec<String> = std::iter::once(sign.get_program())
                 .chain(sign.get_args())
-                .map(|w| build::shell_word(&w.to_string_lossy()))
+                .map(|w| crate::render::shell_word(&w.to_string_lossy()))
                 .collect();
             println!("{}", words.join(" "));
         }
@@ -138,7 +138,7 @@ pub fn run(args: BuildArgs) -> Result<Outcome> {
         .map(prereq::expand_builders)
         .unwrap_or_else(|| info.builders.clone());
     let systems: BTreeSet<&str> = targets.iter().map(|t| t.system.as_str()).collect();
-    let suggested = rk1_builders(&repo);
+    let suggested = project.as_ref().and_then(|p| p.build.rk1_builders.clone());
     let missing: Vec<Check> = systems
         .iter()
         .map(|s| {
@@ -203,8 +203,6 @@ pub fn run(args: BuildArgs) -> Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-/// The `--builders` value for the repository's RK1 nodes, when flakesmith.yaml makes them remote
-/// builders (remote-builder.nix): one entry per node, with the key the README has users make.
 /// The project of a generated repository (one with flakesmith.yaml), after checking the named
 /// targets and `--system` against it; `None` for another flake, which nix alone can check.
 fn known_targets(repo: &Path, args: &BuildArgs) -> Result<Option<Project>> {
@@ -232,29 +230,6 @@ fn known_targets(repo: &Path, args: &BuildArgs) -> Result<Option<Project>> {
         )));
     }
     Ok(Some(project))
-}
-
-fn rk1_builders(repo: &Path) -> Option<String> {
-    let text = fs_err::read_to_string(repo.join("flakesmith.yaml")).ok()?;
-    let answers = crate::model::Answers::from_yaml(&text).ok()?;
-    if !answers.build.rk1_remote_builders || answers.nodes.is_empty() {
-        return None;
-    }
-    let entries: Vec<String> = answers
-        .nodes
-        .iter()
-        .map(|node| {
-            let address = node
-                .address
-                .as_deref()
-                .and_then(|a| a.split('/').next())
-                .unwrap_or(&node.host);
-            format!(
-                "ssh://nixbuilder@{address} aarch64-linux /root/.ssh/nixbuilder 4 1 big-parallel"
-            )
-        })
-        .collect();
-    Some(entries.join(" ; "))
 }
 
 fn note_text(check: &Check) -> String {

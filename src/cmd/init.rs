@@ -2,31 +2,25 @@
 
 use std::{
     collections::BTreeSet,
-    io::IsTerminal,
     path::{Path, PathBuf},
 };
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
 use super::Outcome;
 use crate::{
-    cli::InitArgs,
+    answer_files::{read_blob, read_ssh_keys},
+    cli::{init_flag, InitArgs},
     echo::quoted,
     model::{
-        answers::MAX_NODES, Answers, InvalidAnswer, Layout, Platform, Project, SshPublicKey,
-        SSH_PUBLIC_KEY_HINT,
+        answers::{BLOB_FILE, MAX_NODES},
+        Answers, InvalidAnswer, Layout, NixpkgsBranch, Platform, Project, StateVersion,
     },
     prompt::{self, Asking, Question},
-    render,
-    secrets::{self, private_key::private_key_in},
+    render, secrets,
     sync::{self, PlanOptions},
     UsageError,
 };
-
-pub use crate::model::answers::BLOB_FILE;
-
-/// The RK3588 loader is written at 32 KiB and the first partition starts at 16 MiB.
-const MAX_BLOB_SIZE: u64 = 16 * 1024 * 1024 - 32 * 1024;
 
 pub fn run(args: InitArgs) -> Result<Outcome> {
     let (mut answers, mut given) = starting_answers(&args)?;
@@ -34,17 +28,18 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
 
     let asking = if args.yes || args.answers.is_some() {
         Asking::Defaults
-    } else if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+    } else if prompt::can_ask() {
         Asking::Terminal
     } else {
         Asking::Refuse
     };
     prompt::complete(&mut answers, &given, asking)?;
     // Recorded now, so that a later change of nixpkgs-branch does not move system.stateVersion.
-    if answers.state_version.is_none() {
-        answers.state_version = Some(crate::model::state_version_of_branch(
-            &answers.nixpkgs_branch,
-        ));
+    if let (None, Ok(branch)) = (
+        &answers.state_version,
+        NixpkgsBranch::parse(&answers.nixpkgs_branch),
+    ) {
+        answers.state_version = Some(StateVersion::of_branch(&branch).to_string());
     }
     if !answers.has_slots() {
         answers.nodes.clear();
@@ -55,12 +50,25 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
         .dir
         .clone()
         .unwrap_or_else(|| PathBuf::from(&answers.name));
+    // An init that crashed part-way left its journal here: rolled back before anything looks at
+    // what the directory holds (its node identities, its blob), as every command does.
+    let lock = if dir.is_dir() {
+        Some(super::repo::lock_and_recover(&dir)?)
+    } else {
+        None
+    };
     let blob = take_blob(&mut answers, &dir).map_err(|e| named_by_flag(&args, e))?;
-    let mut project = Project::from_answers(&answers).map_err(|e| named_by_flag(&args, e))?;
     // Node identities are made in memory now (their recipients go into .sops.yaml) and
     // written, 0600, only once the repo exists.
-    let node_keys = secrets::NodeKeys::prepare(&dir, &project)?;
-    project.node_age_recipients = node_keys.recipients();
+    let mut node_keys = secrets::NodeKeys::default();
+    let project = Project::new(&answers, |secrets, nodes| {
+        node_keys = secrets::NodeKeys::prepare(&dir, secrets, nodes)?;
+        anyhow::Ok(node_keys.recipients())
+    })
+    .map_err(|e| match e.downcast::<InvalidAnswer>() {
+        Ok(invalid) => named_by_flag(&args, invalid).into(),
+        Err(e) => e,
+    })?;
     let tree = render::render(&project)?;
     let blob: Option<sync::NewFile> = blob.map(|contents| sync::NewFile {
         path: BLOB_FILE.to_owned(),
@@ -71,8 +79,9 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
     let existing = dir_state(&dir)?;
     if existing == DirState::NonEmpty && !args.force {
         return Err(UsageError::new(format!(
-            "{} is not empty; use --force to add the generated files (your files are never overwritten), or `flakesmith update` in a generated repo",
-            dir.display()
+            "{} is not empty; use {} to add the generated files (your files are never overwritten), or `flakesmith update` in a generated repo",
+            dir.display(),
+            init_flag("force"),
         ))
         .into());
     }
@@ -99,24 +108,47 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
         return Ok(Outcome::Success);
     }
 
+    // Into a new or empty directory as into one with files (--force): the transaction of every
+    // command that changes a repo, the node identities and the blob (unless one is there)
+    // created in it, so that an error rolls all of it back, and a crash is rolled back by the
+    // next run, in this directory, of init or of any other command.
+    if existing == DirState::Missing {
+        fs_err::create_dir_all(&dir)?;
+    }
+    let mut new_files = node_keys.new_files(&dir);
+    new_files.extend(blob.filter(|b| dir.join(&b.path).symlink_metadata().is_err()));
+    let transaction = || -> Result<_> {
+        let lock = match lock {
+            Some(lock) => lock,
+            None => super::repo::lock_and_recover(&dir)?,
+        };
+        let options = PlanOptions {
+            no_merge: true,
+            ..Default::default()
+        };
+        let plan = sync::plan(&dir, &tree, options)?;
+        Ok((lock, sync::apply_with(&dir, &plan, &new_files)?))
+    };
+    // Held until git has staged the files too.
+    let (_lock, applied) = match transaction() {
+        Ok(done) => done,
+        Err(e) => {
+            if existing == DirState::Missing {
+                // Rolled back: the directory is empty again, and was not there before.
+                let _ = std::fs::remove_dir(&dir);
+            }
+            return Err(e);
+        }
+    };
     // What init wrote, for git: never a file of the user's it kept.
-    let mut written: Vec<String> = Vec::new();
+    let mut written: Vec<String> = applied
+        .written
+        .iter()
+        .chain(&applied.deleted)
+        .cloned()
+        .collect();
+    written.extend(seen_by_git(&new_files));
     let summary = if existing == DirState::NonEmpty {
-        let plan = sync::plan(
-            &dir,
-            &tree,
-            PlanOptions {
-                no_merge: true,
-                ..Default::default()
-            },
-        )?;
-        // The node identities and the blob (unless one is there) are created in the same
-        // transaction as the files: all of them, or none.
-        let mut new_files = node_keys.new_files(&dir);
-        new_files.extend(blob.filter(|b| dir.join(&b.path).symlink_metadata().is_err()));
-        let applied = sync::apply_with(&dir, &plan, &new_files)?;
-        written.extend(applied.written.iter().chain(&applied.deleted).cloned());
-        written.extend(seen_by_git(&new_files));
         // Generated files the new answers no longer generate (unedited) are removed, as by
         // `update`: said, since the user did not ask for a removal.
         let removed = match applied.deleted.as_slice() {
@@ -136,18 +168,11 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
         }
         summary
     } else {
-        // The node identities are written into the new project before it is renamed into
-        // place: a crash leaves no project, or one whose .sops.yaml recipients all have theirs.
-        let files = tree.len() + usize::from(blob.is_some());
-        let mut extra = node_keys.new_files(&dir);
-        extra.extend(blob);
-        sync::create_project(&dir, &tree, &extra)?;
-        written.extend(tree.paths().map(str::to_owned));
-        written.extend(seen_by_git(&extra));
         format!(
-            "Created {} ({} layout, {files} files).",
+            "Created {} ({} layout, {} files).",
             dir.display(),
             project.layout,
+            applied.written.len() + seen_by_git(&new_files).count(),
         )
     };
     written.extend(tree.paths().map(|p| format!("{}/{p}", sync::BASE_DIR)));
@@ -166,14 +191,18 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
     secrets::report_made(&made);
     if project.ssh_keys.is_empty() {
         eprintln!(
-            "warning: no SSH key for the admin (none given with --ssh-key, none found in ~/.ssh): nobody can log in to these machines over SSH; add your public key under ssh-keys in {}, then run `flakesmith update`",
+            "warning: no SSH key for the admin (none given with {}, none found in ~/.ssh): nobody can log in to these machines over SSH; add your public key under ssh-keys in {}, then run `flakesmith update`",
+            init_flag("ssh_keys"),
             dir.join(crate::render::ANSWERS_FILE).display()
         );
     }
     print_next_steps(&project, &dir);
     if args.no_git {
         // The next steps call nix, which copies a plain directory whole into the store.
-        println!("  # not a git work tree (--no-git): run `git init && git add --all` before any nix command;");
+        println!(
+            "  # not a git work tree ({}): run `git init && git add --all` before any nix command;",
+            init_flag("no_git")
+        );
         println!(
             "  # nix copies a plain directory, keys/ included, into the world-readable Nix store"
         );
@@ -230,7 +259,7 @@ fn apply_flags(args: &InitArgs, a: &mut Answers, given: &mut BTreeSet<Question>)
         // The prompt's range: a typo of 1000 must not write a thousand files.
         if !(1..=MAX_NODES).contains(&count) {
             return Err(InvalidAnswer::new(
-                "--nodes",
+                init_flag("nodes"),
                 format!("{count} nodes; a repository holds 1 to {MAX_NODES}"),
             )
             .into());
@@ -245,7 +274,7 @@ fn apply_flags(args: &InitArgs, a: &mut Answers, given: &mut BTreeSet<Question>)
     if !args.bmc_hosts.is_empty() {
         if args.bmc_hosts.len() != a.boards.len() {
             return Err(InvalidAnswer::new(
-                "--bmc-host",
+                init_flag("bmc_hosts"),
                 format!(
                     "{} nodes sit on {} board(s); give one BMC host per board, not {}",
                     a.nodes.len(),
@@ -266,7 +295,7 @@ fn apply_flags(args: &InitArgs, a: &mut Answers, given: &mut BTreeSet<Question>)
     }
     if !args.ssh_keys.is_empty() {
         a.ssh_keys = read_ssh_keys(&args.ssh_keys)
-            .map_err(|e| InvalidAnswer::new("--ssh-key", format!("{e:#}")))?;
+            .map_err(|e| InvalidAnswer::new(init_flag("ssh_keys"), format!("{e:#}")))?;
         answer(Question::SshKeys);
     }
     if let Some(mode) = args.secrets {
@@ -281,11 +310,11 @@ fn apply_flags(args: &InitArgs, a: &mut Answers, given: &mut BTreeSet<Question>)
     }
     if let Some(key) = &args.deployment_key {
         let keys = read_ssh_keys(std::slice::from_ref(key))
-            .map_err(|e| InvalidAnswer::new("--deployment-key", format!("{e:#}")))?;
+            .map_err(|e| InvalidAnswer::new(init_flag("deployment_key"), format!("{e:#}")))?;
         // The answer holds one key; taking the first of several would drop the others unsaid.
         if keys.len() > 1 {
             return Err(InvalidAnswer::new(
-                "--deployment-key",
+                init_flag("deployment_key"),
                 format!(
                     "{} holds {} keys; give the one key for first access",
                     quoted(key),
@@ -300,8 +329,11 @@ fn apply_flags(args: &InitArgs, a: &mut Answers, given: &mut BTreeSet<Question>)
         // A recipient found in ~/.config/sops goes unused without a word; one given does not.
         if !args.age_recipients.is_empty() {
             return Err(InvalidAnswer::new(
-                "--age-recipient",
-                "only used with --secrets sops (deployment-keys mode encrypts nothing)",
+                init_flag("age_recipients"),
+                format!(
+                    "only used with {} sops (deployment-keys mode encrypts nothing)",
+                    init_flag("secrets")
+                ),
             )
             .into());
         }
@@ -365,90 +397,54 @@ fn apply_flags(args: &InitArgs, a: &mut Answers, given: &mut BTreeSet<Question>)
 fn named_by_flag(args: &InitArgs, mut e: InvalidAnswer) -> InvalidAnswer {
     let field = e.field.as_str();
     let host_flag = if !args.hosts.is_empty() {
-        Some("--hosts")
+        Some(init_flag("hosts"))
     } else {
-        args.host_prefix.is_some().then_some("--host-prefix")
+        args.host_prefix.is_some().then(|| init_flag("host_prefix"))
     };
     let flag = match field {
-        "name" => args.name.is_some().then_some("--name"),
-        "admin-user" => args.admin_user.is_some().then_some("--admin-user"),
-        "nixpkgs-branch" => args.nixpkgs_branch.is_some().then_some("--nixpkgs-branch"),
-        "dots" => args.dots.is_some().then_some("--dots"),
+        "name" => args.name.is_some().then(|| init_flag("name")),
+        "admin-user" => args.admin_user.is_some().then(|| init_flag("admin_user")),
+        "nixpkgs-branch" => args
+            .nixpkgs_branch
+            .is_some()
+            .then(|| init_flag("nixpkgs_branch")),
+        "dots" => args.dots.is_some().then(|| init_flag("dots")),
         "bootloader.blob" => args
             .bootloader_blob
             .is_some()
-            .then_some("--bootloader-blob"),
-        "platforms" => (!args.platforms.is_empty()).then_some("--platform"),
-        "secrets.deployment-key" => args.deployment_key.is_some().then_some("--deployment-key"),
-        "state-version" => args.state_version.is_some().then_some("--state-version"),
+            .then(|| init_flag("bootloader_blob")),
+        "platforms" => (!args.platforms.is_empty()).then(|| init_flag("platforms")),
+        "secrets.deployment-key" => args
+            .deployment_key
+            .is_some()
+            .then(|| init_flag("deployment_key")),
+        "state-version" => args
+            .state_version
+            .is_some()
+            .then(|| init_flag("state_version")),
         "temporary-password-hash" => args
             .temporary_password_hash
             .is_some()
-            .then_some("--temporary-password-hash"),
-        "nodes" => host_flag.or(args.nodes.is_some().then_some("--nodes")),
+            .then(|| init_flag("temporary_password_hash")),
+        "nodes" => host_flag.or(args.nodes.is_some().then(|| init_flag("nodes"))),
         _ if field.starts_with("nodes[") && field.ends_with("].host") => host_flag,
         _ if field.starts_with("boards[") && field.ends_with("].bmc-host") => {
-            (!args.bmc_hosts.is_empty()).then_some("--bmc-host")
+            (!args.bmc_hosts.is_empty()).then(|| init_flag("bmc_hosts"))
         }
         _ if field.starts_with("secrets.admin-age-recipients") => {
-            (!args.age_recipients.is_empty()).then_some("--age-recipient")
+            (!args.age_recipients.is_empty()).then(|| init_flag("age_recipients"))
         }
         _ if field.starts_with("build.systems") => {
-            (!args.build_systems.is_empty()).then_some("--build-system")
+            (!args.build_systems.is_empty()).then(|| init_flag("build_systems"))
         }
         _ => None,
     };
     match (flag, &args.answers) {
-        (Some(flag), _) => e.field = flag.to_owned(),
+        (Some(flag), _) => e.field = flag,
         (None, Some(path)) => e.field = format!("{}: {field}", path.display()),
         (None, None) => {}
     }
     e
-}
-
-/// Keys given as text or as files (`.pub`, or an authorized_keys file with several).
-pub fn read_ssh_keys(items: &[String]) -> Result<Vec<String>> {
-    let mut keys = Vec::new();
-    for item in items.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
-        let looks_like_key = item.split_whitespace().count() >= 2;
-        let text = if looks_like_key || private_key_in(item).is_some() {
-            item.to_owned()
-        } else {
-            let path = expand_home(item);
-            // std's error, not fs_err's: that one repeats the path whole.
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                anyhow::anyhow!(
-                    "{} is neither an SSH public key nor a readable file ({e})",
-                    quoted(item)
-                )
-            })?;
-            // Named, never quoted: the first line that fails to parse would be the secret.
-            if let Some(kind) = private_key_in(&text) {
-                bail!(
-                    "{} holds {}; give {SSH_PUBLIC_KEY_HINT}",
-                    quoted(item),
-                    kind.describe()
-                );
-            }
-            text
-        };
-        for line in text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        {
-            let key = SshPublicKey::parse(line).map_err(anyhow::Error::msg)?;
-            keys.push(key.as_str().to_owned());
-        }
-    }
-    Ok(keys)
-}
-
-fn expand_home(path: &str) -> PathBuf {
-    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
-        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
-        _ => PathBuf::from(path),
-    }
 }
 
 /// The user's own public key, as the default answer (the first that exists, ed25519 first).
@@ -496,59 +492,6 @@ fn take_blob(answers: &mut Answers, dir: &Path) -> Result<Option<Vec<u8>>, Inval
     let bytes = read_blob(&path).map_err(|m| InvalidAnswer::new("bootloader.blob", m))?;
     answers.bootloader.blob = Some(BLOB_FILE.to_owned());
     Ok(Some(bytes))
-}
-
-/// The bootloader blob at `path` (`~/` expanded), if it is an RK1 loader; the prompt's check too.
-pub(crate) fn read_blob(path: &str) -> Result<Vec<u8>, String> {
-    let path = expand_home(path);
-    let bytes = fs_err::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if bytes.is_empty() || bytes.len() as u64 > MAX_BLOB_SIZE {
-        return Err(format!(
-            "{} is {} bytes; an RK1 loader written at 32 KiB must be 1 to {MAX_BLOB_SIZE} bytes to end before the first partition at 16 MiB",
-            path.display(),
-            bytes.len()
-        ));
-    }
-    check_rk1_loader(&bytes).map_err(|why| format!("{} {why}", path.display()))?;
-    Ok(bytes)
-}
-
-/// Whether `bytes` are a `u-boot-rockchip.bin` for the RK1, checked by the code rk-inject runs
-/// before it writes one (the RKNS header and its SHA-256 digests, the idbloader's size, the FIT
-/// at sector 16384), for the RK1's SoC, and with the u-boot.itb present: an idbloader alone
-/// boots no U-Boot. Anything else (an SSH key, a password file) is refused without a byte of
-/// it in the message: a file named by mistake may be a secret.
-pub(crate) fn check_rk1_loader(bytes: &[u8]) -> Result<(), String> {
-    use crate::rockchip::{cli::DEFAULT_SOC, header, inject, ITB_IN_COMBINED};
-    let soc = header::find_soc(DEFAULT_SOC).expect("the RK1's SoC is in the table");
-    if !bytes.starts_with(b"RKNS") {
-        return Err(format!(
-            "is not an RK1 loader: no RKNS header at byte 0 (the {DEFAULT_SOC} u-boot-rockchip.bin that U-Boot builds starts with one)"
-        ));
-    }
-    let mut reader = std::io::Cursor::new(bytes);
-    const NAME: &str = "blob";
-    let role = inject::Role::Combined;
-    let (_, fit) = inject::check_payload(&mut reader, bytes.len() as u64, role, NAME, soc)
-        .map_err(|e| {
-            let why = e.message.replace(&format!("{} {NAME} ", role.option()), "");
-            // The injector shows a few bytes where a magic number was expected; not here.
-            let why = why
-                .split(" (found ")
-                .next()
-                .unwrap_or_default()
-                .split(" (first bytes")
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-            format!("is not an RK1 loader: {why}")
-        })?;
-    if fit.is_none() {
-        return Err(format!(
-            "is not a whole RK1 loader: it ends before byte {ITB_IN_COMBINED}, where u-boot.itb (sector 16384 once written) belongs"
-        ));
-    }
-    Ok(())
 }
 
 #[derive(Debug, PartialEq, Eq)]

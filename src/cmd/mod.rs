@@ -1,16 +1,16 @@
 //! One plain function per subcommand.
 
-pub mod add_node;
-pub mod build;
-pub mod check;
-pub mod diff;
-pub mod init;
+pub(crate) mod add_node;
+pub(crate) mod build;
+pub(crate) mod check;
+pub(crate) mod diff;
+pub(crate) mod init;
 pub mod inject;
-pub mod man;
-pub mod remove_node;
-pub mod repo;
-pub mod stamp;
-pub mod update;
+pub(crate) mod man;
+pub(crate) mod remove_node;
+pub(crate) mod repo;
+pub(crate) mod stamp;
+pub(crate) mod update;
 
 use anyhow::Result;
 

@@ -24,19 +24,14 @@ impl Repo {
     /// Locks the repo, rolls back a transaction a crash interrupted, and reads its answers.
     pub fn open(dir: &Path) -> Result<Self> {
         // Never through a link: a planted flakesmith.yaml -> ~/.ssh/id_ed25519 is not read.
-        if std::fs::symlink_metadata(dir.join(ANSWERS_FILE)).is_err() {
-            return Err(UsageError::new(format!(
-                "{} has no {ANSWERS_FILE}: not a flakesmith repo (create one with `flakesmith init`, or pass -C DIR)",
-                dir.display()
-            ))
-            .into());
+        let no_answers = std::fs::symlink_metadata(dir.join(ANSWERS_FILE)).is_err();
+        // Without its answers only a directory a crashed `init` left has something to roll back.
+        if no_answers && std::fs::symlink_metadata(dir.join(".flakesmith")).is_err() {
+            return Err(not_a_repo(dir));
         }
-        let lock = lock(dir)?;
-        if let Some(n) = sync::recover(dir)? {
-            eprintln!(
-                "note: an earlier flakesmith run in {} was interrupted; its change ({n} files) was rolled back",
-                dir.display()
-            );
+        let lock = lock_and_recover(dir)?;
+        if std::fs::symlink_metadata(dir.join(ANSWERS_FILE)).is_err() {
+            return Err(not_a_repo(dir));
         }
         let bytes = sync::inside::read_file(dir, ANSWERS_FILE)?.unwrap_or_default();
         let text = String::from_utf8(bytes)
@@ -73,8 +68,9 @@ impl Repo {
         // Without the base every generated file would look like the user's own.
         sync::check_base(&self.dir)?;
         self.warn_nodes_without_identity(answers)?;
-        let mut project = Project::from_answers(answers)?;
-        project.node_age_recipients = secrets::existing_node_recipients(&self.dir, &project)?;
+        let project = Project::new(answers, |secrets, nodes| {
+            secrets::existing_node_recipients(&self.dir, secrets, nodes)
+        })?;
         let plan = sync::plan(&self.dir, &render::render(&project)?, options)?;
         Ok((project, plan))
     }
@@ -85,9 +81,11 @@ impl Repo {
         // Without the base every generated file would look like the user's own.
         sync::check_base(&self.dir)?;
         self.warn_nodes_without_identity(answers)?;
-        let mut project = Project::from_answers(answers)?;
-        let node_keys = secrets::NodeKeys::prepare(&self.dir, &project)?;
-        project.node_age_recipients = node_keys.recipients();
+        let mut node_keys = secrets::NodeKeys::default();
+        let project = Project::new(answers, |secrets, nodes| {
+            node_keys = secrets::NodeKeys::prepare(&self.dir, secrets, nodes)?;
+            anyhow::Ok(node_keys.recipients())
+        })?;
         let plan = sync::plan(&self.dir, &render::render(&project)?, options)?;
         Ok(Change {
             project,
@@ -215,7 +213,7 @@ pub fn print_updatekeys(dir: &Path, why: &str) {
     encrypted.sort();
     println!("Next: {why}:");
     for path in encrypted {
-        println!("  sops updatekeys {}", crate::nix::build::shell_word(&path));
+        println!("  sops updatekeys {}", crate::render::shell_word(&path));
     }
 }
 
@@ -283,6 +281,26 @@ fn in_answers_file(e: InvalidAnswer) -> InvalidAnswer {
         ANSWERS_FILE => e,
         field => InvalidAnswer::new(format!("{ANSWERS_FILE}: {field}"), e.message),
     }
+}
+
+fn not_a_repo(dir: &Path) -> anyhow::Error {
+    UsageError::new(format!(
+        "{} has no {ANSWERS_FILE}: not a flakesmith repo (create one with `flakesmith init`, or pass -C DIR)",
+        dir.display()
+    ))
+    .into()
+}
+
+/// Locks the repo directory (see [`lock`]) and rolls back a transaction a crash interrupted.
+pub(crate) fn lock_and_recover(dir: &Path) -> Result<fs_err::File> {
+    let lock = lock(dir)?;
+    if let Some(n) = sync::recover(dir)? {
+        eprintln!(
+            "note: an earlier flakesmith run in {} was interrupted; its change ({n} files) was rolled back",
+            dir.display()
+        );
+    }
+    Ok(lock)
 }
 
 /// Holds an exclusive lock on the repo directory, so that a second flakesmith run neither changes

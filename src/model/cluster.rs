@@ -4,7 +4,7 @@
 
 use super::{
     answers::{default_bmc_host, BoardAnswers, NodeAnswers, DEFAULT_HOST_PREFIX, SLOTS_PER_BOARD},
-    Answers, Hostname, InvalidAnswer, Ipv4Cidr,
+    Answers, BoardName, Hostname, InvalidAnswer, Ipv4Cidr, Slot,
 };
 use crate::echo::quoted;
 
@@ -55,21 +55,9 @@ impl Answers {
         let (board, slot, new_board) = match &req.board {
             Some(name) if self.boards.iter().any(|b| &b.name == name) => {
                 let slot = match req.slot {
-                    Some(slot) => {
-                        if !(1..=SLOTS_PER_BOARD).contains(&slot) {
-                            return Err(InvalidAnswer::new(
-                                "--slot",
-                                format!("slot {slot} does not exist (a Turing Pi 2 has slots 1-{SLOTS_PER_BOARD})"),
-                            ));
-                        }
-                        if let Some(n) = self.node_at(name, slot) {
-                            return Err(InvalidAnswer::new(
-                                "--slot",
-                                format!("slot {slot} of board {} is taken by {}", quoted(name), n.host),
-                            ));
-                        }
-                        slot
-                    }
+                    Some(slot) => check_slot(&self.nodes, name, slot)
+                        .map_err(|m| InvalidAnswer::new("--slot", m))?
+                        .get(),
                     None => self.free_slot(name).ok_or_else(|| {
                         InvalidAnswer::new(
                             "--board",
@@ -83,14 +71,10 @@ impl Answers {
                 (name.clone(), slot, false)
             }
             Some(name) => {
-                Hostname::parse(name).map_err(|m| InvalidAnswer::new("--board", m))?;
-                let slot = req.slot.unwrap_or(1);
-                if !(1..=SLOTS_PER_BOARD).contains(&slot) {
-                    return Err(InvalidAnswer::new(
-                        "--slot",
-                        format!("slot {slot} does not exist (a Turing Pi 2 has slots 1-{SLOTS_PER_BOARD})"),
-                    ));
-                }
+                BoardName::parse(name).map_err(|m| InvalidAnswer::new("--board", m))?;
+                let slot = Slot::new(req.slot.unwrap_or(1))
+                    .map_err(|m| InvalidAnswer::new("--slot", m))?
+                    .get();
                 (name.clone(), slot, true)
             }
             None => match self
@@ -108,22 +92,11 @@ impl Answers {
             .map(str::trim)
             .filter(|a| !a.is_empty())
         {
-            Some(a) => {
-                let cidr = Ipv4Cidr::parse(a).map_err(|m| InvalidAnswer::new("--address", m))?;
-                let taken = self.nodes.iter().find(|n| {
-                    n.address
-                        .as_deref()
-                        .and_then(|o| Ipv4Cidr::parse(o).ok())
-                        .is_some_and(|o| o.ip == cidr.ip)
-                });
-                if let Some(n) = taken {
-                    return Err(InvalidAnswer::new(
-                        "--address",
-                        format!("{} is already the address of {}", cidr.ip, n.host),
-                    ));
-                }
-                Some(cidr.to_string())
-            }
+            Some(a) => Some(
+                check_address(&self.nodes, a)
+                    .map_err(|m| InvalidAnswer::new("--address", m))?
+                    .to_string(),
+            ),
             None => None,
         };
         Ok(Placement {
@@ -187,9 +160,7 @@ impl Answers {
     }
 
     fn node_at(&self, board: &str, slot: u8) -> Option<&NodeAnswers> {
-        self.nodes
-            .iter()
-            .find(|n| n.board == board && n.slot == slot)
+        node_at(&self.nodes, board, slot)
     }
 
     fn free_slot(&self, board: &str) -> Option<u8> {
@@ -233,6 +204,43 @@ impl Answers {
             .map(|n| format!("tp{n}"))
             .find(|name| !self.boards.iter().any(|b| &b.name == name))
             .expect("some name is free")
+    }
+}
+
+fn node_at<'a>(nodes: &'a [NodeAnswers], board: &str, slot: u8) -> Option<&'a NodeAnswers> {
+    nodes.iter().find(|n| n.board == board && n.slot == slot)
+}
+
+/// `slot` of `board`, when it exists and none of `nodes` holds it: one node per slot. For
+/// flakesmith.yaml's nodes (each against those before it) and for `add-node`'s new one.
+pub(super) fn check_slot(nodes: &[NodeAnswers], board: &str, slot: u8) -> Result<Slot, String> {
+    let slot = Slot::new(slot)?;
+    match node_at(nodes, board, slot.get()) {
+        Some(other) => Err(format!(
+            "slot {slot} of board {} is already taken by {}",
+            quoted(board),
+            other.host
+        )),
+        None => Ok(slot),
+    }
+}
+
+/// `address`, when it is a static address with its prefix and none of `nodes` has its IP: one
+/// node per address. Used as [`check_slot`] is.
+pub(super) fn check_address(nodes: &[NodeAnswers], address: &str) -> Result<Ipv4Cidr, String> {
+    let cidr = Ipv4Cidr::parse(address)?;
+    let holder = nodes.iter().find(|n| {
+        n.address
+            .as_deref()
+            .and_then(|o| Ipv4Cidr::parse(o).ok())
+            .is_some_and(|o| o.ip == cidr.ip)
+    });
+    match holder {
+        Some(other) => Err(format!(
+            "{} is already the address of {}",
+            cidr.ip, other.host
+        )),
+        None => Ok(cidr),
     }
 }
 
@@ -338,6 +346,49 @@ mod tests {
             b.place_node(&NodeRequest::default()).unwrap_err().field,
             "platforms"
         );
+    }
+
+    /// One rule for both ways a node arrives: the same words from `add-node` and from
+    /// flakesmith.yaml, each naming its own flag or field.
+    #[test]
+    fn add_node_and_the_answers_file_refuse_a_taken_slot_or_address_alike() {
+        let mut a = Answers::default();
+        a.network.gateway = Some("10.0.0.1".into());
+        a.nodes[0].address = Some("10.0.0.11/24".into());
+        let by_flag = a
+            .place_node(&NodeRequest {
+                board: Some("tp1".into()),
+                slot: Some(1),
+                ..Default::default()
+            })
+            .unwrap_err();
+        let mut b = a.clone();
+        b.nodes[1].slot = 1;
+        let by_file = crate::model::Project::from_answers(&b).unwrap_err();
+        assert_eq!(
+            (by_flag.field.as_str(), by_file.field.as_str()),
+            ("--slot", "nodes[1].slot")
+        );
+        assert_eq!(by_flag.message, by_file.message);
+        assert_eq!(
+            by_flag.message,
+            "slot 1 of board 'tp1' is already taken by rk1-node1"
+        );
+
+        let by_flag = a
+            .place_node(&NodeRequest {
+                address: Some("10.0.0.11/16".into()),
+                ..Default::default()
+            })
+            .unwrap_err();
+        let mut b = a.clone();
+        b.nodes[2].address = Some("10.0.0.11/16".into());
+        let by_file = crate::model::Project::from_answers(&b).unwrap_err();
+        assert_eq!(
+            (by_flag.field.as_str(), by_file.field.as_str()),
+            ("--address", "nodes[2].address")
+        );
+        assert_eq!(by_flag.message, by_file.message);
     }
 
     #[test]

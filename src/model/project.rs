@@ -15,8 +15,9 @@ use super::{
         SLOTS_PER_BOARD,
     },
     board::check_host_or_ip,
-    AgeRecipient, Answers, Board, Hostname, InvalidAnswer, Ipv4Cidr, Layout, Node, Platform,
-    SshPublicKey,
+    cluster::{check_address, check_slot},
+    AgeRecipient, Answers, Board, BoardName, FlakeUrl, Hostname, InvalidAnswer, Layout,
+    NixpkgsBranch, Node, PasswordHash, Platform, ProjectName, SshPublicKey, StateVersion, UserName,
 };
 use crate::{
     echo::quoted,
@@ -33,28 +34,28 @@ pub const IDENTICAL_IMAGE: &str = "rk1";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Project {
-    pub name: String,
+    pub name: ProjectName,
     pub layout: Layout,
     pub platforms: Vec<Platform>,
-    pub nixpkgs_branch: String,
-    pub admin_user: String,
+    pub nixpkgs_branch: NixpkgsBranch,
+    pub admin_user: UserName,
     pub ssh_keys: Vec<SshPublicKey>,
     pub secrets: Secrets,
     pub build: Build,
-    pub dots: Option<String>,
+    pub dots: Option<FlakeUrl>,
     pub bootloader: Bootloader,
     pub network: Network,
     pub boards: Vec<Board>,
     pub nodes: Vec<Node>,
-    /// Host → age recipient of each node that has one (sops mode). Not an answer: the command
-    /// layer reads it from `keys/` and `.sops.yaml` with [`crate::secrets::NodeKeys`] and sets
-    /// it before rendering, because rendering never touches the disk. Empty from `from_answers`.
+    /// Host → age recipient of each node that has one (sops mode). Not an answer: what
+    /// [`Project::new`] is given for the validated nodes (the command layer reads `keys/` and
+    /// `.sops.yaml` with [`crate::secrets::NodeKeys`], because rendering never touches the disk).
+    /// Empty from [`Project::from_answers`]: `.sops.yaml` then has a placeholder per node.
     pub node_age_recipients: BTreeMap<String, AgeRecipient>,
-    /// `system.stateVersion`, e.g. "25.11".
-    pub state_version: String,
+    pub state_version: StateVersion,
     pub monitoring: Monitoring,
     /// crypt(3) hash of the admin's temporary password (expired at first boot); none: no password.
-    pub temporary_password_hash: Option<String>,
+    pub temporary_password_hash: Option<PasswordHash>,
     pub aws: Aws,
     pub generic_x86_64: GenericX86_64,
     /// The answers this project was validated from, written back as flakesmith.yaml.
@@ -75,6 +76,10 @@ pub struct Build {
     pub systems: Vec<String>,
     pub foreign: ForeignBuild,
     pub rk1_remote_builders: bool,
+    /// With `rk1_remote_builders`, Nix's `--builders` value for the RK1 nodes (remote-builder.nix
+    /// gives each a `nixbuilder` user): one `;`-separated entry per node, with the key the README
+    /// has users make. The README shows it and `flakesmith build` offers it when aarch64 is missing.
+    pub rk1_builders: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -119,10 +124,6 @@ impl Project {
         self.nodes.iter().find(|n| n.host.as_str() == host)
     }
 
-    pub fn board(&self, name: &str) -> Option<&Board> {
-        self.boards.iter().find(|b| b.name == name)
-    }
-
     /// The images the flake's `packages.<system>` holds for each build system, in the order the
     /// flake lists them: what `flakesmith build --all` builds. The templates own the fact; the
     /// stand-in evaluation in the tests (nix_eval.rs, cloud.rs) holds this list to them.
@@ -146,15 +147,28 @@ impl Project {
         }
     }
 
-    /// Validates answers field by field; the first problem is returned, naming its field.
+    /// Validates answers field by field; the first problem is returned, naming its field. No
+    /// node's age recipient is looked up: for checking answers, and for what needs no
+    /// `.sops.yaml` (build, stamp); see [`Project::new`].
     pub fn from_answers(answers: &Answers) -> Result<Self, InvalidAnswer> {
-        let name = check_project_name(&answers.name).map_err(|m| InvalidAnswer::new("name", m))?;
+        Self::new(answers, |_, _| Ok(BTreeMap::new()))
+    }
+
+    /// The whole project in one step: validates answers as [`Project::from_answers`] does,
+    /// then asks `node_age_recipients` for the recipients of the validated nodes (only valid
+    /// host names reach it, so it may name files after them), e.g.
+    /// `|secrets, nodes| NodeKeys::prepare(repo, secrets, nodes).map(|k| k.recipients())`.
+    pub fn new<E: From<InvalidAnswer>>(
+        answers: &Answers,
+        node_age_recipients: impl FnOnce(&Secrets, &[Node]) -> Result<BTreeMap<String, AgeRecipient>, E>,
+    ) -> Result<Self, E> {
+        let name = ProjectName::parse(&answers.name).map_err(|m| InvalidAnswer::new("name", m))?;
         let platforms = platforms_of(answers)?;
         let has_slots = platforms.iter().any(|p| p.has_slots());
 
-        check_nixpkgs_branch(&answers.nixpkgs_branch)
+        let nixpkgs_branch = NixpkgsBranch::parse(&answers.nixpkgs_branch)
             .map_err(|m| InvalidAnswer::new("nixpkgs-branch", m))?;
-        let admin_user = check_user_name(&answers.admin_user)
+        let admin_user = UserName::parse(&answers.admin_user)
             .map_err(|m| InvalidAnswer::new("admin-user", m))?;
 
         let ssh_keys = answers
@@ -171,17 +185,17 @@ impl Project {
                 return Err(InvalidAnswer::new(
                     format!("ssh-keys[{i}]"),
                     "this key is listed twice",
-                ));
+                )
+                .into());
             }
         }
 
         let secrets = secrets_of(answers)?;
-        let build = build_of(answers)?;
         let dots = answers
             .dots
             .as_deref()
             .filter(|d| !d.trim().is_empty())
-            .map(|d| check_flake_url(d.trim()).map_err(|m| InvalidAnswer::new("dots", m)))
+            .map(|d| FlakeUrl::parse(d.trim()).map_err(|m| InvalidAnswer::new("dots", m)))
             .transpose()?;
         let bootloader = match answers.bootloader.blob.as_deref().map(str::trim) {
             None | Some("") => Bootloader::Nixpkgs,
@@ -193,7 +207,7 @@ impl Project {
                 return Err(InvalidAnswer::new(
                     "bootloader.blob",
                     format!("'{other}' is not {BLOB_FILE}: in a repository the blob is always {BLOB_FILE}; copy your u-boot-rockchip.bin there (`flakesmith check` checks it)"),
-                ))
+                ).into())
             }
         };
         let network = network_of(answers)?;
@@ -202,6 +216,7 @@ impl Project {
         } else {
             (Vec::new(), Vec::new())
         };
+        let build = build_of(answers, &nodes)?;
         if answers.layout == Layout::MultiCloud {
             // Nodes and platform images share the flake's package and configuration names.
             if let Some((i, n)) = nodes.iter().enumerate().find(|(_, n)| {
@@ -212,21 +227,22 @@ impl Project {
                 return Err(InvalidAnswer::new(
                     format!("nodes[{i}].host"),
                     format!("'{}' is the name of a platform image in this flake; choose another host name", n.host),
-                ));
+                ).into());
             }
         }
         if nodes.iter().any(|n| n.address.is_some()) && network.gateway.is_none() {
             return Err(InvalidAnswer::new(
                 "network.gateway",
                 "nodes with a static address need a gateway (e.g. 10.0.0.1)",
-            ));
+            )
+            .into());
         }
 
         let state_version = match answers.state_version.as_deref() {
             Some(v) => {
-                check_state_version(v).map_err(|m| InvalidAnswer::new("state-version", m))?
+                StateVersion::parse(v).map_err(|m| InvalidAnswer::new("state-version", m))?
             }
-            None => state_version_of_branch(&answers.nixpkgs_branch),
+            None => StateVersion::of_branch(&nixpkgs_branch),
         };
         let monitoring = monitoring_of(answers)?;
         let temporary_password_hash = answers
@@ -235,7 +251,7 @@ impl Project {
             .map(str::trim)
             .filter(|h| !h.is_empty())
             .map(|h| {
-                check_password_hash(h).map_err(|m| InvalidAnswer::new("temporary-password-hash", m))
+                PasswordHash::parse(h).map_err(|m| InvalidAnswer::new("temporary-password-hash", m))
             })
             .transpose()?;
         let (aws, generic_x86_64) = platform_options_of(answers, &platforms)?;
@@ -248,14 +264,16 @@ impl Project {
                     "holds {}; a private key is never written into the repository",
                     kind.describe()
                 ),
-            ));
+            )
+            .into());
         }
+        let node_age_recipients = node_age_recipients(&secrets, &nodes)?;
 
         Ok(Self {
             name,
             layout: answers.layout,
             platforms,
-            nixpkgs_branch: answers.nixpkgs_branch.clone(),
+            nixpkgs_branch,
             admin_user,
             ssh_keys,
             secrets,
@@ -265,7 +283,7 @@ impl Project {
             network,
             boards,
             nodes,
-            node_age_recipients: BTreeMap::new(),
+            node_age_recipients,
             state_version,
             monitoring,
             temporary_password_hash,
@@ -297,140 +315,6 @@ fn private_key_field(answers: &Answers) -> Option<(String, PrivateKeyKind)> {
         }
     }
     walk(&serde_json::to_value(answers).ok()?, String::new())
-}
-
-/// The (year, month) of a `nixos-YY.MM` / `release-YY.MM` branch; None for unstable and others.
-fn nixos_release(branch: &str) -> Option<(u32, u32)> {
-    let version = branch
-        .strip_prefix("nixos-")
-        .or_else(|| branch.strip_prefix("release-"))?;
-    let version = version.strip_suffix("-small").unwrap_or(version);
-    let (year, month) = version.split_once('.')?;
-    Some((year.parse().ok()?, month.parse().ok()?))
-}
-
-/// A branch or tag of github:NixOS/nixpkgs that the generated images can be built from.
-pub fn check_nixpkgs_branch(branch: &str) -> Result<String, String> {
-    if branch.is_empty()
-        || !branch
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b))
-    {
-        return Err(format!(
-            "{} is not a branch name (letters, digits, '.', '_', '-', '/'; e.g. nixos-unstable or nixos-25.05)",
-            crate::echo::quoted(branch)
-        ));
-    }
-    if let Some(release) = nixos_release(branch) {
-        if release < (25, 5) {
-            return Err(format!(
-                "{branch} is older than nixos-25.05, which the generated images need (image.baseName, system.build.images); use nixos-25.05 or newer, or nixos-unstable"
-            ));
-        }
-    }
-    Ok(branch.to_owned())
-}
-
-pub fn check_project_name(s: &str) -> Result<String, String> {
-    let ok = !s.is_empty()
-        && s.len() <= 64
-        && s.as_bytes()[0].is_ascii_alphabetic()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
-        Ok(s.to_owned())
-    } else {
-        Err(format!(
-            "{} is not a project name (1-64 letters, digits, '-' or '_', starting with a letter)",
-            quoted(s)
-        ))
-    }
-}
-
-pub fn check_user_name(s: &str) -> Result<String, String> {
-    let ok = !s.is_empty()
-        && s.len() <= 32
-        && (s.as_bytes()[0].is_ascii_lowercase() || s.starts_with('_'))
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-    if !ok {
-        return Err(format!(
-            "{} is not a user name (1-32 lowercase letters, digits, '_' or '-', starting with a letter)",
-            quoted(s)
-        ));
-    }
-    if s == "root" || s == "nixos" {
-        return Err(format!(
-            "'{s}' is reserved; choose the name of the admin account to create"
-        ));
-    }
-    Ok(s.to_owned())
-}
-
-/// A flake reference that can be written into a Nix string as it is.
-pub fn check_flake_url(s: &str) -> Result<String, String> {
-    let scheme_ok = [
-        "github:",
-        "gitlab:",
-        "sourcehut:",
-        "git+",
-        "path:",
-        "https://",
-        "http://",
-        "tarball+",
-        "file:",
-        "flake:",
-    ]
-    .iter()
-    .any(|p| s.starts_with(p));
-    let chars_ok = s
-        .chars()
-        .all(|c| !c.is_whitespace() && c != '"' && c != '\\' && c != '$');
-    if scheme_ok && chars_ok {
-        Ok(s.to_owned())
-    } else {
-        Err(format!(
-            "{} is not a flake URL (e.g. github:you/dots, git+https://…, path:/home/you/dots)",
-            quoted(s)
-        ))
-    }
-}
-
-/// The release a branch such as nixos-25.05 or release-25.05 follows; unstable and other
-/// branches get DEFAULT_STATE_VERSION.
-pub fn state_version_of_branch(branch: &str) -> String {
-    branch
-        .rsplit_once('-')
-        .map(|(_, v)| v)
-        .filter(|v| check_state_version(v).is_ok())
-        .unwrap_or(super::answers::DEFAULT_STATE_VERSION)
-        .to_owned()
-}
-
-fn check_state_version(s: &str) -> Result<String, String> {
-    let ok = matches!(s.as_bytes(), [a, b, b'.', c, d] if [a, b, c, d].iter().all(|x| x.is_ascii_digit()));
-    if ok {
-        Ok(s.to_owned())
-    } else {
-        Err(format!(
-            "{} is not a NixOS release (YY.MM, e.g. 25.11: the release the machines were first installed with)",
-            quoted(s)
-        ))
-    }
-}
-
-/// A crypt(3) hash as `users.users.<name>.initialHashedPassword` takes it. Plain text is refused
-/// so that a password is never written into the repository or the Nix store readable as is.
-pub fn check_password_hash(h: &str) -> Result<String, String> {
-    const SCHEMES: [&str; 6] = ["$y$", "$gy$", "$7$", "$2b$", "$6$", "$5$"];
-    let scheme_ok = SCHEMES.iter().any(|p| h.starts_with(p));
-    // The passwd entry format forbids ':' and newlines.
-    let chars_ok = h.len() >= 20 && !h.contains([':', '\n', ' ']);
-    if scheme_ok && chars_ok {
-        Ok(h.to_owned())
-    } else {
-        Err("not a password hash: give the output of `mkpasswd -m yescrypt` or `openssl passwd -6` (starting $y$ or $6$), never the password itself".into())
-    }
 }
 
 fn monitoring_of(answers: &Answers) -> Result<Monitoring, InvalidAnswer> {
@@ -540,7 +424,7 @@ fn secrets_of(answers: &Answers) -> Result<Secrets, InvalidAnswer> {
     })
 }
 
-fn build_of(answers: &Answers) -> Result<Build, InvalidAnswer> {
+fn build_of(answers: &Answers, nodes: &[Node]) -> Result<Build, InvalidAnswer> {
     let b = &answers.build;
     if b.systems.is_empty() {
         return Err(InvalidAnswer::new(
@@ -575,10 +459,23 @@ fn build_of(answers: &Answers) -> Result<Build, InvalidAnswer> {
         }
         systems.push(system.clone());
     }
+    let rk1_builders = (b.rk1_remote_builders && !nodes.is_empty()).then(|| {
+        let entries: Vec<String> = nodes
+            .iter()
+            .map(|node| {
+                let address = node.address.map_or(node.host.to_string(), |a| a.ip.to_string());
+                format!(
+                    "ssh://nixbuilder@{address} aarch64-linux /root/.ssh/nixbuilder 4 1 big-parallel"
+                )
+            })
+            .collect();
+        entries.join(" ; ")
+    });
     Ok(Build {
         systems,
         foreign: b.foreign,
         rk1_remote_builders: b.rk1_remote_builders,
+        rk1_builders,
     })
 }
 
@@ -654,8 +551,9 @@ fn cluster_of(answers: &Answers) -> Result<(Vec<Board>, Vec<Node>), InvalidAnswe
     }
     let mut boards: Vec<Board> = Vec::new();
     for (i, b) in answers.boards.iter().enumerate() {
-        Hostname::parse(&b.name).map_err(|m| InvalidAnswer::new(format!("boards[{i}].name"), m))?;
-        if boards.iter().any(|o| o.name == b.name) {
+        let name = BoardName::parse(&b.name)
+            .map_err(|m| InvalidAnswer::new(format!("boards[{i}].name"), m))?;
+        if boards.iter().any(|o| o.name == name) {
             return Err(InvalidAnswer::new(
                 format!("boards[{i}].name"),
                 format!("board '{}' is listed twice", b.name),
@@ -664,7 +562,7 @@ fn cluster_of(answers: &Answers) -> Result<(Vec<Board>, Vec<Node>), InvalidAnswe
         check_host_or_ip(&b.bmc_host)
             .map_err(|m| InvalidAnswer::new(format!("boards[{i}].bmc-host"), m))?;
         boards.push(Board {
-            name: b.name.clone(),
+            name,
             bmc_host: b.bmc_host.clone(),
         });
     }
@@ -697,7 +595,7 @@ fn cluster_of(answers: &Answers) -> Result<(Vec<Board>, Vec<Node>), InvalidAnswe
                 format!("host '{host}' is listed twice; host names must be unique"),
             ));
         }
-        if !boards.iter().any(|b| b.name == n.board) {
+        let Some(board) = boards.iter().find(|b| b.name == *n.board) else {
             return Err(InvalidAnswer::new(
                 field("board"),
                 format!(
@@ -710,49 +608,21 @@ fn cluster_of(answers: &Answers) -> Result<(Vec<Board>, Vec<Node>), InvalidAnswe
                         .join(", ")
                 ),
             ));
-        }
-        if !(1..=SLOTS_PER_BOARD).contains(&n.slot) {
-            return Err(InvalidAnswer::new(
-                field("slot"),
-                format!(
-                    "slot {} does not exist (a Turing Pi 2 has slots 1-{SLOTS_PER_BOARD})",
-                    n.slot
-                ),
-            ));
-        }
-        if let Some(other) = nodes
-            .iter()
-            .find(|o| o.board == n.board && o.slot == n.slot)
-        {
-            return Err(InvalidAnswer::new(
-                field("slot"),
-                format!(
-                    "slot {} of board '{}' is already taken by {}",
-                    n.slot, n.board, other.host
-                ),
-            ));
-        }
+        };
+        // Against the nodes before this one, as `add-node` checks a new node against all.
+        let earlier = &answers.nodes[..i];
+        let slot = check_slot(earlier, &n.board, n.slot)
+            .map_err(|m| InvalidAnswer::new(field("slot"), m))?;
         let address = n
             .address
             .as_deref()
             .filter(|a| !a.trim().is_empty())
-            .map(|a| Ipv4Cidr::parse(a).map_err(|m| InvalidAnswer::new(field("address"), m)))
+            .map(|a| check_address(earlier, a).map_err(|m| InvalidAnswer::new(field("address"), m)))
             .transpose()?;
-        if let Some(addr) = address {
-            if let Some(other) = nodes
-                .iter()
-                .find(|o| o.address.map(|a| a.ip) == Some(addr.ip))
-            {
-                return Err(InvalidAnswer::new(
-                    field("address"),
-                    format!("{} is already the address of {}", addr.ip, other.host),
-                ));
-            }
-        }
         nodes.push(Node {
             host,
-            board: n.board.clone(),
-            slot: n.slot,
+            board: board.name.clone(),
+            slot,
             address,
         });
     }
@@ -816,8 +686,6 @@ mod tests {
             invalid(|a| a.nixpkgs_branch = "nixos-24.11".into()).field,
             "nixpkgs-branch"
         );
-        assert!(nixos_release("nixos-unstable").is_none());
-        assert_eq!(nixos_release("nixos-25.05-small"), Some((25, 5)));
         assert_eq!(
             invalid(|a| a.build.systems = vec!["aarch64-darwin".into()]).field,
             "build.systems[0]"
@@ -856,20 +724,123 @@ mod tests {
 
     #[test]
     fn the_state_version_is_recorded_or_follows_the_release_branch() {
-        assert_eq!(state_version_of_branch("nixos-25.05"), "25.05");
-        assert_eq!(state_version_of_branch("release-24.11"), "24.11");
-        // Unstable follows the newest release (26.05), not an older one.
-        assert_eq!(state_version_of_branch("nixos-unstable"), "26.05");
-        let a = Answers {
+        let mut a = Answers {
             nixpkgs_branch: "nixos-26.05".into(),
             state_version: Some("25.05".into()),
             ..Answers::default()
         };
+        let state_version = |a: &Answers| Project::from_answers(a).unwrap().state_version;
+        assert_eq!(state_version(&a).as_str(), "25.05", "recorded wins");
+        a.state_version = None;
+        assert_eq!(state_version(&a).as_str(), "26.05", "else the branch's");
+    }
+
+    /// Each newtype's refusal reaches the user as one line naming the answers field, saying
+    /// what is allowed (the rule itself is tested beside each type).
+    #[test]
+    fn each_newtype_names_its_field_in_one_line() {
+        type Edit = fn(&mut Answers);
+        let cases: [(&str, Edit, &str); 9] = [
+            (
+                "name",
+                |a| a.name = "2lab".into(),
+                "is not a project name (1-64",
+            ),
+            (
+                "admin-user",
+                |a| a.admin_user = "Admin".into(),
+                "is not a user name (1-32",
+            ),
+            (
+                "nixpkgs-branch",
+                |a| a.nixpkgs_branch = "a b".into(),
+                "is not a branch name (letters",
+            ),
+            (
+                "nixpkgs-branch",
+                |a| a.nixpkgs_branch = "nixos-24.11".into(),
+                "use nixos-25.05 or newer",
+            ),
+            (
+                "state-version",
+                |a| a.state_version = Some("25.5".into()),
+                "is not a NixOS release (YY.MM",
+            ),
+            (
+                "dots",
+                |a| a.dots = Some("you/dots".into()),
+                "is not a flake URL (e.g.",
+            ),
+            (
+                "temporary-password-hash",
+                |a| a.temporary_password_hash = Some("hunter2".into()),
+                "not a password hash: give the output of",
+            ),
+            (
+                "boards[0].name",
+                |a| a.boards[0].name = "TP1".into(),
+                "is not an RFC 1123 host name (1-63",
+            ),
+            (
+                "nodes[0].slot",
+                |a| a.nodes[0].slot = 0,
+                "slot 0 does not exist (a Turing Pi 2 has slots 1-4)",
+            ),
+        ];
+        for (field, edit, allowed) in cases {
+            let e = invalid(edit);
+            assert_eq!(e.field, field, "{e}");
+            assert!(e.message.contains(allowed), "{e}");
+            assert!(!e.to_string().contains('\n'), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_taken_slot_or_address_names_the_node_that_has_it() {
+        let e = invalid(|a| a.nodes[2].slot = 1);
         assert_eq!(
-            Project::from_answers(&a).unwrap().state_version,
-            "25.05",
-            "recorded wins"
+            e.to_string(),
+            "nodes[2].slot: slot 1 of board 'tp1' is already taken by rk1-node1"
         );
+        let e = invalid(|a| {
+            a.network.gateway = Some("10.0.0.1".into());
+            a.nodes[0].address = Some("10.0.0.11/24".into());
+            a.nodes[3].address = Some("10.0.0.11/16".into());
+        });
+        assert_eq!(
+            e.to_string(),
+            "nodes[3].address: 10.0.0.11 is already the address of rk1-node1"
+        );
+    }
+
+    /// The nodes' age recipients come in with construction, looked up for validated nodes only:
+    /// a hostile host name (say `../x`) never reaches the lookup, which names files after hosts.
+    #[test]
+    fn new_takes_the_recipients_of_the_validated_nodes() {
+        let recipient =
+            AgeRecipient::parse(&age::x25519::Identity::generate().to_public().to_string())
+                .unwrap();
+        let project = Project::new(&Answers::default(), |secrets, nodes| {
+            assert_eq!(secrets.mode, SecretsMode::Sops);
+            Ok::<_, InvalidAnswer>(
+                nodes
+                    .iter()
+                    .map(|n| (n.host.to_string(), recipient.clone()))
+                    .collect(),
+            )
+        })
+        .unwrap();
+        assert_eq!(
+            project.node_age_recipients.keys().collect::<Vec<_>>(),
+            ["rk1-node1", "rk1-node2", "rk1-node3", "rk1-node4"]
+        );
+        let mut a = Answers::default();
+        a.nodes[0].host = "../x".into();
+        let e = Project::new(&a, |_, _| -> Result<_, InvalidAnswer> {
+            panic!("looked up for answers that do not validate")
+        })
+        .unwrap_err();
+        assert_eq!(e.field, "nodes[0].host");
     }
 
     #[test]

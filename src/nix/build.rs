@@ -23,7 +23,7 @@ use super::{
     log::{self, activity, field_str, field_u64, LogLine},
     prereq::{NixInfo, NixVersion, FEATURE_FLAGS},
 };
-use crate::UsageError;
+use crate::{render::shell_word, UsageError};
 
 /// Which targets to build.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -317,19 +317,6 @@ pub fn display_command(request: &Request) -> Result<String> {
         .join(" "))
 }
 
-/// Quote a word for a POSIX shell when it needs it.
-pub fn shell_word(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,^".contains(c));
-    if plain {
-        word.to_owned()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
-}
-
 /// What happens during the build, as the progress display wants it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event<'a> {
@@ -388,7 +375,6 @@ pub struct BuildReport {
     pub failed: Vec<(String, Vec<String>)>,
     /// nix's error messages.
     pub errors: Vec<String>,
-    pub elapsed: Duration,
 }
 
 struct Activity {
@@ -522,7 +508,6 @@ pub fn run_build(mut command: Command, mut observe: impl FnMut(Event<'_>)) -> Re
         report.finished.remove(drv);
     }
     report.success = status.success();
-    report.elapsed = start.elapsed();
     Ok(report)
 }
 
@@ -558,13 +543,6 @@ mod tests {
         assert!(check_name("TARGET", "a\"b").is_err());
         assert!(check_name("TARGET", "${x}").is_err());
         assert!(check_name("TARGET", "").is_err());
-    }
-
-    #[test]
-    fn shell_words() {
-        assert_eq!(shell_word("nix"), "nix");
-        assert_eq!(shell_word("nix-command flakes"), "'nix-command flakes'");
-        assert_eq!(shell_word("it's"), r"'it'\''s'");
     }
 
     #[test]

@@ -10,7 +10,6 @@ use serde_json::Value;
 /// Activity types flakesmith shows.
 pub mod activity {
     pub const COPY_PATH: u64 = 100;
-    pub const FILE_TRANSFER: u64 = 101;
     pub const BUILDS: u64 = 104;
     pub const BUILD: u64 = 105;
     pub const SUBSTITUTE: u64 = 108;

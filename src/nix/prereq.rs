@@ -51,8 +51,6 @@ pub struct NixInfo {
     pub version: NixVersion,
     /// This machine's Nix system (`x86_64-linux`).
     pub system: String,
-    /// nix-command and flakes are on in nix.conf (otherwise flakesmith passes [`FEATURE_FLAGS`]).
-    pub flakes_configured: bool,
     pub extra_platforms: Vec<String>,
     /// The `builders` setting, `@file` references expanded.
     pub builders: String,
@@ -244,7 +242,6 @@ pub fn probe_nix() -> Result<(NixInfo, Vec<Check>), Vec<Check>> {
     let info = NixInfo {
         version,
         system,
-        flakes_configured,
         extra_platforms: strings(setting("extra-platforms")),
         builders: expand_builders(&builders),
         max_jobs: setting("max-jobs").and_then(|v| v.as_u64()).unwrap_or(1),
@@ -402,7 +399,6 @@ mod tests {
         NixInfo {
             version: NixVersion(2, 8, 0),
             system: "x86_64-linux".into(),
-            flakes_configured: false,
             extra_platforms: vec!["i686-linux".into()],
             builders: String::new(),
             max_jobs: 1,

@@ -130,7 +130,7 @@ fn refuse_tracked_keys(repo: &Path) -> Result<()> {
         bail!(UsageError::new(format!(
             "{} {why}, so Nix would copy it into the world-readable store: `git rm --cached {}` (and move a key into keys/, which git ignores), then build again; `flakesmith check` lists every such file",
             crate::echo::quoted(&path),
-            crate::nix::build::shell_word(&path)
+            crate::render::shell_word(&path)
         )));
     }
     Ok(())

@@ -26,9 +26,20 @@ pub fn nix_str(value: &Value, _: &HashMap<String, Value>) -> Result<Value> {
 /// `{{ x | sh }}`: a single-quoted POSIX shell word.
 pub fn sh(value: &Value, _: &HashMap<String, Value>) -> Result<Value> {
     // The same quoting as the commands flakesmith prints (`build --dry-run`).
-    Ok(to_value(crate::nix::build::shell_word(&value_as_string(
-        value,
-    )))?)
+    Ok(to_value(shell_word(&value_as_string(value)))?)
+}
+
+/// Quote a word for a POSIX shell when it needs it.
+pub fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,^".contains(c));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
 }
 
 /// `{{ x | yaml_str }}`: a double-quoted YAML scalar.
@@ -66,5 +77,12 @@ mod tests {
         assert_eq!(apply(sh, "turingpi.local"), "turingpi.local");
         assert_eq!(apply(sh, "it's"), r"'it'\''s'");
         assert_eq!(apply(sh, ""), "''");
+    }
+
+    #[test]
+    fn shell_words() {
+        assert_eq!(shell_word("nix"), "nix");
+        assert_eq!(shell_word("nix-command flakes"), "'nix-command flakes'");
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
     }
 }

@@ -5,6 +5,7 @@ mod filters;
 mod module_args;
 mod scaffold;
 mod strict;
+mod syntax;
 #[cfg(test)]
 mod tests;
 mod tidy;
@@ -15,7 +16,9 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::model::{Machine, Project};
+pub use filters::shell_word;
 pub use scaffold::{outputs, Output};
+pub use syntax::{check_syntax, check_text, SyntaxError};
 pub use tree::{Tree, TreeFile};
 
 /// The templates, compiled in (build.rs makes cargo notice new files).
@@ -33,7 +36,7 @@ pub enum RenderError {
         message: String,
     },
     #[error(transparent)]
-    Syntax(#[from] crate::nix::SyntaxError),
+    Syntax(#[from] SyntaxError),
 }
 
 /// What every template sees (and `node`, the node a per-node file is for, or none).
@@ -55,7 +58,7 @@ struct Context<'a> {
 /// Renders the whole repository for `project` and checks every `.nix` file's syntax.
 pub fn render(project: &Project) -> Result<Tree, RenderError> {
     let tree = render_unchecked(&engine()?, project)?;
-    crate::nix::check_syntax(&tree)?;
+    check_syntax(&tree)?;
     Ok(tree)
 }
 

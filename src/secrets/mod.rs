@@ -5,7 +5,8 @@
 //! identity never enters the Nix store or an image; `deploy/post-deploy.sh` copies it to the
 //! node's `sops.age.keyFile` after flashing. Only the public recipient reaches the templates,
 //! through [`Project::node_age_recipients`](crate::model::Project::node_age_recipients), which
-//! the command layer fills before rendering (the renderer never touches the disk).
+//! [`Project::new`](crate::model::Project::new) takes from here (the renderer never touches
+//! the disk).
 //!
 //! Where a node's recipient comes from, in order:
 //! 1. its identity in `keys/<host>.age` (age-keys mode);
@@ -31,7 +32,7 @@ pub use sops_yaml::{recorded_recipients, SopsYaml, SOPS_YAML};
 
 use crate::model::{
     answers::{NodeRecipients, SecretsMode},
-    AgeRecipient, Project,
+    AgeRecipient, Node, Secrets,
 };
 
 /// The recipients of a project's nodes, and the identities that still have to be written.
@@ -52,16 +53,17 @@ impl std::fmt::Debug for NodeKeys {
 }
 
 impl NodeKeys {
-    /// Reads what `repo` (which may not exist yet) already has and makes, in memory, the
-    /// identities that are missing. Writes nothing: see [`NodeKeys::write_new`].
-    pub fn prepare(repo: &Path, project: &Project) -> Result<Self> {
+    /// Reads what `repo` (which may not exist yet) already has for a project's validated
+    /// `nodes` and makes, in memory, the identities that are missing. Writes nothing: see
+    /// [`NodeKeys::write_new`]. Called from [`Project::new`](crate::model::Project::new).
+    pub fn prepare(repo: &Path, secrets: &Secrets, nodes: &[Node]) -> Result<Self> {
         let mut keys = Self::default();
-        if project.secrets.mode != SecretsMode::Sops {
+        if secrets.mode != SecretsMode::Sops {
             return Ok(keys);
         }
         let recorded = recorded_recipients(repo)?;
-        let make_missing = project.secrets.node_recipients == NodeRecipients::AgeKeys;
-        for node in &project.nodes {
+        let make_missing = secrets.node_recipients == NodeRecipients::AgeKeys;
+        for node in nodes {
             let host = node.host.as_str();
             let path = identity_path(repo, host);
             if make_missing && path.exists() {
@@ -137,21 +139,27 @@ pub fn identity_path(repo: &Path, host: &str) -> PathBuf {
 /// A node without one renders as a placeholder line in `.sops.yaml`.
 pub fn existing_node_recipients(
     repo: &Path,
-    project: &Project,
+    secrets: &Secrets,
+    nodes: &[Node],
 ) -> Result<BTreeMap<String, AgeRecipient>> {
-    let mut keys = NodeKeys::prepare(repo, project)?;
+    let mut keys = NodeKeys::prepare(repo, secrets, nodes)?;
     for identity in std::mem::take(&mut keys.new) {
         keys.recipients.remove(&identity.host);
     }
     Ok(keys.recipients)
 }
 
-/// Makes the missing node identities on disk at once and returns every node's recipient, to be
-/// put into `project.node_age_recipients` before rendering. For library users that write a
-/// rendered tree themselves; the commands use [`NodeKeys`] instead, so that the identities are
-/// written inside their all-or-nothing transaction.
-pub fn ensure_node_keys(repo: &Path, project: &Project) -> Result<BTreeMap<String, AgeRecipient>> {
-    let keys = NodeKeys::prepare(repo, project)?;
+/// Makes the missing node identities on disk at once and returns every node's recipient, for
+/// [`Project::new`](crate::model::Project::new):
+/// `Project::new(&answers, |secrets, nodes| ensure_node_keys(repo, secrets, nodes))`. For
+/// library users that write a rendered tree themselves; the commands use [`NodeKeys`] instead,
+/// so that the identities are written inside their all-or-nothing transaction.
+pub fn ensure_node_keys(
+    repo: &Path,
+    secrets: &Secrets,
+    nodes: &[Node],
+) -> Result<BTreeMap<String, AgeRecipient>> {
+    let keys = NodeKeys::prepare(repo, secrets, nodes)?;
     keys.write_new(repo)?;
     Ok(keys.recipients())
 }
@@ -205,11 +213,11 @@ pub fn report_made(made: &[String]) {
 mod tests {
     use super::*;
 
-    fn sops_project() -> Project {
+    fn sops_project() -> crate::model::Project {
         let mut answers = crate::model::Answers::default();
         answers.secrets.mode = SecretsMode::Sops;
         answers.secrets.node_recipients = NodeRecipients::AgeKeys;
-        Project::from_answers(&answers).unwrap()
+        crate::model::Project::from_answers(&answers).unwrap()
     }
 
     // cargo-mutants (unit tests only) left every mutant of NodeKeys alive: init's integration
@@ -218,7 +226,7 @@ mod tests {
     fn prepare_makes_an_identity_per_node_and_debug_names_them_without_secrets() {
         let repo = tempfile::tempdir().unwrap();
         let project = sops_project();
-        let keys = NodeKeys::prepare(repo.path(), &project).unwrap();
+        let keys = NodeKeys::prepare(repo.path(), &project.secrets, &project.nodes).unwrap();
         let hosts: Vec<String> = project.nodes.iter().map(|n| n.host.to_string()).collect();
         assert_eq!(keys.recipients().into_keys().collect::<Vec<_>>(), hosts);
         assert_eq!(

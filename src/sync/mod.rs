@@ -9,8 +9,8 @@ pub(crate) mod inside;
 mod plan;
 mod txn;
 
-pub use apply::{apply, apply_with, create_project, Applied, NEW_SUFFIX, OLD_SUFFIX};
+pub use apply::{apply_with, Applied, NEW_SUFFIX};
 pub use base::{check_base, read_base, BASE_DIR};
 pub use diff::unified_diff;
 pub use plan::{has_conflict_markers, plan, Action, Plan, PlanOptions};
-pub use txn::{recover, NewFile, TXN_DIR};
+pub use txn::{recover, NewFile};

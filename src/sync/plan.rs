@@ -1,6 +1,6 @@
 //! Compares a freshly rendered tree with the repo on disk and the recorded base, file by file.
 
-use std::{fmt, path::Path};
+use std::path::Path;
 
 use anyhow::Result;
 use similar::{MergeResolution, TextMerge};
@@ -32,7 +32,7 @@ pub enum Action {
     Conflict(TreeFile),
     /// flakesmith.yaml, whose change could not be merged into the user's formatting: the new
     /// answers are written as flakesmith renders them, and the user's text is kept beside it
-    /// ([`OLD_SUFFIX`](super::OLD_SUFFIX)).
+    /// ([`OLD_SUFFIX`](super::apply::OLD_SUFFIX)).
     Rewrite { new: TreeFile, yours: TreeFile },
     /// The file on disk already is what it should be (or the new render changes nothing the
     /// user has not already changed).
@@ -82,24 +82,8 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn conflicts(&self) -> impl Iterator<Item = &str> {
-        self.entries
-            .iter()
-            .filter(|(_, a)| matches!(a, Action::Conflict(_)))
-            .map(|(p, _)| p.as_str())
-    }
-
     pub fn is_noop(&self) -> bool {
         self.entries.iter().all(|(_, a)| !a.changes_disk())
-    }
-}
-
-impl fmt::Display for Plan {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (path, action) in &self.entries {
-            writeln!(f, "{:>13}  {path}", action.label())?;
-        }
-        Ok(())
     }
 }
 

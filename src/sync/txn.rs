@@ -110,7 +110,17 @@ pub fn run(repo: &Path, changes: &[FileChange<'_>], new_files: &[NewFile]) -> Re
     clear_txn_dir(repo)?;
     let journal = journal_for(repo, changes, new_files)?;
     let record = Record::for_repo(repo)?;
-    write_journal(repo, &journal, &record)?;
+    if let Err(e) = write_journal(repo, &journal, &record) {
+        // Nothing in the repo changed yet: only what writing the journal left is taken back, so
+        // that a failed `init` leaves its new directory empty.
+        let _ = std::fs::remove_file(txn_dir.join(JOURNAL));
+        let _ = clear_txn_dir(repo);
+        if journal.created_dirs.iter().any(|d| d == ".flakesmith") {
+            let _ = remove_empty_dir(repo, ".flakesmith");
+        }
+        record.remove();
+        return Err(e);
+    }
     match execute(repo, &journal, changes, new_files) {
         Ok(()) => {
             // The commit point: without the journal, nothing will be rolled back.

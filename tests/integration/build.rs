@@ -54,7 +54,7 @@ fn image_script(name: &str, content: &str) -> String {
 /// depend on the machine's nix.conf, no remote builders and no extra platforms (added to the
 /// settings every test runs with: support::nix_config).
 fn flakesmith() -> Command {
-    let mut command = Command::cargo_bin("flakesmith").unwrap();
+    let mut command = Command::from_std(crate::support::flakesmith_command());
     command.env(
         "NIX_CONFIG",
         crate::support::nix_config_with("substituters =\nbuilders =\nextra-platforms =\n"),
@@ -520,6 +520,48 @@ fn rk1_remote_builders_are_offered_as_the_builders_fix() {
     );
 }
 
+/// Both layouts' READMEs give the `--builders` value `flakesmith build` offers (one owner:
+/// the model), with each node's static address or host name.
+#[test]
+fn the_readme_shows_the_builders_that_build_offers() {
+    use flakesmith::model::{answers::Answers, Layout, Platform};
+    let mut multi_cloud = Answers {
+        layout: Layout::MultiCloud,
+        platforms: vec![Platform::Aws, Platform::Rk1],
+        ..Answers::default()
+    };
+    multi_cloud.network.gateway = Some("10.0.0.1".into());
+    multi_cloud.nodes[1].address = Some("10.0.0.12/24".into());
+    for mut answers in [Answers::default(), multi_cloud] {
+        answers.build.rk1_remote_builders = true;
+        let project = flakesmith::model::Project::from_answers(&answers).unwrap();
+        let builders = project
+            .build
+            .rk1_builders
+            .clone()
+            .expect("remote builders on");
+        let entries: Vec<&str> = builders.split(" ; ").collect();
+        assert_eq!(entries.len(), answers.nodes.len(), "{builders}");
+        for (entry, node) in entries.iter().zip(&answers.nodes) {
+            let address = node
+                .address
+                .as_deref()
+                .map_or(node.host.as_str(), |a| a.split('/').next().unwrap());
+            assert_eq!(
+                *entry,
+                format!("ssh://nixbuilder@{address} aarch64-linux /root/.ssh/nixbuilder 4 1 big-parallel")
+            );
+        }
+        let tree = crate::support::Project::from_answers(answers.clone()).render();
+        let readme = String::from_utf8_lossy(&tree.get("README.md").unwrap().contents).into_owned();
+        assert!(
+            readme.contains(&format!("flakesmith build --all --builders '{builders}'")),
+            "{:?}: {readme}",
+            answers.layout
+        );
+    }
+}
+
 /// `build --all --dry-run` in a generated repository names the images the flake really has (here
 /// nixpkgs cannot be fetched, so flakesmith.yaml says them), and a target or `--system` the
 /// repository does not have is refused naming the argument and the choices.
@@ -530,7 +572,7 @@ fn a_generated_repositorys_targets_and_systems_come_from_its_answers() {
         vec!["--nodes", "2"],
         vec!["--layout", "multi-cloud", "--raw-efi", "--nodes", "1"],
     ] {
-        let repo = crate::grow::TestRepo::init(&init_args);
+        let repo = crate::support::TestRepo::init(&init_args);
         let dir = repo.dir.to_str().unwrap();
         let out = flakesmith()
             .args([

@@ -3,10 +3,9 @@
 
 use std::{os::unix::fs::PermissionsExt, path::Path, process::Command};
 
-use assert_cmd::cargo::CommandCargoExt;
 use flakesmith::{model::Answers, secrets::ensure_node_keys};
 
-use crate::support::ADMIN_AGE_RECIPIENT;
+use crate::support::{flakesmith_command, ADMIN_AGE_RECIPIENT};
 
 /// What sops writes: every value `ENC[…]`, and a `sops:` block with each recipient's wrapped
 /// data key and the MAC. A stand-in made by hand (sops is not installable here): it shows the
@@ -63,7 +62,7 @@ fn clean_repo() -> tempfile::TempDir {
     answers.secrets.admin_age_recipients = vec![ADMIN_AGE_RECIPIENT.to_owned()];
     answers.set_node_count(2, "n");
     let project = flakesmith::model::Project::from_answers(&answers).unwrap();
-    let recipients = ensure_node_keys(repo, &project).unwrap();
+    let recipients = ensure_node_keys(repo, &project.secrets, &project.nodes).unwrap();
     let mut sops = format!("keys:\n  - &admin_1 {ADMIN_AGE_RECIPIENT}\n");
     for (host, recipient) in &recipients {
         sops.push_str(&format!("  - &{host} {recipient}\n"));
@@ -113,8 +112,7 @@ fn git(repo: &Path, args: &[&str]) {
 
 /// Runs `flakesmith check -C repo`: (exit code, stdout lines).
 fn check(repo: &Path) -> (i32, Vec<String>) {
-    let out = Command::cargo_bin("flakesmith")
-        .unwrap()
+    let out = flakesmith_command()
         .args(["check", "-C"])
         .arg(repo)
         .output()
@@ -232,7 +230,7 @@ fn finds_a_recipient_that_is_not_the_nodes_key() {
             let mut answers = Answers::default();
             answers.set_node_count(1, "n");
             let project = flakesmith::model::Project::from_answers(&answers).unwrap();
-            ensure_node_keys(other.path(), &project).unwrap();
+            ensure_node_keys(other.path(), &project.secrets, &project.nodes).unwrap();
             std::fs::copy(other.path().join("keys/n1.age"), r.join("keys/n1.age")).unwrap();
         },
         ".sops.yaml: node n1's recipient is not the public key of keys/n1.age",
@@ -435,8 +433,7 @@ fn finds_a_node_missing_from_sops_yaml() {
 #[test]
 fn a_directory_without_answers_is_bad_input() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::cargo_bin("flakesmith")
-        .unwrap()
+    let out = flakesmith_command()
         .args(["check", "-C"])
         .arg(dir.path())
         .output()
@@ -502,8 +499,7 @@ fn check_passes_on_every_freshly_generated_variant() {
         let answers_file = home.path().join("answers.yaml");
         std::fs::write(&answers_file, &answers_text).unwrap();
         let repo = home.path().join("repo");
-        let out = Command::cargo_bin("flakesmith")
-            .unwrap()
+        let out = flakesmith_command()
             .arg("init")
             .arg(&repo)
             .arg("--answers")
@@ -552,8 +548,7 @@ fn check_passes_on_every_freshly_generated_variant() {
 #[test]
 fn the_summary_names_the_repo_even_when_run_inside_it() {
     let dir = clean_repo();
-    let out = Command::cargo_bin("flakesmith")
-        .unwrap()
+    let out = flakesmith_command()
         .arg("check")
         .current_dir(dir.path())
         .output()

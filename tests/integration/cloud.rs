@@ -21,7 +21,7 @@ use flakesmith::render::Tree;
 use serde_json::Value;
 
 use crate::nix_eval::{keys, Flake};
-use crate::support::{snapshot_cases, Project, TempRepo};
+use crate::support::{snapshot_cases, Project, TestRepo};
 
 /// flakesmith's default answers (and the test key) with the multi-cloud layout.
 fn multi_cloud(platforms: &[Platform]) -> Project {
@@ -351,13 +351,13 @@ fn multi_cloud_flakes_evaluate_with_the_expected_outputs() {
             );
             // services.journald.extraConfig is gone from NixOS 26.11 (nixpkgs PR 536538), whose
             // settings.Journal the releases up to 26.05 lack.
-            let release = project.nixpkgs_branch.split('-').nth(1);
+            let release = project.nixpkgs_branch.as_str().split('-').nth(1);
             let old_release = release
                 .filter(|r| r.len() == 5 && r.as_bytes()[2] == b'.')
                 .and_then(|r| r.parse::<f64>().ok())
                 .is_some_and(|r| r <= 26.05);
             assert_eq!(c["journaldSettings"], !old_release, "{at}");
-            assert_eq!(c["stateVersion"], project.state_version, "{at}");
+            assert_eq!(c["stateVersion"], project.state_version.as_str(), "{at}");
             assert_eq!(c["timeZone"], project.network.time_zone, "{at}");
             let exporter = &c["exporter"];
             if project.monitoring.node_exporter {
@@ -373,7 +373,7 @@ fn multi_cloud_flakes_evaluate_with_the_expected_outputs() {
             assert_eq!(admin["isNormalUser"], true, "{at}");
             match &project.temporary_password_hash {
                 Some(hash) => {
-                    assert_eq!(admin["initialHashedPassword"], *hash, "{at}");
+                    assert_eq!(admin["initialHashedPassword"], hash.as_str(), "{at}");
                     assert_eq!(
                         c["mutableUsers"], true,
                         "{at}: the changed password must survive rebuilds"
@@ -575,13 +575,13 @@ fn stand_in(dir: &Path, name: &str, body: &str) {
 }
 
 struct Scripts {
-    repo: TempRepo,
+    repo: TestRepo,
     bin: tempfile::TempDir,
 }
 
 impl Scripts {
     fn new(tree: &Tree) -> Self {
-        let repo = TempRepo::new(tree);
+        let repo = TestRepo::from_tree(tree);
         let bin = tempfile::tempdir().unwrap();
         stand_in(
             bin.path(),
@@ -799,12 +799,10 @@ fn a_recorded_cloud_recipient_survives_add_node() {
     // The user uncomments a cloud machine's placeholder in .sops.yaml after its first boot; a
     // later add-node changes the same file and must merge with that edit, not conflict: the
     // placeholders sit apart from the node lines add-node inserts.
-    use assert_cmd::cargo::CommandCargoExt;
     let home = tempfile::tempdir().unwrap();
     let repo = home.path().join("fleet");
     let flakesmith = |args: &[&str], dir: &Path| {
-        let out = Command::cargo_bin("flakesmith")
-            .unwrap()
+        let out = crate::support::flakesmith_command()
             .args(args)
             .current_dir(dir)
             .env("HOME", home.path())

@@ -12,17 +12,17 @@ use std::{
 
 use flakesmith::model::{Layout, Platform};
 
-use crate::support::{fixtures, Project, TempRepo};
+use crate::support::{fixtures, Project, TestRepo};
 
 struct Run {
-    repo: TempRepo,
+    repo: TestRepo,
     log: PathBuf,
     _state: tempfile::TempDir,
 }
 
 impl Run {
     fn new(project: &Project) -> Self {
-        let repo = TempRepo::new(&project.render());
+        let repo = TestRepo::from_tree(&project.render());
         let state = tempfile::tempdir().unwrap();
         Run {
             repo,
@@ -78,7 +78,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// What `flakesmith build` leaves: images/<target>/sd-image/nixos-<target>.img and SHA256SUMS.
-pub(crate) fn built_images(repo: &TempRepo, targets: &[&str]) {
+pub(crate) fn built_images(repo: &TestRepo, targets: &[&str]) {
     let mut sums = String::new();
     for target in targets {
         let content = format!("image of {target}");
@@ -808,7 +808,7 @@ fn the_stand_ins_pass_shellcheck() {
 fn multi_cloud_scripts_pass_shellcheck() {
     // The snapshot cases are RK1 clusters; the cloud scripts are checked here.
     let tree = multi_cloud(&[Platform::Aws, Platform::Gcp, Platform::Rk1]).render();
-    let repo = TempRepo::new(&tree);
+    let repo = TestRepo::from_tree(&tree);
     let scripts: Vec<PathBuf> = tree
         .iter()
         .filter(|(p, _)| p.ends_with(".sh"))

@@ -24,7 +24,7 @@ use std::{
     sync::Mutex,
 };
 
-use crate::support::{fixtures, run_ok, Project, TempRepo, TEMPORARY_PASSWORD_HASH};
+use crate::support::{fixtures, run_ok, Project, TestRepo, TEMPORARY_PASSWORD_HASH};
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Secrets {
@@ -127,7 +127,7 @@ const ADDRESSES: [&str; 2] = ["127.0.0.2", "127.0.0.3"];
 
 struct Journey {
     dir: tempfile::TempDir,
-    repo: TempRepo,
+    repo: TestRepo,
     admin: Account,
     agent: Agent,
     secrets: Secrets,
@@ -163,7 +163,7 @@ impl Journey {
         if secrets == Secrets::DeploymentKeys {
             answers.secrets.deployment_key = Some(deploy_public.clone());
         }
-        let repo = TempRepo::new(&Project::from_answers(answers).render());
+        let repo = TestRepo::from_tree(&Project::from_answers(answers).render());
         for host in HOSTS {
             repo.write(
                 &format!("keys/{host}.age"),
@@ -294,7 +294,9 @@ impl Journey {
     }
 
     fn deploy(&self) -> Output {
-        let mut args = vec!["--timeout".to_owned(), "20".to_owned()];
+        // The sshds answer at once; the margin is for a loaded machine, where one probe's
+        // ConnectTimeout=10 can pass before the banner (a deploy then failed once in a full run).
+        let mut args = vec!["--timeout".to_owned(), "120".to_owned()];
         for (host, address) in HOSTS.iter().zip(ADDRESSES) {
             args.push("--address".into());
             args.push(format!("{host}={address}"));

@@ -75,8 +75,7 @@ impl World {
     }
 
     fn flakesmith(&self, args: &[&str]) -> Output {
-        assert_cmd::Command::cargo_bin("flakesmith")
-            .unwrap()
+        assert_cmd::Command::from_std(crate::support::flakesmith_command())
             .args(args)
             .current_dir(self.dir.path())
             .env("HOME", self.home())

@@ -27,8 +27,7 @@ impl Scratch {
     }
 
     fn flakesmith(&self, args: &[&str]) -> Output {
-        Command::cargo_bin("flakesmith")
-            .unwrap()
+        Command::from_std(crate::support::flakesmith_command())
             .args(args)
             .current_dir(self.dir.path())
             .env("HOME", self.path("home"))
@@ -298,7 +297,7 @@ fn a_reader_that_goes_away_neither_panics_nor_leaves_a_repo_half_made() {
     let s = Scratch::new();
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flakesmith"))
+    let out = crate::support::flakesmith_command()
         .args(["init", "c", "--yes", "--no-git"])
         .current_dir(s.path(""))
         .env("HOME", s.path("home"))
@@ -323,28 +322,6 @@ fn a_reader_that_goes_away_neither_panics_nor_leaves_a_repo_half_made() {
         })
         .count();
     assert_eq!(keys, 4);
-}
-
-#[test]
-fn a_crash_before_the_final_rename_leaves_no_project() {
-    let s = Scratch::new();
-    let out = Command::cargo_bin("flakesmith")
-        .unwrap()
-        .args(["init", "c", "--yes", "--no-git"])
-        .current_dir(s.dir.path())
-        .env("HOME", s.path("home"))
-        .env("FLAKESMITH_FAILPOINT", "create-project:before-rename:abort")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(!s.path("c").exists(), "a half-written project was left");
-    assert_project_absent_or_whole(&s.path("c"));
-}
-
-fn assert_project_absent_or_whole(dir: &Path) {
-    if dir.exists() {
-        assert!(dir.join("flakesmith.yaml").is_file() && dir.join("flake.nix").is_file());
-    }
 }
 
 #[test]
@@ -992,8 +969,7 @@ fn no_git_warns_before_the_next_steps_run_nix() {
 fn generated_files_and_help_describe_the_modes_without_an_unseen_guide() {
     // A reader has the repository and flakesmith's help, not the guide flakesmith grew from:
     // "Option 1/2" and "the guide" mean nothing to them.
-    let help = Command::cargo_bin("flakesmith")
-        .unwrap()
+    let help = crate::support::flakesmith_command()
         .args(["init", "--help"])
         .output()
         .unwrap();

@@ -19,7 +19,7 @@ fn spawn_init_named(
 ) -> expectrl::session::OsSession {
     let home = dir.join("home");
     std::fs::create_dir_all(&home).unwrap();
-    let mut command = Command::new(assert_cmd::cargo::cargo_bin("flakesmith"));
+    let mut command = crate::support::flakesmith_command();
     if let Some(path) = path {
         command.env("PATH", path);
     }
@@ -112,7 +112,7 @@ fn enter_throughout_gives_a_working_repo() {
         assert!(sops.lines().any(|l| l == line), "no `{line}` in:\n{sops}");
     }
     // And flakesmith's own lint passes on it.
-    let check = Command::new(assert_cmd::cargo::cargo_bin("flakesmith"))
+    let check = crate::support::flakesmith_command()
         .args(["check", "-C"])
         .arg(&repo)
         .output()
@@ -378,7 +378,7 @@ fn without_openssl_the_password_question_takes_a_hash() {
 /// The error line of a refused answer, as a terminal shows it, with or without NO_COLOR.
 fn error_in_a_terminal(no_color: bool) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let mut command = Command::new(assert_cmd::cargo::cargo_bin("flakesmith"));
+    let mut command = crate::support::flakesmith_command();
     command
         .args(["init", "c", "--yes", "--hosts", "Bad_Host"])
         .current_dir(dir.path())

@@ -9,7 +9,7 @@ use std::{
     process::{Command, Output},
 };
 
-use crate::grow::flakesmith;
+use crate::support::flakesmith;
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -231,7 +231,7 @@ fn edit_answers_by_hand(answers: &str) -> String {
 
 #[test]
 fn update_keeps_the_users_flakesmith_yaml_byte_for_byte() {
-    let repo = crate::grow::TestRepo::init(&[]);
+    let repo = crate::support::TestRepo::init(&[]);
     let mine = edit_answers_by_hand(&repo.read("flakesmith.yaml"));
     repo.write("flakesmith.yaml", &mine);
 
@@ -268,7 +268,7 @@ fn update_keeps_the_users_flakesmith_yaml_byte_for_byte() {
 
 #[test]
 fn a_change_that_meets_the_users_formatting_rewrites_flakesmith_yaml_and_keeps_their_text() {
-    let repo = crate::grow::TestRepo::init(&["--nodes", "2"]);
+    let repo = crate::support::TestRepo::init(&["--nodes", "2"]);
     // Every node on one line: add-node's new node cannot merge into that line.
     let answers = repo.read("flakesmith.yaml");
     let start = answers.find("nodes:\n").unwrap();

@@ -26,6 +26,7 @@ mod snapshots;
 mod stamp;
 mod support;
 mod transactions;
+mod upgrade;
 
 /// Every process the tests start sees the same Nix settings (support::nix_config says which), and
 /// finds mkfs.ext4, sfdisk, sshd and the other tools Debian puts in the sbin directories, which a

@@ -14,17 +14,17 @@ use std::process::Command;
 use flakesmith::model::answers::NodeRecipients;
 use serde_json::Value;
 
-use crate::support::{fixtures, run_ok, snapshot_cases, Project, TempRepo};
+use crate::support::{fixtures, run_ok, snapshot_cases, Project, TestRepo};
 
 /// A generated repository, ready for `nix` with its inputs replaced by the stand-ins.
 pub struct Flake {
-    repo: TempRepo,
+    repo: TestRepo,
     overrides: Vec<(String, String)>,
 }
 
 impl Flake {
     pub fn new(tree: &flakesmith::render::Tree) -> Self {
-        let repo = TempRepo::new(tree);
+        let repo = TestRepo::from_tree(tree);
         // The vendored injector is added to the tree by `init` (flakesmith::rockchip_vendor);
         // a stub stands in when the tree does not carry it yet. The fake buildRustPackage only
         // reads Cargo.toml and Cargo.lock.
@@ -459,7 +459,11 @@ fn fleet_outputs_name_every_image_system_and_node() {
                 None => host.clone(),
             };
             assert_eq!(n["hostname"], address, "{name}: {host}: hostname");
-            assert_eq!(n["sshUser"], project.admin_user, "{name}: {host}: sshUser");
+            assert_eq!(
+                n["sshUser"],
+                project.admin_user.as_str(),
+                "{name}: {host}: sshUser"
+            );
             assert_eq!(n["user"], "root", "{name}: {host}: profile user");
             assert_eq!(n["interactiveSudo"], true, "{name}: {host}");
             assert_eq!(

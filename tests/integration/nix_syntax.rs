@@ -3,13 +3,13 @@
 
 use std::process::Command;
 
-use crate::support::{all_variants, run_ok, TempRepo};
+use crate::support::{all_variants, run_ok, TestRepo};
 
 #[test]
 fn nix_instantiate_parses_every_generated_nix_file() {
     let mut parsed = 0;
     for (variant, tree) in all_variants() {
-        let repo = TempRepo::new(&tree);
+        let repo = TestRepo::from_tree(&tree);
         for path in tree.paths().filter(|p| p.ends_with(".nix")) {
             let output = Command::new("nix-instantiate")
                 .arg("--parse")
@@ -33,7 +33,7 @@ fn nix_instantiate_parses_every_generated_nix_file() {
 #[test]
 fn a_syntax_error_is_caught_by_nix_instantiate() {
     // The check above must be able to fail.
-    let repo = TempRepo::new(&Default::default());
+    let repo = TestRepo::from_tree(&Default::default());
     repo.write("broken.nix", "{ a = ; }\n");
     let status = Command::new("nix-instantiate")
         .arg("--parse")

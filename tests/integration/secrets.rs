@@ -14,7 +14,7 @@ use flakesmith::{
 };
 use serde_yaml_ng::Value;
 
-use crate::support::{all_variants, Project, ADMIN_AGE_RECIPIENT};
+use crate::support::{all_variants, flakesmith_command, Project, ADMIN_AGE_RECIPIENT};
 
 #[test]
 fn no_generated_file_holds_private_key_material() {
@@ -145,7 +145,7 @@ fn age(args: &[&str], input: &[u8]) -> Result<Vec<u8>, String> {
 fn node_identities_round_trip_through_the_age_cli() {
     let repo = tempfile::tempdir().unwrap();
     let project = project(|_| {});
-    let recipients = ensure_node_keys(repo.path(), &project).unwrap();
+    let recipients = ensure_node_keys(repo.path(), &project.secrets, &project.nodes).unwrap();
     assert_eq!(recipients.len(), 4, "one recipient per node");
 
     let keys_dir = repo.path().join("keys");
@@ -180,10 +180,11 @@ fn node_identities_round_trip_through_the_age_cli() {
 #[test]
 fn existing_identities_are_kept_and_missing_ones_made() {
     let repo = tempfile::tempdir().unwrap();
-    let first = ensure_node_keys(repo.path(), &project(|a| a.set_node_count(2, "n"))).unwrap();
+    let two = project(|a| a.set_node_count(2, "n"));
+    let first = ensure_node_keys(repo.path(), &two.secrets, &two.nodes).unwrap();
     let before = std::fs::read(identity_path(repo.path(), "n1")).unwrap();
     let grown = project(|a| a.set_node_count(3, "n"));
-    let keys = NodeKeys::prepare(repo.path(), &grown).unwrap();
+    let keys = NodeKeys::prepare(repo.path(), &grown.secrets, &grown.nodes).unwrap();
     assert_eq!(
         keys.new_paths(),
         ["keys/n3.age"],
@@ -203,13 +204,14 @@ fn existing_identities_are_kept_and_missing_ones_made() {
 #[test]
 fn a_clone_without_keys_keeps_the_recipients_recorded_in_sops_yaml() {
     let made = tempfile::tempdir().unwrap();
-    let recipients = ensure_node_keys(made.path(), &project(|_| {})).unwrap();
+    let four = project(|_| {});
+    let recipients = ensure_node_keys(made.path(), &four.secrets, &four.nodes).unwrap();
     let clone = tempfile::tempdir().unwrap();
     let sops_yaml: String = std::iter::once("keys:\n".to_owned())
         .chain(recipients.iter().map(|(h, r)| format!("  - &{h} {r}\n")))
         .collect();
     std::fs::write(clone.path().join(".sops.yaml"), sops_yaml).unwrap();
-    let keys = NodeKeys::prepare(clone.path(), &project(|_| {})).unwrap();
+    let keys = NodeKeys::prepare(clone.path(), &four.secrets, &four.nodes).unwrap();
     assert!(
         keys.new_paths().is_empty(),
         "no new identity replaces a recorded recipient"
@@ -228,7 +230,8 @@ fn ssh_host_key_and_deployment_key_modes_make_no_identities() {
         },
     ] {
         let repo = tempfile::tempdir().unwrap();
-        let recipients = ensure_node_keys(repo.path(), &project(edit)).unwrap();
+        let project = project(edit);
+        let recipients = ensure_node_keys(repo.path(), &project.secrets, &project.nodes).unwrap();
         assert!(recipients.is_empty());
         assert!(!repo.path().join("keys").exists());
     }
@@ -237,7 +240,8 @@ fn ssh_host_key_and_deployment_key_modes_make_no_identities() {
 #[test]
 fn git_never_sees_the_keys_even_without_the_top_level_gitignore() {
     let repo = tempfile::tempdir().unwrap();
-    ensure_node_keys(repo.path(), &project(|_| {})).unwrap();
+    let project = project(|_| {});
+    ensure_node_keys(repo.path(), &project.secrets, &project.nodes).unwrap();
     std::fs::write(repo.path().join("README.md"), "x\n").unwrap();
     let git = |args: &[&str]| {
         let out = Command::new("git")
@@ -308,11 +312,9 @@ pub fn anchors_of(sops_yaml: &str) -> SopsYaml {
 /// `flakesmith init DIR --yes` with the given extra flags, in a temporary HOME (so no key of
 /// the machine running the tests is picked up). Returns the repo directory's parent.
 fn init(extra: &[&str]) -> (tempfile::TempDir, std::path::PathBuf) {
-    use assert_cmd::cargo::CommandCargoExt;
     let home = tempfile::tempdir().unwrap();
     let repo = home.path().join("cluster");
-    let out = Command::cargo_bin("flakesmith")
-        .unwrap()
+    let out = flakesmith_command()
         .arg("init")
         .arg(&repo)
         .args(["--yes", "--ssh-key", crate::support::ADMIN_SSH_KEY])
@@ -399,7 +401,6 @@ fn init_makes_node_identities_and_sops_yaml_encrypts_to_them() {
 
 #[test]
 fn check_passes_on_freshly_generated_repos() {
-    use assert_cmd::cargo::CommandCargoExt;
     let deploy_key = crate::support::DEPLOY_SSH_KEY;
     for flags in [
         vec!["--age-recipient", ADMIN_AGE_RECIPIENT],
@@ -412,8 +413,7 @@ fn check_passes_on_freshly_generated_repos() {
         vec!["--nodes", "6", "--age-recipient", ADMIN_AGE_RECIPIENT],
     ] {
         let (_home, repo) = init(&flags);
-        let out = Command::cargo_bin("flakesmith")
-            .unwrap()
+        let out = flakesmith_command()
             .args(["check", "-C"])
             .arg(&repo)
             .output()
@@ -429,7 +429,6 @@ fn check_passes_on_freshly_generated_repos() {
 
 #[test]
 fn check_lists_ssh_host_key_nodes_until_their_recipients_are_recorded() {
-    use assert_cmd::cargo::CommandCargoExt;
     let (_home, repo) = init(&[
         "--age-recipient",
         ADMIN_AGE_RECIPIENT,
@@ -443,8 +442,7 @@ fn check_lists_ssh_host_key_nodes_until_their_recipients_are_recorded() {
         "ssh-host-keys mode makes no identities"
     );
     let run = || {
-        let out = Command::cargo_bin("flakesmith")
-            .unwrap()
+        let out = flakesmith_command()
             .args(["check", "-C"])
             .arg(&repo)
             .output()
@@ -703,16 +701,18 @@ fn post_deploy_swaps_the_deployment_key_for_the_admins_keys() {
 #[test]
 fn looking_makes_no_identity() {
     let repo = tempfile::tempdir().unwrap();
-    ensure_node_keys(repo.path(), &project(|a| a.set_node_count(1, "n"))).unwrap();
+    let one = project(|a| a.set_node_count(1, "n"));
+    ensure_node_keys(repo.path(), &one.secrets, &one.nodes).unwrap();
     let grown = project(|a| a.set_node_count(2, "n"));
-    let seen = flakesmith::secrets::existing_node_recipients(repo.path(), &grown).unwrap();
+    let seen =
+        flakesmith::secrets::existing_node_recipients(repo.path(), &grown.secrets, &grown.nodes)
+            .unwrap();
     assert_eq!(seen.keys().collect::<Vec<_>>(), ["n1"]);
     assert!(!identity_path(repo.path(), "n2").exists());
 }
 
 #[test]
 fn post_deploy_records_an_ssh_host_key_recipient_and_re_encrypts() {
-    use assert_cmd::cargo::CommandCargoExt;
     let (_home, repo) = init(&[
         "--age-recipient",
         ADMIN_AGE_RECIPIENT,
@@ -776,8 +776,7 @@ fn post_deploy_records_an_ssh_host_key_recipient_and_re_encrypts() {
     );
 
     // check now misses only the node that has not booted.
-    let out = Command::cargo_bin("flakesmith")
-        .unwrap()
+    let out = flakesmith_command()
         .args(["check", "-C"])
         .arg(&repo)
         .output()

@@ -2,13 +2,13 @@
 
 use std::process::Command;
 
-use crate::support::{all_variants, run_ok, Project, TempRepo};
+use crate::support::{all_variants, run_ok, Project, TestRepo};
 
 #[test]
 fn every_generated_script_passes_shellcheck() {
     let mut checked = 0;
     for (variant, tree) in all_variants() {
-        let repo = TempRepo::new(&tree);
+        let repo = TestRepo::from_tree(&tree);
         for (path, file) in tree.iter().filter(|(p, _)| p.ends_with(".sh")) {
             assert!(file.executable, "{variant}: {path} is not executable");
             let text = file.as_text().unwrap();
@@ -39,7 +39,7 @@ fn every_generated_script_passes_shellcheck() {
 #[test]
 fn scripts_have_help_and_a_dry_run_that_prints_the_commands() {
     let tree = Project::default().with_nodes(6).render();
-    let repo = TempRepo::new(&tree);
+    let repo = TestRepo::from_tree(&tree);
     for script in ["build-all-images.sh", "deploy/rk1-deploy.sh"] {
         let help = run_ok(Command::new(repo.path().join(script)).arg("--help"));
         assert!(help.contains("--dry-run"), "{script} --help:\n{help}");
@@ -101,7 +101,7 @@ fn scripts_have_help_and_a_dry_run_that_prints_the_commands() {
 #[test]
 fn shellcheck_finds_an_unquoted_variable() {
     // The check above must be able to fail.
-    let repo = TempRepo::new(&Default::default());
+    let repo = TestRepo::from_tree(&Default::default());
     repo.write(
         "bad.sh",
         "#!/usr/bin/env bash\nset -euo pipefail\nx=\"$1\"\nrm $x\n",

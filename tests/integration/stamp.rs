@@ -10,11 +10,10 @@ use std::{
 };
 
 use crate::{
-    grow::TestRepo,
     inject::fixtures::{
         self, digest, fsck_clean, path_str, region, rk35_payloads, rk_inject, run, SdImage,
     },
-    support::Project,
+    support::{Project, TestRepo},
 };
 
 /// A 4-node sops repo (age identities in keys/) whose nodes have static addresses.

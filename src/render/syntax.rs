@@ -1,6 +1,6 @@
 use thiserror::Error;
 
-use crate::render::Tree;
+use super::Tree;
 
 /// A generated `.nix` file that does not parse: always a flakesmith bug, reported before any
 /// file is written.
