@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::model::{
     answers::{AwsImageFormat, ForeignBuild, NodeRecipients, SecretsMode},
-    Layout, Module,
+    Layout, Module, Platform,
 };
 
 #[derive(Debug, Parser)]
@@ -94,14 +94,15 @@ pub struct InitArgs {
     /// Repository layout
     #[arg(long, value_enum, help_heading = "Answers")]
     pub layout: Option<Layout>,
-    /// Platforms of a multi-cloud repo: aws, gcp, rk1, generic-arm64, generic-x86_64
+    /// Platforms of a multi-cloud repo
     #[arg(
         long = "platform",
+        value_enum,
         value_delimiter = ',',
         value_name = "PLATFORM",
         help_heading = "Answers"
     )]
-    pub platforms: Vec<String>,
+    pub platforms: Vec<Platform>,
     /// Number of Turing Pi 2 nodes (1-1024), named <host-prefix>1, <host-prefix>2, …
     #[arg(long, value_name = "N", help_heading = "Answers")]
     pub nodes: Option<usize>,

@@ -96,8 +96,7 @@ impl Question {
 
     /// Whether the question means anything for these answers so far.
     fn applies(self, answers: &Answers) -> bool {
-        let rk1 =
-            answers.layout == Layout::Rk1Cluster || answers.platforms.contains(&Platform::Rk1);
+        let rk1 = answers.has_slots();
         match self {
             Question::Platforms => answers.layout == Layout::MultiCloud,
             Question::Nodes | Question::BmcHosts | Question::Bootloader => rk1,
@@ -130,12 +129,13 @@ pub enum Asking {
 pub fn complete(answers: &mut Answers, given: &BTreeSet<Question>, asking: Asking) -> Result<()> {
     match asking {
         Asking::Defaults => {
-            // The prompt's default, which the book promises too: every platform.
+            // The prompt's default, which the book promises too: every platform but a board
+            // of one make, which is opted into.
             if !given.contains(&Question::Platforms)
                 && Question::Platforms.applies(answers)
                 && answers.platforms.is_empty()
             {
-                answers.platforms = Platform::ALL.to_vec();
+                answers.platforms = Platform::defaults();
             }
             Ok(())
         }
@@ -195,9 +195,16 @@ fn ask(question: Question, a: &mut Answers, theme: &ColorfulTheme) -> Result<()>
             a.layout = layouts[choice];
         }
         Question::Platforms => {
+            let defaults = Platform::defaults();
             let checked: Vec<bool> = Platform::ALL
                 .iter()
-                .map(|p| a.platforms.is_empty() || a.platforms.contains(p))
+                .map(|p| {
+                    if a.platforms.is_empty() {
+                        defaults.contains(p)
+                    } else {
+                        a.platforms.contains(p)
+                    }
+                })
                 .collect();
             let labels: Vec<String> = Platform::ALL
                 .iter()

@@ -4,7 +4,7 @@ use anyhow::Result;
 use rnix::{SyntaxKind, SyntaxNode};
 
 use super::{line_of, Finding, RepoFiles};
-use crate::model::{Answers, Layout, Platform};
+use crate::model::Answers;
 
 /// The RK3588 loader occupies the disk up to 16 MiB: `idbloader` at sector 64 and `u-boot.itb`
 /// at sector 16384 (8 MiB), so nothing may be partitioned below 16 MiB.
@@ -331,7 +331,7 @@ pub fn keys_in_store(files: &RepoFiles, _: &Answers) -> Result<Vec<Finding>> {
 
 /// An RK1 image keeps its first partition at 16 MiB or more.
 pub fn rk1_firmware_offset(files: &RepoFiles, answers: &Answers) -> Result<Vec<Finding>> {
-    let rk1 = answers.layout == Layout::Rk1Cluster || answers.platforms.contains(&Platform::Rk1);
+    let rk1 = answers.has_slots();
     if !rk1 {
         return Ok(Vec::new());
     }

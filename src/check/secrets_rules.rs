@@ -8,7 +8,7 @@ use super::{line_of, Finding, RepoFiles};
 use crate::{
     model::{
         answers::{NodeRecipients, SecretsMode},
-        Answers, Layout, Platform,
+        Answers,
     },
     secrets::{private_key, SopsYaml, KEYS_DIR, SOPS_YAML},
 };
@@ -145,7 +145,7 @@ pub fn deployment_key_in_images_only(files: &RepoFiles, answers: &Answers) -> Re
 
 /// Every node of flakesmith.yaml is a recipient of the sops rules.
 pub fn sops_nodes(files: &RepoFiles, answers: &Answers) -> Result<Vec<Finding>> {
-    let rk1 = answers.layout == Layout::Rk1Cluster || answers.platforms.contains(&Platform::Rk1);
+    let rk1 = answers.has_slots();
     if answers.secrets.mode != SecretsMode::Sops || !rk1 || answers.nodes.is_empty() {
         return Ok(Vec::new());
     }

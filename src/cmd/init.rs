@@ -41,7 +41,7 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
     ) {
         answers.state_version = Some(StateVersion::of_branch(&branch).to_string());
     }
-    if answers.layout == Layout::MultiCloud && !answers.platforms.contains(&Platform::Rk1) {
+    if !answers.has_slots() {
         answers.nodes.clear();
         answers.boards.clear();
     }
@@ -244,11 +244,7 @@ fn apply_flags(args: &InitArgs, a: &mut Answers, given: &mut BTreeSet<Question>)
         answer(Question::Layout);
     }
     if !args.platforms.is_empty() {
-        a.platforms = args
-            .platforms
-            .iter()
-            .map(|p| Platform::parse(p).map_err(|m| InvalidAnswer::new(init_flag("platforms"), m)))
-            .collect::<Result<_, _>>()?;
+        a.platforms = args.platforms.clone();
         if args.layout.is_none() && a.platforms != [Platform::Rk1] {
             a.layout = Layout::MultiCloud;
             answer(Question::Layout);
@@ -572,63 +568,27 @@ fn next_steps(project: &Project, dir: &Path) -> Vec<String> {
         steps.push("# no SSH key was given: add one under ssh-keys in flakesmith.yaml, then `flakesmith update`".into());
     }
     // (command, what it does), aligned as one block. `flakesmith build` rather than `nix build`:
-    // it enables flakes itself, which Debian's nix.conf (nix-bin) does not.
+    // it enables flakes itself, which Debian's nix.conf (nix-bin) does not. A machine with nodes
+    // comes first: its first node's image is the one to try.
+    let mut machines = crate::model::machines(project);
+    machines.sort_by_key(|m| !m.has_slots);
     let mut commands: Vec<(String, &str)> = Vec::new();
-    if project.has(Platform::Rk1) {
-        if let Some(node) = project.nodes.first() {
-            commands.push((
-                format!("flakesmith build {}", node.host),
-                "one RK1 node's eMMC image",
-            ));
-        }
-    }
-    if project.layout == Layout::MultiCloud {
-        for platform in &project.platforms {
-            match platform {
-                Platform::Rk1 => {}
-                Platform::Aws => {
-                    commands.push(("flakesmith build aws".into(), "the AMI's disk image"));
-                    commands.push((
-                        "./deploy/aws-deploy.sh --region REGION --bucket BUCKET --dry-run".into(),
-                        "S3 upload, import-snapshot, register-image",
-                    ));
-                }
-                Platform::Gcp => {
-                    commands.push(("flakesmith build gcp".into(), "the Compute Engine image"));
-                    commands.push((
-                        "./deploy/gcp-deploy.sh --project PROJECT --bucket BUCKET --dry-run".into(),
-                        "Cloud Storage upload, images create",
-                    ));
-                }
-                Platform::GenericArm64 => commands.push((
-                    "flakesmith build generic-arm64".into(),
-                    "SD-card image (images/generic-arm64/sd-image/*.img.zst)",
-                )),
-                Platform::GenericX86_64 => {
-                    commands.push((
-                        "flakesmith build generic-x86_64".into(),
-                        "bootable ISO (images/generic-x86_64/iso/*.iso)",
-                    ));
-                    if project.generic_x86_64.raw_efi {
-                        commands.push((
-                            "flakesmith build generic-x86_64-raw-efi".into(),
-                            "raw UEFI disk image for the server's disk",
-                        ));
-                    }
-                }
-            }
-        }
+    for machine in &machines {
+        commands.extend(
+            machine
+                .next_steps
+                .iter()
+                .map(|s| (s.command.clone(), s.what)),
+        );
     }
     commands.push(("./build-all-images.sh".into(), "every image, in one build"));
-    if project.has(Platform::Rk1) {
-        commands.push((
-            "./deploy/rk1-deploy.sh --dry-run".into(),
-            "flash the nodes through the BMC",
-        ));
-        commands.push((
-            "./deploy/post-deploy.sh --dry-run".into(),
-            "after first boot: pin host keys, hand over keys, switch",
-        ));
+    for machine in &machines {
+        commands.extend(
+            machine
+                .steps_after_build
+                .iter()
+                .map(|s| (s.command.clone(), s.what)),
+        );
     }
     let width = commands.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
     steps.extend(
@@ -636,7 +596,7 @@ fn next_steps(project: &Project, dir: &Path) -> Vec<String> {
             .into_iter()
             .map(|(c, what)| format!("{c:width$}  # {what}")),
     );
-    let cloud = project.platforms.iter().any(|p| *p != Platform::Rk1);
+    let cloud = machines.iter().any(|m| !m.has_slots);
     if cloud && project.secrets.mode == SecretsMode::DeploymentKeys {
         steps.push("# after a machine's first boot: switch it with the deployment key, which removes it (README, \"Security\")".into());
     }

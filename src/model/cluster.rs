@@ -4,7 +4,7 @@
 
 use super::{
     answers::{default_bmc_host, BoardAnswers, NodeAnswers, SLOTS_PER_BOARD},
-    Answers, BoardName, Hostname, InvalidAnswer, Ipv4Cidr, Layout, Module, Platform, Slot,
+    Answers, BoardName, Hostname, InvalidAnswer, Ipv4Cidr, Module, Slot,
 };
 use crate::echo::quoted;
 
@@ -34,13 +34,9 @@ pub struct Placement {
 }
 
 impl Answers {
-    fn has_rk1(&self) -> bool {
-        self.layout == Layout::Rk1Cluster || self.platforms.contains(&Platform::Rk1)
-    }
-
     /// Chooses the host name, board and slot of a new node, or says in one line why it cannot.
     pub fn place_node(&self, req: &NodeRequest) -> Result<Placement, InvalidAnswer> {
-        if !self.has_rk1() {
+        if !self.has_slots() {
             return Err(InvalidAnswer::new(
                 "platforms",
                 "this repo builds no rk1 images: add rk1 to platforms in flakesmith.yaml first",
@@ -265,6 +261,7 @@ pub(super) fn check_address(nodes: &[NodeAnswers], address: &str) -> Result<Ipv4
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{Layout, Platform};
 
     fn add(a: &mut Answers, req: NodeRequest) -> Placement {
         let p = a.place_node(&req).unwrap();

@@ -2,8 +2,6 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::echo::quoted;
-
 /// A kind of image the multi-cloud layout can produce. `rk1-cluster` is the `Rk1` platform alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -15,59 +13,42 @@ pub enum Platform {
     // kebab-case would make this "generic-x86-64"; the name users type is the Nix system's.
     #[serde(rename = "generic-x86_64")]
     GenericX86_64,
+    #[serde(rename = "orangepi-5-plus")]
+    OrangePi5Plus,
 }
 
 impl Platform {
-    pub const ALL: [Platform; 5] = [
+    pub const ALL: [Platform; 6] = [
         Platform::Aws,
         Platform::Gcp,
         Platform::Rk1,
         Platform::GenericArm64,
         Platform::GenericX86_64,
+        Platform::OrangePi5Plus,
     ];
 
     pub fn name(self) -> &'static str {
-        match self {
-            Platform::Aws => "aws",
-            Platform::Gcp => "gcp",
-            Platform::Rk1 => "rk1",
-            Platform::GenericArm64 => "generic-arm64",
-            Platform::GenericX86_64 => "generic-x86_64",
-        }
+        self.spec().name
     }
 
     /// The Nix system the images of this platform run on.
     pub fn system(self) -> &'static str {
-        match self {
-            Platform::Rk1 | Platform::GenericArm64 => "aarch64-linux",
-            Platform::Aws | Platform::Gcp | Platform::GenericX86_64 => "x86_64-linux",
-        }
+        self.spec().system
     }
 
     pub fn describe(self) -> &'static str {
-        match self {
-            Platform::Aws => "AWS EC2 AMI (x86_64)",
-            Platform::Gcp => "Google Compute Engine image (x86_64)",
-            Platform::Rk1 => "Turing RK1 nodes on Turing Pi 2 boards (aarch64)",
-            Platform::GenericArm64 => "generic aarch64 SD-card image",
-            // The raw UEFI disk image is off unless asked for (--raw-efi, the next question).
-            Platform::GenericX86_64 => {
-                "generic x86_64 server: bootable ISO (a raw UEFI disk image is optional)"
-            }
-        }
+        self.spec().description
+    }
+}
+
+/// `--platform`'s values and their help, from the names and descriptions above.
+impl clap::ValueEnum for Platform {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Self::ALL
     }
 
-    pub fn parse(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|p| p.name() == s.trim())
-            .ok_or_else(|| {
-                format!(
-                    "{} is not a platform (allowed: {})",
-                    quoted(s),
-                    Self::ALL.map(Platform::name).join(", ")
-                )
-            })
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()).help(self.describe()))
     }
 }
 

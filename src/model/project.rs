@@ -135,18 +135,11 @@ impl Project {
         match self.layout {
             Layout::Rk1Cluster => hosts.chain(self.identical_images()).collect(),
             Layout::MultiCloud => {
-                let mut targets = Vec::new();
-                for platform in [Platform::Aws, Platform::Gcp, Platform::GenericArm64] {
-                    if self.has(platform) {
-                        targets.push(platform.name().to_owned());
-                    }
-                }
-                if self.has(Platform::GenericX86_64) {
-                    targets.push(Platform::GenericX86_64.name().to_owned());
-                    if self.generic_x86_64.raw_efi {
-                        targets.push("generic-x86_64-raw-efi".to_owned());
-                    }
-                }
+                let mut targets: Vec<String> = super::machines(self)
+                    .into_iter()
+                    .flat_map(|m| m.images)
+                    .map(|i| i.name)
+                    .collect();
                 targets.extend(hosts);
                 // The identical images, as in the rk1-cluster layout.
                 targets.extend(self.identical_images());
@@ -178,7 +171,7 @@ impl Project {
     ) -> Result<Self, E> {
         let name = ProjectName::parse(&answers.name).map_err(|m| InvalidAnswer::new("name", m))?;
         let platforms = platforms_of(answers)?;
-        let has_rk1 = platforms.contains(&Platform::Rk1);
+        let has_slots = platforms.iter().any(|p| p.has_slots());
 
         let nixpkgs_branch = NixpkgsBranch::parse(&answers.nixpkgs_branch)
             .map_err(|m| InvalidAnswer::new("nixpkgs-branch", m))?;
@@ -225,7 +218,7 @@ impl Project {
             }
         };
         let network = network_of(answers)?;
-        let (boards, nodes) = if has_rk1 {
+        let (boards, nodes) = if has_slots {
             cluster_of(answers)?
         } else {
             (Vec::new(), Vec::new())
@@ -234,9 +227,9 @@ impl Project {
         if answers.layout == Layout::MultiCloud {
             // Nodes and platform images share the flake's package and configuration names.
             if let Some((i, n)) = nodes.iter().enumerate().find(|(_, n)| {
-                [Platform::Aws, Platform::Gcp, Platform::GenericArm64]
+                Platform::ALL
                     .iter()
-                    .any(|p| p.name() == n.host.as_str())
+                    .any(|p| !p.has_slots() && p.name() == n.host.as_str())
             }) {
                 return Err(InvalidAnswer::new(
                     format!("nodes[{i}].host"),

@@ -1,7 +1,7 @@
 //! Which template becomes which file, per layout. Kept in Rust rather than in file names so that
 //! per-node files and platform choices are plain code a reviewer can read in one place.
 
-use crate::model::{Layout, Node, Platform, Project};
+use crate::model::{Layout, Machine, Node, Project};
 
 /// One file to render: the template (a path under `scaffolds/`) and where its output goes.
 #[derive(Debug, Clone)]
@@ -39,7 +39,7 @@ impl<'p> Output<'p> {
 }
 
 /// Every file the project's layout generates from a template.
-pub fn outputs(project: &Project) -> Vec<Output<'_>> {
+pub fn outputs<'p>(project: &'p Project, machines: &[Machine]) -> Vec<Output<'p>> {
     let mut out = match project.layout {
         Layout::Rk1Cluster => vec![
             Output::file("rk1-cluster/flake.nix.tera", "flake.nix"),
@@ -52,9 +52,9 @@ pub fn outputs(project: &Project) -> Vec<Output<'_>> {
                 "identity-from-firmware.sh",
             ),
         ],
-        Layout::MultiCloud => multi_cloud_outputs(project),
+        Layout::MultiCloud => multi_cloud_outputs(machines),
     };
-    if project.has(Platform::Rk1) {
+    if machines.iter().any(|m| m.has_slots) {
         // The hardware module of each kind of compute module the slots hold.
         out.extend(
             project
@@ -68,10 +68,13 @@ pub fn outputs(project: &Project) -> Vec<Output<'_>> {
                 .iter()
                 .map(|n| Output::for_node("shared/node.nix.tera", n)),
         );
-        out.push(Output::script(
-            "shared/rk1-deploy.sh.tera",
-            "deploy/rk1-deploy.sh",
-        ));
+        if project.layout == Layout::Rk1Cluster {
+            // (multi-cloud lists it with the other machines' deploy scripts)
+            out.push(Output::script(
+                "shared/rk1-deploy.sh.tera",
+                "deploy/rk1-deploy.sh",
+            ));
+        }
         out.push(Output::script(
             "shared/post-deploy.sh.tera",
             "deploy/post-deploy.sh",
@@ -113,7 +116,7 @@ pub fn outputs(project: &Project) -> Vec<Output<'_>> {
     out
 }
 
-fn multi_cloud_outputs(project: &Project) -> Vec<Output<'_>> {
+fn multi_cloud_outputs<'p>(machines: &[Machine]) -> Vec<Output<'p>> {
     let mut out = vec![
         Output::file("multi-cloud/flake.nix.tera", "flake.nix"),
         Output::file("multi-cloud/common/base.nix.tera", "common/base.nix"),
@@ -127,38 +130,14 @@ fn multi_cloud_outputs(project: &Project) -> Vec<Output<'_>> {
         ),
         Output::file("multi-cloud/README.md.tera", "README.md"),
     ];
-    for platform in &project.platforms {
-        match platform {
-            // Its hardware modules, one per kind of compute module, come with the nodes.
-            Platform::Rk1 => {}
-            Platform::Aws => {
-                out.push(Output::file(
-                    "multi-cloud/platforms/aws.nix.tera",
-                    "platforms/aws.nix",
-                ));
-                out.push(Output::script(
-                    "multi-cloud/deploy/aws-deploy.sh.tera",
-                    "deploy/aws-deploy.sh",
-                ));
-            }
-            Platform::Gcp => {
-                out.push(Output::file(
-                    "multi-cloud/platforms/gcp.nix.tera",
-                    "platforms/gcp.nix",
-                ));
-                out.push(Output::script(
-                    "multi-cloud/deploy/gcp-deploy.sh.tera",
-                    "deploy/gcp-deploy.sh",
-                ));
-            }
-            Platform::GenericArm64 => out.push(Output::file(
-                "multi-cloud/platforms/generic-arm64.nix.tera",
-                "platforms/generic-arm64.nix",
-            )),
-            Platform::GenericX86_64 => out.push(Output::file(
-                "multi-cloud/platforms/generic-x86_64.nix.tera",
-                "platforms/generic-x86_64.nix",
-            )),
+    for machine in machines {
+        // A slotted machine's hardware modules, one per kind of compute module its slots hold,
+        // come with its nodes.
+        if !machine.has_slots {
+            out.push(Output::file(machine.template, machine.module.clone()));
+        }
+        if let Some(script) = &machine.deploy_script {
+            out.push(Output::script(script.template, script.path.clone()));
         }
     }
     out

@@ -299,6 +299,19 @@ fn multi_cloud_flakes_evaluate_with_the_expected_outputs() {
                         assert_eq!(p["format"], "raw", "{at}");
                         assert_eq!(p["partitionTableType"], "efi", "{at}");
                     }
+                    // Its own U-Boot, not the RK1's, written by rk-inject as on an RK1.
+                    "orangepi-5-plus" => {
+                        assert_eq!(p["kind"], "sdImage", "{at}");
+                        assert_eq!(p["name"], "nixos-orangepi-5-plus.img", "{at}");
+                        assert_eq!(p["firmware"], "", "{at}: no Raspberry Pi firmware");
+                        let post_build = p["postBuild"].as_str().unwrap();
+                        assert!(
+                            post_build.contains("/bin/rk-inject write --image \"$img\"")
+                                && post_build.contains("-uboot-orangepi-5-plus-rk3588_defconfig-")
+                                && post_build.contains("--soc rk3588"),
+                            "{at}: {post_build}"
+                        );
+                    }
                     node => {
                         assert_eq!(p["kind"], "sdImage", "{at}");
                         assert_eq!(p["name"], format!("nixos-{node}.img"), "{at}");
@@ -659,6 +672,7 @@ fn build_all_images_builds_every_platform_image() {
             "generic-arm64",
             "generic-x86_64",
             "generic-x86_64-raw-efi",
+            "orangepi-5-plus",
             "rk1-node1",
             "rk1-node2"
         ]

@@ -646,6 +646,8 @@ fn multi_cloud_with_yes_takes_every_platform_as_the_prompt_does() {
         answers.contains("platforms:\n- aws\n- gcp\n- rk1\n- generic-arm64\n- generic-x86_64\n"),
         "{answers}"
     );
+    // A particular board (an Orange Pi) is opted into, not built for everyone.
+    assert!(!answers.contains("orangepi"), "{answers}");
 }
 
 #[test]
