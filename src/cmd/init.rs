@@ -659,7 +659,7 @@ fn next_steps(project: &Project, dir: &Path) -> Vec<String> {
                 }
                 Platform::GenericArm64 => commands.push((
                     "flakesmith build generic-arm64".into(),
-                    "SD-card image (images/generic-arm64/sd-image/*.img.zst)",
+                    "SD-card image (images/generic-arm64/sd-image/*.img), stamped per board",
                 )),
                 Platform::GenericX86_64 => {
                     commands.push((

@@ -11,7 +11,7 @@ use crate::{
     images::IMAGES_DIR,
     model::{
         answers::{NodeRecipients, SecretsMode},
-        Node, Project,
+        Hostname, Node, Project,
     },
     secrets,
     stamp::{self, known_hosts, names, record, Identity, Source},
@@ -25,7 +25,6 @@ pub fn run(args: StampArgs) -> Result<Outcome> {
     let opened = Repo::open(&args.repo.dir)?;
     let repo = opened.dir.as_path();
     let project = Project::from_answers(&opened.answers)?;
-    let nodes = selected_nodes(&project, &args)?;
 
     let recorded = record::recorded(repo)?;
     let image = match &args.image {
@@ -39,8 +38,12 @@ pub fn run(args: StampArgs) -> Result<Outcome> {
             repo.join(IMAGES_DIR).join(&rk1.path)
         }
     };
-    let recorded: Vec<record::Recorded> = recorded.into_values().collect();
     let source = Source::open(&image, &recorded)?;
+    let hosts = if source.target == GENERIC_TARGET {
+        generic_boards(&project, &args)?
+    } else {
+        selected_nodes(&project, &args)?
+    };
 
     let out = args.out.clone().unwrap_or_else(|| repo.join(STAMPED_DIR));
     prepare_out(repo, &out)?;
@@ -55,15 +58,15 @@ pub fn run(args: StampArgs) -> Result<Outcome> {
     // Every node's identity is gathered before the first copy: a missing age identity stops the
     // command before any output exists.
     let mut identities = Vec::new();
-    for node in &nodes {
-        identities.push(identity_of(repo, &project, node)?);
+    for host in &hosts {
+        identities.push(identity_of(repo, &project, host)?);
     }
-    for (node, (identity, public)) in nodes.iter().zip(&identities) {
+    for (host, (identity, public)) in hosts.iter().zip(&identities) {
         let stamped = stamp::stamp(&source, identity, &out)?;
-        let pinned = known_hosts::pin(repo, &pin_names(node), public)?;
+        let pinned = known_hosts::pin(repo, &pin_names(host), public)?;
         println!(
             "stamped {}: {} ({}){}",
-            node.host,
+            host.name,
             stamped.path.display(),
             match stamped.copy {
                 stamp::CopyKind::Reflink => "reflinked",
@@ -76,6 +79,13 @@ pub fn run(args: StampArgs) -> Result<Outcome> {
             }
         );
     }
+    if source.target == GENERIC_TARGET && project.secrets.mode == SecretsMode::Sops {
+        eprintln!(
+            "A generic board decrypts its secrets with its host key (sops.age.sshKeyPaths): its recipient is `ssh-to-age < {}/<board>.{}.pub`; add it to .sops.yaml, then `sops updatekeys` each file in secrets/.",
+            secrets::KEYS_DIR,
+            stamp::HOST_KEY_FILE
+        );
+    }
     eprintln!(
         "These images hold the nodes' private keys (0600): flash them, then delete them. Commit {} (public keys only).",
         known_hosts::KNOWN_HOSTS
@@ -83,12 +93,26 @@ pub fn run(args: StampArgs) -> Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-fn selected_nodes(project: &Project, args: &StampArgs) -> Result<Vec<Node>> {
+/// The image of generic aarch64 boards (multi-cloud platform generic-arm64).
+const GENERIC_TARGET: &str = "generic-arm64";
+
+/// Who one stamp is for: an RK1 node of flakesmith.yaml, or a generic board named on the
+/// command line (flakesmith.yaml does not list those).
+struct Host {
+    name: String,
+    node: Option<Node>,
+}
+
+fn selected_nodes(project: &Project, args: &StampArgs) -> Result<Vec<Host>> {
+    let host = |node: &Node| Host {
+        name: node.host.to_string(),
+        node: Some(node.clone()),
+    };
     if args.all {
         if project.nodes.is_empty() {
             return Err(UsageError::new("--all: this repository has no RK1 nodes").into());
         }
-        return Ok(project.nodes.clone());
+        return Ok(project.nodes.iter().map(host).collect());
     }
     if args.hosts.is_empty() {
         return Err(UsageError::new("name the nodes to stamp (HOST…), or pass --all").into());
@@ -107,21 +131,55 @@ fn selected_nodes(project: &Project, args: &StampArgs) -> Result<Vec<Node>> {
             nodes.push(node.clone());
         }
     }
-    Ok(nodes)
+    Ok(nodes.iter().map(host).collect())
 }
 
-/// The names a node is reached by: its host name and its static address.
-fn pin_names(node: &Node) -> Vec<String> {
-    let mut names = vec![node.host.to_string()];
-    if let Some(address) = node.address {
+/// A generic-arm64 image is stamped for the boards named on the command line: each gets a host
+/// name and a host key of its own (keys/<board>.*), pinned in deploy/known_hosts. A name of an
+/// RK1 node is refused, since those keys are the node's.
+fn generic_boards(project: &Project, args: &StampArgs) -> Result<Vec<Host>> {
+    if args.all {
+        return Err(UsageError::new(
+            "--all: a generic-arm64 image is stamped for the boards you name (HOST…); flakesmith.yaml does not list generic boards",
+        )
+        .into());
+    }
+    if args.hosts.is_empty() {
+        return Err(UsageError::new("name the generic boards to stamp (HOST…)").into());
+    }
+    let mut boards: Vec<Host> = Vec::new();
+    for host in &args.hosts {
+        let name = Hostname::parse(host).map_err(|why| UsageError::new(format!("HOST: {why}")))?;
+        if project.node(name.as_str()).is_some() {
+            return Err(UsageError::new(format!(
+                "HOST '{name}' is an RK1 node of this repository: a generic board needs a name of its own (its keys would be the node's)"
+            ))
+            .into());
+        }
+        if !boards.iter().any(|b| b.name == name.as_str()) {
+            boards.push(Host {
+                name: name.to_string(),
+                node: None,
+            });
+        }
+    }
+    Ok(boards)
+}
+
+/// The names a host is reached by: its host name and a node's static address.
+fn pin_names(host: &Host) -> Vec<String> {
+    let mut names = vec![host.name.clone()];
+    if let Some(address) = host.node.as_ref().and_then(|n| n.address) {
         names.push(address.ip.to_string());
     }
     names
 }
 
-/// The node's identity files and its public host key line.
-fn identity_of(repo: &Path, project: &Project, node: &Node) -> Result<(Identity, String)> {
-    let host = node.host.as_str();
+/// The host's identity files and its public host key line. An RK1 node also carries its age
+/// identity (age-keys mode) and its static address; a generic board decrypts with its host key
+/// and takes its address by DHCP.
+fn identity_of(repo: &Path, project: &Project, target: &Host) -> Result<(Identity, String)> {
+    let host = target.name.as_str();
     let (host_key, made) = stamp::ensure_host_key(repo, host)?;
     if made {
         eprintln!(
@@ -130,6 +188,9 @@ fn identity_of(repo: &Path, project: &Project, node: &Node) -> Result<(Identity,
         );
     }
     let mut identity = Identity::new(host, &host_key);
+    let Some(node) = &target.node else {
+        return Ok((identity, host_key.public.clone()));
+    };
     if project.secrets.mode == SecretsMode::Sops
         && project.secrets.node_recipients == NodeRecipients::AgeKeys
     {

@@ -46,15 +46,21 @@ pub fn outputs(project: &Project) -> Vec<Output<'_>> {
             Output::file("rk1-cluster/common.nix.tera", "common.nix"),
             Output::file("shared/rk1-base.nix.tera", "rk1-base.nix"),
             Output::file("rk1-cluster/README.md.tera", "README.md"),
-            // The identical image's first boot with a stamped identity (flakesmith stamp).
-            Output::file("shared/firmware-identity.nix.tera", "firmware-identity.nix"),
-            Output::script(
-                "shared/identity-from-firmware.sh.tera",
-                "identity-from-firmware.sh",
-            ),
         ],
         Layout::MultiCloud => multi_cloud_outputs(project),
     };
+    if project.has(Platform::Rk1) || project.has(Platform::GenericArm64) {
+        // The first boot of an identical sd-image (rk1, generic-arm64) with a stamped identity
+        // (flakesmith stamp).
+        out.push(Output::file(
+            "shared/firmware-identity.nix.tera",
+            "firmware-identity.nix",
+        ));
+        out.push(Output::script(
+            "shared/identity-from-firmware.sh.tera",
+            "identity-from-firmware.sh",
+        ));
+    }
     if project.has(Platform::Rk1) {
         out.extend(
             project

@@ -102,6 +102,8 @@ pub struct Source {
     pub path: PathBuf,
     pub size: u64,
     pub firmware: Extent,
+    /// The flake package it is the image of ([`record::STAMPABLE_TARGETS`]).
+    pub target: String,
 }
 
 fn refuse(image: &Path, why: impl std::fmt::Display) -> anyhow::Error {
@@ -110,9 +112,12 @@ fn refuse(image: &Path, why: impl std::fmt::Display) -> anyhow::Error {
 
 impl Source {
     /// Opens `path` and checks that it is a regular file, not backing a loop device, with exactly
-    /// one FAT partition labelled FIRMWARE, and that it is one of the `recorded` identical images:
-    /// the very file `flakesmith build` hashed, unchanged since, or one with a recorded SHA-256.
-    pub fn open(path: &Path, recorded: &[record::Recorded]) -> Result<Self> {
+    /// one FAT partition labelled FIRMWARE, and that it is one of the `recorded` identical images
+    /// (target → record): the same bytes, by their content digest.
+    pub fn open(
+        path: &Path,
+        recorded: &std::collections::BTreeMap<String, record::Recorded>,
+    ) -> Result<Self> {
         let meta = fs_err::metadata(path).map_err(|e| refuse(path, e.kind()))?;
         if !meta.is_file() {
             return Err(refuse(
@@ -138,28 +143,28 @@ impl Source {
         let layout = Layout::read(&mut file, size).map_err(|e| refuse(path, e.message))?;
         let firmware = fat::find_firmware(&file, &layout).map_err(|why| refuse(path, why))?;
         check_room(&file, firmware).map_err(|why| refuse(path, why))?;
-        let state = record::FileState::of(&file.metadata()?);
-        let hashed_by_build = state.is_some() && recorded.iter().any(|r| r.file == state);
-        if !hashed_by_build && !digest_recorded(path, recorded)? {
+        // Once per command: every copy is made from this open file, which the digest covers.
+        let content = record::content_digest(&file, size)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let Some(target) = recorded
+            .iter()
+            .find(|(_, r)| r.size == size && r.content == content)
+            .map(|(target, _)| target.clone())
+        else {
             return Err(refuse(
                 path,
                 "is not the identical image this repository's `flakesmith build` recorded \
-                 (images/identical-images.json): build it with `flakesmith build rk1`",
+                 (images/identical-images.json): build it with `flakesmith build rk1` (or generic-arm64)",
             ));
-        }
+        };
         Ok(Self {
             file,
             path: path.to_owned(),
             size,
             firmware,
+            target,
         })
     }
-}
-
-/// Whether the SHA-256 of the file at `path` is one of the recorded ones.
-fn digest_recorded(path: &Path, recorded: &[record::Recorded]) -> Result<bool> {
-    let digest = crate::images::sha256_file(path, |_| {})?;
-    Ok(recorded.iter().any(|r| r.sha256 == digest))
 }
 
 /// At most this many files of at most this many bytes make an identity (the largest, an

@@ -61,9 +61,16 @@ pub struct TestRepo {
 
 impl TestRepo {
     pub fn init(args: &[&str]) -> Self {
+        let mut all = vec!["--no-git"];
+        all.extend_from_slice(args);
+        Self::init_with_git(&all)
+    }
+
+    /// As [`TestRepo::init`], without `--no-git`: a git repository of its own, init's files staged.
+    pub fn init_with_git(args: &[&str]) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("repo");
-        let mut all = vec!["init", "repo", "--yes", "--no-git"];
+        let mut all = vec!["init", "repo", "--yes"];
         all.extend_from_slice(args);
         expect(&flakesmith(tmp.path(), &all), 0);
         Self { _tmp: tmp, dir }
