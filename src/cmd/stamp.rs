@@ -61,23 +61,18 @@ pub fn run(args: StampArgs) -> Result<Outcome> {
     for host in &hosts {
         identities.push(identity_of(repo, &project, host)?);
     }
+    // The previous node's copy is finished (on disk, named, pinned) once the next one is copied:
+    // the disk writes it back meanwhile. A failure finishes what was complete, then stops.
+    let mut pending: Option<(stamp::Pending, &Host, &String)> = None;
     for (host, (identity, public)) in hosts.iter().zip(&identities) {
-        let stamped = stamp::stamp(&source, identity, &out)?;
-        let pinned = known_hosts::pin(repo, &pin_names(host), public)?;
-        println!(
-            "stamped {}: {} ({}){}",
-            host.name,
-            stamped.path.display(),
-            match stamped.copy {
-                stamp::CopyKind::Reflink => "reflinked",
-                stamp::CopyKind::Sparse => "sparse copy",
-            },
-            if pinned {
-                format!("; host key pinned in {}", known_hosts::KNOWN_HOSTS)
-            } else {
-                String::new()
-            }
-        );
+        let copied = stamp::copy(&source, &host.name, &out);
+        if let Some((previous, host, public)) = pending.take() {
+            finish(repo, previous, host, public)?;
+        }
+        pending = Some((copied?.stamp(&source, identity)?, host, public));
+    }
+    if let Some((last, host, public)) = pending {
+        finish(repo, last, host, public)?;
     }
     if source.target == GENERIC_TARGET && project.secrets.mode == SecretsMode::Sops {
         eprintln!(
@@ -91,6 +86,27 @@ pub fn run(args: StampArgs) -> Result<Outcome> {
         known_hosts::KNOWN_HOSTS
     );
     Ok(Outcome::Success)
+}
+
+/// Makes a stamped copy durable and named, pins its host key, and says so.
+fn finish(repo: &Path, pending: stamp::Pending, host: &Host, public: &str) -> Result<()> {
+    let stamped = pending.finish()?;
+    let pinned = known_hosts::pin(repo, &pin_names(host), public)?;
+    println!(
+        "stamped {}: {} ({}){}",
+        host.name,
+        stamped.path.display(),
+        match stamped.copy {
+            stamp::CopyKind::Reflink => "reflinked",
+            stamp::CopyKind::Sparse => "sparse copy",
+        },
+        if pinned {
+            format!("; host key pinned in {}", known_hosts::KNOWN_HOSTS)
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
 }
 
 /// The image of generic aarch64 boards (multi-cloud platform generic-arm64).

@@ -252,33 +252,80 @@ fn loop_device_of(path: &Path) -> Option<String> {
     None
 }
 
-/// What [`stamp`] made.
+/// What a stamp made.
 #[derive(Debug)]
 pub struct Stamped {
     pub path: PathBuf,
     pub copy: CopyKind,
 }
 
-/// Writes `<out>/<host>.img`: a copy of `source` whose FAT partition holds `identity` in
-/// files named [`IDENTITY_PREFIX`]…. The file is 0600 from its first byte, replaces an older stamp only once
-/// complete and verified, and is removed on any failure.
-pub fn stamp(source: &Source, identity: &Identity, out: &Path) -> Result<Stamped> {
-    let target = out.join(format!("{}.img", identity.host));
-    // NamedTempFile: 0600, in the same folder, deleted when dropped before `persist`.
+/// A copy of the identical image in a temporary file of the output folder (0600 from its first
+/// byte, deleted when dropped), on its way to `<out>/<host>.img`.
+///
+/// A stamp goes [`copy`] → [`Copy::stamp`] → [`Pending::finish`]. The command copies the next
+/// node's image before it finishes the previous one, so that the disk writes one file back while
+/// the next is copied, and each file is still on disk before it gets its name.
+pub struct Copy {
+    temp: tempfile::NamedTempFile,
+    target: PathBuf,
+    kind: CopyKind,
+}
+
+/// Copies `source` into a temporary file in `out`, for `host`.
+pub fn copy(source: &Source, host: &str, out: &Path) -> Result<Copy> {
+    let target = out.join(format!("{host}.img"));
     let temp = tempfile::Builder::new()
-        .prefix(&format!(".{}.", identity.host))
+        .prefix(&format!(".{host}."))
         .suffix(".partial")
         .tempfile_in(out)
         .with_context(|| format!("creating a file in {}", out.display()))?;
-    let copy = copy::copy_image(&source.file, temp.as_file(), source.size)
+    let kind = copy::copy_image(&source.file, temp.as_file(), source.size)
         .with_context(|| format!("copying {}", source.path.display()))?;
-    write_identity(temp.as_file(), source.firmware, identity)?;
-    crate::failpoint::hit("stamp:written")?;
-    verify(temp.as_file(), source.firmware, identity)?;
-    temp.as_file().sync_all()?;
-    temp.persist(&target)
-        .with_context(|| format!("writing {}", target.display()))?;
-    Ok(Stamped { path: target, copy })
+    Ok(Copy { temp, target, kind })
+}
+
+impl Copy {
+    /// Writes `identity` into the FAT partition, reads it back through a fresh mount of the FAT
+    /// and compares it, and starts writing the file to disk.
+    pub fn stamp(self, source: &Source, identity: &Identity) -> Result<Pending> {
+        write_identity(self.temp.as_file(), source.firmware, identity)?;
+        crate::failpoint::hit("stamp:written")?;
+        verify(self.temp.as_file(), source.firmware, identity)?;
+        start_writeback(self.temp.as_file());
+        Ok(Pending(self))
+    }
+}
+
+/// A stamped, verified copy whose bytes may not be on disk yet.
+pub struct Pending(Copy);
+
+impl Pending {
+    /// Waits until the file is on disk, then gives it its name (replacing an older stamp).
+    pub fn finish(self) -> Result<Stamped> {
+        let Copy { temp, target, kind } = self.0;
+        temp.as_file().sync_all()?;
+        temp.persist(&target)
+            .with_context(|| format!("writing {}", target.display()))?;
+        Ok(Stamped {
+            path: target,
+            copy: kind,
+        })
+    }
+}
+
+/// Asks the kernel to start writing the file's dirty pages now, without waiting (a hint: the
+/// `sync_all` of [`Pending::finish`] is what makes the file durable).
+fn start_writeback(file: &File) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: an open descriptor; the call reads and writes no memory of ours.
+        unsafe {
+            libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = file;
 }
 
 /// Removes what a stamp that crashed left in `out`: its `.<host>.<random>.partial` files (a
