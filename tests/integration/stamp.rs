@@ -537,6 +537,146 @@ fn the_first_boot_script_installs_the_stamped_identity_then_erases_it() {
     assert_eq!(tree(&root), before);
 }
 
+/// Unmounts a folder when the test ends, however it ends (before its loop device is detached).
+struct Mount(PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Attaches a loop device over the FAT partition of `image`.
+fn loop_over_fat(image: &Path, (start, len): (u64, u64)) -> crate::inject::Loop {
+    let out = run(Command::new("losetup")
+        .args(["--find", "--show", "--offset"])
+        .arg(start.to_string())
+        .arg("--sizelimit")
+        .arg(len.to_string())
+        .arg(image));
+    crate::inject::Loop(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// An image with a loop device over it (over any part of it) may be mounted: not stamped from.
+#[test]
+#[cfg_attr(
+    not(tests_as_root),
+    ignore = "needs root for a loop device (losetup): run the suite as root, as CI does"
+)]
+fn stamp_refuses_an_image_with_a_loop_device_over_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = sops_repo();
+    let image = rk1_image(tmp.path());
+    record(&repo, &image.path);
+    let device = loop_over_fat(&image.path, image.firmware);
+    refused(
+        &stamp(&repo, &["rk1-node1", "--image", path_str(&image.path)]),
+        &format!("is attached to {}", device.0),
+    );
+    assert!(files_in(&repo.dir.join("stamped")).is_empty());
+    drop(device);
+    stamp_ok(&repo, &["rk1-node1", "--image", path_str(&image.path)]);
+}
+
+/// The stamped FAT partition read by the kernel's own vfat driver, through a loop device over
+/// the partition, as a third reader beside fatfs and mtools; then the first-boot script run
+/// against that mount (as firmware-identity.nix mounts it: rw, fmask/dmask 0077) and a fake root.
+/// What this cannot show: the /dev/disk/by-label/FIRMWARE link udev makes, and the activation
+/// order.
+#[test]
+#[cfg_attr(
+    not(all(tests_as_root, tests_with_vfat)),
+    ignore = "needs root (a loop device, a mount) and a kernel with vfat (/proc/filesystems): run the suite as root on such a kernel, as CI does"
+)]
+fn a_stamp_mounted_by_the_kernel_reads_back_and_the_first_boot_moves_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = sops_repo();
+    let image = rk1_image(tmp.path());
+    record(&repo, &image.path);
+    stamp_ok(&repo, &["rk1-node3", "--image", path_str(&image.path)]);
+    let stamped = repo.dir.join("stamped/rk1-node3.img");
+    let start = image.firmware.0;
+    let device = loop_over_fat(&stamped, image.firmware);
+
+    let fat = tmp.path().join("firmware");
+    fs::create_dir(&fat).unwrap();
+    run(Command::new("mount")
+        .args([
+            "-t",
+            "vfat",
+            "-o",
+            "rw,nosuid,nodev,noexec,fmask=0077,dmask=0077",
+        ])
+        .arg(&device.0)
+        .arg(&fat));
+    let mount = Mount(fat.clone());
+    let keys = |name: &str| fs::read(repo.dir.join("keys").join(name)).unwrap();
+    let on_fat = |name: &str| fs::read(fat.join(format!("flakesmith-identity.{name}"))).unwrap();
+    assert_eq!(on_fat("hostname"), b"rk1-node3\n");
+    assert_eq!(
+        on_fat("ssh_host_ed25519_key"),
+        keys("rk1-node3.ssh_host_ed25519_key")
+    );
+    assert_eq!(
+        on_fat("ssh_host_ed25519_key.pub"),
+        keys("rk1-node3.ssh_host_ed25519_key.pub")
+    );
+    assert_eq!(on_fat("age-key.txt"), keys("rk1-node3.age"));
+    assert!(String::from_utf8(on_fat("40-flakesmith-static.network"))
+        .unwrap()
+        .contains("Address=10.0.0.13/24\n"));
+
+    let root = tmp.path().join("root");
+    fs::create_dir(&root).unwrap();
+    let out = run_script(&first_boot_script(tmp.path()), &fat, &root);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        fs::read(root.join("etc/ssh/ssh_host_ed25519_key")).unwrap(),
+        keys("rk1-node3.ssh_host_ed25519_key")
+    );
+    assert_eq!(mode(&root.join("etc/ssh/ssh_host_ed25519_key")), 0o600);
+    assert_eq!(
+        fs::read(root.join("var/lib/sops-nix/key.txt")).unwrap(),
+        keys("rk1-node3.age")
+    );
+    assert_eq!(
+        fs::read_to_string(root.join("etc/hostname")).unwrap(),
+        "rk1-node3\n"
+    );
+    assert!(
+        files_in(&fat).is_empty(),
+        "left on the FAT: {:?}",
+        files_in(&fat)
+    );
+    drop(mount);
+    drop(device);
+
+    // After the kernel's writes the FAT is clean, and no reader finds the identity.
+    fsck_clean(
+        &SdImage {
+            path: stamped.clone(),
+            firmware: image.firmware,
+            root: image.root,
+        },
+        tmp.path(),
+    );
+    assert!(!flakesmith::stamp::is_stamped(&stamped));
+    let listing = run(Command::new("mdir")
+        .args(["-b", "-i"])
+        .arg(format!("{}@@{start}", stamped.display()))
+        .arg("::"))
+    .stdout;
+    assert!(
+        !String::from_utf8_lossy(&listing).contains("flakesmith-identity"),
+        "{}",
+        String::from_utf8_lossy(&listing)
+    );
+}
+
 #[test]
 fn an_unstamped_or_tampered_firmware_partition_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
