@@ -65,12 +65,9 @@ pub fn nix_config_with(extra: &str) -> String {
 }
 
 /// Where a store path's files are on this machine's disk: under the chroot store's root when the
-/// tests gave Nix one.
+/// tests gave Nix one (the product's mapping, which `flakesmith build` uses).
 pub fn store_path_on_disk(store_path: &Path) -> PathBuf {
-    match chroot_store() {
-        Some(root) => root.join(store_path.strip_prefix("/").unwrap_or(store_path)),
-        None => store_path.to_owned(),
-    }
+    flakesmith::nix::prereq::store_path_on_disk(chroot_store().as_deref(), store_path)
 }
 
 /// The repository this test binary belongs to.
