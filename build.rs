@@ -3,13 +3,22 @@
 //
 // Tests that need root (loop devices, user accounts for sshd) are built as ignored, with the
 // reason, when the suite is compiled by a normal user: `cfg(tests_as_root)` says the build runs
-// as root, as `cargo test` then runs the tests too.
+// as root, as `cargo test` then runs the tests too. `cfg(tests_with_vfat)` says the kernel
+// mounts vfat (a container's kernel may lack it), for the test that mounts a stamped FAT.
 fn main() {
     println!("cargo:rerun-if-changed=scaffolds");
     println!("cargo:rerun-if-changed=src/rockchip");
     println!("cargo::rustc-check-cfg=cfg(tests_as_root)");
     if is_root() {
         println!("cargo::rustc-cfg=tests_as_root");
+    }
+    println!("cargo::rustc-check-cfg=cfg(tests_with_vfat)");
+    let filesystems = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
+    if filesystems
+        .lines()
+        .any(|l| l.split_whitespace().last() == Some("vfat"))
+    {
+        println!("cargo::rustc-cfg=tests_with_vfat");
     }
 }
 

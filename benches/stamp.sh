@@ -4,10 +4,11 @@
 # disk (du), and peak memory (/usr/bin/time -v). The goal is a ratio of at most 1.5 on time.
 # The image is laid out like nixpkgs' sd-image.nix (FAT "FIRMWARE" at 16 MiB, ext4 "NIXOS_SD"
 # filling the rest) and carries DATA_MIB of incompressible data in the root file system, as
-# a system closure would; the rest is holes. flakesmith build's record of the image's digest
-# is written by hand (no Nix build here), so stamp checks the image exactly as it would.
-# Usage: benches/stamp.sh [N…]   (default: 4 64; DATA_MIB=256; HASH=1 to make stamp hash the
-#        image; FLAKESMITH=path to skip the release build)
+# a system closure would; the rest is holes. flakesmith build's record of the image's digests
+# is written by the same library call (no Nix build here), so stamp checks the image exactly as
+# it would.
+# Usage: benches/stamp.sh [N…]   (default: 4 64; DATA_MIB=256; FLAKESMITH=path to skip the
+#        release build of flakesmith)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 counts=("$@")
@@ -18,6 +19,8 @@ if [[ -z "${FLAKESMITH:-}" ]]; then
   cargo build --release --quiet --bin flakesmith
   FLAKESMITH=$PWD/target/release/flakesmith
 fi
+cargo build --release --quiet --example record_identical_image
+RECORD=$PWD/target/release/examples/record_identical_image
 command -v /usr/bin/time >/dev/null || { echo "needs GNU time: apt-get install time" >&2; exit 1; }
 work=$(mktemp -d "${BENCH_DIR:-$PWD/target}/stamp-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -47,18 +50,8 @@ rm -rf "$work/fat.img" "$work/root.img" "$work/root"
 sync
 
 "$FLAKESMITH" init "$work/repo" --yes --no-git --nodes 64 >/dev/null 2>&1
-# What flakesmith build records: the digest, and the state of the file it hashed (an unchanged
-# file is not hashed again; HASH=1 leaves the state out, so that stamp hashes the image itself).
-sha=$(sha256sum "$image" | cut -d' ' -f1)
-read -r dev ino bytes mtime ctime < <(stat -c '%d %i %s %.9Y %.9Z' "$image")
-file_state=""
-if [[ -z "${HASH:-}" ]]; then
-  file_state=$(printf ',"file":{"dev":%s,"ino":%s,"size":%s,"mtime_ns":%s,"ctime_ns":%s}' \
-    "$dev" "$ino" "$bytes" "${mtime/./}" "${ctime/./}")
-fi
-mkdir -p "$work/repo/images"
-printf '{"version":1,"images":{"rk1":{"sha256":"%s","size":%s,"path":"rk1/sd-image/nixos-rk1.img"%s}}}\n' \
-  "$sha" "$bytes" "$file_state" >"$work/repo/images/identical-images.json"
+# What flakesmith build records (the same library call): the image's SHA-256 and content digest.
+"$RECORD" "$work/repo" rk1 "$image"
 
 # seconds and peak kB of a command, from GNU time's report.
 measure() { # report-file command…

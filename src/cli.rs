@@ -289,10 +289,10 @@ pub struct CheckArgs {
 pub struct StampArgs {
     #[command(flatten)]
     pub repo: RepoArg,
-    /// Nodes to stamp
+    /// Nodes to stamp (for a generic-arm64 image: the names of the boards to stamp)
     #[arg(value_name = "HOST")]
     pub hosts: Vec<String>,
-    /// Stamp every node
+    /// Stamp every RK1 node
     #[arg(long, conflicts_with = "hosts")]
     pub all: bool,
     /// The identical image (raw) [default: the rk1 image `flakesmith build rk1` recorded]

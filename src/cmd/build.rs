@@ -319,15 +319,11 @@ fn finish_images(
                     crate::stamp::record::remember(
                         repo,
                         &target.name,
-                        crate::stamp::record::Recorded {
-                            sha256: sha256.clone(),
-                            size,
-                            path: relative.to_string_lossy().into_owned(),
-                            // The state of the file as hashed just now (a store path: read-only).
-                            file: fs_err::metadata(&image)
-                                .ok()
-                                .and_then(|m| crate::stamp::record::FileState::of(&m)),
-                        },
+                        crate::stamp::record::Recorded::of(
+                            &image,
+                            &relative.to_string_lossy(),
+                            sha256.clone(),
+                        )?,
                     )?;
                 }
                 sums.push(Sum {

@@ -14,7 +14,7 @@ use crate::{
     images::IMAGES_DIR,
     model::{
         answers::{NodeRecipients, SecretsMode},
-        Module, Node, Project,
+        Hostname, Node, Project,
     },
     secrets,
     stamp::{self, known_hosts, names, record, Identity, Source},
@@ -28,34 +28,52 @@ pub fn run(args: StampArgs) -> Result<Outcome> {
     let opened = Repo::open(&args.repo.dir)?;
     let repo = opened.dir.as_path();
     let project = Project::from_answers(&opened.answers)?;
-    let nodes = selected_nodes(&project, &args)?;
 
     let recorded = record::recorded(repo)?;
-    // Each node is stamped into a copy of its compute module's identical image.
-    let kinds: BTreeSet<Module> = nodes.iter().map(|n| n.module.kind).collect();
-    if args.image.is_some() && kinds.len() > 1 {
-        return Err(UsageError::new(format!(
-            "--image: these nodes hold different compute modules ({}), whose identical images differ; stamp each kind's nodes separately, or leave --image out",
-            kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
-        ))
-        .into());
-    }
-    let all_recorded: Vec<record::Recorded> = recorded.values().cloned().collect();
-    let mut sources = BTreeMap::new();
-    for kind in kinds {
-        let image = match &args.image {
-            Some(image) => image.clone(),
-            None => {
-                let target = kind.identical_image();
+    let given = match &args.image {
+        Some(image) => Some(Source::open(image, &recorded)?),
+        None => None,
+    };
+    let hosts = match &given {
+        Some(source) if source.target == GENERIC_TARGET => generic_boards(&project, &args)?,
+        _ => selected_nodes(&project, &args)?,
+    };
+    // Each host is stamped into a copy of its own identical image: a node's compute module's
+    // (rk1, cm4), or the generic boards' one.
+    let targets: BTreeSet<&str> = hosts.iter().map(|h| h.image).collect();
+    let mut sources: BTreeMap<String, Source> = BTreeMap::new();
+    match given {
+        Some(source) => {
+            if targets.len() > 1 {
+                return Err(UsageError::new(format!(
+                    "--image: these nodes hold different compute modules ({}), whose identical images differ; stamp each kind's nodes separately, or leave --image out",
+                    targets.iter().copied().collect::<Vec<_>>().join(", ")
+                ))
+                .into());
+            }
+            if let Some(host) = hosts.iter().find(|h| h.image != source.target) {
+                return Err(UsageError::new(format!(
+                    "--image {}: is the identical {} image, and {} is stamped from the {} image",
+                    source.path.display(),
+                    source.target,
+                    host.name,
+                    host.image
+                ))
+                .into());
+            }
+            sources.insert(source.target.clone(), source);
+        }
+        None => {
+            for target in targets {
                 let known = recorded.get(target).ok_or_else(|| {
                     UsageError::new(format!(
-                        "--image is required: no identical {kind} image is recorded yet (build it with `flakesmith build {target}`)"
+                        "--image is required: no identical {target} image is recorded yet (build it with `flakesmith build {target}`)"
                     ))
                 })?;
-                repo.join(IMAGES_DIR).join(&known.path)
+                let image = repo.join(IMAGES_DIR).join(&known.path);
+                sources.insert(target.to_owned(), Source::open(&image, &recorded)?);
             }
-        };
-        sources.insert(kind, Source::open(&image, &all_recorded)?);
+        }
     }
 
     let out = args.out.clone().unwrap_or_else(|| repo.join(STAMPED_DIR));
@@ -71,25 +89,28 @@ pub fn run(args: StampArgs) -> Result<Outcome> {
     // Every node's identity is gathered before the first copy: a missing age identity stops the
     // command before any output exists.
     let mut identities = Vec::new();
-    for node in &nodes {
-        identities.push(identity_of(repo, &project, node)?);
+    for host in &hosts {
+        identities.push(identity_of(repo, &project, host)?);
     }
-    for (node, (identity, public)) in nodes.iter().zip(&identities) {
-        let stamped = stamp::stamp(&sources[&node.module.kind], identity, &out)?;
-        let pinned = known_hosts::pin(repo, &pin_names(node), public)?;
-        println!(
-            "stamped {}: {} ({}){}",
-            node.host,
-            stamped.path.display(),
-            match stamped.copy {
-                stamp::CopyKind::Reflink => "reflinked",
-                stamp::CopyKind::Sparse => "sparse copy",
-            },
-            if pinned {
-                format!("; host key pinned in {}", known_hosts::KNOWN_HOSTS)
-            } else {
-                String::new()
-            }
+    // The previous node's copy is finished (on disk, named, pinned) once the next one is copied:
+    // the disk writes it back meanwhile. A failure finishes what was complete, then stops.
+    let mut pending: Option<(stamp::Pending, &Host, &String)> = None;
+    for (host, (identity, public)) in hosts.iter().zip(&identities) {
+        let source = &sources[host.image];
+        let copied = stamp::copy(source, &host.name, &out);
+        if let Some((previous, host, public)) = pending.take() {
+            finish(repo, previous, host, public)?;
+        }
+        pending = Some((copied?.stamp(source, identity)?, host, public));
+    }
+    if let Some((last, host, public)) = pending {
+        finish(repo, last, host, public)?;
+    }
+    if sources.contains_key(GENERIC_TARGET) && project.secrets.mode == SecretsMode::Sops {
+        eprintln!(
+            "A generic board decrypts its secrets with its host key (sops.age.sshKeyPaths): its recipient is `ssh-to-age < {}/<board>.{}.pub`; add it to .sops.yaml, then `sops updatekeys` each file in secrets/.",
+            secrets::KEYS_DIR,
+            stamp::HOST_KEY_FILE
         );
     }
     eprintln!(
@@ -99,12 +120,50 @@ pub fn run(args: StampArgs) -> Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-fn selected_nodes(project: &Project, args: &StampArgs) -> Result<Vec<Node>> {
+/// Makes a stamped copy durable and named, pins its host key, and says so.
+fn finish(repo: &Path, pending: stamp::Pending, host: &Host, public: &str) -> Result<()> {
+    let stamped = pending.finish()?;
+    let pinned = known_hosts::pin(repo, &pin_names(host), public)?;
+    println!(
+        "stamped {}: {} ({}){}",
+        host.name,
+        stamped.path.display(),
+        match stamped.copy {
+            stamp::CopyKind::Reflink => "reflinked",
+            stamp::CopyKind::Sparse => "sparse copy",
+        },
+        if pinned {
+            format!("; host key pinned in {}", known_hosts::KNOWN_HOSTS)
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}
+
+/// The image of generic aarch64 boards (multi-cloud platform generic-arm64).
+const GENERIC_TARGET: &str = "generic-arm64";
+
+/// Who one stamp is for: a node of flakesmith.yaml, or a generic board named on the command
+/// line (flakesmith.yaml does not list those).
+struct Host {
+    name: String,
+    node: Option<Node>,
+    /// The identical image its copy is made from (a [`record::STAMPABLE_TARGETS`] name).
+    image: &'static str,
+}
+
+fn selected_nodes(project: &Project, args: &StampArgs) -> Result<Vec<Host>> {
+    let host = |node: &Node| Host {
+        name: node.host.to_string(),
+        node: Some(node.clone()),
+        image: node.module.kind.identical_image(),
+    };
     if args.all {
         if project.nodes.is_empty() {
-            return Err(UsageError::new("--all: this repository has no RK1 nodes").into());
+            return Err(UsageError::new("--all: this repository has no Turing Pi 2 nodes").into());
         }
-        return Ok(project.nodes.clone());
+        return Ok(project.nodes.iter().map(host).collect());
     }
     if args.hosts.is_empty() {
         return Err(UsageError::new("name the nodes to stamp (HOST…), or pass --all").into());
@@ -123,21 +182,56 @@ fn selected_nodes(project: &Project, args: &StampArgs) -> Result<Vec<Node>> {
             nodes.push(node.clone());
         }
     }
-    Ok(nodes)
+    Ok(nodes.iter().map(host).collect())
 }
 
-/// The names a node is reached by: its host name and its static address.
-fn pin_names(node: &Node) -> Vec<String> {
-    let mut names = vec![node.host.to_string()];
-    if let Some(address) = node.address {
+/// A generic-arm64 image is stamped for the boards named on the command line: each gets a host
+/// name and a host key of its own (keys/<board>.*), pinned in deploy/known_hosts. A name of an
+/// RK1 node is refused, since those keys are the node's.
+fn generic_boards(project: &Project, args: &StampArgs) -> Result<Vec<Host>> {
+    if args.all {
+        return Err(UsageError::new(
+            "--all: a generic-arm64 image is stamped for the boards you name (HOST…); flakesmith.yaml does not list generic boards",
+        )
+        .into());
+    }
+    if args.hosts.is_empty() {
+        return Err(UsageError::new("name the generic boards to stamp (HOST…)").into());
+    }
+    let mut boards: Vec<Host> = Vec::new();
+    for host in &args.hosts {
+        let name = Hostname::parse(host).map_err(|why| UsageError::new(format!("HOST: {why}")))?;
+        if project.node(name.as_str()).is_some() {
+            return Err(UsageError::new(format!(
+                "HOST '{name}' is a node of this repository: a generic board needs a name of its own (its keys would be the node's)"
+            ))
+            .into());
+        }
+        if !boards.iter().any(|b| b.name == name.as_str()) {
+            boards.push(Host {
+                name: name.to_string(),
+                node: None,
+                image: GENERIC_TARGET,
+            });
+        }
+    }
+    Ok(boards)
+}
+
+/// The names a host is reached by: its host name and a node's static address.
+fn pin_names(host: &Host) -> Vec<String> {
+    let mut names = vec![host.name.clone()];
+    if let Some(address) = host.node.as_ref().and_then(|n| n.address) {
         names.push(address.ip.to_string());
     }
     names
 }
 
-/// The node's identity files and its public host key line.
-fn identity_of(repo: &Path, project: &Project, node: &Node) -> Result<(Identity, String)> {
-    let host = node.host.as_str();
+/// The host's identity files and its public host key line. An RK1 node also carries its age
+/// identity (age-keys mode) and its static address; a generic board decrypts with its host key
+/// and takes its address by DHCP.
+fn identity_of(repo: &Path, project: &Project, target: &Host) -> Result<(Identity, String)> {
+    let host = target.name.as_str();
     let (host_key, made) = stamp::ensure_host_key(repo, host)?;
     if made {
         eprintln!(
@@ -146,6 +240,9 @@ fn identity_of(repo: &Path, project: &Project, node: &Node) -> Result<(Identity,
         );
     }
     let mut identity = Identity::new(host, &host_key);
+    let Some(node) = &target.node else {
+        return Ok((identity, host_key.public.clone()));
+    };
     if project.secrets.mode == SecretsMode::Sops
         && project.secrets.node_recipients == NodeRecipients::AgeKeys
     {

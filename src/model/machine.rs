@@ -49,6 +49,10 @@ pub struct Machine {
     pub injects_bootloader: bool,
     /// Its main image is a live system (an ISO with its root in memory).
     pub live_iso: bool,
+    /// Its one sd-image, without a host name, serves every board of this kind: `flakesmith
+    /// stamp` gives each copy its board's identity, which firmware-identity.nix moves into
+    /// place at first boot.
+    pub stampable: bool,
     /// init's "Next steps": before `./build-all-images.sh`, and after it.
     #[serde(skip)]
     pub next_steps: Vec<Step>,
@@ -197,6 +201,7 @@ impl Platform {
             has_bmc: false,
             injects_bootloader: false,
             live_iso: false,
+            stampable: false,
             next_steps: Vec::new(),
             steps_after_build: Vec::new(),
         };
@@ -257,6 +262,7 @@ impl Platform {
                 m.deploy_hint = "RK1:  deploy/rk1-deploy.sh".into();
                 m.shell_packages = &["tpi"];
                 m.has_bmc = true;
+                m.stampable = true;
                 // Only when a slot holds a module whose image needs one (an RK1, not a CM4).
                 m.injects_bootloader = project.modules().iter().any(|m| m.injects_bootloader());
                 if let Some(node) = project.nodes.first() {
@@ -279,17 +285,17 @@ impl Platform {
             Platform::GenericArm64 => {
                 m.about = "a generic aarch64 SD-card image";
                 m.template = "multi-cloud/platforms/generic-arm64.nix.tera";
+                m.stampable = true;
                 m.images.push(image(
                     "sdImage",
-                    ": `sd-image/*.img.zst`".into(),
-                    "`zstdcat result/sd-image/*.img.zst \\| sudo dd of=/dev/sdX bs=4M conv=fsync`"
-                        .into(),
+                    ": `sd-image/*.img`, raw, no host name: one image for every generic board".into(),
+                    "`flakesmith build generic-arm64`, then `flakesmith stamp BOARD… --image images/generic-arm64/sd-image/*.img` gives each board's copy its name and a pinned host key; `sudo dd of=/dev/sdX bs=4M conv=fsync < stamped/BOARD.img`".into(),
                 ));
                 m.host_key_configurations.push(name.into());
-                m.deploy_hint = "generic-arm64:  zstdcat ${out}generic-arm64/sd-image/*.img.zst | sudo dd of=/dev/sdX bs=4M conv=fsync".into();
+                m.deploy_hint = "generic-arm64:  sudo dd of=/dev/sdX bs=4M conv=fsync < ${out}generic-arm64/sd-image/*.img (or a copy per board with its name and host key: flakesmith stamp, README)".into();
                 m.next_steps = vec![step(
                     "flakesmith build generic-arm64",
-                    "SD-card image (images/generic-arm64/sd-image/*.img.zst)",
+                    "SD-card image (images/generic-arm64/sd-image/*.img), stamped per board",
                 )];
             }
             Platform::GenericX86_64 => {

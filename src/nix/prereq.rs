@@ -65,10 +65,16 @@ pub struct NixInfo {
 impl NixInfo {
     /// Where a store path's files are on this machine's disk.
     pub fn on_disk(&self, store_path: &Path) -> PathBuf {
-        match &self.store_root {
-            Some(root) => root.join(store_path.strip_prefix("/").unwrap_or(store_path)),
-            None => store_path.to_owned(),
-        }
+        store_path_on_disk(self.store_root.as_deref(), store_path)
+    }
+}
+
+/// Where a store path's files are on this machine's disk when the store is a chroot store with
+/// its root at `store_root` (the tests give Nix one too, and read their store paths with this).
+pub fn store_path_on_disk(store_root: Option<&Path>, store_path: &Path) -> PathBuf {
+    match store_root {
+        Some(root) => root.join(store_path.strip_prefix("/").unwrap_or(store_path)),
+        None => store_path.to_owned(),
     }
 }
 

@@ -45,15 +45,21 @@ pub fn outputs<'p>(project: &'p Project, machines: &[Machine]) -> Vec<Output<'p>
             Output::file("rk1-cluster/flake.nix.tera", "flake.nix"),
             Output::file("rk1-cluster/common.nix.tera", "common.nix"),
             Output::file("rk1-cluster/README.md.tera", "README.md"),
-            // The identical image's first boot with a stamped identity (flakesmith stamp).
-            Output::file("shared/firmware-identity.nix.tera", "firmware-identity.nix"),
-            Output::script(
-                "shared/identity-from-firmware.sh.tera",
-                "identity-from-firmware.sh",
-            ),
         ],
         Layout::MultiCloud => multi_cloud_outputs(machines),
     };
+    if machines.iter().any(|m| m.stampable) {
+        // The first boot of an identical sd-image (rk1, cm4, generic-arm64) with a stamped
+        // identity (flakesmith stamp).
+        out.push(Output::file(
+            "shared/firmware-identity.nix.tera",
+            "firmware-identity.nix",
+        ));
+        out.push(Output::script(
+            "shared/identity-from-firmware.sh.tera",
+            "identity-from-firmware.sh",
+        ));
+    }
     if machines.iter().any(|m| m.has_slots) {
         // The hardware module of each kind of compute module the slots hold.
         out.extend(

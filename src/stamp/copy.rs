@@ -55,7 +55,7 @@ fn reflink(_src: &File, _dst: &File) -> io::Result<()> {
 
 /// The next data extent at or after `at`, or None when only holes follow. A file system without
 /// SEEK_DATA has one extent: the whole file.
-fn next_data(src: &File, at: u64, len: u64) -> io::Result<Option<(u64, u64)>> {
+pub(crate) fn next_data(src: &File, at: u64, len: u64) -> io::Result<Option<(u64, u64)>> {
     use std::os::fd::AsRawFd;
     let seek = |whence| {
         // SAFETY: lseek on an open descriptor; the offset is checked to fit an off_t.
@@ -113,7 +113,7 @@ fn copy_range(src: &File, dst: &File, start: u64, end: u64, buffer: &mut [u8]) -
     Ok(())
 }
 
-fn is_zero(bytes: &[u8]) -> bool {
+pub(crate) fn is_zero(bytes: &[u8]) -> bool {
     // OR-folding 64 bytes at a time vectorises; `all` would test byte by byte.
     bytes
         .chunks(64)

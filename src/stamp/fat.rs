@@ -14,11 +14,20 @@ pub const FIRMWARE_LABEL: &str = "FIRMWARE";
 
 /// Reads and writes `extent` of a file and nothing else: a write past its end is an error, so
 /// the partition table, the bootloader and the root partition cannot be touched by a FAT bug.
+///
+/// Reads go through a buffer of [`READ_AHEAD`] bytes: fatfs reads a FAT entry (2 or 4 bytes) at a
+/// time, and counting the free clusters of a 30 MiB FAT16 took 60,000 system calls without it.
+/// Writes go straight to the file and into the buffer, so a read after a write sees it.
 pub struct Window<'a> {
     file: &'a File,
     extent: Extent,
     pos: u64,
+    /// Bytes of the window from `cached_at` on.
+    cache: Vec<u8>,
+    cached_at: u64,
 }
+
+const READ_AHEAD: usize = 64 << 10;
 
 impl<'a> Window<'a> {
     pub fn new(file: &'a File, extent: Extent) -> Self {
@@ -26,7 +35,34 @@ impl<'a> Window<'a> {
             file,
             extent,
             pos: 0,
+            cache: Vec::new(),
+            cached_at: 0,
         }
+    }
+
+    /// The cached bytes from `pos` on, filling the cache there when `pos` is outside it.
+    fn cached(&mut self) -> io::Result<&[u8]> {
+        let inside =
+            self.pos >= self.cached_at && self.pos < self.cached_at + self.cache.len() as u64;
+        if !inside {
+            let n = self.room(READ_AHEAD);
+            self.cache.resize(n, 0);
+            let mut filled = 0;
+            while filled < n {
+                let got = self.file.read_at(
+                    &mut self.cache[filled..],
+                    self.extent.start + self.pos + filled as u64,
+                )?;
+                if got == 0 {
+                    break;
+                }
+                filled += got;
+            }
+            self.cache.truncate(filled);
+            self.cached_at = self.pos;
+        }
+        let from = (self.pos - self.cached_at) as usize;
+        Ok(&self.cache[from..])
     }
 
     fn room(&self, want: usize) -> usize {
@@ -37,10 +73,12 @@ impl<'a> Window<'a> {
 
 impl Read for Window<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.room(buf.len());
-        let n = self
-            .file
-            .read_at(&mut buf[..n], self.extent.start + self.pos)?;
+        if self.room(buf.len()) == 0 {
+            return Ok(0);
+        }
+        let cached = self.cached()?;
+        let n = cached.len().min(buf.len());
+        buf[..n].copy_from_slice(&cached[..n]);
         self.pos += n as u64;
         Ok(n)
     }
@@ -57,6 +95,15 @@ impl Write for Window<'_> {
         let n = self
             .file
             .write_at(&buf[..n], self.extent.start + self.pos)?;
+        // The cached copy of what was just written, if any, is brought up to date.
+        let (start, end) = (self.pos, self.pos + n as u64);
+        let (cache_start, cache_end) = (self.cached_at, self.cached_at + self.cache.len() as u64);
+        if start < cache_end && end > cache_start {
+            let from = start.max(cache_start);
+            let to = end.min(cache_end);
+            self.cache[(from - cache_start) as usize..(to - cache_start) as usize]
+                .copy_from_slice(&buf[(from - start) as usize..(to - start) as usize]);
+        }
         self.pos += n as u64;
         Ok(n)
     }
@@ -164,6 +211,29 @@ mod tests {
         tmp.read_exact_at(&mut all, 0).unwrap();
         assert_eq!(&all[25..30], &[9u8; 5]);
         assert!(all[..25].iter().chain(&all[30..]).all(|&b| b == 1));
+    }
+
+    /// The read buffer never shows a byte older than the last write, nor one outside the window.
+    #[test]
+    fn a_window_reads_its_own_writes_through_its_buffer() {
+        let mut tmp = tempfile::tempfile().unwrap();
+        tmp.write_all(&(0..=255u8).cycle().take(200_000).collect::<Vec<_>>())
+            .unwrap();
+        let mut window = Window::new(&tmp, Extent::at(1000, 150_000));
+        let mut two = [0u8; 2];
+        window.seek(SeekFrom::Start(10)).unwrap();
+        window.read_exact(&mut two).unwrap();
+        assert_eq!(two, [(1010 % 256) as u8, (1011 % 256) as u8]);
+        window.seek(SeekFrom::Start(9)).unwrap();
+        window.write_all(&[7, 7, 7]).unwrap();
+        window.seek(SeekFrom::Start(10)).unwrap();
+        window.read_exact(&mut two).unwrap();
+        assert_eq!(two, [7, 7]);
+        let mut rest = Vec::new();
+        window.seek(SeekFrom::Start(100_000)).unwrap();
+        window.read_to_end(&mut rest).unwrap();
+        assert_eq!(rest.len(), 50_000, "stops at the window's end");
+        assert_eq!(rest[0], ((1000 + 100_000) % 256) as u8);
     }
 
     #[test]

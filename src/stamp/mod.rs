@@ -102,6 +102,8 @@ pub struct Source {
     pub path: PathBuf,
     pub size: u64,
     pub firmware: Extent,
+    /// The flake package it is the image of ([`record::STAMPABLE_TARGETS`]).
+    pub target: String,
 }
 
 fn refuse(image: &Path, why: impl std::fmt::Display) -> anyhow::Error {
@@ -110,9 +112,12 @@ fn refuse(image: &Path, why: impl std::fmt::Display) -> anyhow::Error {
 
 impl Source {
     /// Opens `path` and checks that it is a regular file, not backing a loop device, with exactly
-    /// one FAT partition labelled FIRMWARE, and that it is one of the `recorded` identical images:
-    /// the very file `flakesmith build` hashed, unchanged since, or one with a recorded SHA-256.
-    pub fn open(path: &Path, recorded: &[record::Recorded]) -> Result<Self> {
+    /// one FAT partition labelled FIRMWARE, and that it is one of the `recorded` identical images
+    /// (target → record): the same bytes, by their content digest.
+    pub fn open(
+        path: &Path,
+        recorded: &std::collections::BTreeMap<String, record::Recorded>,
+    ) -> Result<Self> {
         let meta = fs_err::metadata(path).map_err(|e| refuse(path, e.kind()))?;
         if !meta.is_file() {
             return Err(refuse(
@@ -138,28 +143,28 @@ impl Source {
         let layout = Layout::read(&mut file, size).map_err(|e| refuse(path, e.message))?;
         let firmware = fat::find_firmware(&file, &layout).map_err(|why| refuse(path, why))?;
         check_room(&file, firmware).map_err(|why| refuse(path, why))?;
-        let state = record::FileState::of(&file.metadata()?);
-        let hashed_by_build = state.is_some() && recorded.iter().any(|r| r.file == state);
-        if !hashed_by_build && !digest_recorded(path, recorded)? {
+        // Once per command: every copy is made from this open file, which the digest covers.
+        let content = record::content_digest(&file, size)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let Some(target) = recorded
+            .iter()
+            .find(|(_, r)| r.size == size && r.content == content)
+            .map(|(target, _)| target.clone())
+        else {
             return Err(refuse(
                 path,
                 "is not the identical image this repository's `flakesmith build` recorded \
-                 (images/identical-images.json): build it with `flakesmith build rk1` (or cm4)",
+                 (images/identical-images.json): build it with `flakesmith build rk1` (or cm4, generic-arm64)",
             ));
-        }
+        };
         Ok(Self {
             file,
             path: path.to_owned(),
             size,
             firmware,
+            target,
         })
     }
-}
-
-/// Whether the SHA-256 of the file at `path` is one of the recorded ones.
-fn digest_recorded(path: &Path, recorded: &[record::Recorded]) -> Result<bool> {
-    let digest = crate::images::sha256_file(path, |_| {})?;
-    Ok(recorded.iter().any(|r| r.sha256 == digest))
 }
 
 /// At most this many files of at most this many bytes make an identity (the largest, an
@@ -247,33 +252,80 @@ fn loop_device_of(path: &Path) -> Option<String> {
     None
 }
 
-/// What [`stamp`] made.
+/// What a stamp made.
 #[derive(Debug)]
 pub struct Stamped {
     pub path: PathBuf,
     pub copy: CopyKind,
 }
 
-/// Writes `<out>/<host>.img`: a copy of `source` whose FAT partition holds `identity` in
-/// files named [`IDENTITY_PREFIX`]…. The file is 0600 from its first byte, replaces an older stamp only once
-/// complete and verified, and is removed on any failure.
-pub fn stamp(source: &Source, identity: &Identity, out: &Path) -> Result<Stamped> {
-    let target = out.join(format!("{}.img", identity.host));
-    // NamedTempFile: 0600, in the same folder, deleted when dropped before `persist`.
+/// A copy of the identical image in a temporary file of the output folder (0600 from its first
+/// byte, deleted when dropped), on its way to `<out>/<host>.img`.
+///
+/// A stamp goes [`copy`] → [`Copy::stamp`] → [`Pending::finish`]. The command copies the next
+/// node's image before it finishes the previous one, so that the disk writes one file back while
+/// the next is copied, and each file is still on disk before it gets its name.
+pub struct Copy {
+    temp: tempfile::NamedTempFile,
+    target: PathBuf,
+    kind: CopyKind,
+}
+
+/// Copies `source` into a temporary file in `out`, for `host`.
+pub fn copy(source: &Source, host: &str, out: &Path) -> Result<Copy> {
+    let target = out.join(format!("{host}.img"));
     let temp = tempfile::Builder::new()
-        .prefix(&format!(".{}.", identity.host))
+        .prefix(&format!(".{host}."))
         .suffix(".partial")
         .tempfile_in(out)
         .with_context(|| format!("creating a file in {}", out.display()))?;
-    let copy = copy::copy_image(&source.file, temp.as_file(), source.size)
+    let kind = copy::copy_image(&source.file, temp.as_file(), source.size)
         .with_context(|| format!("copying {}", source.path.display()))?;
-    write_identity(temp.as_file(), source.firmware, identity)?;
-    crate::failpoint::hit("stamp:written")?;
-    verify(temp.as_file(), source.firmware, identity)?;
-    temp.as_file().sync_all()?;
-    temp.persist(&target)
-        .with_context(|| format!("writing {}", target.display()))?;
-    Ok(Stamped { path: target, copy })
+    Ok(Copy { temp, target, kind })
+}
+
+impl Copy {
+    /// Writes `identity` into the FAT partition, reads it back through a fresh mount of the FAT
+    /// and compares it, and starts writing the file to disk.
+    pub fn stamp(self, source: &Source, identity: &Identity) -> Result<Pending> {
+        write_identity(self.temp.as_file(), source.firmware, identity)?;
+        crate::failpoint::hit("stamp:written")?;
+        verify(self.temp.as_file(), source.firmware, identity)?;
+        start_writeback(self.temp.as_file());
+        Ok(Pending(self))
+    }
+}
+
+/// A stamped, verified copy whose bytes may not be on disk yet.
+pub struct Pending(Copy);
+
+impl Pending {
+    /// Waits until the file is on disk, then gives it its name (replacing an older stamp).
+    pub fn finish(self) -> Result<Stamped> {
+        let Copy { temp, target, kind } = self.0;
+        temp.as_file().sync_all()?;
+        temp.persist(&target)
+            .with_context(|| format!("writing {}", target.display()))?;
+        Ok(Stamped {
+            path: target,
+            copy: kind,
+        })
+    }
+}
+
+/// Asks the kernel to start writing the file's dirty pages now, without waiting (a hint: the
+/// `sync_all` of [`Pending::finish`] is what makes the file durable).
+fn start_writeback(file: &File) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: an open descriptor; the call reads and writes no memory of ours.
+        unsafe {
+            libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = file;
 }
 
 /// Removes what a stamp that crashed left in `out`: its `.<host>.<random>.partial` files (a

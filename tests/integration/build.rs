@@ -842,4 +842,10 @@ fn the_identical_images_digest_is_recorded_for_stamp() {
         hex::encode(sha2::Sha256::digest(&image))
     );
     assert_eq!(images["rk1"]["size"], image.len());
+    // The digest `flakesmith stamp` compares: of the bytes, reading only the data.
+    let file = std::fs::File::open(repo.join("images/rk1/sd-image/nixos-rk1.img")).unwrap();
+    assert_eq!(
+        images["rk1"]["content"],
+        flakesmith::stamp::record::content_digest(&file, image.len() as u64).unwrap()
+    );
 }

@@ -838,11 +838,15 @@ fn multi_cloud_scripts_pass_shellcheck() {
 }
 
 /// `--stamped`: one build of the identical image, then per node stamp, flash, delete; never two
-/// stamped copies at once. The stand-in flakesmith writes a small file for a stamp (the real
-/// stamp is tested in stamp.rs); a BMC or a node booting cannot be shown here.
+/// stamped copies at once, not even with the copy a killed run left behind. The stand-in
+/// flakesmith writes a small file for a stamp (the real stamp is tested in stamp.rs); a BMC or a
+/// node booting cannot be shown here.
 #[test]
 fn rk1_deploy_stamped_builds_once_and_stamps_flashes_and_removes_one_copy_at_a_time() {
     let run = Run::new(&rk1_cluster(2));
+    let stale = run.repo.path().join("stamped/deploy.Kd93xq");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("rk1-node2.img"), "left by a killed run").unwrap();
     let output = rk1_deploy(&run)
         .args(["--stamped", "--no-post-deploy"])
         .output()

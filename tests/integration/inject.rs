@@ -761,7 +761,7 @@ fn sixteen_gib_sparse_image_stays_sparse() {
 }
 
 /// Detaches a loop device when the test ends, however it ends.
-struct Loop(String);
+pub(crate) struct Loop(pub(crate) String);
 
 impl Drop for Loop {
     fn drop(&mut self) {

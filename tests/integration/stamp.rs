@@ -52,15 +52,15 @@ fn rk1_image(dir: &Path) -> SdImage {
 
 /// What `flakesmith build rk1` records for an image it built.
 fn record(repo: &TestRepo, image: &Path) {
-    let sha256 = hex::encode(digest(image));
-    let size = fs::metadata(image).unwrap().len();
+    record_as(repo, "rk1", image);
+}
+
+/// What `flakesmith build <target>` records for an image it built: the same library call.
+fn record_as(repo: &TestRepo, target: &str, image: &Path) {
+    use flakesmith::stamp::record::{remember, Recorded};
     fs::create_dir_all(repo.dir.join("images")).unwrap();
-    repo.write(
-        "images/identical-images.json",
-        &format!(
-            r#"{{"version":1,"images":{{"rk1":{{"sha256":"{sha256}","size":{size},"path":"rk1/sd-image/nixos-rk1.img"}}}}}}"#
-        ),
-    );
+    let recorded = Recorded::of(image, "sd-image/image.img", hex::encode(digest(image))).unwrap();
+    remember(&repo.dir, target, recorded).unwrap();
 }
 
 fn mode(path: &Path) -> u32 {
@@ -69,11 +69,16 @@ fn mode(path: &Path) -> u32 {
 
 /// An identity file, read with mtools from the image at the FAT's offset.
 fn mread(image: &Path, fat_offset: u64, name: &str) -> Vec<u8> {
+    mread_file(image, fat_offset, &format!("flakesmith-identity.{name}"))
+}
+
+/// A file of the FAT's root folder, read with mtools.
+fn mread_file(image: &Path, fat_offset: u64, name: &str) -> Vec<u8> {
     run(Command::new("mcopy")
         .arg("-n")
         .arg("-i")
         .arg(format!("{}@@{fat_offset}", image.display()))
-        .arg(format!("::/flakesmith-identity.{name}"))
+        .arg(format!("::/{name}"))
         .arg("-"))
     .stdout
 }
@@ -82,6 +87,17 @@ fn stamp(repo: &TestRepo, args: &[&str]) -> Output {
     let mut all = vec!["stamp"];
     all.extend_from_slice(args);
     repo.run(&all)
+}
+
+#[track_caller]
+fn stamp_ok(repo: &TestRepo, args: &[&str]) -> Output {
+    let out = stamp(repo, args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 #[track_caller]
@@ -112,14 +128,9 @@ fn a_stamp_changes_the_fat_partition_only_and_carries_the_nodes_identity() {
     record(&repo, &image.path);
     let before = digest(&image.path);
 
-    let out = stamp(
+    stamp_ok(
         &repo,
         &["rk1-node1", "rk1-node2", "--image", path_str(&image.path)],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(
         digest(&image.path),
@@ -210,12 +221,7 @@ fn a_stamp_changes_the_fat_partition_only_and_carries_the_nodes_identity() {
     let first = fs::read(repo.dir.join("keys/rk1-node1.ssh_host_ed25519_key")).unwrap();
 
     // Stamping again keeps the keys and replaces the image.
-    let out = stamp(&repo, &["rk1-node1", "--image", path_str(&image.path)]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    stamp_ok(&repo, &["rk1-node1", "--image", path_str(&image.path)]);
     assert_eq!(
         fs::read(repo.dir.join("keys/rk1-node1.ssh_host_ed25519_key")).unwrap(),
         first
@@ -230,7 +236,7 @@ fn all_stamps_every_node_into_a_chosen_folder() {
     let image = rk1_image(tmp.path());
     record(&repo, &image.path);
     let out_dir = tmp.path().join("out");
-    let out = stamp(
+    stamp_ok(
         &repo,
         &[
             "--all",
@@ -239,11 +245,6 @@ fn all_stamps_every_node_into_a_chosen_folder() {
             "--out",
             path_str(&out_dir),
         ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(
         files_in(&out_dir),
@@ -355,7 +356,7 @@ fn stamp_refuses_what_it_does_not_recognise_and_leaves_nothing() {
     // Already stamped (its digest recorded, to get past that check): refused, not stamped twice.
     record(&repo, &image.path);
     let out_dir = tmp.path().join("first");
-    let out = stamp(
+    stamp_ok(
         &repo,
         &[
             "rk1-node1",
@@ -364,11 +365,6 @@ fn stamp_refuses_what_it_does_not_recognise_and_leaves_nothing() {
             "--out",
             path_str(&out_dir),
         ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     let stamped_once = out_dir.join("rk1-node1.img");
     record(&repo, &stamped_once);
@@ -467,12 +463,7 @@ fn the_first_boot_script_installs_the_stamped_identity_then_erases_it() {
     let repo = sops_repo();
     let image = rk1_image(tmp.path());
     record(&repo, &image.path);
-    let out = stamp(&repo, &["rk1-node2", "--image", path_str(&image.path)]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    stamp_ok(&repo, &["rk1-node2", "--image", path_str(&image.path)]);
     let stamped = repo.dir.join("stamped/rk1-node2.img");
 
     // The FAT's files, copied out with mtools, are what the node's activation sees mounted.
@@ -545,6 +536,146 @@ fn the_first_boot_script_installs_the_stamped_identity_then_erases_it() {
     assert_eq!(tree(&root), before);
 }
 
+/// Unmounts a folder when the test ends, however it ends (before its loop device is detached).
+struct Mount(PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Attaches a loop device over the FAT partition of `image`.
+fn loop_over_fat(image: &Path, (start, len): (u64, u64)) -> crate::inject::Loop {
+    let out = run(Command::new("losetup")
+        .args(["--find", "--show", "--offset"])
+        .arg(start.to_string())
+        .arg("--sizelimit")
+        .arg(len.to_string())
+        .arg(image));
+    crate::inject::Loop(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// An image with a loop device over it (over any part of it) may be mounted: not stamped from.
+#[test]
+#[cfg_attr(
+    not(tests_as_root),
+    ignore = "needs root for a loop device (losetup): run the suite as root, as CI does"
+)]
+fn stamp_refuses_an_image_with_a_loop_device_over_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = sops_repo();
+    let image = rk1_image(tmp.path());
+    record(&repo, &image.path);
+    let device = loop_over_fat(&image.path, image.firmware);
+    refused(
+        &stamp(&repo, &["rk1-node1", "--image", path_str(&image.path)]),
+        &format!("is attached to {}", device.0),
+    );
+    assert!(files_in(&repo.dir.join("stamped")).is_empty());
+    drop(device);
+    stamp_ok(&repo, &["rk1-node1", "--image", path_str(&image.path)]);
+}
+
+/// The stamped FAT partition read by the kernel's own vfat driver, through a loop device over
+/// the partition, as a third reader beside fatfs and mtools; then the first-boot script run
+/// against that mount (as firmware-identity.nix mounts it: rw, fmask/dmask 0077) and a fake root.
+/// What this cannot show: the /dev/disk/by-label/FIRMWARE link udev makes, and the activation
+/// order.
+#[test]
+#[cfg_attr(
+    not(all(tests_as_root, tests_with_vfat)),
+    ignore = "needs root (a loop device, a mount) and a kernel with vfat (/proc/filesystems): run the suite as root on such a kernel, as CI does"
+)]
+fn a_stamp_mounted_by_the_kernel_reads_back_and_the_first_boot_moves_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = sops_repo();
+    let image = rk1_image(tmp.path());
+    record(&repo, &image.path);
+    stamp_ok(&repo, &["rk1-node3", "--image", path_str(&image.path)]);
+    let stamped = repo.dir.join("stamped/rk1-node3.img");
+    let start = image.firmware.0;
+    let device = loop_over_fat(&stamped, image.firmware);
+
+    let fat = tmp.path().join("firmware");
+    fs::create_dir(&fat).unwrap();
+    run(Command::new("mount")
+        .args([
+            "-t",
+            "vfat",
+            "-o",
+            "rw,nosuid,nodev,noexec,fmask=0077,dmask=0077",
+        ])
+        .arg(&device.0)
+        .arg(&fat));
+    let mount = Mount(fat.clone());
+    let keys = |name: &str| fs::read(repo.dir.join("keys").join(name)).unwrap();
+    let on_fat = |name: &str| fs::read(fat.join(format!("flakesmith-identity.{name}"))).unwrap();
+    assert_eq!(on_fat("hostname"), b"rk1-node3\n");
+    assert_eq!(
+        on_fat("ssh_host_ed25519_key"),
+        keys("rk1-node3.ssh_host_ed25519_key")
+    );
+    assert_eq!(
+        on_fat("ssh_host_ed25519_key.pub"),
+        keys("rk1-node3.ssh_host_ed25519_key.pub")
+    );
+    assert_eq!(on_fat("age-key.txt"), keys("rk1-node3.age"));
+    assert!(String::from_utf8(on_fat("40-flakesmith-static.network"))
+        .unwrap()
+        .contains("Address=10.0.0.13/24\n"));
+
+    let root = tmp.path().join("root");
+    fs::create_dir(&root).unwrap();
+    let out = run_script(&first_boot_script(tmp.path()), &fat, &root);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        fs::read(root.join("etc/ssh/ssh_host_ed25519_key")).unwrap(),
+        keys("rk1-node3.ssh_host_ed25519_key")
+    );
+    assert_eq!(mode(&root.join("etc/ssh/ssh_host_ed25519_key")), 0o600);
+    assert_eq!(
+        fs::read(root.join("var/lib/sops-nix/key.txt")).unwrap(),
+        keys("rk1-node3.age")
+    );
+    assert_eq!(
+        fs::read_to_string(root.join("etc/hostname")).unwrap(),
+        "rk1-node3\n"
+    );
+    assert!(
+        files_in(&fat).is_empty(),
+        "left on the FAT: {:?}",
+        files_in(&fat)
+    );
+    drop(mount);
+    drop(device);
+
+    // After the kernel's writes the FAT is clean, and no reader finds the identity.
+    fsck_clean(
+        &SdImage {
+            path: stamped.clone(),
+            firmware: image.firmware,
+            root: image.root,
+        },
+        tmp.path(),
+    );
+    assert!(!flakesmith::stamp::is_stamped(&stamped));
+    let listing = run(Command::new("mdir")
+        .args(["-b", "-i"])
+        .arg(format!("{}@@{start}", stamped.display()))
+        .arg("::"))
+    .stdout;
+    assert!(
+        !String::from_utf8_lossy(&listing).contains("flakesmith-identity"),
+        "{}",
+        String::from_utf8_lossy(&listing)
+    );
+}
+
 #[test]
 fn an_unstamped_or_tampered_firmware_partition_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
@@ -607,6 +738,7 @@ in {
   runsScript = builtins.match ".*identity-from-firmware.sh.*" (s.identityFromFirmware.text or "") != null;
   initrd = c.config.boot.initrd.kernelModules or [ ];
   networkd = c.config.networking.useNetworkd or false;
+  compressImage = c.config.sdImage.compressImage or null;
   setupSecrets = depsOf "setupSecrets";
   setupSecretsForUsers = depsOf "setupSecretsForUsers";
 }"#;
@@ -661,12 +793,7 @@ fn post_deploy_of_a_stamped_node_uses_the_pin_and_sends_no_identity() {
     let repo = sops_repo();
     let image = rk1_image(tmp.path());
     record(&repo, &image.path);
-    let out = stamp(&repo, &["rk1-node1", "--image", path_str(&image.path)]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    stamp_ok(&repo, &["rk1-node1", "--image", path_str(&image.path)]);
     let pinned = fs::read_to_string(repo.dir.join("deploy/known_hosts")).unwrap();
 
     let tools = crate::secrets::StandIns::new(0).without("ssh-keyscan");
@@ -715,12 +842,7 @@ fn check_flags_a_stamped_image_that_is_tracked_or_readable_by_others() {
     let image = rk1_image(tmp.path());
     record(&repo, &image.path);
     run(Command::new("git").args(["init", "-q"]).arg(&repo.dir));
-    let out = stamp(&repo, &["rk1-node1", "--image", path_str(&image.path)]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    stamp_ok(&repo, &["rk1-node1", "--image", path_str(&image.path)]);
     let stamped_findings = || {
         let out = repo.run(&["check"]);
         String::from_utf8_lossy(&out.stdout)
@@ -791,12 +913,7 @@ fn a_failed_or_interrupted_stamp_leaves_no_partial_image() {
             .any(|f| f.starts_with(".rk1-node2.") && f.ends_with(".partial")),
         "{left:?}"
     );
-    let out = stamp(&repo, &["rk1-node3", "--image", path_str(&image.path)]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = stamp_ok(&repo, &["rk1-node3", "--image", path_str(&image.path)]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("removed 1 partial"));
     assert_eq!(
         files_in(&repo.dir.join("stamped")),
@@ -804,76 +921,222 @@ fn a_failed_or_interrupted_stamp_leaves_no_partial_image() {
     );
 }
 
-/// nixpkgs' generic aarch64 SD image has the same layout with the FAT partition at 8 MiB (and no
-/// Rockchip loader): stamped the same way, the rest byte-identical.
-#[test]
-fn a_generic_sd_image_layout_is_stamped_the_same_way() {
+/// A multi-cloud repository with two RK1 nodes (sops, age identities in keys/) and the generic
+/// aarch64 platform, made by `flakesmith init` in its own git repository (staged, as init does).
+fn multi_cloud_repo() -> TestRepo {
+    use flakesmith::model::{Layout, Platform};
+    let mut answers = Project::default()
+        .with_sops()
+        .with_nodes(2)
+        .answers()
+        .clone();
+    answers.layout = Layout::MultiCloud;
+    answers.platforms = vec![Platform::Rk1, Platform::GenericArm64];
     let tmp = tempfile::tempdir().unwrap();
-    let repo = sops_repo();
-    let image = fixtures::sd_image(tmp.path(), "nixos-generic.img", 8);
-    record(&repo, &image.path);
-    let out = stamp(&repo, &["rk1-node1", "--image", path_str(&image.path)]);
+    let file = tmp.path().join("answers.yaml");
+    fs::write(&file, answers.to_yaml()).unwrap();
+    TestRepo::init_with_git(&["--answers", path_str(&file)])
+}
+
+/// nixpkgs' generic aarch64 SD image (sd-image-aarch64.nix): the FAT partition at 8 MiB, no
+/// loader in front of it, and the Raspberry Pi firmware in it (stand-in files of its sizes).
+fn generic_image(dir: &Path) -> SdImage {
+    let image = fixtures::sd_image(dir, "nixos-generic.img", 8);
+    for (name, len) in [
+        ("config.txt", 300),
+        ("start4.elf", 2_200_000),
+        ("fixup4.dat", 5_400),
+        ("u-boot-rpi4.bin", 600_000),
+    ] {
+        let file = dir.join(name);
+        fs::write(&file, fixtures::bytes(len as u64, len)).unwrap();
+        run(Command::new("mcopy")
+            .arg("-i")
+            .arg(format!("{}@@{}", image.path.display(), image.firmware.0))
+            .arg(&file)
+            .arg(format!("::{name}")));
+    }
+    image
+}
+
+/// A generic-arm64 image is stamped for the boards named on the command line (flakesmith.yaml
+/// lists none): each copy carries the board's name and its own pinned host key, no age identity
+/// (a generic board decrypts with its host key) and no address (DHCP); the firmware files and
+/// everything outside the FAT stay as they were. RK1 node names, --all, and board names for the
+/// rk1 image are refused.
+#[test]
+fn a_generic_arm64_image_is_stamped_for_the_boards_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = multi_cloud_repo();
+    let image = generic_image(tmp.path());
+    record_as(&repo, "generic-arm64", &image.path);
+    let image_arg = path_str(&image.path);
+
+    refused(&stamp(&repo, &["--all", "--image", image_arg]), "--all");
+    refused(
+        &stamp(&repo, &["rk1-node1", "--image", image_arg]),
+        "HOST 'rk1-node1' is an RK1 node",
+    );
+    refused(&stamp(&repo, &["Board_A", "--image", image_arg]), "HOST:");
+    // The rk1 image is for the RK1 nodes only.
+    let rk1 = rk1_image(tmp.path());
+    record_as(&repo, "rk1", &rk1.path);
+    refused(
+        &stamp(&repo, &["board-a", "--image", path_str(&rk1.path)]),
+        "HOST 'board-a' is not a node",
+    );
+    assert!(files_in(&repo.dir.join("stamped")).is_empty());
+
+    let out = stamp_ok(&repo, &["board-a", "board-b", "--image", image_arg]);
     assert!(
-        out.status.success(),
+        String::from_utf8_lossy(&out.stderr)
+            .contains("ssh-to-age < keys/<board>.ssh_host_ed25519_key.pub"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let stamped = repo.dir.join("stamped/rk1-node1.img");
     let size = fs::metadata(&image.path).unwrap().len();
     let (start, len) = image.firmware;
-    assert!(region(&stamped, 0, start) == region(&image.path, 0, start));
+    for board in ["board-a", "board-b"] {
+        let stamped = repo.dir.join(format!("stamped/{board}.img"));
+        assert_eq!(mode(&stamped), 0o600);
+        assert!(region(&stamped, 0, start) == region(&image.path, 0, start));
+        assert!(
+            region(&stamped, start + len, size - start - len)
+                == region(&image.path, start + len, size - start - len)
+        );
+        fsck_clean(
+            &SdImage {
+                path: stamped.clone(),
+                firmware: image.firmware,
+                root: image.root,
+            },
+            tmp.path(),
+        );
+        assert_eq!(
+            mread(&stamped, start, "hostname"),
+            format!("{board}\n").as_bytes()
+        );
+        assert_eq!(
+            mread(&stamped, start, "ssh_host_ed25519_key"),
+            fs::read(repo.dir.join(format!("keys/{board}.ssh_host_ed25519_key"))).unwrap()
+        );
+        let listing = run(Command::new("mdir")
+            .args(["-b", "-i"])
+            .arg(format!("{}@@{start}", stamped.display()))
+            .arg("::"))
+        .stdout;
+        let mut names: Vec<String> = String::from_utf8_lossy(&listing)
+            .lines()
+            .map(|l| l.trim_start_matches("::/").to_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "config.txt",
+                "fixup4.dat",
+                "flakesmith-identity.hostname",
+                "flakesmith-identity.ssh_host_ed25519_key",
+                "flakesmith-identity.ssh_host_ed25519_key.pub",
+                "start4.elf",
+                "u-boot-rpi4.bin",
+            ],
+            "no age identity, no network file; the firmware kept"
+        );
+        assert_eq!(
+            mread_file(&stamped, start, "start4.elf"),
+            fixtures::bytes(2_200_000, 2_200_000)
+        );
+        let found = Command::new("ssh-keygen")
+            .args(["-F", board, "-f"])
+            .arg(repo.dir.join("deploy/known_hosts"))
+            .output()
+            .unwrap();
+        assert!(found.status.success(), "{board} is not pinned");
+    }
+    assert!(!repo.dir.join("keys/board-a.age").exists());
+
+    // check's stamped-images rule knows a stamped generic image as it knows an RK1 one.
+    fs::set_permissions(
+        repo.dir.join("stamped/board-a.img"),
+        fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let out = repo.run(&["check"]);
+    let findings = String::from_utf8_lossy(&out.stdout);
     assert!(
-        region(&stamped, start + len, size - start - len)
-            == region(&image.path, start + len, size - start - len)
-    );
-    assert_eq!(mread(&stamped, start, "hostname"), b"rk1-node1\n");
-    fsck_clean(
-        &SdImage {
-            path: stamped,
-            firmware: image.firmware,
-            root: image.root,
-        },
-        tmp.path(),
+        findings.contains("stamped/board-a.img: a stamped image with mode 0644"),
+        "{findings}"
     );
 }
 
-/// The file `flakesmith build` hashed is recognised without reading it again while it is
-/// unchanged; once written to, it is hashed, and refused when its digest is not recorded.
+/// The multi-cloud flake, evaluated in place as the git flake `flakesmith init` left (so the
+/// first-boot module and its script must be tracked), against the stand-in inputs: the
+/// generic-arm64 and rk1 configurations import the first-boot module with no host name of their
+/// own and build raw images; the nodes' own configurations do not import it. What the stand-ins
+/// cannot show is listed at FIRST_BOOT_FACTS.
 #[test]
-fn the_recorded_file_is_trusted_only_while_unchanged() {
-    use std::os::unix::fs::{FileExt, MetadataExt};
+fn the_multi_cloud_identical_images_import_the_first_boot_module() {
+    use crate::nix_eval::{nix_with_stand_ins, stand_in_inputs};
+    use serde_json::json;
+    let repo = multi_cloud_repo();
+    let overrides = stand_in_inputs(&fs::read_to_string(repo.dir.join("flake.nix")).unwrap());
+    let eval = |attr: &str| -> serde_json::Value {
+        let out = crate::support::run_ok(&mut nix_with_stand_ins(
+            &overrides,
+            &[
+                "eval",
+                "--json",
+                &format!("git+file://{}#{attr}", repo.dir.display()),
+                "--apply",
+                FIRST_BOOT_FACTS,
+            ],
+        ));
+        serde_json::from_str(&out).unwrap()
+    };
+    for machine in ["generic-arm64", "rk1"] {
+        let facts = eval(&format!("nixosConfigurations.{machine}"));
+        assert_eq!(facts["hostName"], "", "{machine}");
+        assert_eq!(facts["deps"], json!(["specialfs"]), "{machine}");
+        assert_eq!(facts["runsScript"], true, "{machine}");
+        assert_eq!(
+            facts["initrd"],
+            json!(["vfat", "nls_cp437", "nls_iso8859-1"]),
+            "{machine}"
+        );
+        assert_eq!(facts["networkd"], true, "{machine}");
+        assert_eq!(
+            facts["compressImage"], false,
+            "{machine}: stamp takes raw images"
+        );
+    }
+    let node = eval("nixosConfigurations.rk1-node1");
+    assert_eq!(node["deps"], json!(null));
+    assert_eq!(node["hostName"], "rk1-node1");
+}
+
+/// The identical image is recognised by its bytes, whichever file holds them and however they
+/// are laid out: a dense copy (its holes written as zeros) is accepted; one changed byte of the
+/// root partition is refused.
+#[test]
+fn the_identical_image_is_recognised_by_its_bytes() {
+    use std::os::unix::fs::FileExt;
     let tmp = tempfile::tempdir().unwrap();
     let repo = sops_repo();
     let image = rk1_image(tmp.path());
-    let record_as_build = |sha256: &str| {
-        let m = fs::metadata(&image.path).unwrap();
-        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
-        fs::create_dir_all(repo.dir.join("images")).unwrap();
-        let record = serde_json::json!({"version": 1, "images": {"rk1": {
-            "sha256": sha256, "size": m.len(), "path": "rk1/sd-image/nixos-rk1.img",
-            "file": {"dev": m.dev(), "ino": m.ino(), "size": m.len(),
-                     "mtime_ns": ns(m.mtime(), m.mtime_nsec()), "ctime_ns": ns(m.ctime(), m.ctime_nsec())}}}});
-        repo.write("images/identical-images.json", &record.to_string());
-    };
-    record_as_build(&hex::encode(digest(&image.path)));
-    let out = stamp(&repo, &["rk1-node1", "--image", path_str(&image.path)]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    record(&repo, &image.path);
+    let dense = tmp.path().join("dense.img");
+    run(Command::new("cp")
+        .arg("--sparse=never")
+        .arg(&image.path)
+        .arg(&dense));
+    stamp_ok(&repo, &["rk1-node1", "--image", path_str(&dense)]);
 
-    // One byte of the root partition changes (the file's change time moves with it): the record's
-    // file state no longer matches, the digest is computed and is not the recorded one.
-    std::thread::sleep(std::time::Duration::from_millis(20));
-    let file = fs::OpenOptions::new()
-        .write(true)
-        .open(&image.path)
-        .unwrap();
+    let file = fs::OpenOptions::new().write(true).open(&dense).unwrap();
     file.write_all_at(b"x", image.root.0 + 4096).unwrap();
     drop(file);
     refused(
-        &stamp(&repo, &["rk1-node2", "--image", path_str(&image.path)]),
+        &stamp(&repo, &["rk1-node2", "--image", path_str(&dense)]),
         "not the identical image",
     );
 }

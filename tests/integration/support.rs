@@ -66,12 +66,9 @@ pub fn nix_config_with(extra: &str) -> String {
 }
 
 /// Where a store path's files are on this machine's disk: under the chroot store's root when the
-/// tests gave Nix one.
+/// tests gave Nix one (the product's mapping, which `flakesmith build` uses).
 pub fn store_path_on_disk(store_path: &Path) -> PathBuf {
-    match chroot_store() {
-        Some(root) => root.join(store_path.strip_prefix("/").unwrap_or(store_path)),
-        None => store_path.to_owned(),
-    }
+    flakesmith::nix::prereq::store_path_on_disk(chroot_store().as_deref(), store_path)
 }
 
 /// The repository this test binary belongs to.
@@ -380,9 +377,17 @@ pub type TempRepo = TestRepo;
 impl TestRepo {
     /// `flakesmith init repo --yes --no-git ARGS…`, which must succeed.
     pub fn init(args: &[&str]) -> Self {
+        let mut all = vec!["--no-git"];
+        all.extend_from_slice(args);
+        Self::init_with_git(&all)
+    }
+
+    /// As [`TestRepo::init`], without `--no-git`: a git repository of its own, init's files
+    /// staged.
+    pub fn init_with_git(args: &[&str]) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("repo");
-        let mut all = vec!["init", "repo", "--yes", "--no-git"];
+        let mut all = vec!["init", "repo", "--yes"];
         all.extend_from_slice(args);
         expect(&flakesmith(tmp.path(), &all), 0);
         Self { _tmp: tmp, dir }
