@@ -58,11 +58,13 @@
           images.aws = config: config.system.build.amazonImage;
         };
         # The identical image for every RK1 slot (deploy/rk1-deploy.sh --identical): no host name,
-        # DHCP; each node gets its name and address when post-deploy switches it to its own.
+        # DHCP; each node gets its name and address when post-deploy switches it to its own, or
+        # at first boot from its stamp (flakesmith stamp, firmware-identity.nix).
         rk1 = {
           system = "aarch64-linux";
           modules = [
             ./platforms/rk1.nix
+            ./firmware-identity.nix
             { networking.hostName = ""; }
           ];
           images.rk1 = config: config.system.build.sdImage;

@@ -126,5 +126,5 @@ echo "Deploy with:" >&2
 echo "  AWS:  deploy/aws-deploy.sh --region REGION --bucket BUCKET" >&2
 echo "  GCP:  deploy/gcp-deploy.sh --project PROJECT --bucket BUCKET" >&2
 echo "  RK1:  deploy/rk1-deploy.sh" >&2
-echo "  generic-arm64:  zstdcat ${out}generic-arm64/sd-image/*.img.zst | sudo dd of=/dev/sdX bs=4M conv=fsync" >&2
+echo "  generic-arm64:  sudo dd of=/dev/sdX bs=4M conv=fsync < ${out}generic-arm64/sd-image/*.img (or a copy per board with its name and host key: flakesmith stamp, README)" >&2
 echo "  generic-x86_64: write ${out}generic-x86_64/iso/*.iso to a USB stick, or boot it as a CD" >&2

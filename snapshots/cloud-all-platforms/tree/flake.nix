@@ -66,9 +66,16 @@
           modules = [ ./platforms/gcp.nix ];
           images.gcp = config: config.system.build.googleComputeImage;
         };
+        # One image for every generic-arm64 board: `flakesmith stamp` gives each copy its
+        # board's name and host key, which firmware-identity.nix moves into place at first boot.
+        # No host name here, so that a switch keeps the stamped one.
         generic-arm64 = {
           system = "aarch64-linux";
-          modules = [ ./platforms/generic-arm64.nix ];
+          modules = [
+            ./platforms/generic-arm64.nix
+            ./firmware-identity.nix
+            { networking.hostName = ""; }
+          ];
           images.generic-arm64 = config: config.system.build.sdImage;
         };
         # A live system on an ISO, bootable from CD or USB stick by UEFI; by BIOS too when built on
@@ -97,11 +104,13 @@
           images.generic-x86_64-raw-efi = config: config.system.build.image;
         };
         # The identical image for every RK1 slot (deploy/rk1-deploy.sh --identical): no host name,
-        # DHCP; each node gets its name and address when post-deploy switches it to its own.
+        # DHCP; each node gets its name and address when post-deploy switches it to its own, or
+        # at first boot from its stamp (flakesmith stamp, firmware-identity.nix).
         rk1 = {
           system = "aarch64-linux";
           modules = [
             ./platforms/rk1.nix
+            ./firmware-identity.nix
             { networking.hostName = ""; }
           ];
           images.rk1 = config: config.system.build.sdImage;

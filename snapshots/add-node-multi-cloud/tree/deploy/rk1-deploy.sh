@@ -240,6 +240,13 @@ wait_for_ssh() {
 }
 
 if [[ "$stamped" == true ]]; then
+  # A run that was killed outright (no trap runs) may have left its stamped copy, which holds a
+  # node's private keys: removed before this run makes one.
+  for stale in "$repo_root"/stamped/deploy.??????; do
+    if [[ -d "$stale" ]]; then
+      run rm -rf -- "$stale"
+    fi
+  done
   # One build for every node of a kind; flakesmith build records each image's digest, which
   # flakesmith stamp checks.
   identical_images=()

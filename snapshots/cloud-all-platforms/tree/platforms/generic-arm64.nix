@@ -4,12 +4,15 @@
 {
   imports = [
     # nixpkgs' generic aarch64 SD image: config.system.build.sdImage, written to
-    # $out/sd-image/<name>.img.zst. The kernel is booted through extlinux.conf, which the firmware
+    # $out/sd-image/<name>.img. The kernel is booted through extlinux.conf, which the firmware
     # of most aarch64 boards reads (U-Boot, EDK2); the FAT partition also carries the Raspberry Pi
     # 3/4 firmware. Boards that need their own bootloader written to the card (such as the RK1)
     # have their own platform.
     "${modulesPath}/installer/sd-card/sd-image-aarch64.nix"
   ];
+
+  # A raw image, which `flakesmith stamp` copies and stamps (a compressed one it refuses).
+  sdImage.compressImage = false;
 
   # Wi-Fi, Bluetooth and GPU firmware many boards need.
   hardware.enableRedistributableFirmware = true;
