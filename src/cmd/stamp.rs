@@ -2,7 +2,7 @@
 //! identity in its FIRMWARE partition (see [`crate::stamp`]).
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::BTreeMap,
     path::{Path, PathBuf},
 };
 
@@ -40,14 +40,19 @@ pub fn run(args: StampArgs) -> Result<Outcome> {
     };
     // Each host is stamped into a copy of its own identical image: a node's compute module's
     // (rk1, cm4), or the generic boards' one.
-    let targets: BTreeSet<&str> = hosts.iter().map(|h| h.image).collect();
+    let mut targets: Vec<&str> = Vec::new();
+    for host in &hosts {
+        if !targets.contains(&host.image) {
+            targets.push(host.image);
+        }
+    }
     let mut sources: BTreeMap<String, Source> = BTreeMap::new();
     match given {
         Some(source) => {
             if targets.len() > 1 {
                 return Err(UsageError::new(format!(
                     "--image: these nodes hold different compute modules ({}), whose identical images differ; stamp each kind's nodes separately, or leave --image out",
-                    targets.iter().copied().collect::<Vec<_>>().join(", ")
+                    targets.join(", ")
                 ))
                 .into());
             }

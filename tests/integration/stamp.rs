@@ -975,7 +975,7 @@ fn a_generic_arm64_image_is_stamped_for_the_boards_named() {
     refused(&stamp(&repo, &["--all", "--image", image_arg]), "--all");
     refused(
         &stamp(&repo, &["rk1-node1", "--image", image_arg]),
-        "HOST 'rk1-node1' is an RK1 node",
+        "HOST 'rk1-node1' is a node of this repository",
     );
     refused(&stamp(&repo, &["Board_A", "--image", image_arg]), "HOST:");
     // The rk1 image is for the RK1 nodes only.
@@ -1160,22 +1160,16 @@ fn a_mixed_board_stamps_each_node_from_its_modules_image() {
 
     let rk1 = rk1_image(tmp.path());
     let cm4 = fixtures::sd_image(tmp.path(), "nixos-cm4.img", 8);
-    let mut images = Vec::new();
+    // Each where `flakesmith build` leaves it, recorded as build records it.
     for (target, image) in [("rk1", &rk1), ("cm4", &cm4)] {
+        use flakesmith::stamp::record::{remember, Recorded};
         let path = format!("{target}/sd-image/nixos-{target}.img");
         let inside = repo.dir.join("images").join(&path);
         fs::create_dir_all(inside.parent().unwrap()).unwrap();
         fs::copy(&image.path, &inside).unwrap();
-        let sha256 = hex::encode(digest(&image.path));
-        let size = fs::metadata(&image.path).unwrap().len();
-        images.push(format!(
-            r#""{target}":{{"sha256":"{sha256}","size":{size},"path":"{path}"}}"#
-        ));
+        let recorded = Recorded::of(&inside, &path, hex::encode(digest(&inside))).unwrap();
+        remember(&repo.dir, target, recorded).unwrap();
     }
-    repo.write(
-        "images/identical-images.json",
-        format!(r#"{{"version":1,"images":{{{}}}}}"#, images.join(",")),
-    );
 
     let out = stamp(&repo, &["--all"]);
     assert!(
