@@ -479,3 +479,41 @@ pub fn read_at<R: Read + Seek>(disk: &mut R, offset: u64, buf: &mut [u8]) -> Res
     buf[filled..].fill(0);
     Ok(filled)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // cargo-mutants: the summary line of rk-inject's report was read by no test.
+    #[test]
+    fn the_summary_names_the_table_and_counts_partitions() {
+        let partition = |number| Partition {
+            table: "MBR",
+            number,
+            description: "type 0x83 Linux".to_string(),
+            extent: Extent::at(u64::from(number) << 20, 1 << 20),
+        };
+        let mut layout = Layout {
+            size: 64 << 20,
+            scheme: Scheme::Mbr,
+            sector_size: 512,
+            disk_id: "0x12345678".to_string(),
+            partitions: vec![partition(1)],
+            reserved: Vec::new(),
+            notes: Vec::new(),
+        };
+        assert_eq!(layout.summary(), "MBR (disk id 0x12345678), 1 partition");
+        layout.partitions.push(partition(2));
+        assert_eq!(layout.summary(), "MBR (disk id 0x12345678), 2 partitions");
+        layout.scheme = Scheme::Gpt;
+        layout.sector_size = 4096;
+        assert_eq!(
+            layout.summary(),
+            "GPT (disk 0x12345678, 4096-byte sectors), 2 partitions"
+        );
+        layout.scheme = Scheme::None;
+        assert_eq!(layout.summary(), "no partition table");
+        layout.scheme = Scheme::WholeDisk("ext2/3/4");
+        assert_eq!(layout.summary(), "a ext2/3/4 volume from byte 0");
+    }
+}

@@ -105,4 +105,37 @@ mod tests {
         assert_eq!(volume_at_start(&vec![0u8; SCANNED]), None);
         assert_eq!(volume_at_start(&[]), None);
     }
+
+    // cargo-mutants: the integration tests' FAT images (mkfs.vfat's) pass every check at once;
+    // this takes the checks one at a time.
+    #[test]
+    fn a_fat_boot_sector_needs_a_jump_a_sector_size_a_fat_label_and_both_signature_bytes() {
+        let mut fat16 = vec![0u8; 512];
+        fat16[..3].copy_from_slice(&[0xeb, 0x3c, 0x90]);
+        fat16[11..13].copy_from_slice(&512u16.to_le_bytes());
+        fat16[54..57].copy_from_slice(b"FAT");
+        fat16[510..].copy_from_slice(&[0x55, 0xaa]);
+        // The other jump, and the FAT32 BPB's label field.
+        let mut fat32 = fat16.clone();
+        fat32[..3].copy_from_slice(&[0xe9, 0x00, 0x00]);
+        fat32[54..57].fill(0);
+        fat32[82..85].copy_from_slice(b"FAT");
+        // Exactly one sector is enough.
+        assert_eq!(fat_boot_sector(&fat16), Some("FAT"));
+        assert_eq!(fat_boot_sector(&fat32), Some("FAT"));
+        let without = |sector: &[u8], change: &dyn Fn(&mut Vec<u8>)| {
+            let mut sector = sector.to_vec();
+            change(&mut sector);
+            fat_boot_sector(&sector)
+        };
+        assert_eq!(without(&fat16, &|s| s[510] = 0), None, "no 0x55");
+        assert_eq!(without(&fat16, &|s| s[511] = 0), None, "no 0xaa");
+        assert_eq!(without(&fat16, &|s| s.truncate(511)), None, "short");
+        assert_eq!(without(&fat16, &|s| s[0] = 0), None, "no jump");
+        assert_eq!(without(&fat16, &|s| s[2] = 0), None, "0xeb without 0x90");
+        assert_eq!(without(&fat32, &|s| s[0] = 0x90), None, "no jump");
+        assert_eq!(without(&fat16, &|s| s[12] = 0x03), None, "768-byte sectors");
+        assert_eq!(without(&fat16, &|s| s[54..57].fill(0)), None, "no label");
+        assert_eq!(without(&fat32, &|s| s[82..85].fill(0)), None, "no label");
+    }
 }

@@ -107,6 +107,8 @@ pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+// Not compiled on the Unix machines the tests run on, so its cargo-mutants mutants build and
+// pass: .cargo/mutants.toml excludes them.
 #[cfg(not(unix))]
 pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
     fs_err::create_dir_all(dir)?;
@@ -150,5 +152,36 @@ mod tests {
             assert_eq!(mode(&path), 0o600);
             assert_eq!(mode(&dir.path().join("keys")), 0o700);
         }
+    }
+
+    // cargo-mutants: only `stamp` calls these, and its tests did not look at the modes.
+    #[cfg(unix)]
+    #[test]
+    fn private_dirs_are_made_or_tightened_to_0700_and_private_files_are_new_and_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let root = tempfile::tempdir().unwrap();
+        let made = root.path().join("a/b");
+        create_private_dir(&made).unwrap();
+        assert_eq!(mode(&made), 0o700);
+        // Group or others may have any bit: each is taken away, the owner's kept.
+        for loose in [0o755, 0o740, 0o704, 0o710, 0o701] {
+            std::fs::set_permissions(&made, std::fs::Permissions::from_mode(loose)).unwrap();
+            create_private_dir(&made).unwrap();
+            assert_eq!(mode(&made), 0o700, "{loose:o}");
+        }
+        // A private dir is left as it is, even when stricter than 0700.
+        std::fs::set_permissions(&made, std::fs::Permissions::from_mode(0o500)).unwrap();
+        create_private_dir(&made).unwrap();
+        assert_eq!(mode(&made), 0o500);
+        std::fs::set_permissions(&made, std::fs::Permissions::from_mode(0o700)).unwrap();
+
+        let file = made.join("key");
+        drop(private_file(&file).unwrap());
+        assert_eq!(mode(&file), 0o600);
+        assert!(
+            private_file(&file).is_err(),
+            "an existing file is never reopened"
+        );
     }
 }

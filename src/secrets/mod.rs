@@ -259,4 +259,50 @@ mod tests {
         }
         assert!(!debug.contains("AGE-SECRET-KEY"), "{debug}");
     }
+
+    // cargo-mutants: no test read nodes_without_identity or the fix it comes with (check and
+    // update only print them).
+    #[test]
+    fn nodes_recorded_in_sops_yaml_without_an_identity_are_listed_unless_kept_elsewhere() {
+        let repo = tempfile::tempdir().unwrap();
+        let mut answers = crate::model::Answers::default();
+        answers.secrets.mode = SecretsMode::Sops;
+        answers.secrets.node_recipients = NodeRecipients::AgeKeys;
+        answers.set_node_count(3, "n");
+        let recipient = age::x25519::Identity::generate().to_public().to_string();
+        // n1 and n2 are recorded, n3 is not (a node added since: nothing is encrypted to it).
+        std::fs::write(
+            repo.path().join(SOPS_YAML),
+            format!("keys:\n  - &n1 {recipient}\n  - &n2 {recipient}\n"),
+        )
+        .unwrap();
+        let missing =
+            |answers: &crate::model::Answers| nodes_without_identity(repo.path(), answers).unwrap();
+        // A clone without keys/: both recorded nodes lack their identity.
+        assert_eq!(missing(&answers), ["n1", "n2"]);
+        // ... unless the identities are declared kept elsewhere.
+        answers.secrets.node_identities_elsewhere = true;
+        assert_eq!(missing(&answers), Vec::<String>::new());
+        // A keys/ that holds some identities and lacks others is reported even then.
+        write_identity(repo.path(), &NodeIdentity::generate("n1")).unwrap();
+        assert_eq!(missing(&answers), ["n2"]);
+        answers.secrets.node_identities_elsewhere = false;
+        assert_eq!(missing(&answers), ["n2"]);
+        // In ssh-host-keys mode the identities are the host keys; without sops there are none.
+        answers.secrets.node_recipients = NodeRecipients::SshHostKeys;
+        assert_eq!(missing(&answers), Vec::<String>::new());
+        answers.secrets.node_recipients = NodeRecipients::AgeKeys;
+        answers.secrets.mode = SecretsMode::DeploymentKeys;
+        assert_eq!(missing(&answers), Vec::<String>::new());
+
+        let fix = without_identity_fix("n2");
+        for part in [
+            "restore keys/n2.age from your backup",
+            "delete the `&n2` and `*n2` lines of .sops.yaml",
+            "`sops updatekeys`",
+            "`secrets.node-identities-elsewhere: true`",
+        ] {
+            assert!(fix.contains(part), "{part} not in: {fix}");
+        }
+    }
 }

@@ -239,4 +239,65 @@ mod tests {
             None
         );
     }
+
+    // cargo-mutants: the tests above always had text after a key, one key per text, and no
+    // whole PEM block.
+    #[test]
+    fn a_key_cut_off_by_the_end_of_the_text_runs_to_its_end() {
+        for text in [
+            "x AGE-SECRET-KEY-1QQQQQQ",
+            "x -----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIV",
+        ] {
+            let found = find_fragments(text);
+            assert_eq!(found.len(), 1, "{text}");
+            assert_eq!((found[0].start, found[0].end), (2, text.len()), "{text}");
+        }
+    }
+
+    #[test]
+    fn separate_keys_are_separate_fragments_and_overlapping_ones_one() {
+        let age = "AGE-SECRET-KEY-1QQQQQQ";
+        // The block's body starts with the OpenSSH token: a fragment inside the block's.
+        let block = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAA\n-----END OPENSSH PRIVATE KEY-----";
+        // Right after the block, not overlapping it.
+        let plugin = "AGE-PLUGIN-YUBIKEY-1QQQ";
+        let text = format!("a {age} b {block}{plugin} c");
+        let at = |part: &str| text.find(part).unwrap();
+        let found: Vec<(PrivateKeyKind, usize, usize)> = find_fragments(&text)
+            .iter()
+            .map(|f| (f.kind, f.start, f.end))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (PrivateKeyKind::Age, at(age), at(age) + age.len()),
+                (PrivateKeyKind::OpenSsh, at(block), at(block) + block.len()),
+                (
+                    PrivateKeyKind::AgePlugin,
+                    at(plugin),
+                    at(plugin) + plugin.len()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_pem_block_is_complete_with_its_end_line_and_32_characters_of_body() {
+        let block = |label: &str, body_len: usize| {
+            format!(
+                "x\n-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+                "A".repeat(body_len)
+            )
+        };
+        for (label, kind) in [
+            ("OPENSSH PRIVATE KEY", PrivateKeyKind::OpenSsh),
+            ("RSA PRIVATE KEY", PrivateKeyKind::Pem),
+            ("PRIVATE KEY", PrivateKeyKind::Pem),
+            ("PGP PRIVATE KEY BLOCK", PrivateKeyKind::Pgp),
+        ] {
+            assert_eq!(find_complete(&block(label, 32)), Some((kind, 2)), "{label}");
+            assert_eq!(find_complete(&block(label, 31)), None, "{label}");
+        }
+        assert_eq!(find_complete(&block("PUBLIC KEY", 64)), None);
+    }
 }

@@ -115,4 +115,25 @@ mod tests {
         assert_eq!(nodes.keys().collect::<Vec<_>>(), ["rk1-node1"]);
         assert_eq!(nodes["rk1-node1"].as_str(), r);
     }
+
+    // cargo-mutants: the test above has one comment (after a space) and aliases only where
+    // aliases go.
+    #[test]
+    fn comments_start_after_whitespace_and_aliases_after_a_separator() {
+        let r = age::x25519::Identity::generate().to_public().to_string();
+        let text = format!(
+            "keys:\n  - &rk1-node1 {r} #space\n  - &rk1-node2 {r}\t#tab\n  - &rk1-node3 {r}#in-the-value\n\
+             # *commented-out\ncreation_rules:\n  - path_regex: secrets/*.yaml\n    age: *rk1-node1,*rk1-node2\n"
+        );
+        let s = SopsYaml::parse(&text);
+        assert_eq!(
+            s.node_recipients().keys().collect::<Vec<_>>(),
+            ["rk1-node1", "rk1-node2"]
+        );
+        assert_eq!(s.anchors["rk1-node3"], format!("{r}#in-the-value"));
+        assert_eq!(
+            s.aliases,
+            ["rk1-node1", "rk1-node2"].map(String::from).into()
+        );
+    }
 }

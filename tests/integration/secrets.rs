@@ -312,15 +312,21 @@ pub fn anchors_of(sops_yaml: &str) -> SopsYaml {
 /// `flakesmith init DIR --yes` with the given extra flags, in a temporary HOME (so no key of
 /// the machine running the tests is picked up). Returns the repo directory's parent.
 fn init(extra: &[&str]) -> (tempfile::TempDir, std::path::PathBuf) {
+    let (home, repo, _) = init_with_output(extra);
+    (home, repo)
+}
+
+/// [`init`], and what it printed.
+fn init_with_output(
+    extra: &[&str],
+) -> (tempfile::TempDir, std::path::PathBuf, std::process::Output) {
     let home = tempfile::tempdir().unwrap();
     let repo = home.path().join("cluster");
-    let out = flakesmith_command()
+    let out = flakesmith_in(home.path())
         .arg("init")
         .arg(&repo)
         .args(["--yes", "--ssh-key", crate::support::ADMIN_SSH_KEY])
         .args(extra)
-        .env("HOME", home.path())
-        .env_remove("SOPS_AGE_KEY_FILE")
         .output()
         .unwrap();
     assert!(
@@ -329,7 +335,51 @@ fn init(extra: &[&str]) -> (tempfile::TempDir, std::path::PathBuf) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    (home, repo)
+    (home, repo, out)
+}
+
+/// The flakesmith binary with `home` as HOME (and no sops key of the machine running the tests).
+fn flakesmith_in(home: &Path) -> Command {
+    let mut command = flakesmith_command();
+    command.env("HOME", home);
+    command
+}
+
+// cargo-mutants: nothing read what init and update print about node identities (report_made,
+// warn_nodes_without_identity).
+#[test]
+fn init_asks_for_a_backup_of_the_identities_it_made_and_update_warns_of_a_lost_one() {
+    let (home, repo, out) = init_with_output(&["--age-recipient", ADMIN_AGE_RECIPIENT]);
+    let made = "Made 4 node age identities in keys/ (git-ignored, 0600): back them up, they decrypt the nodes' secrets.";
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.lines().any(|l| l == made), "{stdout}");
+
+    std::fs::remove_file(repo.join("keys/rk1-node2.age")).unwrap();
+    let out = flakesmith_in(home.path())
+        .args(["update", "-C"])
+        .arg(&repo)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    // The recipient .sops.yaml records is kept: no new identity, so nothing to back up.
+    assert!(!stdout.contains("Made "), "{stdout}");
+    assert!(!repo.join("keys/rk1-node2.age").exists());
+    let warning = format!(
+        "warning: keys/rk1-node2.age is missing, but .sops.yaml encrypts to node rk1-node2: {}",
+        flakesmith::secrets::without_identity_fix("rk1-node2")
+    );
+    assert_eq!(
+        stderr
+            .lines()
+            .filter(|l| l.starts_with("warning: keys/"))
+            .collect::<Vec<_>>(),
+        [warning.as_str()],
+        "{stderr}"
+    );
 }
 
 #[test]
