@@ -87,8 +87,15 @@ impl Agent {
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("ssh-agent (openssh-client)");
-        for _ in 0..200 {
-            if socket.exists() {
+        // The socket file appears at bind(), before the agent listens: wait until it answers
+        // (`ssh-add -l` exits 2 only when it cannot reach an agent).
+        for _ in 0..1200 {
+            let listed = Command::new("ssh-add")
+                .arg("-l")
+                .env("SSH_AUTH_SOCK", &socket)
+                .output()
+                .expect("ssh-add (openssh-client)");
+            if listed.status.code() != Some(2) {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(25));
