@@ -57,6 +57,24 @@ struct Context<'a> {
     stamp: crate::stamp::TemplateNames,
 }
 
+impl<'a> Context<'a> {
+    fn new(project: &'a Project, machines: &'a [Machine]) -> Self {
+        Self {
+            project,
+            version: env!("CARGO_PKG_VERSION"),
+            machines,
+            has: crate::model::chosen(project),
+            has_rk1: machines.iter().any(|m| m.has_slots),
+            modules: project
+                .modules()
+                .into_iter()
+                .map(|m| m.facts(project.layout))
+                .collect(),
+            stamp: crate::stamp::TemplateNames::default(),
+        }
+    }
+}
+
 /// Renders the whole repository for `project` and checks every `.nix` file's syntax.
 pub fn render(project: &Project) -> Result<Tree, RenderError> {
     let tree = render_unchecked(&engine()?, project)?;
@@ -68,20 +86,8 @@ fn render_unchecked(tera: &tera::Tera, project: &Project) -> Result<Tree, Render
     let mut tree = Tree::new();
     let machines = crate::model::machines(project);
     // Serialised once: per output it would cost a copy of every node for every node's file.
-    let mut context = tera::Context::from_serialize(Context {
-        project,
-        version: env!("CARGO_PKG_VERSION"),
-        machines: &machines,
-        has: crate::model::chosen(project),
-        has_rk1: machines.iter().any(|m| m.has_slots),
-        modules: project
-            .modules()
-            .into_iter()
-            .map(|m| m.facts(project.layout))
-            .collect(),
-        stamp: crate::stamp::TemplateNames::default(),
-    })
-    .expect("the context serialises");
+    let mut context = tera::Context::from_serialize(Context::new(project, &machines))
+        .expect("the context serialises");
     for output in outputs(project, &machines) {
         context.insert("node", &output.node);
         let text = tera

@@ -161,20 +161,7 @@ fn render_one(text: &'static str) -> Result<String, String> {
     let tera = engine_with(&[("t", text)]).unwrap();
     let project = Project::from_answers(&Answers::default()).unwrap();
     let machines = crate::model::machines(&project);
-    let context = tera::Context::from_serialize(Context {
-        project: &project,
-        version: "0",
-        machines: &machines,
-        has: crate::model::chosen(&project),
-        has_rk1: true,
-        modules: project
-            .modules()
-            .into_iter()
-            .map(|m| m.facts(project.layout))
-            .collect(),
-        stamp: crate::stamp::TemplateNames::default(),
-    })
-    .unwrap();
+    let context = tera::Context::from_serialize(Context::new(&project, &machines)).unwrap();
     tera.render("t", &context).map_err(|e| error_chain(&e))
 }
 
