@@ -585,7 +585,7 @@ fn stamp_refuses_an_image_with_a_loop_device_over_it() {
 #[test]
 #[cfg_attr(
     not(all(tests_as_root, tests_with_vfat)),
-    ignore = "needs root (a loop device, a mount) and a kernel with vfat (/proc/filesystems): run the suite as root on such a kernel, as CI does"
+    ignore = "needs root (a loop device, a mount) and a kernel with vfat in /proc/filesystems, which this CI kernel lacks (mtools reads the FAT back in the other stamp tests): run the suite as root on such a kernel"
 )]
 fn a_stamp_mounted_by_the_kernel_reads_back_and_the_first_boot_moves_it() {
     let tmp = tempfile::tempdir().unwrap();
