@@ -578,7 +578,7 @@ fn next_steps(project: &Project, dir: &Path) -> Vec<String> {
             machine
                 .next_steps
                 .iter()
-                .map(|s| (s.command.clone(), s.what)),
+                .map(|s| (s.command.clone(), s.what.as_str())),
         );
     }
     commands.push(("./build-all-images.sh".into(), "every image, in one build"));
@@ -587,7 +587,7 @@ fn next_steps(project: &Project, dir: &Path) -> Vec<String> {
             machine
                 .steps_after_build
                 .iter()
-                .map(|s| (s.command.clone(), s.what)),
+                .map(|s| (s.command.clone(), s.what.as_str())),
         );
     }
     let width = commands.iter().map(|(c, _)| c.len()).max().unwrap_or(0);

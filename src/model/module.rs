@@ -44,6 +44,14 @@ impl Module {
         }
     }
 
+    /// Its short name in prose: "NixOS for 3 Turing RK1 nodes and 1 Raspberry Pi CM4 node".
+    pub fn product(self) -> &'static str {
+        match self {
+            Module::Rk1 => "Turing RK1",
+            Module::Cm4 => "Raspberry Pi CM4",
+        }
+    }
+
     pub fn describe(self) -> &'static str {
         match self {
             Module::Rk1 => "Turing RK1 (RK3588)",
@@ -123,6 +131,7 @@ impl Module {
         ModuleFacts {
             kind: self,
             name: self.name(),
+            product: self.product(),
             describe: self.describe(),
             image: self.identical_image(),
             base_file: self.base_file(layout),
@@ -145,6 +154,7 @@ pub struct ModuleFacts {
     #[serde(skip)]
     pub kind: Module,
     pub name: &'static str,
+    pub product: &'static str,
     pub describe: &'static str,
     /// The flake package of its identical image.
     pub image: &'static str,
