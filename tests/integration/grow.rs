@@ -949,3 +949,21 @@ fn the_readme_and_flake_name_the_modules_in_the_slots() {
     let steps = &flakesmith::model::machines(&project)[0].next_steps;
     assert_eq!(steps[0].what, "one CM4 node's eMMC image", "{steps:?}");
 }
+
+/// The help of the commands that act on Turing Pi 2 nodes does not call them all RK1s: a slot may
+/// hold a CM4, and `stamp --all` stamps it too.
+#[test]
+fn the_node_commands_help_does_not_call_every_node_an_rk1() {
+    let tmp = tempfile::tempdir().unwrap();
+    let help = text(&flakesmith(tmp.path(), &["--help"]).stdout);
+    for command in ["add-node", "remove-node"] {
+        let line = help
+            .lines()
+            .find(|l| l.trim_start().starts_with(command))
+            .unwrap_or_else(|| panic!("{command} not in {help}"));
+        assert!(!line.contains("RK1 node"), "{line}");
+    }
+    let stamp = text(&flakesmith(tmp.path(), &["stamp", "--help"]).stdout);
+    assert!(!stamp.contains("every RK1 node"), "{stamp}");
+    assert!(stamp.contains("cm4"), "{stamp}");
+}
