@@ -967,3 +967,25 @@ fn the_node_commands_help_does_not_call_every_node_an_rk1() {
     assert!(!stamp.contains("every RK1 node"), "{stamp}");
     assert!(stamp.contains("cm4"), "{stamp}");
 }
+
+/// A multi-cloud README says which identical images build-all-images.sh leaves out: the script
+/// skips `cm4` as well as `rk1` when a slot holds a CM4.
+#[test]
+fn the_multi_cloud_readme_names_every_identical_image_the_script_leaves_out() {
+    use flakesmith::model::{Layout, Platform};
+    let mut answers = crate::support::Project::default()
+        .with_nodes(2)
+        .with_cm4(&["rk1-node2"])
+        .answers()
+        .clone();
+    answers.layout = Layout::MultiCloud;
+    answers.platforms = vec![Platform::Aws, Platform::Rk1];
+    let tree = crate::support::Project::from_answers(answers).render();
+    let readme = tree.get("README.md").unwrap().as_text().unwrap();
+    assert!(
+        readme.contains("builds every image but `rk1` and `cm4` (name them to build them)."),
+        "{readme}"
+    );
+    let script = tree.get("build-all-images.sh").unwrap().as_text().unwrap();
+    assert!(script.contains("rk1 | cm4) ;;"), "{script}");
+}
