@@ -932,6 +932,8 @@ fn the_readme_and_flake_name_the_modules_in_the_slots() {
         );
     }
     assert!(cm4_only.get("rk-inject/Cargo.toml").is_none());
+    let base = file(&cm4_only, "cm4-base.nix");
+    assert!(!base.contains("RK1"), "a cluster without RK1s: {base}");
     let flake = file(&cm4_only, "flake.nix");
     assert!(
         flake.contains(": NixOS for Raspberry Pi CM4 nodes\";"),
