@@ -42,6 +42,25 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
         answers.state_version = Some(StateVersion::of_branch(&branch).to_string());
     }
     if !answers.has_slots() {
+        // A flag about Turing Pi 2 nodes would be dropped without a word.
+        let slot_flag = [
+            ("hosts", !args.hosts.is_empty()),
+            ("nodes", args.nodes.is_some()),
+            ("host_prefix", args.host_prefix.is_some()),
+            ("bmc_hosts", !args.bmc_hosts.is_empty()),
+        ]
+        .into_iter()
+        .find(|(_, given)| *given);
+        if let Some((id, _)) = slot_flag {
+            return Err(InvalidAnswer::new(
+                init_flag(id),
+                format!(
+                    "only used with the rk1 platform (Turing Pi 2 nodes): add rk1 to {}",
+                    init_flag("platforms")
+                ),
+            )
+            .into());
+        }
         answers.nodes.clear();
         answers.boards.clear();
     }
