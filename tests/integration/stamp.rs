@@ -1076,6 +1076,12 @@ fn a_generic_arm64_image_is_stamped_for_the_boards_named() {
         findings.contains("stamped/board-a.img: a stamped image with mode 0644"),
         "{findings}"
     );
+    // The keys stamp made are 0600, the public one too: check finds nothing in keys/.
+    assert_eq!(
+        mode(&repo.dir.join("keys/board-a.ssh_host_ed25519_key.pub")),
+        0o600
+    );
+    assert!(!findings.contains("keys/"), "{findings}");
 }
 
 /// The multi-cloud flake, evaluated in place as the git flake `flakesmith init` left (so the
