@@ -29,9 +29,9 @@ pub struct Cli {
 pub enum Command {
     /// Create a new repository from answers (asked in the terminal, or given as flags or a file)
     Init(Box<InitArgs>),
-    /// Add RK1 nodes to a generated repository
+    /// Add Turing Pi 2 nodes (RK1 or CM4) to a generated repository
     AddNode(AddNodeArgs),
-    /// Remove an RK1 node from a generated repository
+    /// Remove a Turing Pi 2 node from a generated repository
     RemoveNode(RemoveNodeArgs),
     /// Show what `update` would change, as a unified diff (exit 1 when there is a difference)
     Diff(DiffArgs),
@@ -292,10 +292,11 @@ pub struct StampArgs {
     /// Nodes to stamp (for a generic-arm64 image: the names of the boards to stamp)
     #[arg(value_name = "HOST")]
     pub hosts: Vec<String>,
-    /// Stamp every RK1 node
+    /// Stamp every Turing Pi 2 node (RK1 and CM4), each from its module's identical image
     #[arg(long, conflicts_with = "hosts")]
     pub all: bool,
-    /// The identical image (raw) [default: the rk1 image `flakesmith build rk1` recorded]
+    /// The identical image (raw) [default: the one `flakesmith build rk1` (or cm4) recorded for
+    /// each node's module]
     #[arg(long, value_name = "FILE")]
     pub image: Option<PathBuf>,
     /// Folder for the stamped images <HOST>.img, git-ignored when inside the repository

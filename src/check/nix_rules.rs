@@ -329,9 +329,10 @@ pub fn keys_in_store(files: &RepoFiles, _: &Answers) -> Result<Vec<Finding>> {
     Ok(findings)
 }
 
-/// An RK1 image keeps its first partition at 16 MiB or more.
+/// An RK1 image keeps its first partition at 16 MiB or more. (A cluster of CM4s has no RK1
+/// module: nixpkgs' aarch64 SD image and its 8 MiB are right for them.)
 pub fn rk1_firmware_offset(files: &RepoFiles, answers: &Answers) -> Result<Vec<Finding>> {
-    let rk1 = answers.has_slots();
+    let rk1 = answers.has_slots() && answers.nodes.iter().any(|n| n.module.injects_bootloader());
     if !rk1 {
         return Ok(Vec::new());
     }

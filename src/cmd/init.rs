@@ -42,6 +42,25 @@ pub fn run(args: InitArgs) -> Result<Outcome> {
         answers.state_version = Some(StateVersion::of_branch(&branch).to_string());
     }
     if !answers.has_slots() {
+        // A flag about Turing Pi 2 nodes would be dropped without a word.
+        let slot_flag = [
+            ("hosts", !args.hosts.is_empty()),
+            ("nodes", args.nodes.is_some()),
+            ("host_prefix", args.host_prefix.is_some()),
+            ("bmc_hosts", !args.bmc_hosts.is_empty()),
+        ]
+        .into_iter()
+        .find(|(_, given)| *given);
+        if let Some((id, _)) = slot_flag {
+            return Err(InvalidAnswer::new(
+                init_flag(id),
+                format!(
+                    "only used with the rk1 platform (Turing Pi 2 nodes): add rk1 to {}",
+                    init_flag("platforms")
+                ),
+            )
+            .into());
+        }
         answers.nodes.clear();
         answers.boards.clear();
     }
@@ -578,7 +597,7 @@ fn next_steps(project: &Project, dir: &Path) -> Vec<String> {
             machine
                 .next_steps
                 .iter()
-                .map(|s| (s.command.clone(), s.what)),
+                .map(|s| (s.command.clone(), s.what.as_str())),
         );
     }
     commands.push(("./build-all-images.sh".into(), "every image, in one build"));
@@ -587,7 +606,7 @@ fn next_steps(project: &Project, dir: &Path) -> Vec<String> {
             machine
                 .steps_after_build
                 .iter()
-                .map(|s| (s.command.clone(), s.what)),
+                .map(|s| (s.command.clone(), s.what.as_str())),
         );
     }
     let width = commands.iter().map(|(c, _)| c.len()).max().unwrap_or(0);

@@ -212,6 +212,14 @@ fn generic_boards(project: &Project, args: &StampArgs) -> Result<Vec<Host>> {
             ))
             .into());
         }
+        // `nixos-rebuild switch --flake .` picks the configuration named like the host: a board
+        // called `rk1` or `aws` would be switched to that machine's system.
+        if project.image_targets().iter().any(|t| t == name.as_str()) {
+            return Err(UsageError::new(format!(
+                "HOST '{name}' is the name of an image and configuration in this flake: a generic board needs a name of its own (nixos-rebuild would switch it to that configuration)"
+            ))
+            .into());
+        }
         if !boards.iter().any(|b| b.name == name.as_str()) {
             boards.push(Host {
                 name: name.to_string(),

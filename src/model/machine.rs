@@ -83,13 +83,13 @@ pub struct DeployScript {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
     pub command: String,
-    pub what: &'static str,
+    pub what: String,
 }
 
-fn step(command: impl Into<String>, what: &'static str) -> Step {
+fn step(command: impl Into<String>, what: impl Into<String>) -> Step {
     Step {
         command: command.into(),
-        what,
+        what: what.into(),
     }
 }
 
@@ -268,7 +268,7 @@ impl Platform {
                 if let Some(node) = project.nodes.first() {
                     m.next_steps.push(step(
                         format!("flakesmith build {}", node.host),
-                        "one RK1 node's eMMC image",
+                        format!("one {} node's eMMC image", node.module.name.to_uppercase()),
                     ));
                 }
                 m.steps_after_build = vec![

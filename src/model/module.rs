@@ -11,18 +11,7 @@ use crate::echo::quoted;
 
 /// The compute module in a slot (flakesmith.yaml `nodes[].module`, `add-node --module`).
 #[derive(
-    Debug,
-    Clone,
-    Copy,
-    Default,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    Deserialize,
-    clap::ValueEnum,
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, clap::ValueEnum,
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum Module {
@@ -41,6 +30,14 @@ impl Module {
         match self {
             Module::Rk1 => "rk1",
             Module::Cm4 => "cm4",
+        }
+    }
+
+    /// Its short name in prose: "NixOS for 3 Turing RK1 nodes and 1 Raspberry Pi CM4 node".
+    pub fn product(self) -> &'static str {
+        match self {
+            Module::Rk1 => "Turing RK1",
+            Module::Cm4 => "Raspberry Pi CM4",
         }
     }
 
@@ -123,6 +120,7 @@ impl Module {
         ModuleFacts {
             kind: self,
             name: self.name(),
+            product: self.product(),
             describe: self.describe(),
             image: self.identical_image(),
             base_file: self.base_file(layout),
@@ -130,6 +128,24 @@ impl Module {
             console: self.console(),
             injects_bootloader: self.injects_bootloader(),
         }
+    }
+}
+
+/// By name, through [`Module::parse`]: a wrong value of any type (`module: [cm4]` too) is an
+/// error that lists the allowed names, not serde's "expected a YAML tag".
+impl<'de> Deserialize<'de> for Module {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl serde::de::Visitor<'_> for Name {
+            type Value = Module;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "one of {}", Module::ALL.map(Module::name).join(", "))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Module, E> {
+                Module::parse(s).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(Name)
     }
 }
 
@@ -145,6 +161,7 @@ pub struct ModuleFacts {
     #[serde(skip)]
     pub kind: Module,
     pub name: &'static str,
+    pub product: &'static str,
     pub describe: &'static str,
     /// The flake package of its identical image.
     pub image: &'static str,
@@ -215,6 +232,15 @@ mod tests {
             "{e}"
         );
         assert!(!e.to_string().contains('\n'), "{e}");
+
+        // Not a string: still the allowed names, not serde's "expected a YAML tag".
+        for value in ["[cm4]", "{a: 1}", "7"] {
+            let bad = text.replace("module: cm4", &format!("module: {value}"));
+            let e = Answers::from_yaml(&bad).unwrap_err();
+            assert_eq!(e.field, "nodes[1].module", "{e}");
+            assert!(e.message.contains("rk1, cm4"), "{value}: {e}");
+            assert!(!e.message.contains("YAML tag"), "{value}: {e}");
+        }
     }
 
     #[test]

@@ -82,8 +82,16 @@ pub fn ensure_host_key(repo: &Path, host: &str) -> Result<(HostKey, bool)> {
     let mut file = crate::secrets::private_file(&path)?;
     file.write_all(made.private.as_bytes())?;
     file.sync_all()?;
+    // Public, but in keys/ like the rest: 0600, as `flakesmith check` holds keys/ to. Made anew
+    // (create_new, so a symlink planted there is not followed).
     let public_path = path.with_file_name(format!("{host}.{HOST_KEY_FILE}.pub"));
-    fs_err::write(&public_path, format!("{}\n", made.public))?;
+    match fs_err::remove_file(&public_path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e.into()),
+    }
+    let mut public = crate::secrets::private_file(&public_path)?;
+    public.write_all(format!("{}\n", made.public).as_bytes())?;
     Ok((made, true))
 }
 

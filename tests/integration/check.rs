@@ -152,6 +152,24 @@ fn a_clean_repo_passes() {
     assert_eq!((code, lines), (0, Vec::<String>::new()));
 }
 
+/// A cluster of CM4s, as init writes it: no RK1 module, so no RK1 boot-layout finding (nixpkgs'
+/// aarch64 SD image puts the FAT partition at 8 MiB, which is right for a CM4).
+#[test]
+fn a_generated_cm4_cluster_passes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let answers = crate::support::Project::default()
+        .with_nodes(2)
+        .with_cm4(&["rk1-node1", "rk1-node2"])
+        .answers()
+        .to_yaml();
+    let file = tmp.path().join("answers.yaml");
+    std::fs::write(&file, answers).unwrap();
+    let repo = crate::support::TestRepo::init(&["--answers", file.to_str().unwrap()]);
+    assert!(!repo.dir.join("rk1-base.nix").exists());
+    let (code, lines) = check(&repo.dir);
+    assert_eq!((code, lines), (0, Vec::<String>::new()));
+}
+
 #[test]
 fn finds_nix_that_does_not_parse() {
     finds(

@@ -881,3 +881,113 @@ fn add_node_module_cm4_gives_the_node_the_cm4_image_in_the_git_flake() {
         assert_eq!(m["offset"], if cm4 { 8 } else { 16 }, "{name}: {m}");
     }
 }
+
+/// The README and flake of a cluster name the compute modules its slots hold: a CM4 is not
+/// counted as an RK1, and a cluster of CM4s only gets no rk-inject/ line and no RK1 bootloader
+/// paragraph (its images have no bootloader in front of the partitions).
+#[test]
+fn the_readme_and_flake_name_the_modules_in_the_slots() {
+    use crate::support::Project;
+    let file = |tree: &flakesmith::render::Tree, path: &str| {
+        tree.get(path).unwrap().as_text().unwrap().to_owned()
+    };
+    let mixed = Project::default()
+        .with_nodes(3)
+        .with_cm4(&["rk1-node3"])
+        .render();
+    let readme = file(&mixed, "README.md");
+    assert!(
+        readme.contains(
+            "NixOS for 2 Turing RK1 nodes and 1 Raspberry Pi CM4 node on 1 Turing Pi 2 board,"
+        ),
+        "{readme}"
+    );
+    assert!(
+        readme.contains("An RK1 image is a raw eMMC image") && readme.contains("A CM4 image is")
+    );
+    let flake = file(&mixed, "flake.nix");
+    assert!(
+        flake.contains("NixOS for Turing RK1 and Raspberry Pi CM4 nodes on Turing Pi 2 boards."),
+        "{flake}"
+    );
+
+    let cm4_only = Project::default()
+        .with_nodes(2)
+        .with_cm4(&["rk1-node1", "rk1-node2"])
+        .render();
+    let readme = file(&cm4_only, "README.md");
+    assert!(
+        readme.contains("NixOS for 2 Raspberry Pi CM4 nodes on 1 Turing Pi 2 board,"),
+        "{readme}"
+    );
+    for rk1_only in [
+        "Turing RK1 node",
+        "rk-inject",
+        "ubootTuringRK1",
+        "sector 64",
+    ] {
+        assert!(
+            !readme.contains(rk1_only),
+            "{rk1_only:?} in a CM4-only README: {readme}"
+        );
+    }
+    assert!(cm4_only.get("rk-inject/Cargo.toml").is_none());
+    let base = file(&cm4_only, "cm4-base.nix");
+    assert!(!base.contains("RK1"), "a cluster without RK1s: {base}");
+    let flake = file(&cm4_only, "flake.nix");
+    assert!(
+        flake.contains(": NixOS for Raspberry Pi CM4 nodes\";"),
+        "{flake}"
+    );
+    assert!(!flake.contains("RK1 nodes"), "{flake}");
+    // init's next steps: the first node's image is a CM4's.
+    let project = flakesmith::model::Project::from_answers(
+        Project::default()
+            .with_nodes(2)
+            .with_cm4(&["rk1-node1", "rk1-node2"])
+            .answers(),
+    )
+    .unwrap();
+    let steps = &flakesmith::model::machines(&project)[0].next_steps;
+    assert_eq!(steps[0].what, "one CM4 node's eMMC image", "{steps:?}");
+}
+
+/// The help of the commands that act on Turing Pi 2 nodes does not call them all RK1s: a slot may
+/// hold a CM4, and `stamp --all` stamps it too.
+#[test]
+fn the_node_commands_help_does_not_call_every_node_an_rk1() {
+    let tmp = tempfile::tempdir().unwrap();
+    let help = text(&flakesmith(tmp.path(), &["--help"]).stdout);
+    for command in ["add-node", "remove-node"] {
+        let line = help
+            .lines()
+            .find(|l| l.trim_start().starts_with(command))
+            .unwrap_or_else(|| panic!("{command} not in {help}"));
+        assert!(!line.contains("RK1 node"), "{line}");
+    }
+    let stamp = text(&flakesmith(tmp.path(), &["stamp", "--help"]).stdout);
+    assert!(!stamp.contains("every RK1 node"), "{stamp}");
+    assert!(stamp.contains("cm4"), "{stamp}");
+}
+
+/// A multi-cloud README says which identical images build-all-images.sh leaves out: the script
+/// skips `cm4` as well as `rk1` when a slot holds a CM4.
+#[test]
+fn the_multi_cloud_readme_names_every_identical_image_the_script_leaves_out() {
+    use flakesmith::model::{Layout, Platform};
+    let mut answers = crate::support::Project::default()
+        .with_nodes(2)
+        .with_cm4(&["rk1-node2"])
+        .answers()
+        .clone();
+    answers.layout = Layout::MultiCloud;
+    answers.platforms = vec![Platform::Aws, Platform::Rk1];
+    let tree = crate::support::Project::from_answers(answers).render();
+    let readme = tree.get("README.md").unwrap().as_text().unwrap();
+    assert!(
+        readme.contains("builds every image but `rk1` and `cm4` (name them to build them)."),
+        "{readme}"
+    );
+    let script = tree.get("build-all-images.sh").unwrap().as_text().unwrap();
+    assert!(script.contains("rk1 | cm4) ;;"), "{script}");
+}

@@ -178,6 +178,29 @@ fn bad_answers_are_refused_naming_the_field() {
         ],
         "--platform: ",
     );
+    // Node flags without a platform that has Turing Pi 2 nodes: refused, not dropped.
+    for (flag, value) in [
+        ("--nodes", "3"),
+        ("--hosts", "a,b"),
+        ("--host-prefix", "n"),
+        ("--bmc-host", "tp.lan"),
+    ] {
+        assert_refused(
+            &s,
+            &[
+                "init",
+                "c",
+                "--yes",
+                "--layout",
+                "multi-cloud",
+                "--platform",
+                "aws,orangepi-5-plus",
+                flag,
+                value,
+            ],
+            &format!("{flag}: only used with the rk1 platform"),
+        );
+    }
     // An authorized_keys file with two keys: the answer holds one, and none is dropped unsaid.
     std::fs::write(
         s.path("two.pub"),

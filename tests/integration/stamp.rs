@@ -962,8 +962,8 @@ fn generic_image(dir: &Path) -> SdImage {
 /// A generic-arm64 image is stamped for the boards named on the command line (flakesmith.yaml
 /// lists none): each copy carries the board's name and its own pinned host key, no age identity
 /// (a generic board decrypts with its host key) and no address (DHCP); the firmware files and
-/// everything outside the FAT stay as they were. RK1 node names, --all, and board names for the
-/// rk1 image are refused.
+/// everything outside the FAT stay as they were. Node names, the flake's image names, --all, and
+/// board names for the rk1 image are refused.
 #[test]
 fn a_generic_arm64_image_is_stamped_for_the_boards_named() {
     let tmp = tempfile::tempdir().unwrap();
@@ -978,6 +978,14 @@ fn a_generic_arm64_image_is_stamped_for_the_boards_named() {
         "HOST 'rk1-node1' is a node of this repository",
     );
     refused(&stamp(&repo, &["Board_A", "--image", image_arg]), "HOST:");
+    // Names of the flake's images and configurations: nixos-rebuild would pick that system.
+    for taken in ["rk1", "generic-arm64"] {
+        refused(
+            &stamp(&repo, &[taken, "--image", image_arg]),
+            &format!("HOST '{taken}' is the name of an image and configuration in this flake"),
+        );
+    }
+    assert!(!repo.dir.join("keys/rk1.ssh_host_ed25519_key").exists());
     // The rk1 image is for the RK1 nodes only.
     let rk1 = rk1_image(tmp.path());
     record_as(&repo, "rk1", &rk1.path);
@@ -1068,6 +1076,12 @@ fn a_generic_arm64_image_is_stamped_for_the_boards_named() {
         findings.contains("stamped/board-a.img: a stamped image with mode 0644"),
         "{findings}"
     );
+    // The keys stamp made are 0600, the public one too: check finds nothing in keys/.
+    assert_eq!(
+        mode(&repo.dir.join("keys/board-a.ssh_host_ed25519_key.pub")),
+        0o600
+    );
+    assert!(!findings.contains("keys/"), "{findings}");
 }
 
 /// The multi-cloud flake, evaluated in place as the git flake `flakesmith init` left (so the

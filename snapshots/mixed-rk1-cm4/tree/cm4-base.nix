@@ -27,7 +27,7 @@
   fileSystems."/".options = [ "noatime" ];
   services.fstrim.enable = true;
 
-  # A container engine for workloads run outside Kubernetes, as on the RK1 nodes.
+  # A container engine for workloads run outside Kubernetes (k3s brings its own containerd).
   virtualisation.podman.enable = true;
 
   # result/sd-image/nixos-<host>.img; the identical image (no host name) is nixos-cm4.img.
