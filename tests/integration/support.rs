@@ -31,7 +31,16 @@ pub const TEMPORARY_PASSWORD_HASH: &str = "$6$flakesmithdemo$AevaT8Oejpadwd3M7v7
 /// - as a normal user /nix/store is not writable, so Nix uses a store of its own under the target
 ///   directory (a chroot store; builds are sandboxed in a user namespace, with the host's /bin and
 ///   /usr visible for those test derivations). A user with a running nix-daemon keeps it.
+///
+/// And for everyone, no flake evaluation cache: tests evaluate the same generated flakes in
+/// parallel, and Nix 2.8's cache (one SQLite file per flake) answered "busy", then gave wrong
+/// results ("attribute 'packages.x86_64-linux.packages' is unexpectedly missing", a string's
+/// .drv context "not in the Nix store") in full runs under load.
 pub fn nix_config() -> String {
+    format!("eval-cache = false\n{}", store_config())
+}
+
+fn store_config() -> String {
     let is_root = unsafe { libc::geteuid() } == 0;
     match chroot_store() {
         _ if is_root => "build-users-group =\nsandbox = false\n".to_owned(),
