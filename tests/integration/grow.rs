@@ -3,13 +3,7 @@
 
 use std::{collections::BTreeMap, os::unix::process::ExitStatusExt, path::Path, process::Command};
 
-// The helpers these tests grew up with live in support.rs now; the names stay here too, so that
-// tests written against `grow::…` keep compiling.
-#[allow(unused_imports)]
-pub use crate::support::{
-    assert_same_tree, code, expect, flakesmith, flakesmith_command, flakesmith_env, text, tree_of,
-    TestRepo,
-};
+use crate::support::{assert_same_tree, expect, flakesmith, flakesmith_command, text, TestRepo};
 
 fn inodes(root: &Path) -> BTreeMap<String, u64> {
     use std::os::unix::fs::MetadataExt;

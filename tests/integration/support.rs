@@ -379,10 +379,6 @@ pub struct TestRepo {
     pub dir: PathBuf,
 }
 
-/// The old name of [`TestRepo`] for a rendered tree, kept for tests written against it.
-#[allow(dead_code)]
-pub type TempRepo = TestRepo;
-
 impl TestRepo {
     /// `flakesmith init repo --yes --no-git ARGS…`, which must succeed.
     pub fn init(args: &[&str]) -> Self {
@@ -423,12 +419,6 @@ impl TestRepo {
             }
         }
         repo
-    }
-
-    /// The old name of [`TestRepo::from_tree`].
-    #[allow(dead_code)]
-    pub fn new(tree: &Tree) -> Self {
-        Self::from_tree(tree)
     }
 
     pub fn path(&self) -> &Path {

@@ -54,7 +54,7 @@ fn a_journal_from_git_is_refused_and_nothing_is_touched() {
         "ops": [{"dest": victim.join("file").to_str().unwrap(), "tmp": null, "backup": null}],
     });
     std::fs::create_dir_all(repo.dir.join(".flakesmith/txn")).unwrap();
-    repo.write(".flakesmith/txn/journal", &journal.to_string());
+    repo.write(".flakesmith/txn/journal", journal.to_string());
     git(&repo.dir, &["init", "--quiet"]);
     git(&repo.dir, &["add", "-A"]);
     // The generated .gitignore keeps it out; the attacker adds it anyway.

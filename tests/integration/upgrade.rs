@@ -11,7 +11,7 @@
 
 use std::{collections::BTreeMap, path::Path, process::Command};
 
-use crate::grow::{expect, flakesmith, text, tree_of};
+use crate::support::{expect, flakesmith, text, tree_of};
 
 /// Files a user edits by hand in each layout, and the line they add.
 const EDITS: &[(&str, &str)] = &[
