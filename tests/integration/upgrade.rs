@@ -2,10 +2,11 @@
 //!
 //! tests/fixtures/repos-0.1.0/<case>/ is what `flakesmith init --answers
 //! snapshots/<case>/answers.yaml` of version 0.1.0 wrote (the base record under .flakesmith/
-//! included). Its git-ignored keys/ (the node identities init made; test keys, nothing else
-//! holds them) is kept beside it as <case>.keys/ (its .gitignore as `gitignore`), so that no
-//! .gitignore hides it from this repository. The user's repository is that tree committed to git, keys/ in place (0600), with
-//! hand edits. `flakesmith update` must bring it to
+//! included). Its git-ignored keys/ (the node identities init made; test keys, nothing else holds
+//! them) is kept beside it as <case>.keys/ (its .gitignore as `gitignore`), so that no .gitignore
+//! hides it from this repository. The vendored rk-inject/ sources, the same in every case and in
+//! each base record, are kept once as rk-inject.shared/. The user's repository is that tree
+//! committed to git, keys/ in place (0600), with hand edits. `flakesmith update` must bring it to
 //! exactly what this version's `init` writes for the same answers and node identities, which is
 //! what snapshots/<case>/ shows, with the hand edits kept and flakesmith.yaml left as it was.
 
@@ -71,7 +72,8 @@ fn update_brings_repos_of_0_1_0_to_this_versions_output_and_keeps_hand_edits() {
     let mut cases: Vec<_> = std::fs::read_dir(&fixtures)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|name| !name.ends_with(".keys"))
+        // <case>.keys and rk-inject.shared go with the cases.
+        .filter(|name| !name.contains('.'))
         .collect();
     cases.sort();
     assert!(
@@ -88,6 +90,15 @@ fn update_brings_repos_of_0_1_0_to_this_versions_output_and_keeps_hand_edits() {
                 .arg(fixtures.join(&case))
                 .arg(&repo),
         );
+        // The vendored injector 0.1.0 wrote into every repo and its base record, kept once.
+        for place in ["rk-inject", ".flakesmith/base/rk-inject"] {
+            crate::support::run_ok(
+                Command::new("cp")
+                    .arg("-a")
+                    .arg(fixtures.join("rk-inject.shared"))
+                    .arg(repo.join(place)),
+            );
+        }
         let keys = fixtures.join(format!("{case}.keys"));
         if keys.exists() {
             crate::support::run_ok(
