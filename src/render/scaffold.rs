@@ -48,6 +48,12 @@ pub fn outputs<'p>(project: &'p Project, machines: &[Machine]) -> Vec<Output<'p>
         ],
         Layout::MultiCloud => multi_cloud_outputs(machines),
     };
+    // Each machine's upload or flash script, in either layout (rk1-deploy.sh for the slots).
+    out.extend(machines.iter().filter_map(|m| {
+        m.deploy_script
+            .as_ref()
+            .map(|script| Output::script(script.template, script.path.clone()))
+    }));
     if machines.iter().any(|m| m.stampable) {
         // The first boot of an identical sd-image (rk1, cm4, generic-arm64) with a stamped
         // identity (flakesmith stamp).
@@ -74,13 +80,6 @@ pub fn outputs<'p>(project: &'p Project, machines: &[Machine]) -> Vec<Output<'p>
                 .iter()
                 .map(|n| Output::for_node("shared/node.nix.tera", n)),
         );
-        if project.layout == Layout::Rk1Cluster {
-            // (multi-cloud lists it with the other machines' deploy scripts)
-            out.push(Output::script(
-                "shared/rk1-deploy.sh.tera",
-                "deploy/rk1-deploy.sh",
-            ));
-        }
         out.push(Output::script(
             "shared/post-deploy.sh.tera",
             "deploy/post-deploy.sh",
@@ -141,9 +140,6 @@ fn multi_cloud_outputs<'p>(machines: &[Machine]) -> Vec<Output<'p>> {
         // come with its nodes.
         if !machine.has_slots {
             out.push(Output::file(machine.template, machine.module.clone()));
-        }
-        if let Some(script) = &machine.deploy_script {
-            out.push(Output::script(script.template, script.path.clone()));
         }
     }
     out
