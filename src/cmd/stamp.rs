@@ -30,8 +30,13 @@ pub fn run(args: StampArgs) -> Result<Outcome> {
     let project = Project::from_answers(&opened.answers)?;
 
     let recorded = record::recorded(repo)?;
+    let buildable: Vec<String> = project
+        .image_targets()
+        .into_iter()
+        .filter(|t| record::STAMPABLE_TARGETS.contains(&t.as_str()))
+        .collect();
     let given = match &args.image {
-        Some(image) => Some(Source::open(image, &recorded)?),
+        Some(image) => Some(Source::open(image, &recorded, &buildable)?),
         None => None,
     };
     let hosts = match &given {
@@ -76,7 +81,10 @@ pub fn run(args: StampArgs) -> Result<Outcome> {
                     ))
                 })?;
                 let image = repo.join(IMAGES_DIR).join(&known.path);
-                sources.insert(target.to_owned(), Source::open(&image, &recorded)?);
+                sources.insert(
+                    target.to_owned(),
+                    Source::open(&image, &recorded, &buildable)?,
+                );
             }
         }
     }

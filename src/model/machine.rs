@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{answers::AwsImageFormat, Answers, Layout, Platform, Project};
+use super::{answers::AwsImageFormat, Answers, Layout, Module, Platform, Project};
 
 /// One chosen platform, as the templates and init's next steps see it.
 #[derive(Debug, Clone, Serialize)]
@@ -255,7 +255,7 @@ impl Platform {
                 ];
             }
             Platform::Rk1 => {
-                m.label = "RK1";
+                m.label = Module::label_of(&project.modules());
                 m.about = "Turing RK1 hardware, and one file per node (host name, address)";
                 m.template = "shared/rk1-base.nix.tera";
                 m.deploy_script = script("shared/rk1-deploy.sh.tera");

@@ -48,6 +48,19 @@ impl Module {
         }
     }
 
+    /// How prose names the modules in the slots, `modules` being those there: "RK1", "CM4", or
+    /// "RK1 and CM4" on a mixed board.
+    pub fn label_of(modules: &[Module]) -> &'static str {
+        match (
+            modules.contains(&Module::Rk1),
+            modules.contains(&Module::Cm4),
+        ) {
+            (_, false) => "RK1",
+            (false, true) => "CM4",
+            (true, true) => "RK1 and CM4",
+        }
+    }
+
     /// The flake package of the identical image for every slot holding this module (no host
     /// name; `flakesmith stamp` names each copy). No node may be called this.
     pub fn identical_image(self) -> &'static str {
@@ -175,6 +188,13 @@ pub struct ModuleFacts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prose_names_every_module_in_the_slots_and_only_those() {
+        assert_eq!(Module::label_of(&[Module::Rk1]), "RK1");
+        assert_eq!(Module::label_of(&[Module::Cm4]), "CM4");
+        assert_eq!(Module::label_of(&[Module::Rk1, Module::Cm4]), "RK1 and CM4");
+    }
 
     #[test]
     fn serde_names_are_the_names_users_type_and_rk1_is_the_default() {

@@ -51,6 +51,8 @@ struct Context<'a> {
     has: std::collections::BTreeMap<String, bool>,
     /// A chosen machine sits in Turing Pi 2 slots: the repository has nodes.
     has_rk1: bool,
+    /// The nodes in the slots as prose names them ("RK1 nodes", "RK1 and CM4 nodes"), or "".
+    slot_nodes: String,
     /// The kinds of compute module in the Turing Pi 2 slots, each once, RK1 first.
     modules: Vec<crate::model::ModuleFacts>,
     /// The names `flakesmith stamp` writes and the first-boot script reads.
@@ -65,6 +67,11 @@ impl<'a> Context<'a> {
             machines,
             has: crate::model::chosen(project),
             has_rk1: machines.iter().any(|m| m.has_slots),
+            slot_nodes: machines
+                .iter()
+                .find(|m| m.has_slots)
+                .map(|m| format!("{} nodes", m.label))
+                .unwrap_or_default(),
             modules: project
                 .modules()
                 .into_iter()

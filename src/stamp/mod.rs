@@ -113,10 +113,12 @@ fn refuse(image: &Path, why: impl std::fmt::Display) -> anyhow::Error {
 impl Source {
     /// Opens `path` and checks that it is a regular file, not backing a loop device, with exactly
     /// one FAT partition labelled FIRMWARE, and that it is one of the `recorded` identical images
-    /// (target → record): the same bytes, by their content digest.
+    /// (target → record): the same bytes, by their content digest. `buildable` names the
+    /// identical images this repository's flake can build, for the message when it is none.
     pub fn open(
         path: &Path,
         recorded: &std::collections::BTreeMap<String, record::Recorded>,
+        buildable: &[String],
     ) -> Result<Self> {
         let meta = fs_err::metadata(path).map_err(|e| refuse(path, e.kind()))?;
         if !meta.is_file() {
@@ -151,10 +153,17 @@ impl Source {
             .find(|(_, r)| r.size == size && r.content == content)
             .map(|(target, _)| target.clone())
         else {
+            let builds: Vec<String> = buildable
+                .iter()
+                .map(|t| format!("`flakesmith build {t}`"))
+                .collect();
             return Err(refuse(
                 path,
-                "is not the identical image this repository's `flakesmith build` recorded \
-                 (images/identical-images.json): build it with `flakesmith build rk1` (or cm4, generic-arm64)",
+                format!(
+                    "is not the identical image this repository's `flakesmith build` recorded \
+                     (images/identical-images.json): build it with {}",
+                    builds.join(" or ")
+                ),
             ));
         };
         Ok(Self {

@@ -266,10 +266,11 @@ fn stamp_refuses_what_it_does_not_recognise_and_leaves_nothing() {
     let stamped_dir = repo.dir.join("stamped");
     let image_arg = path_str(&image.path);
 
-    // Not recorded by `flakesmith build`: not this repository's identical image.
+    // Not recorded by `flakesmith build`: not this repository's identical image. The way out
+    // names the identical images this repository has (RK1 nodes only: no cm4, no generic-arm64).
     refused(
         &stamp(&repo, &["rk1-node1", "--image", image_arg]),
-        "not the identical image",
+        "(images/identical-images.json): build it with `flakesmith build rk1`\n",
     );
     record(&repo, &image.path);
 
