@@ -158,7 +158,7 @@
         }) machines;
       };
 
-      # deploy-rs: `deploy .` switches every running RK1 node to its configuration, with magic
+      # deploy-rs: `deploy .` switches every running node in a slot to its configuration, with magic
       # rollback (a node that cannot be reached after the switch goes back by itself). First boot
       # is deploy/post-deploy.sh's: it pins the host key this checks against and installs the
       # admin's key this logs in with. Cloud machines get their address when they are launched,

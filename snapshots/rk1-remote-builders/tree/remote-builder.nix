@@ -1,4 +1,4 @@
-# This RK1 node builds aarch64-linux derivations for other machines (Nix's own remote builds), so
+# This node builds aarch64-linux derivations for other machines (Nix's own remote builds), so
 # the x86_64 machines that build the images send their aarch64 steps here instead of emulating
 # them. flakesmith.yaml turns it on: build.rk1-remote-builders: true.
 #
