@@ -28,9 +28,9 @@ use crate::support::{fixtures, run_ok, Project, TestRepo, TEMPORARY_PASSWORD_HAS
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Secrets {
-    SopsAgeKeys,
+    SopsAgeIdentities,
     SopsHostKeys,
-    DeploymentKeys,
+    DeploymentKey,
 }
 
 /// useradd and userdel lock /etc/passwd: one at a time across the parallel tests.
@@ -157,9 +157,9 @@ impl Journey {
 
         let mut project = Project::default().with_nodes(2);
         project = match secrets {
-            Secrets::SopsAgeKeys => project.with_sops(),
+            Secrets::SopsAgeIdentities => project.with_sops(),
             Secrets::SopsHostKeys => project.with_sops().with_ssh_host_key_recipients(),
-            Secrets::DeploymentKeys => project.with_deployment_key(),
+            Secrets::DeploymentKey => project.with_deployment_key(),
         };
         if temporary_password {
             project = project.with_temporary_password();
@@ -167,7 +167,7 @@ impl Journey {
         let mut answers = project.answers().clone();
         answers.admin_user = admin.to_owned();
         answers.ssh_keys = vec![admin_public.clone()];
-        if secrets == Secrets::DeploymentKeys {
+        if secrets == Secrets::DeploymentKey {
             answers.secrets.deployment_key = Some(deploy_public.clone());
         }
         let repo = TestRepo::from_tree(&Project::from_answers(answers).render());
@@ -186,7 +186,7 @@ impl Journey {
 
         // The SSH logins of the image and of the configuration post-deploy switches to.
         let (image_root, image_admin) = match secrets {
-            Secrets::DeploymentKeys => (Some(&deploy_public), None),
+            Secrets::DeploymentKey => (Some(&deploy_public), None),
             _ => (Some(&admin_public), Some(&admin_public)),
         };
         for address in ADDRESSES {
@@ -286,7 +286,7 @@ impl Journey {
 
     fn identity_args(&self) -> Vec<String> {
         match self.secrets {
-            Secrets::DeploymentKeys => {
+            Secrets::DeploymentKey => {
                 vec!["--identity".into(), self.deploy_key.display().to_string()]
             }
             _ => vec![],
@@ -378,7 +378,7 @@ fn journey(secrets: Secrets, temporary_password: bool, admin: &str) {
             format!("{build}switch {host} as root\n"),
             "{all}"
         );
-        if secrets == Secrets::SopsAgeKeys {
+        if secrets == Secrets::SopsAgeIdentities {
             assert_eq!(
                 fs_err::read_to_string(node.join("key-at-activation")).unwrap(),
                 format!("AGE-SECRET-KEY-1{host}\n"),
@@ -470,7 +470,7 @@ fn journey(secrets: Secrets, temporary_password: bool, admin: &str) {
     ignore = "needs root (useradd, unshare --net --mount, sshd on port 22)"
 )]
 fn deploy_journey_sops_age_keys() {
-    journey(Secrets::SopsAgeKeys, false, "fsjage0");
+    journey(Secrets::SopsAgeIdentities, false, "fsjage0");
 }
 
 #[test]
@@ -479,7 +479,7 @@ fn deploy_journey_sops_age_keys() {
     ignore = "needs root (useradd, unshare --net --mount, sshd on port 22)"
 )]
 fn deploy_journey_sops_age_keys_expired_temporary_password() {
-    journey(Secrets::SopsAgeKeys, true, "fsjage1");
+    journey(Secrets::SopsAgeIdentities, true, "fsjage1");
 }
 
 #[test]
@@ -506,7 +506,7 @@ fn deploy_journey_sops_host_keys_expired_temporary_password() {
     ignore = "needs root (useradd, unshare --net --mount, sshd on port 22)"
 )]
 fn deploy_journey_deployment_keys() {
-    journey(Secrets::DeploymentKeys, false, "fsjdep0");
+    journey(Secrets::DeploymentKey, false, "fsjdep0");
 }
 
 #[test]
@@ -515,5 +515,5 @@ fn deploy_journey_deployment_keys() {
     ignore = "needs root (useradd, unshare --net --mount, sshd on port 22)"
 )]
 fn deploy_journey_deployment_keys_expired_temporary_password() {
-    journey(Secrets::DeploymentKeys, true, "fsjdep1");
+    journey(Secrets::DeploymentKey, true, "fsjdep1");
 }
