@@ -61,7 +61,7 @@ pub const RULES: &[(&str, Rule)] = &[
     ("plaintext-passwords", nix_rules::plaintext_passwords),
     ("keys-in-store", nix_rules::keys_in_store),
     ("keys-in-nix-store", secrets_rules::keys_in_nix_store),
-    ("rk1-firmware-offset", nix_rules::rk1_firmware_offset),
+    ("rk3588-firmware-offset", nix_rules::rk3588_firmware_offset),
     ("bootloader-blob", nix_rules::bootloader_blob),
     (
         "deployment-key",

@@ -1,14 +1,14 @@
-//! Rules that read the Nix files: syntax, SSH authentication, the RK1 partition offset.
+//! Rules that read the Nix files: syntax, SSH authentication, the RK3588 partition offset.
 
 use anyhow::Result;
 use rnix::{SyntaxKind, SyntaxNode};
 
 use super::{line_of, Finding, RepoFiles};
-use crate::model::Answers;
+use crate::model::{Answers, Module, Project};
 
 /// The RK3588 loader occupies the disk up to 16 MiB: `idbloader` at sector 64 and `u-boot.itb`
 /// at sector 16384 (8 MiB), so nothing may be partitioned below 16 MiB.
-pub const MIN_RK1_FIRMWARE_OFFSET_MIB: i64 = 16;
+pub const MIN_RK3588_FIRMWARE_OFFSET_MIB: i64 = 16;
 
 /// Every `.nix` file parses. One that holds the markers of an `update` conflict is named as
 /// that, as `diff` and `update` name it, not by the parser's first complaint about `<<<<<<<`.
@@ -329,15 +329,29 @@ pub fn keys_in_store(files: &RepoFiles, _: &Answers) -> Result<Vec<Finding>> {
     Ok(findings)
 }
 
-/// An RK1 image keeps its first partition at 16 MiB or more. (A cluster of CM4s has no RK1
-/// module: nixpkgs' aarch64 SD image and its 8 MiB are right for them.)
-pub fn rk1_firmware_offset(files: &RepoFiles, answers: &Answers) -> Result<Vec<Finding>> {
-    let rk1 = answers.has_slots() && answers.nodes.iter().any(|n| n.module.injects_bootloader());
-    if !rk1 {
+/// An image whose RK3588 loader rk-inject writes (an RK1's, an Orange Pi 5 Plus's) keeps its
+/// first partition at 16 MiB or more, and the module of each such machine sets it. (A cluster of
+/// CM4s writes no loader: nixpkgs' aarch64 SD image and its 8 MiB are right for them.)
+pub fn rk3588_firmware_offset(files: &RepoFiles, answers: &Answers) -> Result<Vec<Finding>> {
+    let project = Project::from_answers(answers)?;
+    // The modules that set the offset, as init writes them: the RK1 hardware module for the
+    // slots, the platform module otherwise.
+    let modules: Vec<String> = crate::model::machines(&project)
+        .into_iter()
+        .filter(|m| m.injects_bootloader)
+        .map(|m| {
+            if m.has_slots {
+                Module::Rk1.base_file(project.layout).to_owned()
+            } else {
+                m.module
+            }
+        })
+        .collect();
+    if modules.is_empty() {
         return Ok(Vec::new());
     }
     let mut findings = Vec::new();
-    let mut set_somewhere = false;
+    let mut setting_files = Vec::new();
     for path in files.with_extension(".nix") {
         let text = files.read_text(path)?;
         let Some(root) = parse(&text) else { continue };
@@ -345,7 +359,7 @@ pub fn rk1_firmware_offset(files: &RepoFiles, answers: &Answers) -> Result<Vec<F
             if name != "firmwarePartitionOffset" {
                 continue;
             }
-            set_somewhere = true;
+            setting_files.push(path.to_owned());
             let integers: Vec<i64> = value
                 .descendants_with_tokens()
                 .filter_map(|e| e.into_token())
@@ -354,27 +368,39 @@ pub fn rk1_firmware_offset(files: &RepoFiles, answers: &Answers) -> Result<Vec<F
                 .collect();
             // An expression without exactly one literal cannot be judged without evaluating it.
             if let [mib] = integers.as_slice() {
-                if *mib < MIN_RK1_FIRMWARE_OFFSET_MIB {
+                if *mib < MIN_RK3588_FIRMWARE_OFFSET_MIB {
                     findings.push(Finding::new(
                         format!("{path}:{}", line_of(&text, offset)),
                         format!(
                             "sdImage.firmwarePartitionOffset is {mib} MiB: the RK3588 loader is written up to 16 MiB (u-boot.itb at 8 MiB), so the partition would overwrite it or be overwritten"
                         ),
-                        format!("set sdImage.firmwarePartitionOffset = {MIN_RK1_FIRMWARE_OFFSET_MIB}; (or more)"),
+                        format!("set sdImage.firmwarePartitionOffset = {MIN_RK3588_FIRMWARE_OFFSET_MIB}; (or more)"),
                     ));
                 }
             }
         }
     }
-    if !set_somewhere {
-        let file = ["rk1-base.nix", "platforms/rk1.nix"]
+    // A module the user moved or renamed is not second-guessed: then a setting anywhere counts.
+    let present: Vec<&String> = modules
+        .iter()
+        .filter(|m| files.files.iter().any(|p| p == *m))
+        .collect();
+    let unset: Vec<&str> = if !present.is_empty() {
+        present
             .into_iter()
-            .find(|f| files.files.iter().any(|p| p == f))
-            .unwrap_or("rk1-base.nix");
+            .filter(|m| !setting_files.contains(m))
+            .map(String::as_str)
+            .collect()
+    } else if setting_files.is_empty() {
+        vec![modules[0].as_str()]
+    } else {
+        Vec::new()
+    };
+    for module in unset {
         findings.push(Finding::new(
-            file,
+            module,
             "sdImage.firmwarePartitionOffset is not set: nixpkgs' default of 8 MiB is exactly where the RK3588's u-boot.itb goes",
-            format!("set sdImage.firmwarePartitionOffset = {MIN_RK1_FIRMWARE_OFFSET_MIB}; in the RK1 module"),
+            format!("set sdImage.firmwarePartitionOffset = {MIN_RK3588_FIRMWARE_OFFSET_MIB}; in {module}"),
         ));
     }
     Ok(findings)

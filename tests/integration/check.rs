@@ -419,6 +419,54 @@ fn finds_an_rk1_firmware_offset_below_16_mib() {
     );
 }
 
+/// The Orange Pi 5 Plus's U-Boot is an RK3588 loader written by rk-inject too: its module must
+/// keep the partition at 16 MiB, beside the RK1 module's own setting.
+#[test]
+fn finds_an_orange_pi_5_plus_firmware_offset_below_16_mib_or_unset_beside_the_rk1s() {
+    let repo = crate::support::TestRepo::init(&[
+        "--layout",
+        "multi-cloud",
+        "--platform",
+        "rk1,orangepi-5-plus",
+        "--nodes",
+        "2",
+    ]);
+    let module = "platforms/orangepi-5-plus.nix";
+    assert_eq!(check(&repo.dir), (0, Vec::<String>::new()));
+
+    edit(
+        &repo.dir,
+        module,
+        "firmwarePartitionOffset = 16",
+        "firmwarePartitionOffset = 8",
+    );
+    let text = std::fs::read_to_string(repo.dir.join(module)).unwrap();
+    let line = 1 + text
+        .lines()
+        .position(|l| l.contains("firmwarePartitionOffset = 8"))
+        .unwrap();
+    let (code, lines) = check(&repo.dir);
+    assert_eq!(code, 1);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "{module}:{line}: sdImage.firmwarePartitionOffset is 8 MiB"
+        )),
+        "{lines:#?}"
+    );
+
+    // The RK1 module still sets it: the Orange Pi's is missed all the same.
+    edit(&repo.dir, module, "firmwarePartitionOffset = 8;", "");
+    let (code, lines) = check(&repo.dir);
+    assert_eq!(code, 1);
+    assert_eq!(
+        lines,
+        [format!(
+            "{module}: sdImage.firmwarePartitionOffset is not set: nixpkgs' default of 8 MiB is exactly where the RK3588's u-boot.itb goes — set sdImage.firmwarePartitionOffset = 16; in {module}"
+        )]
+    );
+}
+
 #[test]
 fn finds_a_node_missing_from_sops_yaml() {
     finds(
