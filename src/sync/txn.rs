@@ -733,6 +733,47 @@ mod tests {
         assert!(!Record::for_repo(repo.path()).unwrap().path.exists());
     }
 
+    /// A private new file (no group or other bits) gets a 0700 directory, made or tightened; a
+    /// public one's directory is made as usual, 0755.
+    #[test]
+    fn the_directory_of_a_private_new_file_is_0700_and_of_a_public_one_0755() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let repo = sample_repo();
+        std::fs::create_dir(repo.path().join("old")).unwrap();
+        std::fs::set_permissions(
+            repo.path().join("old"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        let file = |path: &str, mode| NewFile {
+            path: path.into(),
+            contents: b"x\n".to_vec(),
+            mode,
+        };
+        run(
+            repo.path(),
+            &[],
+            &[
+                file("keys/n1.age", 0o600),
+                file("old/n2.age", 0o600),
+                file("pub/n1.pub", 0o644),
+            ],
+        )
+        .unwrap();
+        assert_eq!(mode(&repo.path().join("keys")), 0o700);
+        assert_eq!(mode(&repo.path().join("old")), 0o700);
+        assert_eq!(mode(&repo.path().join("keys/n1.age")), 0o600);
+        // Public ones as the umask leaves them (Linux's /proc/self/status says which).
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let umask = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Umask:"))
+            .map(|m| u32::from_str_radix(m.trim(), 8).unwrap())
+            .unwrap();
+        assert_eq!(mode(&repo.path().join("pub")), 0o755 & !umask);
+    }
+
     /// A journal that names paths outside the repo, written as this machine's flakesmith would
     /// (the record vouches for it), is still refused: every path must lie inside the repo.
     #[test]
