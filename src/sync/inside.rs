@@ -17,7 +17,7 @@ use std::{
     path::{Component, Path, PathBuf},
 };
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::UsageError;
 
@@ -195,6 +195,12 @@ fn set_mode(file: &fs_err::File, mode: u32) -> Result<()> {
 /// way, is refused ([`resolve`]), so a planted `common.nix -> ~/.ssh/id_ed25519` is never read
 /// (and so never shown in a diff or merged into a file).
 pub(crate) fn read_file(repo: &Path, rel: &str) -> Result<Option<Vec<u8>>> {
+    read_file_within(repo, rel, u64::MAX)
+}
+
+/// [`read_file`] of a file that is never larger than `max` bytes when flakesmith wrote it:
+/// a larger one is refused after reading at most `max + 1` bytes, whatever its size.
+pub(crate) fn read_file_within(repo: &Path, rel: &str, max: u64) -> Result<Option<Vec<u8>>> {
     let path = resolve(repo, rel)?;
     let mut options = std::fs::OpenOptions::new();
     options.read(true);
@@ -213,8 +219,14 @@ pub(crate) fn read_file(repo: &Path, rel: &str) -> Result<Option<Vec<u8>>> {
         return Err(UsageError::new(format!("{} is not a regular file", path.display())).into());
     }
     let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut file, &mut bytes)
-        .with_context(|| format!("reading {}", path.display()))?;
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(file, max.saturating_add(1)),
+        &mut bytes,
+    )
+    .with_context(|| format!("reading {}", path.display()))?;
+    if bytes.len() as u64 > max {
+        bail!("{} is larger than {max} bytes", path.display());
+    }
     Ok(Some(bytes))
 }
 
@@ -228,6 +240,26 @@ pub(crate) fn random_hex(bytes: usize) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bounded_read_takes_a_file_of_the_bound_and_refuses_a_byte_more_without_reading_it_all() {
+        let repo = tempfile::tempdir().unwrap();
+        std::fs::write(repo.path().join("four"), "1234").unwrap();
+        assert_eq!(
+            read_file_within(repo.path(), "four", 4).unwrap().unwrap(),
+            b"1234"
+        );
+        let e = read_file_within(repo.path(), "four", 3).unwrap_err();
+        assert!(
+            format!("{e}").ends_with("four is larger than 3 bytes"),
+            "{e}"
+        );
+        // A sparse terabyte: refused after max + 1 bytes, not read into memory.
+        let huge = std::fs::File::create(repo.path().join("huge")).unwrap();
+        huge.set_len(1 << 40).unwrap();
+        assert!(read_file_within(repo.path(), "huge", 1 << 20).is_err());
+        assert_eq!(read_file_within(repo.path(), "none", 1).unwrap(), None);
+    }
 
     #[test]
     fn only_plain_relative_paths_pass() {

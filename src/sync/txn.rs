@@ -151,7 +151,9 @@ pub fn recover(repo: &Path) -> Result<Option<usize>> {
         return Ok(None);
     }
     refuse_if_tracked(repo)?;
-    let Some(bytes) = inside::read_file(repo, &format!("{TXN_DIR}/{JOURNAL}"))? else {
+    let Some(bytes) =
+        inside::read_file_within(repo, &format!("{TXN_DIR}/{JOURNAL}"), MAX_JOURNAL_BYTES)?
+    else {
         // Committed (or never started) but not cleaned up: only backups are left.
         clear_txn_dir(repo)?;
         return Ok(None);
@@ -173,9 +175,6 @@ pub fn recover(repo: &Path) -> Result<Option<usize>> {
 }
 
 fn parse_journal(bytes: &[u8]) -> Result<Journal> {
-    if bytes.len() as u64 > MAX_JOURNAL_BYTES {
-        bail!("it is {} bytes", bytes.len());
-    }
     let journal: Journal = serde_json::from_slice(bytes)?;
     // Checked even though this machine wrote it: a path is acted on only inside the repo.
     let paths = journal
@@ -731,6 +730,47 @@ mod tests {
         assert!(!repo.path().join("gone.nix").exists());
         assert!(!repo.path().join(TXN_DIR).exists());
         assert!(!Record::for_repo(repo.path()).unwrap().path.exists());
+    }
+
+    /// Recover counts every file it put back: the changed ones and the new identities it removed.
+    #[test]
+    fn recover_counts_the_new_files_it_removes_with_the_changed_ones() {
+        let repo = sample_repo();
+        let before = tree_of(repo.path());
+        let new_a = TreeFile::text("a2\n");
+        let identity = NewFile {
+            path: "keys/n1.age".into(),
+            contents: b"secret\n".to_vec(),
+            mode: 0o600,
+        };
+        let changes: Vec<FileChange> = vec![("a.nix".into(), Some(&new_a))];
+        let journal = journal_for(repo.path(), &changes, std::slice::from_ref(&identity)).unwrap();
+        write_journal(
+            repo.path(),
+            &journal,
+            &Record::for_repo(repo.path()).unwrap(),
+        )
+        .unwrap();
+        // Crashed after the identity was made, before any rename.
+        inside::create_dirs(repo.path(), "keys", 0o700).unwrap();
+        inside::write_new(&repo.path().join("keys/n1.age"), &identity.contents, 0o600).unwrap();
+
+        assert_eq!(recover(repo.path()).unwrap(), Some(2));
+        assert_eq!(tree_of(repo.path()), before);
+    }
+
+    /// A journal larger than any flakesmith writes is refused before it is read whole.
+    #[test]
+    fn a_journal_too_large_to_be_ours_is_refused() {
+        let repo = sample_repo();
+        std::fs::create_dir_all(repo.path().join(TXN_DIR)).unwrap();
+        let journal = std::fs::File::create(repo.path().join(TXN_DIR).join(JOURNAL)).unwrap();
+        journal.set_len(MAX_JOURNAL_BYTES + 1).unwrap();
+        let e = recover(repo.path()).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("journal is larger than 67108864 bytes"),
+            "{e:#}"
+        );
     }
 
     /// A private new file (no group or other bits) gets a 0700 directory, made or tightened; a
