@@ -209,7 +209,7 @@ pub(crate) fn read_file_within(repo: &Path, rel: &str, max: u64) -> Result<Optio
         use std::os::unix::fs::OpenOptionsExt;
         options.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
     }
-    let mut file = match options.open(&path) {
+    let file = match options.open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(symlink_error(repo, &path)),
