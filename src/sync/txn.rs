@@ -759,6 +759,31 @@ mod tests {
         assert_eq!(tree_of(repo.path()), before);
     }
 
+    /// A backup is named by a number in the transaction directory: a journal naming anything
+    /// else (a path, an empty name, a number longer than any index) is damaged.
+    #[test]
+    fn a_journal_names_backups_by_number_only() {
+        let journal = |backup: &str| {
+            serde_json::json!({
+                "token": "0",
+                "created_dirs": [],
+                "created_files": [],
+                "ops": [{"dest": "a.nix", "tmp": null, "sha256": null, "backup": backup}],
+            })
+            .to_string()
+        };
+        for good in ["0", "17", "12345678901234567890"] {
+            assert!(parse_journal(journal(good).as_bytes()).is_ok(), "{good}");
+        }
+        for bad in ["", "../a.nix", "1/2", "x", "123456789012345678901"] {
+            let e = parse_journal(journal(bad).as_bytes()).unwrap_err();
+            assert!(
+                format!("{e}").contains("is not a backup's name"),
+                "{bad}: {e}"
+            );
+        }
+    }
+
     /// A journal larger than any flakesmith writes is refused before it is read whole.
     #[test]
     fn a_journal_too_large_to_be_ours_is_refused() {
