@@ -784,6 +784,39 @@ mod tests {
         }
     }
 
+    /// Clearing the transaction directory removes the backups and a partial journal, keeps
+    /// anything else (then says so), and is an error, not "nothing to do", when it cannot read it.
+    #[test]
+    fn clearing_the_transaction_directory_removes_only_what_a_transaction_leaves() {
+        let repo = sample_repo();
+        let txn = repo.path().join(TXN_DIR);
+        std::fs::create_dir_all(txn.join("5")).unwrap();
+        for name in [JOURNAL_PARTIAL, "0", "17", "notes.txt"] {
+            std::fs::write(txn.join(name), "x\n").unwrap();
+        }
+        let e = clear_txn_dir(repo.path()).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("holds files flakesmith did not put there"),
+            "{e:#}"
+        );
+        let mut left: Vec<_> = std::fs::read_dir(&txn)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["5", "notes.txt"]);
+
+        std::fs::remove_dir(txn.join("5")).unwrap();
+        std::fs::remove_file(txn.join("notes.txt")).unwrap();
+        clear_txn_dir(repo.path()).unwrap();
+        assert!(!txn.exists());
+        clear_txn_dir(repo.path()).unwrap();
+
+        std::fs::write(&txn, "not a directory\n").unwrap();
+        let e = clear_txn_dir(repo.path()).unwrap_err();
+        assert!(format!("{e:#}").starts_with("reading "), "{e:#}");
+    }
+
     /// A journal larger than any flakesmith writes is refused before it is read whole.
     #[test]
     fn a_journal_too_large_to_be_ours_is_refused() {
