@@ -817,6 +817,27 @@ mod tests {
         assert!(format!("{e:#}").starts_with("reading "), "{e:#}");
     }
 
+    /// Every journal carries its own random token, which its staged files are named by: a
+    /// record a crashed run left behind never vouches for a later journal of the same changes.
+    #[test]
+    fn each_journal_has_its_own_token_and_names_its_staged_files_by_it() {
+        let repo = sample_repo();
+        let new_a = TreeFile::text("a2\n");
+        let changes: Vec<FileChange> = vec![("a.nix".into(), Some(&new_a))];
+        let first = journal_for(repo.path(), &changes, &[]).unwrap();
+        let second = journal_for(repo.path(), &changes, &[]).unwrap();
+        assert_eq!(first.token.len(), 32);
+        assert_ne!(first.token, second.token);
+        assert_eq!(
+            first.ops[0].tmp.as_deref(),
+            Some(format!(".a.nix.{}-0.flakesmith-tmp", first.token).as_str())
+        );
+        assert_ne!(
+            serde_json::to_vec(&first).unwrap(),
+            serde_json::to_vec(&second).unwrap()
+        );
+    }
+
     /// A journal larger than any flakesmith writes is refused before it is read whole.
     #[test]
     fn a_journal_too_large_to_be_ours_is_refused() {
