@@ -115,9 +115,7 @@ pub fn run(repo: &Path, changes: &[FileChange<'_>], new_files: &[NewFile]) -> Re
         // that a failed `init` leaves its new directory empty.
         let _ = std::fs::remove_file(txn_dir.join(JOURNAL));
         let _ = clear_txn_dir(repo);
-        if journal.created_dirs.iter().any(|d| d == ".flakesmith") {
-            let _ = remove_empty_dir(repo, ".flakesmith");
-        }
+        remove_state_dir_if_made(repo, &journal);
         record.remove();
         return Err(e);
     }
@@ -457,10 +455,16 @@ fn roll_back(repo: &Path, journal: &Journal) -> Result<()> {
     // Last: the journal goes only once everything it describes is undone.
     fs_err::remove_file(txn_dir.join(JOURNAL))?;
     clear_txn_dir(repo)?;
+    remove_state_dir_if_made(repo, journal);
+    Ok(())
+}
+
+/// `.flakesmith` goes again, if nothing else is in it, when this transaction made it (a failed
+/// `init` leaves its new directory empty).
+fn remove_state_dir_if_made(repo: &Path, journal: &Journal) {
     if journal.created_dirs.iter().any(|d| d == ".flakesmith") {
         let _ = remove_empty_dir(repo, ".flakesmith");
     }
-    Ok(())
 }
 
 /// Puts the backup back at `dest`, unless `dest` still is the original (the same file, or the
@@ -836,6 +840,20 @@ mod tests {
             serde_json::to_vec(&first).unwrap(),
             serde_json::to_vec(&second).unwrap()
         );
+    }
+
+    /// A rolled-back transaction that made `.flakesmith` (a repo without one, say an old one)
+    /// takes it away again, also when it made no other directory.
+    #[test]
+    fn a_rollback_removes_the_state_directory_it_made() {
+        let repo = tempfile::tempdir().unwrap();
+        std::fs::write(repo.path().join("a.nix"), "a\n").unwrap();
+        let before = tree_of(repo.path());
+        let new_a = TreeFile::text("a2\n");
+        let journal = start(repo.path(), &[("a.nix".into(), Some(&new_a))]);
+        assert_eq!(journal.created_dirs, [".flakesmith"]);
+        assert_eq!(recover(repo.path()).unwrap(), Some(1));
+        assert_eq!(tree_of(repo.path()), before);
     }
 
     /// A journal larger than any flakesmith writes is refused before it is read whole.
