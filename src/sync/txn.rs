@@ -859,6 +859,44 @@ mod tests {
         assert_eq!(tree_of(repo.path()), before);
     }
 
+    /// A hard link is the same file; two files with the same bytes are not.
+    #[test]
+    fn same_file_means_the_same_inode() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, c) = (
+            dir.path().join("a"),
+            dir.path().join("b"),
+            dir.path().join("c"),
+        );
+        std::fs::write(&a, "x\n").unwrap();
+        std::fs::hard_link(&a, &b).unwrap();
+        std::fs::write(&c, "x\n").unwrap();
+        assert!(same_file(&a, &b));
+        assert!(!same_file(&a, &c));
+        assert!(!same_file(&a, &dir.path().join("missing")));
+    }
+
+    /// A link put where a backed-up file was is replaced by the backup, never read through,
+    /// even when what it points to holds the same bytes.
+    #[test]
+    fn a_link_in_place_of_a_backed_up_file_is_replaced_not_followed() {
+        let repo = sample_repo();
+        let outside = tempfile::tempdir().unwrap();
+        let target = outside.path().join("target");
+        std::fs::write(&target, "a\n").unwrap();
+        let backup = repo.path().join("backup");
+        std::fs::write(&backup, "a\n").unwrap();
+        std::fs::remove_file(repo.path().join("a.nix")).unwrap();
+        std::os::unix::fs::symlink(&target, repo.path().join("a.nix")).unwrap();
+
+        restore(repo.path(), "a.nix", &backup).unwrap();
+        let meta = std::fs::symlink_metadata(repo.path().join("a.nix")).unwrap();
+        assert!(meta.is_file(), "a.nix is a regular file again");
+        assert_eq!(std::fs::read(repo.path().join("a.nix")).unwrap(), b"a\n");
+        assert!(!backup.exists());
+        assert_eq!(std::fs::read(&target).unwrap(), b"a\n");
+    }
+
     /// A journal larger than any flakesmith writes is refused before it is read whole.
     #[test]
     fn a_journal_too_large_to_be_ours_is_refused() {
