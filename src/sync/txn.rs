@@ -895,6 +895,78 @@ mod tests {
         assert_eq!(std::fs::read(&target).unwrap(), b"a\n");
     }
 
+    /// A rollback removes a new file only while it holds what the transaction wrote: an
+    /// identity the user put there after the crash stays.
+    #[test]
+    fn a_rollback_keeps_a_new_file_the_user_replaced() {
+        let repo = sample_repo();
+        let identity = NewFile {
+            path: "keys/n1.age".into(),
+            contents: b"ours\n".to_vec(),
+            mode: 0o600,
+        };
+        let journal = journal_for(repo.path(), &[], std::slice::from_ref(&identity)).unwrap();
+        write_journal(
+            repo.path(),
+            &journal,
+            &Record::for_repo(repo.path()).unwrap(),
+        )
+        .unwrap();
+        inside::create_dirs(repo.path(), "keys", 0o700).unwrap();
+        inside::write_new(&repo.path().join("keys/n1.age"), b"the user's\n", 0o600).unwrap();
+
+        recover(repo.path()).unwrap();
+        assert_eq!(
+            std::fs::read(repo.path().join("keys/n1.age")).unwrap(),
+            b"the user's\n"
+        );
+    }
+
+    /// Removing a directory the transaction made: gone, not empty or not a directory is
+    /// fine; any other failure (here an immutable parent) is an error, which the rollback
+    /// reports. Root ignores permission bits, so `chattr +i` makes the failure.
+    #[test]
+    #[cfg_attr(
+        not(tests_as_root),
+        ignore = "needs root for chattr +i (CAP_LINUX_IMMUTABLE): run the suite as root, as CI does"
+    )]
+    fn a_directory_that_cannot_be_removed_is_an_error() {
+        struct Immutable<'a>(&'a Path);
+        impl Drop for Immutable<'_> {
+            fn drop(&mut self) {
+                let _ = std::process::Command::new("chattr")
+                    .arg("-i")
+                    .arg(self.0)
+                    .status();
+            }
+        }
+        let repo = sample_repo();
+        std::fs::create_dir_all(repo.path().join("parent/empty")).unwrap();
+        std::fs::create_dir_all(repo.path().join("full/x")).unwrap();
+        remove_empty_dir(repo.path(), "missing").unwrap();
+        remove_empty_dir(repo.path(), "full").unwrap();
+        remove_empty_dir(repo.path(), "a.nix").unwrap();
+        assert!(repo.path().join("full/x").is_dir());
+
+        let parent = repo.path().join("parent");
+        let chattr = std::process::Command::new("chattr")
+            .arg("+i")
+            .arg(&parent)
+            .output()
+            .unwrap();
+        assert!(
+            chattr.status.success(),
+            "chattr +i: {} (this test needs TMPDIR on ext4, xfs or btrfs)",
+            String::from_utf8_lossy(&chattr.stderr)
+        );
+        let immutable = Immutable(&parent);
+        let e = remove_empty_dir(repo.path(), "parent/empty").unwrap_err();
+        assert!(format!("{e:#}").starts_with("removing "), "{e:#}");
+        drop(immutable);
+        remove_empty_dir(repo.path(), "parent/empty").unwrap();
+        assert!(!repo.path().join("parent/empty").exists());
+    }
+
     /// A journal larger than any flakesmith writes is refused before it is read whole.
     #[test]
     fn a_journal_too_large_to_be_ours_is_refused() {
