@@ -88,29 +88,27 @@ pub fn write_identity(repo: &Path, identity: &NodeIdentity) -> Result<()> {
     Ok(())
 }
 
-#[cfg(unix)]
+// One function with a cfg block per platform, not two functions: cargo-mutants then mutates
+// only code the tests compile.
 pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    if !dir.exists() {
-        // fs_err has no DirBuilder; the context names the path instead.
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .with_context(|| format!("creating {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        if !dir.exists() {
+            // fs_err has no DirBuilder; the context names the path instead.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .with_context(|| format!("creating {}", dir.display()))?;
+        }
+        // An existing keys/ may have been made by hand with a looser mode.
+        let mode = fs_err::metadata(dir)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            fs_err::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
     }
-    // An existing keys/ may have been made by hand with a looser mode.
-    let mode = fs_err::metadata(dir)?.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        fs_err::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    }
-    Ok(())
-}
-
-// Not compiled on the Unix machines the tests run on, so its cargo-mutants mutants build and
-// pass: .cargo/mutants.toml excludes them.
-#[cfg(not(unix))]
-pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
+    #[cfg(not(unix))]
     fs_err::create_dir_all(dir)?;
     Ok(())
 }

@@ -535,18 +535,21 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-#[cfg(unix)]
+// One function with a cfg block per platform, not two functions: cargo-mutants then mutates
+// only code the tests compile.
 fn mode_of(path: &Path) -> u32 {
-    use std::os::unix::fs::PermissionsExt;
-    path.symlink_metadata()
-        .map_or(0o644, |m| m.permissions().mode() & 0o7777)
-}
-
-// Not compiled on the Unix machines the tests run on, so its cargo-mutants mutants build and
-// pass: .cargo/mutants.toml excludes them.
-#[cfg(not(unix))]
-fn mode_of(_: &Path) -> u32 {
-    0o644
+    #[cfg(unix)]
+    let mode = {
+        use std::os::unix::fs::PermissionsExt;
+        path.symlink_metadata()
+            .map_or(0o644, |m| m.permissions().mode() & 0o7777)
+    };
+    #[cfg(not(unix))]
+    let mode = {
+        let _ = path;
+        0o644
+    };
+    mode
 }
 
 pub(super) fn sync_dir(dir: &Path) -> Result<()> {
@@ -965,6 +968,21 @@ mod tests {
         drop(immutable);
         remove_empty_dir(repo.path(), "parent/empty").unwrap();
         assert!(!repo.path().join("parent/empty").exists());
+    }
+
+    /// A backup copied (where no hard link can be made) keeps the original's permission bits,
+    /// setuid and sticky ones included; a path that is gone reads as 0644.
+    #[test]
+    fn mode_of_is_the_permission_bits_of_the_file_itself() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, "x\n").unwrap();
+        for mode in [0o751, 0o600, 0o1755] {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(mode_of(&file), mode, "{mode:o}");
+        }
+        assert_eq!(mode_of(&dir.path().join("missing")), 0o644);
     }
 
     /// A journal larger than any flakesmith writes is refused before it is read whole.
