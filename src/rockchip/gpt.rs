@@ -247,3 +247,186 @@ fn guid_at(bytes: &[u8], at: usize) -> [u8; 16] {
     guid.copy_from_slice(&bytes[at..at + 16]);
     guid
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 512-byte header sector at LBA 1 (128 entries of 128 bytes at LBA 2, usable 34..=1000),
+    /// changed by `edit`, then summed over the header size it ends up with (when that fits).
+    fn sector_with(edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+        let mut sector = vec![0u8; 512];
+        sector[..8].copy_from_slice(SIGNATURE);
+        sector[8..12].copy_from_slice(&0x0001_0000u32.to_le_bytes());
+        sector[12..16].copy_from_slice(&92u32.to_le_bytes());
+        sector[24..32].copy_from_slice(&1u64.to_le_bytes());
+        sector[32..40].copy_from_slice(&2047u64.to_le_bytes());
+        sector[40..48].copy_from_slice(&34u64.to_le_bytes());
+        sector[48..56].copy_from_slice(&1000u64.to_le_bytes());
+        sector[56..72].copy_from_slice(&[0x11; 16]);
+        sector[72..80].copy_from_slice(&2u64.to_le_bytes());
+        sector[80..84].copy_from_slice(&128u32.to_le_bytes());
+        sector[84..88].copy_from_slice(&128u32.to_le_bytes());
+        edit(&mut sector);
+        let size = le32(&sector, 12) as usize;
+        if size <= sector.len() {
+            sector[16..20].fill(0);
+            let crc = crc32(&sector[..size]);
+            sector[16..20].copy_from_slice(&crc.to_le_bytes());
+        }
+        sector
+    }
+
+    fn set32(at: usize, value: u32) -> impl FnOnce(&mut Vec<u8>) {
+        move |sector| sector[at..at + 4].copy_from_slice(&value.to_le_bytes())
+    }
+
+    fn set64(at: usize, value: u64) -> impl FnOnce(&mut Vec<u8>) {
+        move |sector| sector[at..at + 8].copy_from_slice(&value.to_le_bytes())
+    }
+
+    // cargo-mutants: the integration tests read whole 512-byte sectors whose header is 92 bytes.
+    #[test]
+    fn a_92_byte_header_parses_and_a_91_byte_sector_is_too_short() {
+        let sector = sector_with(|_| ());
+        assert_eq!(
+            parse_header(&sector[..92], 1).unwrap().last_usable_lba,
+            1000
+        );
+        assert_eq!(
+            parse_header(&sector[..91], 1),
+            Err("91 bytes is too short for a GPT header".to_string())
+        );
+        assert_eq!(
+            parse_header(&[], 1),
+            Err("0 bytes is too short for a GPT header".to_string())
+        );
+    }
+
+    #[test]
+    fn the_header_size_runs_from_92_to_the_whole_sector_and_no_further() {
+        for size in [92, 93, 511, 512] {
+            assert!(
+                parse_header(&sector_with(set32(12, size)), 1).is_ok(),
+                "{size}"
+            );
+        }
+        for size in [0, 91, 513, u32::MAX] {
+            assert_eq!(
+                parse_header(&sector_with(set32(12, size)), 1),
+                Err(format!("header size {size} is outside 92..=512")),
+            );
+        }
+        // The whole sector is summed: a changed last byte is a bad CRC.
+        let mut whole = sector_with(set32(12, 512));
+        whole[511] = 1;
+        assert!(parse_header(&whole, 1)
+            .unwrap_err()
+            .starts_with("header CRC32 is "));
+    }
+
+    // cargo-mutants: every real table has 128-byte entries.
+    #[test]
+    fn entry_sizes_are_128_times_a_power_of_two() {
+        for size in [128, 256, 512, 1024] {
+            assert_eq!(
+                parse_header(&sector_with(set32(84, size)), 1).map(|h| h.entry_size),
+                Ok(size)
+            );
+        }
+        for size in [0, 1, 64, 127, 129, 192, 384] {
+            assert_eq!(
+                parse_header(&sector_with(set32(84, size)), 1),
+                Err(format!("entry size {size} is not 128 times a power of two")),
+            );
+        }
+    }
+
+    #[test]
+    fn an_entry_array_of_exactly_1_mib_is_read_and_one_entry_more_is_not() {
+        let header = parse_header(&sector_with(set32(80, 8192)), 1).unwrap();
+        assert_eq!(header.entries_bytes(), MAX_ENTRY_ARRAY);
+        assert_eq!(header.entries_sectors(512), 2048);
+        assert_eq!(
+            parse_header(&sector_with(set32(80, 8193)), 1),
+            Err(format!(
+                "entry array of 8193 entries x 128 bytes is larger than the {} bytes rk-inject reads",
+                1 << 20
+            )),
+        );
+    }
+
+    // cargo-mutants: real tables have room between the first and the last usable LBA.
+    #[test]
+    fn the_first_usable_lba_may_be_one_past_the_last_for_an_empty_disk_and_no_further() {
+        for (first, last) in [(34, 1000), (1000, 1000), (1001, 1000), (u64::MAX, u64::MAX)] {
+            let sector = sector_with(|s| {
+                set64(40, first)(s);
+                set64(48, last)(s);
+            });
+            assert!(parse_header(&sector, 1).is_ok(), "{first}..={last}");
+        }
+        let sector = sector_with(set64(40, 1002));
+        assert_eq!(
+            parse_header(&sector, 1),
+            Err("first usable LBA 1002 is past last usable LBA 1000".to_string())
+        );
+    }
+
+    /// An entry array of four 128-byte entries, and a header that describes it.
+    fn array_of(entries: &[(usize, u64, u64, &str)]) -> (Vec<u8>, GptHeader) {
+        let mut array = vec![0u8; 4 * 128];
+        for &(slot, first, last, name) in entries {
+            let raw = &mut array[slot * 128..(slot + 1) * 128];
+            raw[..16].copy_from_slice(&[0xaf; 16]);
+            raw[16..32].copy_from_slice(&[slot as u8; 16]);
+            raw[32..40].copy_from_slice(&first.to_le_bytes());
+            raw[40..48].copy_from_slice(&last.to_le_bytes());
+            for (i, unit) in name.encode_utf16().enumerate() {
+                raw[56 + 2 * i..58 + 2 * i].copy_from_slice(&unit.to_le_bytes());
+            }
+        }
+        let header = parse_header(
+            &sector_with(|s| {
+                set32(80, 4)(s);
+                set32(88, crc32(&array))(s);
+            }),
+            1,
+        )
+        .unwrap();
+        (array, header)
+    }
+
+    #[test]
+    fn an_entry_array_shorter_than_its_header_says_is_refused_and_bytes_after_it_are_not_read() {
+        let (array, header) = array_of(&[(0, 34, 99, "boot")]);
+        assert_eq!(parse_entries(&array, &header).unwrap().len(), 1);
+        let mut longer = array.clone();
+        longer.extend_from_slice(&[0xff; 512]);
+        assert_eq!(parse_entries(&longer, &header).unwrap().len(), 1);
+        assert_eq!(
+            parse_entries(&array[..511], &header),
+            Err("entry array is 511 bytes but the header describes 512".to_string())
+        );
+    }
+
+    // cargo-mutants: no real partition is one sector long.
+    #[test]
+    fn entries_are_numbered_by_slot_and_one_sector_is_a_partition_but_ending_before_the_start_is_not(
+    ) {
+        let (array, header) = array_of(&[(1, 100, 100, "one"), (3, 34, 99, "rootfs")]);
+        let entries = parse_entries(&array, &header).unwrap();
+        assert_eq!(
+            entries
+                .iter()
+                .map(|e| (e.number, e.first_lba, e.last_lba, e.name.as_str()))
+                .collect::<Vec<_>>(),
+            [(2, 100, 100, "one"), (4, 34, 99, "rootfs")]
+        );
+        let (array, header) = array_of(&[(2, 100, 99, "")]);
+        assert_eq!(
+            parse_entries(&array, &header),
+            Err("entry 3 ends at LBA 99, before its start LBA 100".to_string())
+        );
+    }
+}
