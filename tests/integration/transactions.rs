@@ -676,3 +676,44 @@ fn a_thousand_nodes_fit_in_256_file_descriptors() {
         b"# older\n"
     );
 }
+
+/// The record that this machine started a change goes under `$XDG_STATE_HOME/flakesmith` when
+/// that is an absolute path, and under `$HOME/.local/state` otherwise (the XDG spec ignores a
+/// relative value). The next run finds it there, rolls the crashed change back and removes it.
+#[test]
+fn the_transaction_record_lives_in_an_absolute_xdg_state_home_or_under_home() {
+    use std::os::unix::process::ExitStatusExt;
+
+    let repo = TestRepo::init(&[]);
+    let before = repo.snapshot();
+    let home = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let home_str = home.path().to_str().unwrap();
+    let records = |state: &Path| {
+        std::fs::read_dir(state.join("flakesmith/transactions")).map_or(0, |d| d.count())
+    };
+    for (xdg, expected) in [
+        (state.path().to_str().unwrap(), state.path().to_owned()),
+        ("relative/state", home.path().join(".local/state")),
+    ] {
+        let env = [("HOME", home_str), ("XDG_STATE_HOME", xdg)];
+        let crash = [
+            env[0],
+            env[1],
+            ("FLAKESMITH_FAILPOINT", "apply:staged:abort"),
+        ];
+        let out = repo.run_env(&["add-node", "--bmc-host", "b.lan"], &crash);
+        assert_eq!(out.status.signal(), Some(6), "{}", text(&out.stderr));
+        assert_eq!(records(&expected), 1, "XDG_STATE_HOME={xdg}");
+
+        let out = repo.run_env(&["diff"], &env);
+        expect(&out, 0);
+        assert!(
+            text(&out.stderr).contains("interrupted"),
+            "{}",
+            text(&out.stderr)
+        );
+        assert_eq!(records(&expected), 0, "XDG_STATE_HOME={xdg}");
+        assert_same_tree(&before, &repo.snapshot());
+    }
+}
