@@ -484,6 +484,56 @@ pub fn read_at<R: Read + Seek>(disk: &mut R, offset: u64, buf: &mut [u8]) -> Res
 mod tests {
     use super::*;
 
+    /// An MBR disk whose extended partition (LBA 1 on) chains `logical` EBRs, two sectors
+    /// apart, each with a one-sector logical partition right after it.
+    fn disk_with_logical_partitions(logical: u64) -> Vec<u8> {
+        fn entry(sector: &mut [u8], slot: usize, kind: u8, start: u64, sectors: u64) {
+            let at = 446 + slot * 16;
+            sector[at + 4] = kind;
+            sector[at + 8..at + 12].copy_from_slice(&(start as u32).to_le_bytes());
+            sector[at + 12..at + 16].copy_from_slice(&(sectors as u32).to_le_bytes());
+        }
+        let mut disk = vec![0u8; ((2 + 2 * logical) * 512) as usize];
+        let extended_sectors = 2 * logical;
+        entry(&mut disk[..512], 0, 0x05, 1, extended_sectors);
+        disk[510..512].copy_from_slice(&[0x55, 0xaa]);
+        for k in 0..logical {
+            let at = ((1 + 2 * k) * 512) as usize;
+            let ebr = &mut disk[at..at + 512];
+            entry(ebr, 0, 0x83, 1, 1);
+            if k + 1 < logical {
+                entry(ebr, 1, 0x05, 2 * (k + 1), 2);
+            }
+            ebr[510..512].copy_from_slice(&[0x55, 0xaa]);
+        }
+        disk
+    }
+
+    /// The EBR chain is followed for 256 logical partitions (5 to 260) and no further, with a
+    /// note when more follow.
+    #[test]
+    fn the_ebr_chain_is_followed_for_256_logical_partitions_and_no_further() {
+        for (chained, found, note) in [(256, 256, false), (257, 256, true)] {
+            let disk = disk_with_logical_partitions(chained);
+            let size = disk.len() as u64;
+            let layout = Layout::read(&mut std::io::Cursor::new(disk), size).unwrap();
+            let numbers: Vec<u32> = layout
+                .partitions
+                .iter()
+                .map(|p| p.number)
+                .filter(|&n| n >= 5)
+                .collect();
+            assert_eq!(numbers.len(), found, "{chained} chained");
+            assert_eq!(numbers.first(), Some(&5));
+            assert_eq!(numbers.last(), Some(&260));
+            let stopped = layout
+                .notes
+                .iter()
+                .any(|n| n == "stopped following the EBR chain after 256 logical partitions");
+            assert_eq!(stopped, note, "{chained} chained: {:?}", layout.notes);
+        }
+    }
+
     // cargo-mutants: the summary line of rk-inject's report was read by no test.
     #[test]
     fn the_summary_names_the_table_and_counts_partitions() {
