@@ -742,28 +742,31 @@ mod tests {
         assert!(!Record::for_repo(repo.path()).unwrap().path.exists());
     }
 
+    const IDENTITY: &[u8] = b"ours\n";
+
+    /// Writes the journal of `changes` and of a new identity keys/n1.age, makes the identity
+    /// holding `on_disk` (what the transaction writes, or what the user put there after), and
+    /// stops there, as a crash would.
+    fn crash_after_the_identity(repo: &Path, changes: &[FileChange<'_>], on_disk: &[u8]) {
+        let identity = NewFile {
+            path: "keys/n1.age".into(),
+            contents: IDENTITY.to_vec(),
+            mode: 0o600,
+        };
+        let journal = journal_for(repo, changes, std::slice::from_ref(&identity)).unwrap();
+        write_journal(repo, &journal, &Record::for_repo(repo).unwrap()).unwrap();
+        inside::create_dirs(repo, "keys", 0o700).unwrap();
+        inside::write_new(&repo.join("keys/n1.age"), on_disk, 0o600).unwrap();
+    }
+
     /// Recover counts every file it put back: the changed ones and the new identities it removed.
     #[test]
     fn recover_counts_the_new_files_it_removes_with_the_changed_ones() {
         let repo = sample_repo();
         let before = tree_of(repo.path());
         let new_a = TreeFile::text("a2\n");
-        let identity = NewFile {
-            path: "keys/n1.age".into(),
-            contents: b"secret\n".to_vec(),
-            mode: 0o600,
-        };
         let changes: Vec<FileChange> = vec![("a.nix".into(), Some(&new_a))];
-        let journal = journal_for(repo.path(), &changes, std::slice::from_ref(&identity)).unwrap();
-        write_journal(
-            repo.path(),
-            &journal,
-            &Record::for_repo(repo.path()).unwrap(),
-        )
-        .unwrap();
-        // Crashed after the identity was made, before any rename.
-        inside::create_dirs(repo.path(), "keys", 0o700).unwrap();
-        inside::write_new(&repo.path().join("keys/n1.age"), &identity.contents, 0o600).unwrap();
+        crash_after_the_identity(repo.path(), &changes, IDENTITY);
 
         assert_eq!(recover(repo.path()).unwrap(), Some(2));
         assert_eq!(tree_of(repo.path()), before);
@@ -905,20 +908,7 @@ mod tests {
     #[test]
     fn a_rollback_keeps_a_new_file_the_user_replaced() {
         let repo = sample_repo();
-        let identity = NewFile {
-            path: "keys/n1.age".into(),
-            contents: b"ours\n".to_vec(),
-            mode: 0o600,
-        };
-        let journal = journal_for(repo.path(), &[], std::slice::from_ref(&identity)).unwrap();
-        write_journal(
-            repo.path(),
-            &journal,
-            &Record::for_repo(repo.path()).unwrap(),
-        )
-        .unwrap();
-        inside::create_dirs(repo.path(), "keys", 0o700).unwrap();
-        inside::write_new(&repo.path().join("keys/n1.age"), b"the user's\n", 0o600).unwrap();
+        crash_after_the_identity(repo.path(), &[], b"the user's\n");
 
         recover(repo.path()).unwrap();
         assert_eq!(
