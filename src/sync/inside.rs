@@ -17,7 +17,7 @@ use std::{
     path::{Component, Path, PathBuf},
 };
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use crate::UsageError;
 
@@ -225,7 +225,10 @@ pub(crate) fn read_file_within(repo: &Path, rel: &str, max: u64) -> Result<Optio
     )
     .with_context(|| format!("reading {}", path.display()))?;
     if bytes.len() as u64 > max {
-        bail!("{} is larger than {max} bytes", path.display());
+        // Not a file flakesmith wrote: bad input in the repo, like any other refused one.
+        return Err(
+            UsageError::new(format!("{} is larger than {max} bytes", path.display())).into(),
+        );
     }
     Ok(Some(bytes))
 }
