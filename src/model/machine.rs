@@ -40,10 +40,9 @@ pub struct Machine {
     pub deploy_hint: String,
     /// Packages the dev shell needs for its scripts.
     pub shell_packages: &'static [&'static str],
-    /// Sits in the slots of a Turing Pi 2 board (then the answers list boards and nodes).
+    /// Sits in the slots of a Turing Pi 2 board (then the answers list boards and nodes), and is
+    /// flashed through the board's management controller (`tpi flash`).
     pub has_slots: bool,
-    /// Is flashed through a board management controller (`tpi flash`).
-    pub has_bmc: bool,
     /// Its sd-image's post-build step writes a bootloader with rk-inject (the repository carries
     /// rk-inject's source).
     pub injects_bootloader: bool,
@@ -198,7 +197,6 @@ impl Platform {
             deploy_hint: String::new(),
             shell_packages: &[],
             has_slots: self.has_slots(),
-            has_bmc: false,
             injects_bootloader: false,
             live_iso: false,
             stampable: false,
@@ -261,7 +259,6 @@ impl Platform {
                 m.deploy_script = script("shared/rk1-deploy.sh.tera");
                 m.deploy_hint = "RK1:  deploy/rk1-deploy.sh".into();
                 m.shell_packages = &["tpi"];
-                m.has_bmc = true;
                 m.stampable = true;
                 // Only when a slot holds a module whose image needs one (an RK1, not a CM4).
                 m.injects_bootloader = project.modules().iter().any(|m| m.injects_bootloader());

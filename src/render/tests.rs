@@ -185,13 +185,13 @@ fn a_misspelt_field_or_platform_in_a_condition_fails_to_render() {
     // What exists still tests as before: truthiness, `not`, comparisons, filters.
     assert_eq!(
         render_one(
-            "{% for machine in machines %}{% if machine.has_bmc and not machine.live_iso %}bmc {% endif %}{% if machine.images %}images{% endif %}{% endfor %}\
+            "{% for machine in machines %}{% if machine.has_slots and not machine.live_iso %}slots {% endif %}{% if machine.images %}images{% endif %}{% endfor %}\
              {% if has.rk1 and not has.aws %} rk1{% endif %}\
              {% if project.secrets.mode == \"sops\" %} sops{% endif %}\
              {% if project.nodes | length > 3 %} four{% endif %}\
              {% set n = project.dots %}{% if not n %} no-dots{% endif %}"
         )
         .unwrap(),
-        "bmc  rk1 sops four no-dots"
+        "slots  rk1 sops four no-dots"
     );
 }
