@@ -389,10 +389,11 @@ fn changed_before(error: Error, info: &ImageInfo, changed: &Extent) -> Error {
     )
 }
 
-/// The image ranges (chunk by chunk) where `piece` differs from what the image holds.
-fn changed_chunks(
-    payload: &mut File,
-    disk: &mut File,
+/// The image ranges (chunk by chunk, a chunk being `ours.len()` bytes) where `piece` differs
+/// from what the image holds.
+fn changed_chunks<P: Read + Seek, D: Read + Seek>(
+    payload: &mut P,
+    disk: &mut D,
     piece: &Piece,
     ours: &mut [u8],
     theirs: &mut [u8],
@@ -497,9 +498,11 @@ fn reserve(_disk: &File, _info: &ImageInfo, _changes: &[Extent]) -> Result<()> {
     Ok(())
 }
 
-fn copy_changed(
-    payload: &mut File,
-    disk: &mut File,
+/// Writes the chunks of `piece` that differ from the image; returns the bytes written and the
+/// bytes left alone, and widens `changed` to cover every chunk it wrote (or tried to).
+fn copy_changed<P: Read + Seek, D: Read + Write + Seek>(
+    payload: &mut P,
+    disk: &mut D,
     piece: &Piece,
     ours: &mut [u8],
     theirs: &mut [u8],
@@ -545,9 +548,10 @@ fn copy_changed(
     Ok((written, unchanged))
 }
 
-fn compare_back(
-    payload: &mut File,
-    disk: &mut File,
+/// Reads `piece` back from the image and fails at the first byte that differs.
+fn compare_back<P: Read + Seek, D: Read + Seek>(
+    payload: &mut P,
+    disk: &mut D,
     piece: &Piece,
     info: &ImageInfo,
     ours: &mut [u8],
@@ -877,4 +881,291 @@ fn join(numbers: &[usize]) -> String {
 fn refine(error: Error, f: impl FnOnce(&str) -> String) -> Error {
     let message = f(&error.message);
     Error::new(error.kind, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+
+    use super::super::layout::{Reserved, Scheme};
+    use super::*;
+
+    fn rk3588() -> &'static Soc {
+        header::find_soc("rk3588").unwrap()
+    }
+
+    /// `len` bytes starting with an RKNS header without digests whose one stage runs from
+    /// sector 4 to byte `end`.
+    fn loader(end: u64, len: u64) -> Vec<u8> {
+        let mut data = vec![0u8; len as usize];
+        data[..4].copy_from_slice(header::RKNS_MAGIC);
+        // One stage; the (unused) header digest at word 128, after the four stage entries.
+        data[8..12].copy_from_slice(&((1u32 << 16) | 128).to_le_bytes());
+        let sectors = u32::try_from(end / 512 - 4).unwrap();
+        data[120..124].copy_from_slice(&((sectors << 16) | 4).to_le_bytes());
+        data
+    }
+
+    fn check(role: Role, data: Vec<u8>) -> Result<(Option<LoaderHeader>, Option<Fit>)> {
+        let len = data.len() as u64;
+        check_payload(&mut Cursor::new(data), len, role, "payload", rk3588())
+    }
+
+    #[test]
+    fn a_combined_loader_may_end_exactly_where_its_itb_starts_and_not_a_sector_later() {
+        let (found, fit) = check(Role::Combined, loader(ITB_IN_COMBINED, ITB_IN_COMBINED)).unwrap();
+        assert_eq!(found.unwrap().end, ITB_IN_COMBINED);
+        assert_eq!(fit, None);
+
+        let over = ITB_IN_COMBINED + 512;
+        let error = check(Role::Combined, loader(over, over)).unwrap_err();
+        assert_eq!(
+            error.message,
+            format!(
+                "--bootloader payload: its idbloader runs to byte {over}, into the u-boot.itb slot at byte {ITB_IN_COMBINED}"
+            )
+        );
+    }
+
+    #[test]
+    fn a_split_idbloader_may_fill_its_slot_to_sector_16384_and_not_a_byte_more() {
+        let slot = ITB_OFFSET - IDBLOADER_OFFSET;
+        let (found, _) = check(Role::Idbloader, loader(4096, slot)).unwrap();
+        assert_eq!(found.unwrap().end, 4096);
+
+        let error = check(Role::Idbloader, loader(4096, slot + 1)).unwrap_err();
+        assert!(
+            error
+                .message
+                .ends_with("written at sector 64 it would run 1 bytes into sector 16384, where u-boot.itb goes"),
+            "{}",
+            error.message
+        );
+    }
+
+    fn image(size: u64) -> ImageInfo {
+        ImageInfo {
+            path: PathBuf::from("sd.img"),
+            size,
+            block_device: false,
+        }
+    }
+
+    fn layout(size: u64, partitions: Vec<Partition>, reserved: Vec<Reserved>) -> Layout {
+        Layout {
+            size,
+            scheme: if partitions.is_empty() {
+                Scheme::None
+            } else {
+                Scheme::Mbr
+            },
+            sector_size: 512,
+            disk_id: String::new(),
+            partitions,
+            reserved,
+            notes: Vec::new(),
+        }
+    }
+
+    fn piece(role: Role, len: u64) -> Piece {
+        Piece {
+            role,
+            path: PathBuf::from(role.as_str()),
+            len,
+            loader: None,
+            fit: None,
+        }
+    }
+
+    fn partition_at(start: u64) -> Partition {
+        Partition {
+            table: "MBR",
+            number: 1,
+            description: "type 0x0b FAT32".to_string(),
+            extent: Extent::at(start, 30 << 20),
+        }
+    }
+
+    #[test]
+    fn a_piece_may_end_on_the_last_byte_of_the_image_and_not_past_it() {
+        let itb = piece(Role::Itb, 1 << 20);
+        let end = ITB_OFFSET + (1 << 20);
+        let empty = layout(end, Vec::new(), Vec::new());
+        check_placement(&image(end), &empty, &[itb.clone()]).unwrap();
+
+        let error = check_placement(&image(end - 1), &empty, &[itb]).unwrap_err();
+        assert!(
+            error.message.starts_with(&format!(
+                "refusing to write itb to sd.img: the image is {} bytes",
+                end - 1
+            )),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
+    fn the_16_mib_hint_is_given_for_a_partition_below_16_mib_only() {
+        const HINT: &str = "sdImage.firmwarePartitionOffset = 16";
+        let size = 64 << 20;
+        let refusal = |layout: &Layout, pieces: &[Piece]| {
+            check_placement(&image(size), layout, pieces)
+                .unwrap_err()
+                .message
+        };
+        let low = layout(size, vec![partition_at(8 << 20)], Vec::new());
+        let message = refusal(&low, &[piece(Role::Itb, 4096)]);
+        assert!(message.contains(HINT), "{message}");
+
+        // A partition table in the way: moving the partitions would not help.
+        let table = layout(
+            size,
+            Vec::new(),
+            vec![Reserved {
+                what: "the GPT entry array".to_string(),
+                extent: Extent::at(1024, IDBLOADER_OFFSET),
+            }],
+        );
+        let message = refusal(&table, &[piece(Role::Idbloader, 4096)]);
+        assert!(
+            message.contains("would overlap the GPT entry array"),
+            "{message}"
+        );
+        assert!(!message.contains(HINT), "{message}");
+
+        // A partition at 16 MiB that a long u-boot.itb reaches: the offset is already right.
+        let right = layout(size, vec![partition_at(FIRST_PARTITION_MIN)], Vec::new());
+        let message = refusal(&right, &[piece(Role::Itb, FIRST_PARTITION_MIN)]);
+        assert!(message.contains("would overlap partition 1"), "{message}");
+        assert!(!message.contains(HINT), "{message}");
+    }
+
+    /// The chunked copy's tests: a 10-byte idbloader and 4-byte chunks (4 + 4 + 2).
+    const PAYLOAD: &[u8; 10] = b"0123456789";
+
+    /// An image holding `on_disk` at sector 64, zeros around it.
+    fn image_holding(on_disk: &[u8]) -> Cursor<Vec<u8>> {
+        let mut image = vec![0u8; IDBLOADER_OFFSET as usize + 16];
+        image[IDBLOADER_OFFSET as usize..][..on_disk.len()].copy_from_slice(on_disk);
+        Cursor::new(image)
+    }
+
+    fn at_idbloader(start: u64, len: u64) -> Extent {
+        Extent::at(IDBLOADER_OFFSET + start, len)
+    }
+
+    fn changes(on_disk: &[u8]) -> Vec<Extent> {
+        let (mut ours, mut theirs) = ([0u8; 4], [0u8; 4]);
+        changed_chunks(
+            &mut Cursor::new(PAYLOAD.to_vec()),
+            &mut image_holding(on_disk),
+            &piece(Role::Idbloader, 10),
+            &mut ours,
+            &mut theirs,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_changed_ranges_are_the_differing_chunks_with_neighbours_joined() {
+        assert_eq!(changes(b""), [at_idbloader(0, 10)]);
+        assert_eq!(changes(b"0123xxxx89"), [at_idbloader(4, 4)]);
+        assert_eq!(
+            changes(b"xxxx4567xx"),
+            [at_idbloader(0, 4), at_idbloader(8, 2)]
+        );
+        assert_eq!(changes(b"01234567xx"), [at_idbloader(8, 2)]);
+        assert_eq!(changes(PAYLOAD), []);
+    }
+
+    fn copy(image: &mut Cursor<Vec<u8>>, len: u64, changed: &mut Extent) -> Result<(u64, u64)> {
+        let (mut ours, mut theirs) = ([0u8; 4], [0u8; 4]);
+        copy_changed(
+            &mut Cursor::new(PAYLOAD.to_vec()),
+            image,
+            &piece(Role::Idbloader, len),
+            &mut ours,
+            &mut theirs,
+            changed,
+        )
+    }
+
+    fn idbloader_area(image: &Cursor<Vec<u8>>) -> &[u8] {
+        &image.get_ref()[IDBLOADER_OFFSET as usize..]
+    }
+
+    #[test]
+    fn the_copy_writes_the_differing_chunks_only_and_counts_both_kinds() {
+        let mut image = image_holding(b"0123xxxx89");
+        let mut changed = Extent::at(0, 0);
+        assert_eq!(copy(&mut image, 10, &mut changed).unwrap(), (4, 6));
+        assert_eq!(changed, at_idbloader(4, 4));
+        assert_eq!(idbloader_area(&image), b"0123456789\0\0\0\0\0\0");
+
+        // Two chunks apart, after an earlier piece changed bytes further on: one range over all.
+        let mut image = image_holding(b"xxxx4567xx");
+        let mut changed = Extent::at(ITB_OFFSET, 8);
+        assert_eq!(copy(&mut image, 10, &mut changed).unwrap(), (6, 4));
+        assert_eq!(
+            changed,
+            Extent::at(IDBLOADER_OFFSET, ITB_OFFSET + 8 - IDBLOADER_OFFSET)
+        );
+        assert_eq!(&idbloader_area(&image)[..10], PAYLOAD);
+
+        let mut image = image_holding(PAYLOAD);
+        let mut changed = Extent::at(0, 0);
+        assert_eq!(copy(&mut image, 10, &mut changed).unwrap(), (0, 10));
+        assert!(changed.is_empty());
+    }
+
+    #[test]
+    fn a_payload_shorter_than_it_was_when_checked_stops_the_copy() {
+        let mut image = image_holding(b"");
+        let mut changed = Extent::at(0, 0);
+        let error = copy(&mut image, 12, &mut changed).unwrap_err();
+        assert!(
+            error
+                .message
+                .contains("the file shrank while rk-inject ran"),
+            "{}",
+            error.message
+        );
+        // The first two chunks were written before the short read.
+        assert_eq!(changed, at_idbloader(0, 8));
+    }
+
+    #[test]
+    fn the_read_back_names_the_first_byte_that_differs() {
+        let (mut ours, mut theirs) = ([0u8; 4], [0u8; 4]);
+        let mut compare = |on_disk: &[u8]| {
+            compare_back(
+                &mut Cursor::new(PAYLOAD.to_vec()),
+                &mut image_holding(on_disk),
+                &piece(Role::Idbloader, 10),
+                &image(1 << 20),
+                &mut ours,
+                &mut theirs,
+            )
+        };
+        compare(PAYLOAD).unwrap();
+        let error = compare(b"012345x7x9").unwrap_err();
+        assert!(
+            error.message.ends_with(&format!(
+                "byte {} differs from idbloader after fsync",
+                IDBLOADER_OFFSET + 6
+            )),
+            "{}",
+            error.message
+        );
+        // In the last, short chunk.
+        let error = compare(b"012345678x").unwrap_err();
+        assert!(
+            error.message.ends_with(&format!(
+                "byte {} differs from idbloader after fsync",
+                IDBLOADER_OFFSET + 9
+            )),
+            "{}",
+            error.message
+        );
+    }
 }

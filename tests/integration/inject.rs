@@ -178,6 +178,60 @@ fn split_loader_goes_to_sectors_64_and_16384() {
 }
 
 #[test]
+fn split_write_reports_each_piece_in_json_and_takes_an_itb_with_bytes_after_its_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = rk35_payloads(dir.path());
+    let fit_len = fs::metadata(&p.itb).unwrap().len();
+    // Padding after the FIT's last data (as a build that rounds files up leaves) is written too.
+    let padded = dir.path().join("padded.itb");
+    let mut data = fs::read(&p.itb).unwrap();
+    data.resize(data.len() + 4096, 0xff);
+    fs::write(&padded, &data).unwrap();
+    let idb_len = fs::metadata(&p.idbloader).unwrap().len();
+    let sd = sd_image(dir.path(), "json.img", 16);
+    let out = rk_inject(&[
+        "write",
+        "--image",
+        path_str(&sd.path),
+        "--idbloader",
+        path_str(&p.idbloader),
+        "--itb",
+        path_str(&padded),
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(region(&sd.path, ITB, data.len() as u64), data);
+    let report = json(&out);
+    let pieces: Vec<_> = report["pieces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["role"].as_str().unwrap().to_string(),
+                p["start"].as_u64().unwrap(),
+                p["end"].as_u64().unwrap(),
+                p["size"].as_u64().unwrap(),
+                p["itb"]["size"].as_u64(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        pieces,
+        [
+            ("idbloader".to_string(), IDB, IDB + idb_len, idb_len, None),
+            (
+                "itb".to_string(),
+                ITB,
+                ITB + fit_len + 4096,
+                fit_len + 4096,
+                Some(fit_len)
+            ),
+        ]
+    );
+}
+
+#[test]
 fn idbloader_too_long_for_its_slot_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let p = rk35_payloads(dir.path());
@@ -482,6 +536,30 @@ fn truncated_or_damaged_payloads_are_refused() {
         assert!(stderr(&out).contains(expected), "{name}: {}", stderr(&out));
         assert_eq!(digest(&sd.path), before, "{name} changed the image");
     }
+    // A u-boot.itb on its own, one byte short of its FIT's last data.
+    let itb = fs::read(&p.itb).unwrap();
+    let short = dir.path().join("short.itb");
+    fs::write(&short, &itb[..itb.len() - 1]).unwrap();
+    let out = rk_inject(&[
+        "write",
+        "--image",
+        path_str(&sd.path),
+        "--idbloader",
+        path_str(&p.idbloader),
+        "--itb",
+        path_str(&short),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "is truncated: its FIT data runs to byte {}, the file has {} bytes",
+            itb.len(),
+            itb.len() - 1
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(digest(&sd.path), before, "the short itb changed the image");
 }
 
 #[test]
