@@ -1116,6 +1116,11 @@ mod tests {
         );
         assert_eq!(&idbloader_area(&image)[..10], PAYLOAD);
 
+        let mut image = image_holding(b"xxxx4567xx");
+        let mut changed = Extent::at(0, 0);
+        assert_eq!(copy(&mut image, 10, &mut changed).unwrap(), (6, 4));
+        assert_eq!(changed, at_idbloader(0, 10));
+
         let mut image = image_holding(PAYLOAD);
         let mut changed = Extent::at(0, 0);
         assert_eq!(copy(&mut image, 10, &mut changed).unwrap(), (0, 10));
@@ -1152,6 +1157,8 @@ mod tests {
             )
         };
         compare(PAYLOAD).unwrap();
+        // What follows the piece on the image is not the piece's business.
+        compare(b"0123456789zz").unwrap();
         let error = compare(b"012345x7x9").unwrap_err();
         assert!(
             error.message.ends_with(&format!(
