@@ -872,12 +872,40 @@ fn block_device_through_losetup() {
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(json(&out)["image"]["kind"], "block device");
+    // While something else holds the device (as a mount does), verify still reads it and write
+    // is refused rather than writing under the holder.
+    let held = {
+        use std::os::unix::fs::OpenOptionsExt;
+        const O_EXCL: i32 = 0o200;
+        fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(O_EXCL)
+            .open(&device.0)
+            .unwrap()
+    };
     let out = rk_inject(&["verify", "--image", &device.0, "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     assert_eq!(
         json(&out)["image"]["size"],
         fs::metadata(&sd.path).unwrap().len()
     );
+    let out = rk_inject(&[
+        "write",
+        "--image",
+        &device.0,
+        "--bootloader",
+        path_str(&p.combined),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "--image {}: cannot open the device exclusively (Device or resource busy",
+            device.0
+        )),
+        "{}",
+        stderr(&out)
+    );
+    drop(held);
     drop(device);
     let payload = fs::read(&p.combined).unwrap();
     assert_eq!(region(&sd.path, IDB, payload.len() as u64), payload);
@@ -901,6 +929,38 @@ fn block_device_through_losetup() {
     assert!(stderr(&out).contains("partition 1 (MBR type 0x0b FAT32)"));
     drop(device);
     assert_eq!(digest(&low.path), before);
+}
+
+#[test]
+fn an_image_file_that_cannot_be_opened_for_writing_is_named_as_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = rk35_payloads(dir.path());
+    let sd = sd_image(dir.path(), "read-only.img", 16);
+    let before = digest(&sd.path);
+    // Root ignores permission bits: an immutable file refuses root too.
+    let _immutable = if cfg!(tests_as_root) {
+        Some(crate::support::Immutable::set(&sd.path))
+    } else {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&sd.path, fs::Permissions::from_mode(0o444)).unwrap();
+        None
+    };
+    let out = rk_inject(&[
+        "write",
+        "--image",
+        path_str(&sd.path),
+        "--bootloader",
+        path_str(&p.combined),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert_one_line(&err);
+    assert!(
+        err.contains(&format!("--image {}: cannot open: ", sd.path.display())),
+        "{err}"
+    );
+    assert!(!err.contains("device"), "{err}");
+    assert_eq!(digest(&sd.path), before);
 }
 
 #[test]

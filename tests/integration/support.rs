@@ -579,3 +579,31 @@ pub fn all_variants() -> Vec<(String, Tree)> {
     trees.extend(crate::cloud::variants());
     trees
 }
+
+/// `chattr +i` on files, undone when dropped (a panicking test included), so the
+/// temporary directory can be removed.
+pub struct Immutable(Vec<std::path::PathBuf>);
+
+impl Immutable {
+    /// Root ignores permission bits, so an immutable file is the way to make a write or a rename
+    /// fail for root too.
+    /// It needs a file system with inode flags (ext4, xfs, btrfs); tmpfs and overlayfs lack them.
+    pub fn set(path: &Path) -> Self {
+        let out = Command::new("chattr").arg("+i").arg(path).output().unwrap();
+        assert!(
+            out.status.success(),
+            "chattr +i {}: {} (this test needs TMPDIR on ext4, xfs or btrfs)",
+            path.display(),
+            text(&out.stderr)
+        );
+        Self(vec![path.to_owned()])
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            let _ = Command::new("chattr").arg("-i").arg(path).status();
+        }
+    }
+}

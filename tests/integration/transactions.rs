@@ -6,7 +6,7 @@
 use std::{path::Path, process::Command};
 
 use crate::support::{
-    assert_same_tree, expect, flakesmith, flakesmith_env, text, tree_of, TestRepo,
+    assert_same_tree, expect, flakesmith, flakesmith_env, text, tree_of, Immutable, TestRepo,
 };
 
 fn git(dir: &Path, args: &[&str]) {
@@ -199,33 +199,6 @@ fn a_rollback_keeps_what_the_user_put_in_a_directory_it_created() {
     // The crashed run's own identity went with the rest of its change.
     assert!(!repo.dir.join("keys/rk1-node5.age").exists());
     assert!(!repo.read("flakesmith.yaml").contains("rk1-node5"));
-}
-
-/// `chattr +i` on files of a test repo, undone when dropped (a panicking test included), so the
-/// temporary directory can be removed.
-struct Immutable(Vec<std::path::PathBuf>);
-
-impl Immutable {
-    /// Root ignores permission bits, so an immutable file is the way to make a rename fail here.
-    /// It needs a file system with inode flags (ext4, xfs, btrfs); tmpfs and overlayfs lack them.
-    fn set(path: &Path) -> Self {
-        let out = Command::new("chattr").arg("+i").arg(path).output().unwrap();
-        assert!(
-            out.status.success(),
-            "chattr +i {}: {} (this test needs TMPDIR on ext4, xfs or btrfs)",
-            path.display(),
-            text(&out.stderr)
-        );
-        Self(vec![path.to_owned()])
-    }
-}
-
-impl Drop for Immutable {
-    fn drop(&mut self) {
-        for path in &self.0 {
-            let _ = Command::new("chattr").arg("-i").arg(path).status();
-        }
-    }
 }
 
 /// Item 10 of issue 12: a rename that fails, during the change or during its rollback, does not
