@@ -1250,4 +1250,112 @@ mod tests {
         .unwrap();
         assert_eq!(sparse.allocated() - before, 64 << 10);
     }
+
+    /// A FIT that is only a root node whose data lies at `position` for `size` bytes from the
+    /// FIT's start (`mkimage -E -p`), so it ends at `position + size`.
+    fn fit_with_data_at(position: u32, size: u32) -> Vec<u8> {
+        let strings = b"data-position\0data-size\0";
+        let words =
+            |words: &[u32]| -> Vec<u8> { words.iter().flat_map(|w| w.to_be_bytes()).collect() };
+        // BEGIN_NODE "", the two properties (PROP, length, name offset, value), END_NODE, END.
+        let tree = words(&[1, 0, 3, 4, 0, position, 3, 4, 14, size, 2, 9]);
+        let total = 40 + tree.len() + strings.len();
+        let mut fit = words(&[
+            fit::FDT_MAGIC,
+            total as u32,
+            40,
+            (40 + tree.len()) as u32,
+            total as u32,
+            17,
+            16,
+            0,
+            strings.len() as u32,
+            tree.len() as u32,
+        ]);
+        fit.extend(tree);
+        fit.extend(strings);
+        fit
+    }
+
+    /// An image of `size` bytes (zeros, so no partition table) holding `at_64` at sector 64
+    /// and `at_16384` at sector 16384, as far as each fits.
+    fn image_with(size: u64, at_64: &[u8], at_16384: &[u8]) -> Vec<u8> {
+        let mut bytes = vec![0u8; size as usize];
+        for (offset, data) in [(IDBLOADER_OFFSET, at_64), (ITB_OFFSET, at_16384)] {
+            let room = bytes.len().saturating_sub(offset as usize).min(data.len());
+            if room > 0 {
+                bytes[offset as usize..][..room].copy_from_slice(&data[..room]);
+            }
+        }
+        bytes
+    }
+
+    fn verify_bytes(bytes: Vec<u8>) -> Result<VerifyReport> {
+        let size = bytes.len() as u64;
+        verify_reader(&mut Cursor::new(bytes), image(size), rk3588())
+    }
+
+    #[test]
+    fn verify_accepts_a_loader_and_an_itb_ending_on_the_last_byte_and_not_a_byte_past_it() {
+        let idbloader = loader(4096, 4096);
+        let itb = fit_with_data_at(512, 1000);
+        let whole = ITB_OFFSET + 1512;
+        let report = verify_bytes(image_with(whole, &idbloader, &itb)).unwrap();
+        assert_eq!(report.findings, Vec::<String>::new());
+        assert_eq!(report.loader_end(), Some(whole));
+
+        let report = verify_bytes(image_with(whole - 1, &idbloader, &itb)).unwrap();
+        assert_eq!(
+            report.findings,
+            [format!(
+                "u-boot.itb runs to byte {whole}, past the end of the image ({} bytes)",
+                whole - 1
+            )]
+        );
+
+        let report = verify_bytes(image_with(IDBLOADER_OFFSET + 4096, &idbloader, &[])).unwrap();
+        assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
+        assert!(report.findings[0].starts_with("no u-boot.itb at sector 16384: "));
+
+        let short = IDBLOADER_OFFSET + 4095;
+        let report = verify_bytes(image_with(short, &idbloader, &[])).unwrap();
+        assert_eq!(
+            report.findings[0],
+            format!(
+                "the loader runs to byte {}, past the end of the image ({short} bytes)",
+                IDBLOADER_OFFSET + 4096
+            )
+        );
+    }
+
+    #[test]
+    fn verify_reports_a_bad_partition_table_as_a_finding_and_a_read_error_as_an_error() {
+        let mut bytes = image_with(
+            ITB_OFFSET + 1512,
+            &loader(4096, 4096),
+            &fit_with_data_at(512, 1000),
+        );
+        bytes[510..512].copy_from_slice(&[0x55, 0xaa]);
+        bytes[446] = 0x7f;
+        let report = verify_bytes(bytes).unwrap();
+        assert_eq!(
+            report.findings,
+            ["partition table: sector 0 has the 55 AA boot signature but is not a valid MBR (slot 1 has status byte 0x7f (only 0x00 or 0x80 are valid)); rk-inject will not guess where the data is"]
+        );
+
+        struct Unreadable;
+        impl Read for Unreadable {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::other("bad sector"))
+            }
+        }
+        impl Seek for Unreadable {
+            fn seek(&mut self, _: SeekFrom) -> std::io::Result<u64> {
+                Ok(0)
+            }
+        }
+        let error = verify_reader(&mut Unreadable, image(1 << 20), rk3588()).unwrap_err();
+        assert_eq!(error.kind, super::super::ErrorKind::Io);
+        assert_eq!(error.message, "reading at byte 0: bad sector");
+    }
 }
