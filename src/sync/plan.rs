@@ -290,6 +290,22 @@ mod tests {
     }
 
     #[test]
+    fn conflict_markers_are_both_marker_lines_update_writes_and_nothing_else() {
+        let ours = format!("<<<<<<< {CONFLICT_OURS}");
+        let theirs = format!(">>>>>>> {CONFLICT_THEIRS}");
+        assert!(has_conflict_markers(&format!(
+            "a\n{ours}\nb\n=======\nc\n{theirs}\nd\n"
+        )));
+        assert!(!has_conflict_markers(&format!("a\n{ours}\nb\n")));
+        assert!(!has_conflict_markers(&format!("a\n{theirs}\n")));
+        assert!(!has_conflict_markers(&format!("# {ours}\n# {theirs}\n")));
+        // git's own markers are for git to report.
+        assert!(!has_conflict_markers(
+            "<<<<<<< HEAD\na\n=======\nb\n>>>>>>> main\n"
+        ));
+    }
+
+    #[test]
     fn edits_on_different_lines_merge() {
         let base = "{\n  a = 1;\n  b = 2;\n  c = 3;\n}\n";
         let ours = "# mine\n{\n  a = 1;\n  b = 2;\n  c = 3;\n}\n";
