@@ -289,6 +289,164 @@ mod tests {
         )
     }
 
+    /// What `plan` does with `file.nix`, given it on disk, in the recorded base and in the
+    /// new render (`None`: absent); `None` when the plan does not list it.
+    fn action(
+        disk: Option<&TreeFile>,
+        base: Option<&TreeFile>,
+        new: Option<&TreeFile>,
+        options: PlanOptions,
+    ) -> Option<Action> {
+        let repo = tempfile::tempdir().unwrap();
+        if let Some(file) = disk {
+            std::fs::write(repo.path().join("file.nix"), &file.contents).unwrap();
+        }
+        let base_dir = repo.path().join(super::super::BASE_DIR);
+        std::fs::create_dir_all(&base_dir).unwrap();
+        if let Some(file) = base {
+            std::fs::write(base_dir.join("file.nix"), &file.contents).unwrap();
+        }
+        let mut rendered = Tree::new();
+        if let Some(file) = new {
+            rendered.insert("file.nix", file.clone());
+        }
+        let plan = plan(repo.path(), &rendered, options).unwrap();
+        assert!(plan.entries.len() <= 1, "{:?}", plan.entries);
+        assert_eq!(plan.new_base, rendered);
+        plan.entries.into_iter().next().map(|(path, action)| {
+            assert_eq!(path, "file.nix");
+            action
+        })
+    }
+
+    #[test]
+    fn each_combination_of_disk_base_and_render_gets_its_action() {
+        let (a, b, c) = (
+            TreeFile::text("a\n"),
+            TreeFile::text("b\n"),
+            TreeFile::text("c\n"),
+        );
+        let binary = |byte: u8| TreeFile {
+            contents: vec![0xff, 0, byte],
+            executable: false,
+        };
+        let (x, y, z) = (binary(1), binary(2), binary(3));
+        let default = PlanOptions::default();
+        let options = |f: fn(&mut PlanOptions)| {
+            let mut o = PlanOptions::default();
+            f(&mut o);
+            o
+        };
+        let restore = options(|o| o.restore_deleted = true);
+        let no_merge = options(|o| o.no_merge = true);
+        let delete_edited = options(|o| o.delete_edited = true);
+        let cases: &[(
+            Option<&TreeFile>,
+            Option<&TreeFile>,
+            Option<&TreeFile>,
+            PlanOptions,
+            Option<Action>,
+        )] = &[
+            // Deleted by the user: stays deleted unless asked.
+            (None, Some(&a), Some(&b), default, Some(Action::KeepDeleted)),
+            (
+                None,
+                Some(&a),
+                Some(&b),
+                restore,
+                Some(Action::Create(b.clone())),
+            ),
+            (
+                None,
+                None,
+                Some(&b),
+                default,
+                Some(Action::Create(b.clone())),
+            ),
+            (
+                Some(&b),
+                Some(&a),
+                Some(&b),
+                default,
+                Some(Action::Unchanged),
+            ),
+            // As flakesmith left it: replaced, text or not.
+            (
+                Some(&a),
+                Some(&a),
+                Some(&b),
+                default,
+                Some(Action::Update(b.clone())),
+            ),
+            (
+                Some(&x),
+                Some(&x),
+                Some(&y),
+                default,
+                Some(Action::Update(y.clone())),
+            ),
+            // Edited, and the render did not change: nothing to do, text or not, merge or not.
+            (
+                Some(&c),
+                Some(&a),
+                Some(&a),
+                default,
+                Some(Action::Unchanged),
+            ),
+            (
+                Some(&z),
+                Some(&x),
+                Some(&x),
+                default,
+                Some(Action::Unchanged),
+            ),
+            (
+                Some(&c),
+                Some(&a),
+                Some(&a),
+                no_merge,
+                Some(Action::Unchanged),
+            ),
+            // Edited, and the render changed.
+            (
+                Some(&c),
+                Some(&a),
+                Some(&b),
+                no_merge,
+                Some(Action::KeepUserFile(b.clone())),
+            ),
+            (
+                Some(&z),
+                Some(&x),
+                Some(&y),
+                default,
+                Some(Action::KeepUserFile(y.clone())),
+            ),
+            // Never generated: the user's.
+            (
+                Some(&c),
+                None,
+                Some(&b),
+                default,
+                Some(Action::KeepUserFile(b.clone())),
+            ),
+            // No longer generated.
+            (Some(&a), Some(&a), None, default, Some(Action::Delete)),
+            (Some(&c), Some(&a), None, default, Some(Action::KeepEdited)),
+            (
+                Some(&c),
+                Some(&a),
+                None,
+                delete_edited,
+                Some(Action::Delete),
+            ),
+            (None, Some(&a), None, default, None),
+        ];
+        for (i, (disk, base, new, options, expected)) in cases.iter().enumerate() {
+            assert_eq!(&action(*disk, *base, *new, *options), expected, "case {i}");
+        }
+    }
+
     #[test]
     fn conflict_markers_are_both_marker_lines_update_writes_and_nothing_else() {
         let ours = format!("<<<<<<< {CONFLICT_OURS}");
