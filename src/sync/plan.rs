@@ -448,6 +448,27 @@ mod tests {
     }
 
     #[test]
+    fn a_merged_file_is_executable_when_either_side_made_it_so() {
+        let file = |text: &str, executable| TreeFile {
+            contents: text.into(),
+            executable,
+        };
+        let base = file("1\n2\n3\n", false);
+        for (yours, theirs) in [(true, false), (false, true), (true, true), (false, false)] {
+            let merged = merge(
+                &file("1 yours\n2\n3\n", yours),
+                &base,
+                &file("1\n2\n3 new\n", theirs),
+            );
+            assert_eq!(
+                merged,
+                Action::Merge(file("1 yours\n2\n3 new\n", yours || theirs)),
+                "yours {yours}, theirs {theirs}"
+            );
+        }
+    }
+
+    #[test]
     fn conflict_markers_are_both_marker_lines_update_writes_and_nothing_else() {
         let ours = format!("<<<<<<< {CONFLICT_OURS}");
         let theirs = format!(">>>>>>> {CONFLICT_THEIRS}");
