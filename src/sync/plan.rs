@@ -209,9 +209,9 @@ fn plan_answers(disk: &TreeFile, recorded_base: &TreeFile, new: &TreeFile) -> Ac
 
 /// The answers file merges like any other, except where both sides only inserted lines at the
 /// same place (your comment above `nodes:`, flakesmith's new board at the end of `boards:`):
-/// there the new lines go first and yours after them, and the result is kept only if it reads
-/// back as exactly the new answers. A conflict in flakesmith.yaml would leave a repo that no
-/// command can open, so it is worth this one rule the other files do not get.
+/// there the new lines go first and yours after them. A conflict in flakesmith.yaml would leave
+/// a repo that no command can open, so it is worth this one rule the other files do not get;
+/// [`plan_answers`] keeps the result only if it reads back as exactly the new answers.
 fn merge_answers(disk: &TreeFile, base: &TreeFile, new: &TreeFile) -> Action {
     let action = merge(disk, base, new);
     if !matches!(action, Action::Conflict(_)) {
@@ -222,22 +222,9 @@ fn merge_answers(disk: &TreeFile, base: &TreeFile, new: &TreeFile) -> Action {
     else {
         return action;
     };
-    let merge = TextMerge::from_lines(ancestor, ours, theirs);
-    let Some(text) = insertions_theirs_first(&merge) else {
-        return action;
-    };
-    let answers = |t: &str| {
-        crate::model::Answers::from_yaml(t).ok().map(|mut a| {
-            a.flakesmith_version = None;
-            a
-        })
-    };
-    match (answers(&text), answers(theirs)) {
-        (Some(merged), Some(wanted)) if merged == wanted => Action::Merge(TreeFile {
-            contents: text.into_bytes(),
-            executable: false,
-        }),
-        _ => action,
+    match insertions_theirs_first(&TextMerge::from_lines(ancestor, ours, theirs)) {
+        Some(text) => Action::Merge(TreeFile::text(text)),
+        None => action,
     }
 }
 
@@ -537,6 +524,47 @@ mod tests {
             &TreeFile::text(theirs2),
         );
         assert!(matches!(conflict, Action::Conflict(_)));
+    }
+
+    #[test]
+    fn an_answers_merge_is_kept_only_when_it_reads_as_the_new_answers() {
+        let mut answers = crate::model::Answers::default();
+        answers.nodes.truncate(2);
+        let canonical = answers.to_yaml();
+        // Every node on one line (the new node cannot merge into it), the user name quoted.
+        let start = canonical.find("nodes:\n").unwrap();
+        let after = start + "nodes:\n".len();
+        let end = after
+            + canonical[after..]
+                .lines()
+                .take_while(|l| l.starts_with("- ") || l.starts_with("  "))
+                .map(|l| l.len() + 1)
+                .sum::<usize>();
+        let yours = format!(
+            "{}nodes: [{{host: rk1-node1, board: tp1, slot: 1}}, {{host: rk1-node2, board: tp1, slot: 2}}]\n{}",
+            &canonical[..start],
+            &canonical[end..]
+        )
+        .replace("admin-user: admin\n", "admin-user: \"admin\"\n");
+        let placement = answers.place_node(&Default::default()).unwrap();
+        answers.add_node(&placement, None);
+        let new = answers.to_yaml();
+        // A base record that is not what flakesmith wrote (edited by hand, or from another
+        // version): over it, the merge is clean but unquotes the name and drops the new node.
+        let record = new.replace("admin-user: admin\n", "admin-user: \"admin\"\n");
+        let (yours, record, new) = (
+            TreeFile::text(yours),
+            TreeFile::text(record),
+            TreeFile::text(new),
+        );
+        let Action::Merge(wrong) = merge(&yours, &record, &new) else {
+            panic!("the merge over the record is clean");
+        };
+        assert!(!wrong.as_text().unwrap().contains("rk1-node3"));
+        assert_eq!(
+            plan_answers(&yours, &record, &new),
+            Action::Rewrite { new, yours }
+        );
     }
 
     #[test]
