@@ -504,7 +504,7 @@ mod tests {
         assert!(matches!(merged(&base, &ours, &theirs), Action::Conflict(_)));
         let Action::Merge(f) = merge_answers(
             &TreeFile::text(ours),
-            &TreeFile::text(base),
+            &TreeFile::text(base.clone()),
             &TreeFile::text(theirs.clone()),
         ) else {
             panic!("expected a clean merge");
@@ -515,6 +515,19 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("  slot: 1\n# end of my notes\n"), "{text}");
+        // Without the note at the end, the new node there is flakesmith's change alone.
+        let ours = base.replace("\nnodes:\n", "\n# the rack by the window\nnodes:\n");
+        let Action::Merge(f) = merge_answers(
+            &TreeFile::text(ours),
+            &TreeFile::text(base.clone()),
+            &TreeFile::text(theirs.clone()),
+        ) else {
+            panic!("expected a clean merge");
+        };
+        assert_eq!(
+            f.as_text().unwrap(),
+            theirs.replace("\nnodes:\n", "\n# the rack by the window\nnodes:\n")
+        );
         // A real conflict (both changed the same value) still gets markers.
         let ours = theirs.replace("bmc-host: tp2.lan", "bmc-host: mine.lan");
         let theirs2 = theirs.replace("bmc-host: tp2.lan", "bmc-host: other.lan");
