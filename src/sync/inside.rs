@@ -290,6 +290,33 @@ mod tests {
     }
 
     #[test]
+    fn a_file_where_a_directory_should_be_is_bad_input_naming_both() {
+        let repo = tempfile::tempdir().unwrap();
+        std::fs::write(repo.path().join("nodes"), "not a directory\n").unwrap();
+        for result in [
+            resolve(repo.path(), "nodes/rk1-node1.nix").map(|_| ()),
+            read_file(repo.path(), "nodes/rk1-node1.nix").map(|_| ()),
+            create_dirs(repo.path(), "nodes/sub", 0o755).map(|_| ()),
+        ] {
+            let e = result.unwrap_err();
+            assert!(e.is::<UsageError>(), "{e:#}");
+        }
+        let e = resolve(repo.path(), "nodes/rk1-node1.nix").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{} is not a directory, but nodes/rk1-node1.nix is under it",
+                repo.path().join("nodes").display()
+            )
+        );
+        // The last component may be a file, of course.
+        assert_eq!(
+            resolve(repo.path(), "nodes").unwrap(),
+            repo.path().join("nodes")
+        );
+    }
+
+    #[test]
     fn a_link_anywhere_on_the_way_is_refused() {
         let repo = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();
