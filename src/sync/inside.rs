@@ -317,6 +317,31 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_that_cannot_be_looked_at_or_made_is_an_error_naming_it() {
+        let repo = tempfile::tempdir().unwrap();
+        // Not there is fine; a name the file system cannot even look up is not.
+        let long = "x".repeat(300);
+        let e = resolve(repo.path(), &format!("{long}/a.nix")).unwrap_err();
+        assert!(format!("{e:#}").starts_with("reading "), "{e:#}");
+
+        std::fs::create_dir(repo.path().join("keys")).unwrap();
+        let locked = super::super::testing::Unwritable::set(&repo.path().join("keys"));
+        let e = create_dirs(repo.path(), "keys/sub", 0o700).unwrap_err();
+        assert!(
+            format!("{e:#}").starts_with(&format!(
+                "creating {}: ",
+                repo.path().join("keys/sub").display()
+            )),
+            "{e:#}"
+        );
+        drop(locked);
+        assert_eq!(
+            create_dirs(repo.path(), "keys/sub", 0o700).unwrap(),
+            ["keys/sub"]
+        );
+    }
+
+    #[test]
     fn a_link_anywhere_on_the_way_is_refused() {
         let repo = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();

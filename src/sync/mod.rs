@@ -7,6 +7,8 @@ mod base;
 mod diff;
 pub(crate) mod inside;
 mod plan;
+#[cfg(test)]
+mod testing;
 mod txn;
 
 pub use apply::{apply_with, Applied, NEW_SUFFIX};

@@ -918,23 +918,10 @@ mod tests {
     }
 
     /// Removing a directory the transaction made: gone, not empty or not a directory is
-    /// fine; any other failure (here an immutable parent) is an error, which the rollback
-    /// reports. Root ignores permission bits, so `chattr +i` makes the failure.
+    /// fine; any other failure (here an unwritable parent) is an error, which the rollback
+    /// reports.
     #[test]
-    #[cfg_attr(
-        not(tests_as_root),
-        ignore = "needs root for chattr +i (CAP_LINUX_IMMUTABLE): run the suite as root, as CI does"
-    )]
     fn a_directory_that_cannot_be_removed_is_an_error() {
-        struct Immutable<'a>(&'a Path);
-        impl Drop for Immutable<'_> {
-            fn drop(&mut self) {
-                let _ = std::process::Command::new("chattr")
-                    .arg("-i")
-                    .arg(self.0)
-                    .status();
-            }
-        }
         let repo = sample_repo();
         std::fs::create_dir_all(repo.path().join("parent/empty")).unwrap();
         std::fs::create_dir_all(repo.path().join("full/x")).unwrap();
@@ -944,17 +931,7 @@ mod tests {
         assert!(repo.path().join("full/x").is_dir());
 
         let parent = repo.path().join("parent");
-        let chattr = std::process::Command::new("chattr")
-            .arg("+i")
-            .arg(&parent)
-            .output()
-            .unwrap();
-        assert!(
-            chattr.status.success(),
-            "chattr +i: {} (this test needs TMPDIR on ext4, xfs or btrfs)",
-            String::from_utf8_lossy(&chattr.stderr)
-        );
-        let immutable = Immutable(&parent);
+        let immutable = super::super::testing::Unwritable::set(&parent);
         let e = remove_empty_dir(repo.path(), "parent/empty").unwrap_err();
         assert!(format!("{e:#}").starts_with("removing "), "{e:#}");
         drop(immutable);
