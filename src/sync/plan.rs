@@ -327,106 +327,37 @@ mod tests {
         let restore = options(|o| o.restore_deleted = true);
         let no_merge = options(|o| o.no_merge = true);
         let delete_edited = options(|o| o.delete_edited = true);
-        let cases: &[(
-            Option<&TreeFile>,
-            Option<&TreeFile>,
-            Option<&TreeFile>,
+        type Case<'a> = (
+            Option<&'a TreeFile>,
+            Option<&'a TreeFile>,
+            Option<&'a TreeFile>,
             PlanOptions,
             Option<Action>,
-        )] = &[
+        );
+        // disk, base, render, options: what the plan does.
+        #[rustfmt::skip]
+        let cases: &[Case] = &[
             // Deleted by the user: stays deleted unless asked.
             (None, Some(&a), Some(&b), default, Some(Action::KeepDeleted)),
-            (
-                None,
-                Some(&a),
-                Some(&b),
-                restore,
-                Some(Action::Create(b.clone())),
-            ),
-            (
-                None,
-                None,
-                Some(&b),
-                default,
-                Some(Action::Create(b.clone())),
-            ),
-            (
-                Some(&b),
-                Some(&a),
-                Some(&b),
-                default,
-                Some(Action::Unchanged),
-            ),
+            (None, Some(&a), Some(&b), restore, Some(Action::Create(b.clone()))),
+            (None, None, Some(&b), default, Some(Action::Create(b.clone()))),
+            (Some(&b), Some(&a), Some(&b), default, Some(Action::Unchanged)),
             // As flakesmith left it: replaced, text or not.
-            (
-                Some(&a),
-                Some(&a),
-                Some(&b),
-                default,
-                Some(Action::Update(b.clone())),
-            ),
-            (
-                Some(&x),
-                Some(&x),
-                Some(&y),
-                default,
-                Some(Action::Update(y.clone())),
-            ),
+            (Some(&a), Some(&a), Some(&b), default, Some(Action::Update(b.clone()))),
+            (Some(&x), Some(&x), Some(&y), default, Some(Action::Update(y.clone()))),
             // Edited, and the render did not change: nothing to do, text or not, merge or not.
-            (
-                Some(&c),
-                Some(&a),
-                Some(&a),
-                default,
-                Some(Action::Unchanged),
-            ),
-            (
-                Some(&z),
-                Some(&x),
-                Some(&x),
-                default,
-                Some(Action::Unchanged),
-            ),
-            (
-                Some(&c),
-                Some(&a),
-                Some(&a),
-                no_merge,
-                Some(Action::Unchanged),
-            ),
+            (Some(&c), Some(&a), Some(&a), default, Some(Action::Unchanged)),
+            (Some(&z), Some(&x), Some(&x), default, Some(Action::Unchanged)),
+            (Some(&c), Some(&a), Some(&a), no_merge, Some(Action::Unchanged)),
             // Edited, and the render changed.
-            (
-                Some(&c),
-                Some(&a),
-                Some(&b),
-                no_merge,
-                Some(Action::KeepUserFile(b.clone())),
-            ),
-            (
-                Some(&z),
-                Some(&x),
-                Some(&y),
-                default,
-                Some(Action::KeepUserFile(y.clone())),
-            ),
+            (Some(&c), Some(&a), Some(&b), no_merge, Some(Action::KeepUserFile(b.clone()))),
+            (Some(&z), Some(&x), Some(&y), default, Some(Action::KeepUserFile(y.clone()))),
             // Never generated: the user's.
-            (
-                Some(&c),
-                None,
-                Some(&b),
-                default,
-                Some(Action::KeepUserFile(b.clone())),
-            ),
+            (Some(&c), None, Some(&b), default, Some(Action::KeepUserFile(b.clone()))),
             // No longer generated.
             (Some(&a), Some(&a), None, default, Some(Action::Delete)),
             (Some(&c), Some(&a), None, default, Some(Action::KeepEdited)),
-            (
-                Some(&c),
-                Some(&a),
-                None,
-                delete_edited,
-                Some(Action::Delete),
-            ),
+            (Some(&c), Some(&a), None, delete_edited, Some(Action::Delete)),
             (None, Some(&a), None, default, None),
         ];
         for (i, (disk, base, new, options, expected)) in cases.iter().enumerate() {
