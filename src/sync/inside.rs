@@ -342,6 +342,33 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_is_made_private_through_no_link_and_only_if_it_is_a_directory() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777;
+        let set = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        let repo = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        set(outside.path(), 0o755);
+        std::os::unix::fs::symlink(outside.path(), repo.path().join("link")).unwrap();
+        assert!(make_private_dir(&repo.path().join("link")).is_err());
+        assert_eq!(mode(outside.path()), 0o755);
+
+        let file = repo.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        set(&file, 0o644);
+        assert!(make_private_dir(&file).is_err());
+        assert_eq!(mode(&file), 0o644);
+
+        let keys = repo.path().join("keys");
+        std::fs::create_dir(&keys).unwrap();
+        set(&keys, 0o750);
+        make_private_dir(&keys).unwrap();
+        assert_eq!(mode(&keys), 0o700);
+    }
+
+    #[test]
     fn a_link_anywhere_on_the_way_is_refused() {
         let repo = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();

@@ -433,14 +433,18 @@ mod tests {
         answers.add_node(&placement, Some("tp2.lan".into()));
         let theirs = answers.to_yaml();
         assert!(matches!(merged(&base, &ours, &theirs), Action::Conflict(_)));
-        let Action::Merge(f) = merge_answers(
-            &TreeFile::text(ours),
-            &TreeFile::text(base.clone()),
-            &TreeFile::text(theirs.clone()),
-        ) else {
-            panic!("expected a clean merge");
+        let clean_merge = |ours: String| {
+            let action = merge_answers(
+                &TreeFile::text(ours),
+                &TreeFile::text(base.clone()),
+                &TreeFile::text(theirs.clone()),
+            );
+            let Action::Merge(f) = action else {
+                panic!("expected a clean merge, got {action:?}");
+            };
+            String::from_utf8(f.contents).unwrap()
         };
-        let text = f.as_text().unwrap();
+        let text = clean_merge(ours);
         assert!(
             text.contains("  bmc-host: tp2.lan\n# the rack by the window\nnodes:\n"),
             "{text}"
@@ -448,15 +452,8 @@ mod tests {
         assert!(text.ends_with("  slot: 1\n# end of my notes\n"), "{text}");
         // Without the note at the end, the new node there is flakesmith's change alone.
         let ours = base.replace("\nnodes:\n", "\n# the rack by the window\nnodes:\n");
-        let Action::Merge(f) = merge_answers(
-            &TreeFile::text(ours),
-            &TreeFile::text(base.clone()),
-            &TreeFile::text(theirs.clone()),
-        ) else {
-            panic!("expected a clean merge");
-        };
         assert_eq!(
-            f.as_text().unwrap(),
+            clean_merge(ours),
             theirs.replace("\nnodes:\n", "\n# the rack by the window\nnodes:\n")
         );
         // A real conflict (both changed the same value) still gets markers.
