@@ -366,6 +366,10 @@ mod tests {
         set(&keys, 0o750);
         make_private_dir(&keys).unwrap();
         assert_eq!(mode(&keys), 0o700);
+        // Private already: left as it is, sticky bit and all.
+        set(&keys, 0o1700);
+        make_private_dir(&keys).unwrap();
+        assert_eq!(mode(&keys), 0o1700);
     }
 
     #[test]
