@@ -373,6 +373,17 @@ mod tests {
     }
 
     #[test]
+    fn a_new_file_gets_exactly_its_mode_whatever_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        // The usual umask (022, 002) takes bits off 0o666 at open; a backup must keep them all.
+        let repo = tempfile::tempdir().unwrap();
+        let path = repo.path().join("backup");
+        write_new(&path, b"x", 0o666).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o666);
+    }
+
+    #[test]
     fn a_link_anywhere_on_the_way_is_refused() {
         let repo = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();
