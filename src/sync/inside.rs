@@ -384,6 +384,22 @@ mod tests {
     }
 
     #[test]
+    fn a_file_that_cannot_be_opened_is_an_error_not_an_absent_file() {
+        // open(2) on a socket fails with ENXIO, for root too.
+        let repo = tempfile::tempdir().unwrap();
+        let _socket =
+            std::os::unix::net::UnixListener::bind(repo.path().join("flake.nix")).unwrap();
+        let e = read_file(repo.path(), "flake.nix").unwrap_err();
+        assert_eq!(
+            format!("{e:#}"),
+            format!(
+                "reading {}: No such device or address (os error 6)",
+                repo.path().join("flake.nix").display()
+            )
+        );
+    }
+
+    #[test]
     fn a_link_anywhere_on_the_way_is_refused() {
         let repo = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();
