@@ -106,11 +106,20 @@ mod tests {
             Some(&TreeFile::script("a\nc\n")),
         );
         file_diff(&mut out, "z", Some(&TreeFile::text("z\n")), "z", None);
+        // Same mode: no mode lines.
+        file_diff(
+            &mut out,
+            "w.nix",
+            Some(&TreeFile::text("v\n")),
+            "w.nix",
+            Some(&TreeFile::text("w\n")),
+        );
         assert_eq!(
             out,
             "diff --git a/x.nix b/x.nix\nnew file mode 100644\n--- /dev/null\n+++ b/x.nix\n@@ -0,0 +1 @@\n+a\n\
              diff --git a/y.sh b/y.sh\nold mode 100644\nnew mode 100755\n--- a/y.sh\n+++ b/y.sh\n@@ -1,2 +1,2 @@\n a\n-b\n+c\n\
-             diff --git a/z b/z\ndeleted file mode 100644\n--- a/z\n+++ /dev/null\n@@ -1 +0,0 @@\n-z\n"
+             diff --git a/z b/z\ndeleted file mode 100644\n--- a/z\n+++ /dev/null\n@@ -1 +0,0 @@\n-z\n\
+             diff --git a/w.nix b/w.nix\n--- a/w.nix\n+++ b/w.nix\n@@ -1 +1 @@\n-v\n+w\n"
         );
     }
 }
