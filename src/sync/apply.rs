@@ -28,8 +28,6 @@ pub struct Applied {
     /// Paths rewritten as flakesmith renders them, and where the user's text was kept
     /// ([`OLD_SUFFIX`], numbered when an earlier one is still there).
     pub rewritten: Vec<(String, String)>,
-    /// Files of the base record (`.flakesmith/base/`) written or removed.
-    pub base_written: usize,
 }
 
 /// Applies a plan to an existing repo and records its new base, creating `new_files` (node
@@ -75,12 +73,10 @@ pub fn apply_with(repo: &Path, plan: &Plan, new_files: &[NewFile]) -> Result<App
     for (path, file) in plan.new_base.iter() {
         if old_base.get(path) != Some(file) {
             changes.push((base_rel(path), Some(file)));
-            applied.base_written += 1;
         }
     }
     for path in old_base.paths().filter(|p| plan.new_base.get(p).is_none()) {
         changes.push((base_rel(path), None));
-        applied.base_written += 1;
     }
     if changes.is_empty() && new_files.is_empty() {
         return Ok(applied);
