@@ -101,3 +101,31 @@ pub fn apply_with(repo: &Path, plan: &Plan, new_files: &[NewFile]) -> Result<App
 fn base_rel(path: &str) -> String {
     format!("{BASE_DIR}/{path}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::Tree;
+
+    #[test]
+    fn a_directory_emptied_by_removals_goes_and_one_with_a_file_left_stays() {
+        let repo = tempfile::tempdir().unwrap();
+        for file in ["gone/deeper/a.nix", "kept/b.nix", "kept/c.nix"] {
+            let path = repo.path().join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, "x\n").unwrap();
+        }
+        let plan = Plan {
+            entries: vec![
+                ("gone/deeper/a.nix".to_string(), Action::Delete),
+                ("kept/b.nix".to_string(), Action::Delete),
+            ],
+            new_base: Tree::new(),
+        };
+        let applied = apply_with(repo.path(), &plan, &[]).unwrap();
+        assert_eq!(applied.deleted, ["gone/deeper/a.nix", "kept/b.nix"]);
+        assert!(!repo.path().join("gone").exists());
+        assert!(!repo.path().join("kept/b.nix").exists());
+        assert!(repo.path().join("kept/c.nix").exists());
+    }
+}
