@@ -995,7 +995,7 @@ mod tests {
         let itb = piece(Role::Itb, 1 << 20);
         let end = ITB_OFFSET + (1 << 20);
         let empty = layout(end, Vec::new(), Vec::new());
-        check_placement(&image(end), &empty, &[itb.clone()]).unwrap();
+        check_placement(&image(end), &empty, std::slice::from_ref(&itb)).unwrap();
 
         let error = check_placement(&image(end - 1), &empty, &[itb]).unwrap_err();
         assert!(
