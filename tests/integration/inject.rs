@@ -90,13 +90,7 @@ fn combined_loader_is_refused_when_firmware_sits_at_the_nixpkgs_default_8_mib() 
     let sd = sd_image(dir.path(), "default-offset.img", 8);
     let before = digest(&sd.path);
 
-    let out = rk_inject(&[
-        "write",
-        "--image",
-        path_str(&sd.path),
-        "--bootloader",
-        path_str(&p.combined),
-    ]);
+    let out = write_combined(path_str(&sd.path), path_str(&p.combined), &[]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert_one_line(&err);
@@ -189,16 +183,12 @@ fn split_write_reports_each_piece_in_json_and_takes_an_itb_with_bytes_after_its_
     fs::write(&padded, &data).unwrap();
     let idb_len = fs::metadata(&p.idbloader).unwrap().len();
     let sd = sd_image(dir.path(), "json.img", 16);
-    let out = rk_inject(&[
-        "write",
-        "--image",
+    let out = write_split(
         path_str(&sd.path),
-        "--idbloader",
         path_str(&p.idbloader),
-        "--itb",
         path_str(&padded),
-        "--json",
-    ]);
+        &["--json"],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(region(&sd.path, ITB, data.len() as u64), data);
     let report = json(&out);
@@ -241,15 +231,7 @@ fn idbloader_too_long_for_its_slot_is_refused() {
     fs::write(&long, data).unwrap();
     let sd = sd_image(dir.path(), "long.img", 16);
     let before = digest(&sd.path);
-    let out = rk_inject(&[
-        "write",
-        "--image",
-        path_str(&sd.path),
-        "--idbloader",
-        path_str(&long),
-        "--itb",
-        path_str(&p.itb),
-    ]);
+    let out = write_split(path_str(&sd.path), path_str(&long), path_str(&p.itb), &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("512 bytes into sector 16384"),
@@ -295,28 +277,17 @@ fn dry_run_checks_but_writes_nothing() {
     let p = rk35_payloads(dir.path());
     let sd = sd_image(dir.path(), "dry.img", 16);
     let before = digest(&sd.path);
-    let out = rk_inject(&[
-        "write",
-        "--image",
+    let out = write_combined(
         path_str(&sd.path),
-        "--bootloader",
         path_str(&p.combined),
-        "--dry-run",
-        "--json",
-    ]);
+        &["--dry-run", "--json"],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(json(&out)["dry_run"], true);
     assert_eq!(digest(&sd.path), before);
 
     let low = sd_image(dir.path(), "dry-8.img", 8);
-    let out = rk_inject(&[
-        "write",
-        "--image",
-        path_str(&low.path),
-        "--bootloader",
-        path_str(&p.combined),
-        "--dry-run",
-    ]);
+    let out = write_combined(path_str(&low.path), path_str(&p.combined), &["--dry-run"]);
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -337,13 +308,7 @@ fn rc4_scrambled_rk3399_header_is_checked_against_the_soc() {
     );
     let before = digest(&image);
 
-    let out = rk_inject(&[
-        "write",
-        "--image",
-        path_str(&image),
-        "--bootloader",
-        path_str(&rk3399),
-    ]);
+    let out = write_combined(path_str(&image), path_str(&rk3399), &[]);
     assert_eq!(out.status.code(), Some(2), "the default --soc is rk3588");
     let err = stderr(&out);
     assert_one_line(&err);
@@ -452,13 +417,7 @@ fn payload_without_a_rockchip_header_is_refused() {
     fs::write(&junk, bytes(7, 300_000)).unwrap();
     let sd = sd_image(dir.path(), "junk.img", 16);
     let before = digest(&sd.path);
-    let out = rk_inject(&[
-        "write",
-        "--image",
-        path_str(&sd.path),
-        "--bootloader",
-        path_str(&junk),
-    ]);
+    let out = write_combined(path_str(&sd.path), path_str(&junk), &[]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert_one_line(&err);
@@ -466,15 +425,12 @@ fn payload_without_a_rockchip_header_is_refused() {
     assert_eq!(digest(&sd.path), before);
 
     let p = rk35_payloads(dir.path());
-    let out = rk_inject(&[
-        "write",
-        "--image",
+    let out = write_split(
         path_str(&sd.path),
-        "--idbloader",
         path_str(&p.idbloader),
-        "--itb",
         path_str(&junk),
-    ]);
+        &[],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("is not a FIT image"),
@@ -525,13 +481,7 @@ fn truncated_or_damaged_payloads_are_refused() {
     for (name, data, expected) in cases {
         let path = dir.path().join(name);
         fs::write(&path, data).unwrap();
-        let out = rk_inject(&[
-            "write",
-            "--image",
-            path_str(&sd.path),
-            "--bootloader",
-            path_str(&path),
-        ]);
+        let out = write_combined(path_str(&sd.path), path_str(&path), &[]);
         assert_eq!(out.status.code(), Some(2), "{name}");
         assert!(stderr(&out).contains(expected), "{name}: {}", stderr(&out));
         assert_eq!(digest(&sd.path), before, "{name} changed the image");
@@ -540,15 +490,12 @@ fn truncated_or_damaged_payloads_are_refused() {
     let itb = fs::read(&p.itb).unwrap();
     let short = dir.path().join("short.itb");
     fs::write(&short, &itb[..itb.len() - 1]).unwrap();
-    let out = rk_inject(&[
-        "write",
-        "--image",
+    let out = write_split(
         path_str(&sd.path),
-        "--idbloader",
         path_str(&p.idbloader),
-        "--itb",
         path_str(&short),
-    ]);
+        &[],
+    );
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         stderr(&out).contains(&format!(
@@ -568,13 +515,7 @@ fn image_too_small_for_the_payload_is_refused_and_not_grown() {
     let p = rk35_payloads(dir.path());
     let image = dir.path().join("small.img");
     fs::File::create(&image).unwrap().set_len(4 * MIB).unwrap();
-    let out = rk_inject(&[
-        "write",
-        "--image",
-        path_str(&image),
-        "--bootloader",
-        path_str(&p.combined),
-    ]);
+    let out = write_combined(path_str(&image), path_str(&p.combined), &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("too small"), "{}", stderr(&out));
     assert_eq!(fs::metadata(&image).unwrap().len(), 4 * MIB);
@@ -593,13 +534,7 @@ fn gpt_image_takes_the_loader_and_keeps_both_tables() {
     let head = region(&image, 0, 34 * 512);
     let tail = region(&image, 64 * MIB - 33 * 512, 33 * 512);
 
-    let out = rk_inject(&[
-        "write",
-        "--image",
-        path_str(&image),
-        "--bootloader",
-        path_str(&p.combined),
-    ]);
+    let out = write_combined(path_str(&image), path_str(&p.combined), &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(sfdisk_dump(&image), table);
     assert_eq!(
@@ -644,13 +579,7 @@ fn gpt_image_takes_the_loader_and_keeps_both_tables() {
 /// byte for byte as it was; returns the refusal for the caller to check its wording.
 fn combined_write_is_refused(image: &Path, payload: &Path) -> String {
     let before = digest(image);
-    let out = rk_inject(&[
-        "write",
-        "--image",
-        path_str(image),
-        "--bootloader",
-        path_str(payload),
-    ]);
+    let out = write_combined(path_str(image), path_str(payload), &[]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert_eq!(digest(image), before, "a refused write changed the image");
     stderr(&out)
@@ -820,13 +749,7 @@ fn sixteen_gib_sparse_image_stays_sparse() {
         &image,
         "label: dos\nstart=16M, size=30M, type=b\nstart=46M, type=83\n",
     );
-    let out = rk_inject(&[
-        "write",
-        "--image",
-        path_str(&image),
-        "--bootloader",
-        path_str(&p.combined),
-    ]);
+    let out = write_combined(path_str(&image), path_str(&p.combined), &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     use std::os::unix::fs::MetadataExt;
     let allocated = fs::metadata(&image).unwrap().blocks() * 512;
@@ -862,14 +785,7 @@ fn block_device_through_losetup() {
         .arg(&sd.path));
     let device = Loop(stdout(&out).trim().to_string());
 
-    let out = rk_inject(&[
-        "write",
-        "--image",
-        &device.0,
-        "--bootloader",
-        path_str(&p.combined),
-        "--json",
-    ]);
+    let out = write_combined(&device.0, path_str(&p.combined), &["--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(json(&out)["image"]["kind"], "block device");
     // While something else holds the device (as a mount does), verify still reads it and write
@@ -889,13 +805,7 @@ fn block_device_through_losetup() {
         json(&out)["image"]["size"],
         fs::metadata(&sd.path).unwrap().len()
     );
-    let out = rk_inject(&[
-        "write",
-        "--image",
-        &device.0,
-        "--bootloader",
-        path_str(&p.combined),
-    ]);
+    let out = write_combined(&device.0, path_str(&p.combined), &[]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
         stderr(&out).contains(&format!(
@@ -918,13 +828,7 @@ fn block_device_through_losetup() {
         .args(["--find", "--show"])
         .arg(&low.path));
     let device = Loop(stdout(&out).trim().to_string());
-    let out = rk_inject(&[
-        "write",
-        "--image",
-        &device.0,
-        "--bootloader",
-        path_str(&p.combined),
-    ]);
+    let out = write_combined(&device.0, path_str(&p.combined), &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("partition 1 (MBR type 0x0b FAT32)"));
     drop(device);
@@ -945,13 +849,7 @@ fn an_image_file_that_cannot_be_opened_for_writing_is_named_as_a_file() {
         fs::set_permissions(&sd.path, fs::Permissions::from_mode(0o444)).unwrap();
         None
     };
-    let out = rk_inject(&[
-        "write",
-        "--image",
-        path_str(&sd.path),
-        "--bootloader",
-        path_str(&p.combined),
-    ]);
+    let out = write_combined(path_str(&sd.path), path_str(&p.combined), &[]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
     assert_one_line(&err);
@@ -1119,14 +1017,7 @@ fn json_refusal_is_machine_readable() {
     let dir = tempfile::tempdir().unwrap();
     let p = rk35_payloads(dir.path());
     let sd = sd_image(dir.path(), "json.img", 8);
-    let out = rk_inject(&[
-        "write",
-        "--image",
-        path_str(&sd.path),
-        "--bootloader",
-        path_str(&p.combined),
-        "--json",
-    ]);
+    let out = write_combined(path_str(&sd.path), path_str(&p.combined), &["--json"]);
     assert_eq!(out.status.code(), Some(1));
     let report = json(&out);
     assert_eq!(report["ok"], false);
@@ -1272,14 +1163,7 @@ fn leftover_gpt_signature_under_a_valid_mbr_is_ignored_with_a_note() {
     file.seek(SeekFrom::Start(512)).unwrap();
     file.write_all(b"EFI PART").unwrap();
     drop(file);
-    let out = rk_inject(&[
-        "write",
-        "--image",
-        path_str(&image),
-        "--bootloader",
-        path_str(&p.combined),
-        "--json",
-    ]);
+    let out = write_combined(path_str(&image), path_str(&p.combined), &["--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let report = json(&out);
     assert_eq!(report["partition_table"]["scheme"], "mbr");
@@ -1579,13 +1463,7 @@ fn a_full_file_system_refuses_before_the_first_write() {
 
     // With room made, the same write goes through and verifies.
     fs::remove_file(&filler).unwrap();
-    let out = rk_inject(&[
-        "write",
-        "--image",
-        path_str(&image),
-        "--bootloader",
-        path_str(&p.combined),
-    ]);
+    let out = write_combined(path_str(&image), path_str(&p.combined), &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let out = rk_inject(&["verify", "--image", path_str(&image)]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
@@ -1647,13 +1525,7 @@ fn a_write_that_fails_half_way_says_what_changed_and_how_to_finish() {
         .set_len(len - MIB)
         .unwrap();
 
-    let out = rk_inject(&[
-        "write",
-        "--image",
-        path_str(&image),
-        "--bootloader",
-        path_str(&p.combined),
-    ]);
+    let out = write_combined(path_str(&image), path_str(&p.combined), &[]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert_one_line(&err);
@@ -1665,13 +1537,7 @@ fn a_write_that_fails_half_way_says_what_changed_and_how_to_finish() {
     );
     // As it says: with room made, running it again finishes the loader.
     fs::remove_file(&filler).unwrap();
-    let out = rk_inject(&[
-        "write",
-        "--image",
-        path_str(&image),
-        "--bootloader",
-        path_str(&p.combined),
-    ]);
+    let out = write_combined(path_str(&image), path_str(&p.combined), &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let out = rk_inject(&["verify", "--image", path_str(&image)]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));

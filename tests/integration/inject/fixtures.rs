@@ -54,6 +54,28 @@ pub fn rk_inject(args: &[&str]) -> Output {
         .expect("run rk-inject")
 }
 
+/// `rk-inject write` of a combined loader (`--bootloader`), then `extra` options.
+pub fn write_combined(image: &str, payload: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["write", "--image", image, "--bootloader", payload];
+    args.extend_from_slice(extra);
+    rk_inject(&args)
+}
+
+/// `rk-inject write` of a split loader (`--idbloader`, `--itb`), then `extra` options.
+pub fn write_split(image: &str, idbloader: &str, itb: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "write",
+        "--image",
+        image,
+        "--idbloader",
+        idbloader,
+        "--itb",
+        itb,
+    ];
+    args.extend_from_slice(extra);
+    rk_inject(&args)
+}
+
 pub fn path_str(path: &Path) -> &str {
     path.to_str().expect("temp paths are UTF-8")
 }
