@@ -231,6 +231,7 @@ fn clear_txn_dir(repo: &Path) -> Result<()> {
             return Err(anyhow::Error::new(e).context(format!("reading {}", txn_dir.display())))
         }
     };
+    let mut foreign = None;
     for entry in entries {
         let entry = entry?;
         let name = entry.file_name();
@@ -239,11 +240,19 @@ fn clear_txn_dir(repo: &Path) -> Result<()> {
             .is_some_and(|n| n == JOURNAL_PARTIAL || is_backup_name(n));
         if ours && !entry.file_type()?.is_dir() {
             fs_err::remove_file(entry.path())?;
+        } else {
+            foreign.get_or_insert(name);
         }
     }
-    fs_err::remove_dir(&txn_dir).with_context(|| {
-        format!("{TXN_DIR}/ holds files flakesmith did not put there: move them out of the repo")
-    })?;
+    // Something else in the repo's transaction directory is bad input, like any refused file.
+    if let Some(name) = foreign {
+        return Err(UsageError::new(format!(
+            "{TXN_DIR}/ holds files flakesmith did not put there ({}): move them out of the repo",
+            name.to_string_lossy().escape_debug()
+        ))
+        .into());
+    }
+    fs_err::remove_dir(&txn_dir).with_context(|| format!("removing {TXN_DIR}/"))?;
     Ok(())
 }
 
@@ -812,6 +821,7 @@ mod tests {
             format!("{e:#}").contains("holds files flakesmith did not put there"),
             "{e:#}"
         );
+        assert!(e.is::<UsageError>(), "{e:#}");
         let mut left: Vec<_> = std::fs::read_dir(&txn)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
