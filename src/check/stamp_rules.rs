@@ -6,15 +6,13 @@ use anyhow::Result;
 use super::{files::RepoFiles, Finding};
 use crate::model::Answers;
 
-/// Images smaller than this are not sd-images (the FAT partition alone starts at 8 or 16 MiB).
-const MIN_IMAGE_BYTES: u64 = 1 << 20;
-
 pub fn stamped_images(files: &RepoFiles, _: &Answers) -> Result<Vec<Finding>> {
     let mut findings = Vec::new();
     for path in files.files.iter().filter(|p| p.ends_with(".img")) {
         let full = files.path(path);
-        let meta = fs_err::metadata(&full)?;
-        if meta.len() < MIN_IMAGE_BYTES || !crate::stamp::is_stamped(&full) {
+        // Reads the partition table and the firmware partition's root only: cheap for an
+        // image of any size, and false for anything that is not an sd-image.
+        if !crate::stamp::is_stamped(&full) {
             continue;
         }
         if files.is_tracked(path) {
@@ -33,7 +31,7 @@ pub fn stamped_images(files: &RepoFiles, _: &Answers) -> Result<Vec<Finding>> {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = meta.permissions().mode() & 0o777;
+            let mode = fs_err::metadata(&full)?.permissions().mode() & 0o777;
             if mode & 0o077 != 0 {
                 findings.push(Finding::new(
                     path.clone(),

@@ -164,6 +164,31 @@ fn check_names_a_generated_file_git_does_not_track() {
     );
 }
 
+
+/// The bootloader blob is flake input only when the answers name it: untracked then, it is a
+/// finding; a file of that name the answers do not name is the user's business.
+#[test]
+fn check_names_the_untracked_bootloader_blob_only_when_the_answers_use_it() {
+    let s = Scratch::new();
+    let payloads = crate::inject::fixtures::rk35_payloads(s.tmp.path());
+    let blob = payloads.combined.to_str().unwrap();
+    expect(
+        &s.run(&["init", "with", "--yes", "--bootloader-blob", blob]),
+        0,
+    );
+    let with = s.path("with");
+    expect(&s.run_in(&with, &["check"]), 0);
+    git(&with, &["rm", "--cached", "--quiet", "rk1-bootloader.bin"]);
+    assert_eq!(
+        expect(&s.run_in(&with, &["check"]), 1),
+        "rk1-bootloader.bin: generated, but git does not track it, so the flake cannot see it — git add rk1-bootloader.bin\n"
+    );
+
+    expect(&s.run(&["init", "without", "--yes"]), 0);
+    let without = s.path("without");
+    std::fs::copy(&payloads.combined, without.join("rk1-bootloader.bin")).unwrap();
+    expect(&s.run_in(&without, &["check"]), 0);
+}
 #[test]
 fn init_in_an_existing_repository_stages_only_its_own_directory() {
     let s = Scratch::new();
