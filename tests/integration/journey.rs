@@ -164,7 +164,6 @@ fn check_names_a_generated_file_git_does_not_track() {
     );
 }
 
-
 /// The bootloader blob is flake input only when the answers name it: untracked then, it is a
 /// finding; a file of that name the answers do not name is the user's business.
 #[test]
