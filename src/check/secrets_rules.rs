@@ -474,4 +474,199 @@ mod tests {
         assert!(!has_sops_metadata("a.env", "A=plain\n"));
         assert!(has_no_data("# nothing yet\n\n"));
     }
+
+    /// A repository of these files, scanned as `check` scans it (not a git work tree).
+    fn repo(files: &[(&str, &str)]) -> (tempfile::TempDir, RepoFiles) {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, text) in files {
+            let path = dir.path().join(path);
+            fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+            fs_err::write(path, text).unwrap();
+        }
+        let files = RepoFiles::scan(dir.path()).unwrap();
+        (dir, files)
+    }
+
+    /// A whole OpenSSH private key block, as `find_complete` wants it.
+    const SSH_KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n-----END OPENSSH PRIVATE KEY-----\n";
+
+    /// `SSH_KEY` at the start of a file of `len` bytes, the rest a hole (reads as zeros).
+    fn key_file_of_len(files: &RepoFiles, path: &str, len: u64) {
+        fs_err::write(files.path(path), SSH_KEY).unwrap();
+        fs_err::File::options()
+            .write(true)
+            .open(files.path(path))
+            .unwrap()
+            .set_len(len)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_file_of_16_mib_is_searched_for_keys_and_a_larger_one_is_not() {
+        let (_dir, files) = repo(&[("at-bound.img", ""), ("above-bound.img", "")]);
+        key_file_of_len(&files, "at-bound.img", 16 * 1024 * 1024);
+        key_file_of_len(&files, "above-bound.img", 16 * 1024 * 1024 + 1);
+        assert_eq!(
+            private_keys(&files, &Answers::default()).unwrap(),
+            vec![Finding::new(
+                "at-bound.img:1",
+                "contains an OpenSSH private key outside keys/",
+                "move it into keys/ (git-ignored, 0600) if it is needed, or delete it",
+            )]
+        );
+    }
+
+    #[test]
+    fn a_readme_or_gitkeep_under_secrets_is_not_a_plaintext_secret() {
+        let (_dir, files) = repo(&[
+            (
+                "secrets/README.md",
+                "Encrypt with `sops --encrypt --in-place`.\n",
+            ),
+            ("secrets/.gitkeep", "keeps the folder in git\n"),
+            ("secrets/wifi.yaml", "password: hunter2\n"),
+        ]);
+        let findings = plaintext_secrets(&files, &Answers::default()).unwrap();
+        let paths: Vec<&str> = findings.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["secrets/wifi.yaml"]);
+    }
+
+    #[test]
+    fn a_missing_sops_yaml_is_named_as_missing() {
+        let (_dir, files) = repo(&[("flakesmith.yaml", "schema: 1\n")]);
+        assert_eq!(
+            sops_nodes(&files, &Answers::default()).unwrap(),
+            vec![Finding::new(
+                ".sops.yaml",
+                "missing, but flakesmith.yaml uses sops",
+                "run `flakesmith update` to recreate it (with --restore-deleted if you deleted it)",
+            )]
+        );
+    }
+
+    #[test]
+    fn nodes_left_in_the_answers_without_the_rk1_platform_need_no_recipients() {
+        // Project::from_answers ignores the node list when no chosen platform has slots, and
+        // so does the rule: a .sops.yaml without node anchors is no finding then.
+        let answers = Answers {
+            layout: crate::model::Layout::MultiCloud,
+            platforms: vec![crate::model::Platform::Aws],
+            ..Answers::default()
+        };
+        assert!(!answers.nodes.is_empty(), "the default answers list nodes");
+        let (_dir, files) = repo(&[(".sops.yaml", "creation_rules: []\n")]);
+        assert_eq!(sops_nodes(&files, &answers).unwrap(), Vec::new());
+        let (_dir, files) = repo(&[("flakesmith.yaml", "schema: 1\n")]);
+        assert_eq!(sops_nodes(&files, &answers).unwrap(), Vec::new());
+    }
+
+    const ADMIN: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+    const NODE: &str = "age1zvkyg2lqzraa2lnjvqej32nkuu0ues2s82hzrye869xeexvn73equnujwj";
+    const GONE: &str = "age1lggyhqrw2nlhcxprm67z43rta597azn8gknawjehu9d9dl0jq3yqqvfafg";
+
+    const SOPS_YAML_TEXT: &str = "keys:\n  - &admin_1 age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\n  - &n1 age1zvkyg2lqzraa2lnjvqej32nkuu0ues2s82hzrye869xeexvn73equnujwj\ncreation_rules:\n  - path_regex: secrets/.*\n    key_groups:\n      - age:\n          - *admin_1\n          - *n1\n";
+
+    /// A file sops encrypted to `recipients`, as far as the rule reads it.
+    fn encrypted_to(recipients: &[&str]) -> String {
+        let age: Vec<serde_json::Value> = recipients
+            .iter()
+            .map(|r| serde_json::json!({"recipient": r, "enc": "-----BEGIN AGE ENCRYPTED FILE-----"}))
+            .collect();
+        serde_json::json!({"data": "ENC[AES256_GCM,data:x]", "sops": {"age": age, "mac": "ENC[y]"}})
+            .to_string()
+    }
+
+    #[test]
+    fn yml_and_json_secrets_are_checked_for_their_recipients() {
+        let (_dir, files) = repo(&[
+            (".sops.yaml", SOPS_YAML_TEXT),
+            ("secrets/a.yml", &encrypted_to(&[ADMIN])),
+            ("secrets/b.json", &encrypted_to(&[ADMIN, NODE, GONE])),
+            ("secrets/c.yaml", &encrypted_to(&[ADMIN, NODE])),
+        ]);
+        assert_eq!(
+            sops_file_recipients(&files, &Answers::default()).unwrap(),
+            vec![
+                Finding::new(
+                    "secrets/a.yml",
+                    "not encrypted to n1 (age1zvkyg2lq…), which .sops.yaml lists for it: they cannot decrypt it",
+                    "`sops updatekeys secrets/a.yml`",
+                ),
+                Finding::new(
+                    "secrets/b.json",
+                    "still encrypted to age1lggyhqrw…, which .sops.yaml no longer lists for it",
+                    "`sops updatekeys secrets/b.json`, and rotate its secrets if that key may be in the wrong hands",
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn secret_recipients_are_not_judged_without_sops_or_without_sops_yaml() {
+        let stale = encrypted_to(&[GONE]);
+        // Deployment-keys mode: a .sops.yaml left behind rules nothing.
+        let deployment_keys = Answers {
+            secrets: crate::model::answers::SecretsAnswers {
+                mode: SecretsMode::DeploymentKeys,
+                ..Default::default()
+            },
+            ..Answers::default()
+        };
+        let (_dir, files) = repo(&[(".sops.yaml", SOPS_YAML_TEXT), ("secrets/a.yaml", &stale)]);
+        assert_eq!(
+            sops_file_recipients(&files, &deployment_keys).unwrap(),
+            Vec::new()
+        );
+        // No .sops.yaml: sops_nodes names it missing; here there are no rules to compare with.
+        let (_dir, files) = repo(&[("secrets/a.yaml", &stale)]);
+        assert_eq!(
+            sops_file_recipients(&files, &Answers::default()).unwrap(),
+            Vec::new()
+        );
+    }
+
+    #[test]
+    fn a_rules_recipients_are_its_key_groups_and_its_comma_separated_age_list() {
+        let rule = serde_json::json!({
+            "path_regex": "secrets/.*",
+            "key_groups": [{"age": [" age1b "]}],
+            "age": "age1a, ,age1c,",
+        });
+        assert_eq!(
+            rule_recipients(&rule),
+            BTreeSet::from(["age1a".to_owned(), "age1b".to_owned(), "age1c".to_owned()])
+        );
+    }
+
+    #[test]
+    fn a_recipient_longer_than_16_characters_is_cut_to_12() {
+        assert_eq!(abbreviate("age1abcdefghijkl"), "age1abcdefghijkl");
+        assert_eq!(abbreviate("age1abcdefghijklm"), "age1abcdefgh…");
+        assert_eq!(abbreviate(NODE), "age1zvkyg2lq…");
+    }
+
+    #[test]
+    fn yaml_document_markers_and_empty_maps_hold_no_data() {
+        assert!(has_no_data("---\n"));
+        assert!(has_no_data("{}\n"));
+        assert!(has_no_data("---\n# to be encrypted\n{}\n"));
+        assert!(!has_no_data("---\npassword: hunter2\n"));
+    }
+
+    #[test]
+    fn ini_files_have_sops_metadata_only_with_a_mac_in_the_sops_section() {
+        assert!(has_sops_metadata(
+            "a.ini",
+            "[db]\npassword = ENC[AES256_GCM,data:x]\n[sops]\nversion = 3.9.0\nmac = ENC[y]\n"
+        ));
+        // A mac address is not sops' MAC, and a [sops] section without one is not sops' either.
+        assert!(!has_sops_metadata(
+            "a.ini",
+            "[net]\nmac = 00:11:22:33:44:55\n"
+        ));
+        assert!(!has_sops_metadata(
+            "a.ini",
+            "[sops]\nversion = 3.9.0\n[db]\nmac = ENC[y]\n"
+        ));
+    }
 }
