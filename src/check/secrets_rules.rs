@@ -391,6 +391,13 @@ pub(crate) fn has_sops_metadata(path: &str, text: &str) -> bool {
 /// machine can read it: a plain-directory repository evaluated by Nix (not by flakesmith) is
 /// copied there whole, as `<hash>-source`, keys/ included.
 pub fn keys_in_nix_store(files: &RepoFiles, _: &Answers) -> Result<Vec<Finding>> {
+    let store = std::env::var_os("NIX_STORE_DIR")
+        .map_or_else(|| "/nix/store".into(), std::path::PathBuf::from);
+    keys_in_store_dir(files, &store)
+}
+
+/// [`keys_in_nix_store`] on the store at `store` (the tests make their own).
+fn keys_in_store_dir(files: &RepoFiles, store: &std::path::Path) -> Result<Vec<Finding>> {
     let keys_prefix = format!("{KEYS_DIR}/");
     let mut secrets: Vec<(String, String)> = Vec::new();
     for path in files.files.iter().filter(|p| p.starts_with(&keys_prefix)) {
@@ -408,9 +415,7 @@ pub fn keys_in_nix_store(files: &RepoFiles, _: &Answers) -> Result<Vec<Finding>>
     if secrets.is_empty() {
         return Ok(Vec::new());
     }
-    let store = std::env::var_os("NIX_STORE_DIR")
-        .map_or_else(|| "/nix/store".into(), std::path::PathBuf::from);
-    let Ok(entries) = fs_err::read_dir(&store) else {
+    let Ok(entries) = fs_err::read_dir(store) else {
         return Ok(Vec::new());
     };
     let mut findings = Vec::new();
@@ -668,5 +673,59 @@ mod tests {
             "a.ini",
             "[sops]\nversion = 3.9.0\n[db]\nmac = ENC[y]\n"
         ));
+    }
+
+    /// Stand-in age identity: `find_fragments` reads its shape, not its checksum.
+    const AGE_SECRET: &str =
+        "AGE-SECRET-KEY-1QQQSQYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSKW9WS0";
+
+    /// A store holding a copy of `keys/n1.age` of `len` bytes (its secret, then a hole) at
+    /// `<store>/<entry>/keys/n1.age`.
+    fn store_copy(store: &std::path::Path, entry: &str, len: u64) -> std::path::PathBuf {
+        let key = store.join(entry).join("keys/n1.age");
+        fs_err::create_dir_all(key.parent().unwrap()).unwrap();
+        fs_err::write(&key, format!("{AGE_SECRET}\n")).unwrap();
+        fs_err::File::options()
+            .write(true)
+            .open(&key)
+            .unwrap()
+            .set_len(len)
+            .unwrap();
+        key
+    }
+
+    fn store_finding(key: &std::path::Path, root: &std::path::Path) -> Finding {
+        let root = root.display();
+        Finding::new(
+            key.display().to_string(),
+            "holds the private key of keys/n1.age, readable by every user of this machine (the repository was copied into the Nix store as a plain directory)",
+            format!("`nix-store --query --roots {root}` shows what keeps it; remove those, then `nix-store --delete {root}`; and replace the key (keys/n1.age), since anyone here may have read it"),
+        )
+    }
+
+    #[test]
+    fn a_store_copy_of_64_kib_is_searched_for_keys_and_a_larger_one_is_not() {
+        let (_dir, files) = repo(&[("keys/n1.age", &format!("{AGE_SECRET}\n"))]);
+        let store = tempfile::tempdir().unwrap();
+        let at_bound = store_copy(store.path(), "aaaa-source", 64 * 1024);
+        store_copy(store.path(), "bbbb-source", 64 * 1024 + 1);
+        assert_eq!(
+            keys_in_store_dir(&files, store.path()).unwrap(),
+            vec![store_finding(&at_bound, &store.path().join("aaaa-source"))]
+        );
+    }
+
+    #[test]
+    fn only_source_directories_of_the_store_are_searched_for_keys() {
+        let (_dir, files) = repo(&[("keys/n1.age", &format!("{AGE_SECRET}\n"))]);
+        let store = tempfile::tempdir().unwrap();
+        // A derivation's output may hold anything, a key included: only `-source` copies are
+        // this repository.
+        store_copy(store.path(), "cccc-deploy-tools", 100);
+        let source = store_copy(store.path(), "dddd-source", 100);
+        assert_eq!(
+            keys_in_store_dir(&files, store.path()).unwrap(),
+            vec![store_finding(&source, &store.path().join("dddd-source"))]
+        );
     }
 }
