@@ -454,3 +454,151 @@ pub fn bootloader_blob(files: &RepoFiles, answers: &Answers) -> Result<Vec<Findi
     };
     Ok(vec![Finding::new(BLOB_FILE, why, fix)])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A repository of these files, scanned as `check` scans it (not a git work tree).
+    fn repo(files: &[(&str, &str)]) -> (tempfile::TempDir, RepoFiles) {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, text) in files {
+            let path = dir.path().join(path);
+            fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+            fs_err::write(path, text).unwrap();
+        }
+        let files = RepoFiles::scan(dir.path()).unwrap();
+        (dir, files)
+    }
+
+    #[test]
+    fn files_named_like_sshd_config_are_read_as_sshd_config_and_no_others() {
+        let (_dir, files) = repo(&[
+            ("etc/sshd_config", "UseDNS no\nPasswordAuthentication yes\n"),
+            // The same line in prose: not a configuration sshd reads.
+            ("notes.md", "Never set\nPasswordAuthentication yes\n"),
+        ]);
+        assert_eq!(
+            ssh_auth(&files, &Answers::default()).unwrap(),
+            vec![Finding::new(
+                "etc/sshd_config:2",
+                "sshd_config text sets 'PasswordAuthentication' yes: passwords can be guessed, and fail2ban only slows that down",
+                "remove the line; set services.openssh.settings.PasswordAuthentication = false; and log in with SSH keys (ssh-keys in flakesmith.yaml)",
+            )]
+        );
+    }
+
+    #[test]
+    fn the_first_argument_is_read_as_sshd_reads_it() {
+        // Each expectation is what OpenSSH 9.2's `sshd -T` printed for `Banner <argument>`.
+        for (argument, expected) in [
+            ("yes", Some("yes")),
+            ("yes # a comment", Some("yes")),
+            ("\"ye\"s", Some("yes")),
+            ("'yes'", Some("yes")),
+            (r"y\'es", Some("y'es")),
+            (r#"y\"es"#, Some("y\"es")),
+            (r"y\\es", Some(r"y\es")),
+            (r"y\ es", Some("y es")),
+            // Inside quotes a backslash escapes quotes and backslashes, not a space.
+            (r#""y\ es""#, Some(r"y\ es")),
+            (r#""y\"es""#, Some("y\"es")),
+            (r"'y\'es'", Some("y'es")),
+            (r"ye\s", Some(r"ye\s")),
+            (r"\yes", Some(r"\yes")),
+            // sshd: "invalid quotes"; "missing argument".
+            ("\"yes", None),
+            ("#yes", None),
+            ("  # yes", None),
+            ("", None),
+        ] {
+            assert_eq!(
+                first_argument(argument).as_deref(),
+                expected,
+                "{argument:?}"
+            );
+        }
+    }
+
+    /// The lines of every string literal in `nix`, as [`strings`] decodes them.
+    fn decoded(nix: &str) -> Vec<Vec<(String, usize)>> {
+        strings(&parse(nix).expect("valid Nix"))
+            .into_iter()
+            .map(|s| s.lines)
+            .collect()
+    }
+
+    #[test]
+    fn an_interpolation_is_unknown_text_that_makes_up_no_keyword() {
+        // Were it dropped, this would read as `PasswordAuthentication yes`.
+        assert_eq!(
+            decoded(r#"{ a = "Password${x}Authentication yes"; }"#),
+            [[("Password\u{fffd}Authentication yes".to_owned(), 6)]]
+        );
+    }
+
+    #[test]
+    fn indented_string_escapes_are_decoded() {
+        // Nix: ''$ is $, ''' is '', ''\t is a tab; a lone ' is itself.
+        let nix = "{ a = ''\n  a''${b} '''c ''\\td 'e\n''; }";
+        assert_eq!(
+            decoded(nix),
+            [[
+                (String::new(), 6),
+                ("  a${b} ''c \td 'e".to_owned(), 9),
+                (String::new(), 33),
+            ]]
+        );
+    }
+
+    #[test]
+    fn every_kind_of_path_literal_that_names_a_private_key_is_found() {
+        let nix = "{
+  a = ./keys/deploy;
+  b = ./n1.age;
+  c = /etc/ssh/ssh_host_ed25519_key;
+  d = ~/.ssh/id_ed25519;
+  e = ./key.txt;
+  f = ./secrets/keys.txt;
+  g = ./id_ed25519.pub;
+  h = /etc/ssh/ssh_host_ed25519_key.pub;
+  i = ./hardware.nix;
+  j = ./keyslot/id.nix;
+}
+";
+        let (_dir, files) = repo(&[("default.nix", nix)]);
+        let found: Vec<String> = keys_in_store(&files, &Answers::default())
+            .unwrap()
+            .into_iter()
+            .map(|f| format!("{}: {}", f.path, f.problem))
+            .collect();
+        let expected: Vec<String> = [
+            (2, "./keys/deploy"),
+            (3, "./n1.age"),
+            (4, "/etc/ssh/ssh_host_ed25519_key"),
+            (5, "~/.ssh/id_ed25519"),
+            (6, "./key.txt"),
+            (7, "./secrets/keys.txt"),
+        ]
+        .iter()
+        .map(|(line, path)| format!("default.nix:{line}: the path {path} names a private key: Nix copies it into the world-readable store, and into every image that uses it"))
+        .collect();
+        assert_eq!(found, expected);
+    }
+
+    #[test]
+    fn a_moved_rk1_module_that_sets_the_firmware_offset_is_not_second_guessed() {
+        // No rk1-base.nix (where init writes the setting): hardware/rk1.nix has it instead.
+        let (_dir, files) = repo(&[
+            ("flake.nix", "{ outputs = _: { }; }\n"),
+            (
+                "hardware/rk1.nix",
+                "{ sdImage.firmwarePartitionOffset = 16; }\n",
+            ),
+        ]);
+        assert_eq!(
+            rk3588_firmware_offset(&files, &Answers::default()).unwrap(),
+            Vec::new()
+        );
+    }
+}
