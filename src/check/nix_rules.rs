@@ -217,9 +217,9 @@ fn strings(node: &SyntaxNode) -> Vec<NixString> {
                     rnix::NodeOrToken::Token(t) if t.kind() == SyntaxKind::TOKEN_STRING_CONTENT => {
                         decode_into(t.text(), indented, at, &mut lines);
                     }
-                    rnix::NodeOrToken::Node(n) if n.kind() == SyntaxKind::NODE_INTERPOL => {
-                        push(&mut lines, '\u{fffd}');
-                    }
+                    // A string's only child nodes are its interpolations (rnix's parse_string;
+                    // parse() refuses a tree with error nodes).
+                    rnix::NodeOrToken::Node(_) => push(&mut lines, '\u{fffd}'),
                     _ => {}
                 }
             }
