@@ -57,6 +57,20 @@ impl RepoFiles {
         })
     }
 
+    /// A repository of these files (path, text) in a new temporary directory, scanned as
+    /// `check` scans one; not a git work tree. For the rules' unit tests.
+    #[cfg(test)]
+    pub(crate) fn of(files: &[(&str, &str)]) -> (tempfile::TempDir, Self) {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, text) in files {
+            let path = dir.path().join(path);
+            fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+            fs_err::write(path, text).unwrap();
+        }
+        let files = Self::scan(dir.path()).unwrap();
+        (dir, files)
+    }
+
     pub fn path(&self, relative: &str) -> PathBuf {
         self.root.join(relative)
     }

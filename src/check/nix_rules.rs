@@ -459,21 +459,9 @@ pub fn bootloader_blob(files: &RepoFiles, answers: &Answers) -> Result<Vec<Findi
 mod tests {
     use super::*;
 
-    /// A repository of these files, scanned as `check` scans it (not a git work tree).
-    fn repo(files: &[(&str, &str)]) -> (tempfile::TempDir, RepoFiles) {
-        let dir = tempfile::tempdir().unwrap();
-        for (path, text) in files {
-            let path = dir.path().join(path);
-            fs_err::create_dir_all(path.parent().unwrap()).unwrap();
-            fs_err::write(path, text).unwrap();
-        }
-        let files = RepoFiles::scan(dir.path()).unwrap();
-        (dir, files)
-    }
-
     #[test]
     fn files_named_like_sshd_config_are_read_as_sshd_config_and_no_others() {
-        let (_dir, files) = repo(&[
+        let (_dir, files) = RepoFiles::of(&[
             ("etc/sshd_config", "UseDNS no\nPasswordAuthentication yes\n"),
             // The same line in prose: not a configuration sshd reads.
             ("notes.md", "Never set\nPasswordAuthentication yes\n"),
@@ -566,7 +554,7 @@ mod tests {
   j = ./keyslot/id.nix;
 }
 ";
-        let (_dir, files) = repo(&[("default.nix", nix)]);
+        let (_dir, files) = RepoFiles::of(&[("default.nix", nix)]);
         let found: Vec<String> = keys_in_store(&files, &Answers::default())
             .unwrap()
             .into_iter()
@@ -589,7 +577,7 @@ mod tests {
     #[test]
     fn a_moved_rk1_module_that_sets_the_firmware_offset_is_not_second_guessed() {
         // No rk1-base.nix (where init writes the setting): hardware/rk1.nix has it instead.
-        let (_dir, files) = repo(&[
+        let (_dir, files) = RepoFiles::of(&[
             ("flake.nix", "{ outputs = _: { }; }\n"),
             (
                 "hardware/rk1.nix",

@@ -480,18 +480,6 @@ mod tests {
         assert!(has_no_data("# nothing yet\n\n"));
     }
 
-    /// A repository of these files, scanned as `check` scans it (not a git work tree).
-    fn repo(files: &[(&str, &str)]) -> (tempfile::TempDir, RepoFiles) {
-        let dir = tempfile::tempdir().unwrap();
-        for (path, text) in files {
-            let path = dir.path().join(path);
-            fs_err::create_dir_all(path.parent().unwrap()).unwrap();
-            fs_err::write(path, text).unwrap();
-        }
-        let files = RepoFiles::scan(dir.path()).unwrap();
-        (dir, files)
-    }
-
     /// A whole OpenSSH private key block, as `find_complete` wants it.
     const SSH_KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n-----END OPENSSH PRIVATE KEY-----\n";
 
@@ -508,7 +496,7 @@ mod tests {
 
     #[test]
     fn a_file_of_16_mib_is_searched_for_keys_and_a_larger_one_is_not() {
-        let (_dir, files) = repo(&[("at-bound.img", ""), ("above-bound.img", "")]);
+        let (_dir, files) = RepoFiles::of(&[("at-bound.img", ""), ("above-bound.img", "")]);
         key_file_of_len(&files, "at-bound.img", 16 * 1024 * 1024);
         key_file_of_len(&files, "above-bound.img", 16 * 1024 * 1024 + 1);
         assert_eq!(
@@ -523,7 +511,7 @@ mod tests {
 
     #[test]
     fn a_readme_or_gitkeep_under_secrets_is_not_a_plaintext_secret() {
-        let (_dir, files) = repo(&[
+        let (_dir, files) = RepoFiles::of(&[
             (
                 "secrets/README.md",
                 "Encrypt with `sops --encrypt --in-place`.\n",
@@ -538,7 +526,7 @@ mod tests {
 
     #[test]
     fn a_missing_sops_yaml_is_named_as_missing() {
-        let (_dir, files) = repo(&[("flakesmith.yaml", "schema: 1\n")]);
+        let (_dir, files) = RepoFiles::of(&[("flakesmith.yaml", "schema: 1\n")]);
         assert_eq!(
             sops_nodes(&files, &Answers::default()).unwrap(),
             vec![Finding::new(
@@ -559,9 +547,9 @@ mod tests {
             ..Answers::default()
         };
         assert!(!answers.nodes.is_empty(), "the default answers list nodes");
-        let (_dir, files) = repo(&[(".sops.yaml", "creation_rules: []\n")]);
+        let (_dir, files) = RepoFiles::of(&[(".sops.yaml", "creation_rules: []\n")]);
         assert_eq!(sops_nodes(&files, &answers).unwrap(), Vec::new());
-        let (_dir, files) = repo(&[("flakesmith.yaml", "schema: 1\n")]);
+        let (_dir, files) = RepoFiles::of(&[("flakesmith.yaml", "schema: 1\n")]);
         assert_eq!(sops_nodes(&files, &answers).unwrap(), Vec::new());
     }
 
@@ -583,7 +571,7 @@ mod tests {
 
     #[test]
     fn yml_and_json_secrets_are_checked_for_their_recipients() {
-        let (_dir, files) = repo(&[
+        let (_dir, files) = RepoFiles::of(&[
             (".sops.yaml", SOPS_YAML_TEXT),
             ("secrets/a.yml", &encrypted_to(&[ADMIN])),
             ("secrets/b.json", &encrypted_to(&[ADMIN, NODE, GONE])),
@@ -617,13 +605,14 @@ mod tests {
             },
             ..Answers::default()
         };
-        let (_dir, files) = repo(&[(".sops.yaml", SOPS_YAML_TEXT), ("secrets/a.yaml", &stale)]);
+        let (_dir, files) =
+            RepoFiles::of(&[(".sops.yaml", SOPS_YAML_TEXT), ("secrets/a.yaml", &stale)]);
         assert_eq!(
             sops_file_recipients(&files, &deployment_keys).unwrap(),
             Vec::new()
         );
         // No .sops.yaml: sops_nodes names it missing; here there are no rules to compare with.
-        let (_dir, files) = repo(&[("secrets/a.yaml", &stale)]);
+        let (_dir, files) = RepoFiles::of(&[("secrets/a.yaml", &stale)]);
         assert_eq!(
             sops_file_recipients(&files, &Answers::default()).unwrap(),
             Vec::new()
@@ -705,7 +694,7 @@ mod tests {
 
     #[test]
     fn a_store_copy_of_64_kib_is_searched_for_keys_and_a_larger_one_is_not() {
-        let (_dir, files) = repo(&[("keys/n1.age", &format!("{AGE_SECRET}\n"))]);
+        let (_dir, files) = RepoFiles::of(&[("keys/n1.age", &format!("{AGE_SECRET}\n"))]);
         let store = tempfile::tempdir().unwrap();
         let at_bound = store_copy(store.path(), "aaaa-source", 64 * 1024);
         store_copy(store.path(), "bbbb-source", 64 * 1024 + 1);
@@ -717,7 +706,7 @@ mod tests {
 
     #[test]
     fn only_source_directories_of_the_store_are_searched_for_keys() {
-        let (_dir, files) = repo(&[("keys/n1.age", &format!("{AGE_SECRET}\n"))]);
+        let (_dir, files) = RepoFiles::of(&[("keys/n1.age", &format!("{AGE_SECRET}\n"))]);
         let store = tempfile::tempdir().unwrap();
         // A derivation's output may hold anything, a key included: only `-source` copies are
         // this repository.
