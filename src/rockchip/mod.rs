@@ -38,7 +38,7 @@ pub const ITB_IN_COMBINED: u64 = ITB_OFFSET - IDBLOADER_OFFSET;
 /// loader1 at 64, loader2 at 16384, trust at 24576 and boot at 32768 sectors).
 pub const FIRST_PARTITION_MIN: u64 = 16 << 20;
 
-/// `count` as a human size next to the exact byte count, for messages.
+/// `bytes` in the largest binary unit it fills (up to TiB), to one decimal, for messages.
 pub fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;
@@ -51,5 +51,28 @@ pub fn human(bytes: u64) -> String {
         format!("{bytes} B")
     } else {
         format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_size_is_shown_in_the_largest_unit_it_fills_up_to_tib() {
+        for (bytes, shown) in [
+            (0, "0 B"),
+            (1023, "1023 B"),
+            (1024, "1.0 KiB"),
+            (1536, "1.5 KiB"),
+            (16 << 20, "16.0 MiB"),
+            ((1 << 30) - 1, "1024.0 MiB"),
+            (3 << 40, "3.0 TiB"),
+            // No unit above TiB: a PiB is 1024 of them.
+            (1 << 50, "1024.0 TiB"),
+            (u64::MAX, "16777216.0 TiB"),
+        ] {
+            assert_eq!(human(bytes), shown, "{bytes}");
+        }
     }
 }
