@@ -144,3 +144,51 @@ impl<T: Into<Json>> From<Vec<T>> for Json {
         Json::Array(value.into_iter().map(Into::into).collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The exact text: `--json` reports are read by scripts and by people, and serde_json
+    /// reading it back (the integration tests) does not see indentation or `[]` written as
+    /// `[\n]`.
+    #[test]
+    fn pretty_text_is_two_space_indented_with_empty_containers_on_one_line() {
+        let value = Json::object()
+            .with("image", "a.img")
+            .with("stages", vec![Json::object().with("n", 1u32), Json::object()])
+            .with("empty", Vec::<Json>::new())
+            .with("nested", vec![vec![true], vec![]])
+            .with("none", None::<u32>);
+        assert_eq!(
+            value.pretty(),
+            r#"{
+  "image": "a.img",
+  "stages": [
+    {
+      "n": 1
+    },
+    {}
+  ],
+  "empty": [],
+  "nested": [
+    [
+      true
+    ],
+    []
+  ],
+  "none": null
+}"#
+        );
+    }
+
+    /// Quotes, backslashes and control characters below U+0020 are escaped; a space, DEL and
+    /// anything beyond ASCII are written as they are (JSON allows them).
+    #[test]
+    fn strings_escape_quotes_backslashes_and_control_characters() {
+        assert_eq!(
+            Json::from("\"\\\n\r\t\u{0}\u{1f} \u{7f}é").pretty(),
+            r#""\"\\\n\r\t\u0000\u001f "#.to_owned() + "\u{7f}é\""
+        );
+    }
+}
