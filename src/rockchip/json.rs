@@ -156,7 +156,10 @@ mod tests {
     fn pretty_text_is_two_space_indented_with_empty_containers_on_one_line() {
         let value = Json::object()
             .with("image", "a.img")
-            .with("stages", vec![Json::object().with("n", 1u32), Json::object()])
+            .with(
+                "stages",
+                vec![Json::object().with("n", 1u32), Json::object()],
+            )
             .with("empty", Vec::<Json>::new())
             .with("nested", vec![vec![true], vec![]])
             .with("none", None::<u32>);
