@@ -982,6 +982,15 @@ fn command_line_mistakes_exit_2_with_one_line() {
             vec!["verify", "--image", img, "extra"],
             "unexpected argument \"extra\"",
         ),
+        // Only an option's name is split at `=`; a stray argument is named whole.
+        (
+            vec!["verify", "--image", img, "a=b"],
+            "unexpected argument \"a=b\"",
+        ),
+        (
+            vec!["--image", img],
+            "--image: a command comes first: write or verify (see --help)",
+        ),
     ];
     for (args, expected) in cases {
         let out = rk_inject(&args);
@@ -997,6 +1006,21 @@ fn command_line_mistakes_exit_2_with_one_line() {
     assert!(stdout(&out).contains("rk-inject verify --image IMG"));
     let out = rk_inject(&["write", "--help"]);
     assert!(stdout(&out).contains("--dry-run"));
+    for (command, first_line) in [
+        (
+            "write",
+            "Write a Rockchip boot loader into a disk image or block device.",
+        ),
+        ("verify", "Report the Rockchip boot loader an image holds."),
+    ] {
+        let out = rk_inject(&["help", command]);
+        assert_eq!(out.status.code(), Some(0));
+        assert_eq!(
+            stdout(&out).lines().next(),
+            Some(first_line),
+            "help {command}"
+        );
+    }
     let out = rk_inject(&["--version"]);
     assert_eq!(
         stdout(&out).trim(),
@@ -1186,6 +1210,109 @@ fn verify_of_an_image_without_a_loader_counts_free_space_from_sector_64() {
     assert!(
         !text.contains("loader's end"),
         "there is no loader:\n{text}"
+    );
+}
+
+/// The stages an RKNS v2 header lists, as (offset, size) in bytes from the loader's start. Read
+/// from the format here (U-Boot's tools/rkcommon.c: the stage count in the high half of word
+/// 2; one 88-byte entry per stage from byte 120, whose first word holds the offset in sectors in
+/// its low half and the size in its high half), not by rk-inject's parser.
+fn rkns_stages(payload: &Path) -> Vec<(u64, u64)> {
+    let head = fs::read(payload).unwrap();
+    assert_eq!(&head[..4], b"RKNS");
+    let word = |at: usize| u32::from_le_bytes(head[at..at + 4].try_into().unwrap());
+    (0..(word(8) >> 16) as usize)
+        .map(|i| {
+            let entry = word(120 + i * 88);
+            (
+                u64::from(entry & 0xffff) * 512,
+                u64::from(entry >> 16) * 512,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn verify_names_each_stage_by_its_bytes_and_a_damaged_one_by_its_digest() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = rk35_payloads(dir.path());
+    let sd = sd_image(dir.path(), "stages.img", 16);
+    let out = write_combined(path_str(&sd.path), path_str(&p.combined), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let stages = rkns_stages(&p.combined);
+    assert_eq!(stages.len(), 2);
+    let stage_line = |number: usize, state: &str| {
+        let (offset, size) = stages[number - 1];
+        let start = IDB + offset;
+        format!(
+            "  stage {number}    bytes {start}..{} ({size} bytes), sha256 {state}",
+            start + size
+        )
+    };
+    let stage_json = |number: usize, ok: bool| {
+        let (offset, size) = stages[number - 1];
+        serde_json::json!({
+            "number": number, "start": IDB + offset, "end": IDB + offset + size,
+            "size": size, "sha256_ok": ok,
+        })
+    };
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["verify", "--image", path_str(&sd.path)];
+        args.extend(extra);
+        let out = rk_inject(&args);
+        (out.status.code(), stdout(&out), stderr(&out))
+    };
+    let has_line = |text: &str, line: &str| text.lines().any(|l| l == line);
+    let soc_line = |soc: &str, state: &str| format!("{:<12} {soc}: {state}", "soc");
+
+    let (code, text, err) = verify(&[]);
+    assert_eq!((code, err.as_str()), (Some(0), ""), "{text}");
+    for line in [
+        stage_line(1, "ok"),
+        stage_line(2, "ok"),
+        soc_line("rk3588", "matches the header"),
+    ] {
+        assert!(has_line(&text, &line), "no line {line:?} in:\n{text}");
+    }
+    let (code, text, _) = verify(&["--json"]);
+    assert_eq!(code, Some(0));
+    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        report["loader"]["stages"],
+        serde_json::json!([stage_json(1, true), stage_json(2, true)])
+    );
+    assert_eq!(report["loader"]["soc_matches"], true);
+
+    // A loader for the SoC family before RKNS.
+    let (code, text, _) = verify(&["--soc", "rk3399"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        has_line(&text, &soc_line("rk3399", "does NOT match the header")),
+        "{text}"
+    );
+
+    // One byte of stage 2 changed on the image.
+    let at = IDB + stages[1].0 + 100;
+    let mut byte = region(&sd.path, at, 1);
+    byte[0] ^= 0xff;
+    let mut file = fs::OpenOptions::new().write(true).open(&sd.path).unwrap();
+    use std::io::{Seek, SeekFrom, Write};
+    file.seek(SeekFrom::Start(at)).unwrap();
+    file.write_all(&byte).unwrap();
+    drop(file);
+    let (code, text, err) = verify(&[]);
+    assert_eq!(code, Some(1), "{text}");
+    assert_eq!(err, "rk-inject: the image has problems (listed above)\n");
+    for line in [stage_line(1, "ok"), stage_line(2, "MISMATCH")] {
+        assert!(has_line(&text, &line), "no line {line:?} in:\n{text}");
+    }
+    // With --json the report is the whole answer: nothing on stderr.
+    let (code, text, err) = verify(&["--json"]);
+    assert_eq!((code, err.as_str()), (Some(1), ""));
+    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        report["loader"]["stages"],
+        serde_json::json!([stage_json(1, true), stage_json(2, false)])
     );
 }
 
