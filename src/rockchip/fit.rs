@@ -223,15 +223,20 @@ mod tests {
             self
         }
 
+        /// Zeros to the next word boundary.
+        fn aligned(mut self) -> Self {
+            while !self.structure.len().is_multiple_of(4) {
+                self.structure.push(0);
+            }
+            self
+        }
+
         /// A node named `name`, NUL-terminated and padded to a word.
         fn begin(self, name: &str) -> Self {
             let mut tree = self.token(BEGIN_NODE);
             tree.structure.extend(name.as_bytes());
             tree.structure.push(0);
-            while tree.structure.len() % 4 != 0 {
-                tree.structure.push(0);
-            }
-            tree
+            tree.aligned()
         }
 
         fn prop(self, name: &str, value: &[u8]) -> Self {
@@ -240,10 +245,7 @@ mod tests {
             tree.strings.extend(name.as_bytes());
             tree.strings.push(0);
             tree.structure.extend(value);
-            while tree.structure.len() % 4 != 0 {
-                tree.structure.push(0);
-            }
-            tree
+            tree.aligned()
         }
 
         fn prop_u32(self, name: &str, value: u32) -> Self {

@@ -468,6 +468,7 @@ pub fn read_at<R: Read + Seek>(disk: &mut R, offset: u64, buf: &mut [u8]) -> Res
     disk.seek(SeekFrom::Start(offset))
         .map_err(|e| Error::io(format!("seeking to byte {offset}"), e))?;
     let mut filled = 0;
+    // (`<=` would add a read into an empty slice, which returns 0 and ends the loop the same.)
     while filled < buf.len() {
         match disk.read(&mut buf[filled..]) {
             Ok(0) => break,
@@ -565,5 +566,245 @@ mod tests {
         assert_eq!(layout.summary(), "no partition table");
         layout.scheme = Scheme::WholeDisk("ext2/3/4");
         assert_eq!(layout.summary(), "a ext2/3/4 volume from byte 0");
+    }
+
+    /// `disk_with_logical_partitions(1)` with `edit` applied to its EBR (LBA 1), read whole or
+    /// cut to `len` bytes; the logical partition numbers found and the notes.
+    fn one_logical(edit: impl FnOnce(&mut [u8]), len: Option<usize>) -> (Vec<u32>, Vec<String>) {
+        let mut disk = disk_with_logical_partitions(1);
+        edit(&mut disk[512..1024]);
+        disk.truncate(len.unwrap_or(disk.len()));
+        let size = disk.len() as u64;
+        let layout = Layout::read(&mut std::io::Cursor::new(disk), size).unwrap();
+        let numbers = layout
+            .partitions
+            .iter()
+            .map(|p| p.number)
+            .filter(|&n| n >= 5);
+        (numbers.collect(), layout.notes)
+    }
+
+    #[test]
+    fn an_ebr_in_the_last_sector_is_read_and_one_cut_short_is_noted() {
+        assert_eq!(one_logical(|_| (), Some(1024)), (vec![5], vec![]));
+        assert_eq!(
+            one_logical(|_| (), Some(1023)),
+            (
+                vec![],
+                vec!["EBR at LBA 1 lies past the end of the image".to_string()]
+            )
+        );
+    }
+
+    #[test]
+    fn an_ebr_needs_both_signature_bytes() {
+        assert_eq!(one_logical(|_| (), None), (vec![5], vec![]));
+        for signature in [[0x55, 0x00], [0x00, 0xaa]] {
+            let (numbers, _) = one_logical(|ebr| ebr[510..].copy_from_slice(&signature), None);
+            assert_eq!(numbers, Vec::<u32>::new(), "{signature:x?}");
+        }
+    }
+
+    #[test]
+    fn only_the_first_slot_of_an_ebr_holds_a_logical_partition() {
+        // The logical partition moved to the second slot, where a link to the next EBR belongs.
+        let moved = |ebr: &mut [u8]| {
+            ebr.copy_within(446..462, 462);
+            ebr[446..462].fill(0);
+        };
+        let (numbers, _) = one_logical(moved, None);
+        assert_eq!(numbers, Vec::<u32>::new());
+    }
+
+    /// Writes one GPT copy into `disk`, whose sectors are `ss` bytes: the header at `my_lba`
+    /// naming `alternate`, and at `entries_lba` an array of `count` 128-byte entries listing
+    /// `parts` (first and last LBA), with both CRCs right.
+    fn put_gpt(
+        disk: &mut [u8],
+        ss: usize,
+        (my_lba, alternate, entries_lba): (u64, u64, u64),
+        count: u32,
+        parts: &[(u64, u64)],
+    ) {
+        let mut array = vec![0u8; count as usize * 128];
+        for (i, &(first, last)) in parts.iter().enumerate() {
+            let entry = &mut array[i * 128..(i + 1) * 128];
+            entry[..16].fill(0x11);
+            entry[16..32].fill(0x20 + i as u8);
+            entry[32..40].copy_from_slice(&first.to_le_bytes());
+            entry[40..48].copy_from_slice(&last.to_le_bytes());
+        }
+        let at = entries_lba as usize * ss;
+        disk[at..at + array.len()].copy_from_slice(&array);
+        let mut header = vec![0u8; ss];
+        header[..8].copy_from_slice(gpt::SIGNATURE);
+        let fields: [(usize, &[u8]); 8] = [
+            (8, &0x0001_0000u32.to_le_bytes()),
+            (12, &92u32.to_le_bytes()),
+            (24, &my_lba.to_le_bytes()),
+            (32, &alternate.to_le_bytes()),
+            (56, &[0x42; 16]),
+            (72, &entries_lba.to_le_bytes()),
+            (80, &count.to_le_bytes()),
+            (84, &128u32.to_le_bytes()),
+        ];
+        for (at, bytes) in fields {
+            header[at..at + bytes.len()].copy_from_slice(bytes);
+        }
+        header[88..92].copy_from_slice(&gpt::crc32(&array).to_le_bytes());
+        let crc = gpt::crc32(&header[..92]);
+        header[16..20].copy_from_slice(&crc.to_le_bytes());
+        let at = my_lba as usize * ss;
+        disk[at..at + ss].copy_from_slice(&header);
+    }
+
+    /// A disk of `sectors` sectors of `ss` bytes with a protective MBR and nothing else.
+    fn protective_disk(ss: usize, sectors: u64) -> Vec<u8> {
+        let mut disk = vec![0u8; ss * sectors as usize];
+        disk[446 + 4] = mbr::PROTECTIVE;
+        disk[446 + 8..446 + 12].copy_from_slice(&1u32.to_le_bytes());
+        disk[446 + 12..446 + 16].copy_from_slice(&u32::MAX.to_le_bytes());
+        disk[510..512].copy_from_slice(&[0x55, 0xaa]);
+        disk
+    }
+
+    fn read_disk(disk: Vec<u8>) -> Layout {
+        let size = disk.len() as u64;
+        Layout::read(&mut std::io::Cursor::new(disk), size).unwrap()
+    }
+
+    /// (number, start, length) of each partition, in bytes.
+    fn extents(layout: &Layout) -> Vec<(u32, u64, u64)> {
+        let partitions = layout.partitions.iter();
+        partitions
+            .map(|p| (p.number, p.extent.start, p.extent.len()))
+            .collect()
+    }
+
+    fn has_reserved(layout: &Layout, what: &str) -> bool {
+        layout.reserved.iter().any(|r| r.what == what)
+    }
+
+    const FIRMWARE: (u64, u64) = (10, 19);
+    const EXTRA: (u64, u64) = (30, 39);
+
+    #[test]
+    fn a_backup_gpt_listing_other_partitions_is_noted_and_its_partitions_protected_too() {
+        let mut disk = protective_disk(512, 200);
+        put_gpt(&mut disk, 512, (1, 199, 2), 4, &[FIRMWARE]);
+        put_gpt(&mut disk, 512, (199, 1, 198), 4, &[FIRMWARE]);
+        let same = read_disk(disk.clone());
+        assert_eq!(same.notes, Vec::<String>::new());
+        assert_eq!(extents(&same), [(1, 5120, 5120)]);
+        put_gpt(&mut disk, 512, (199, 1, 198), 4, &[FIRMWARE, EXTRA]);
+        let differ = read_disk(disk);
+        assert_eq!(
+            differ.notes,
+            ["the primary and backup GPT (LBA 199) list different partitions; both are protected"]
+        );
+        assert_eq!(extents(&differ), [(1, 5120, 5120), (2, 15360, 5120)]);
+    }
+
+    #[test]
+    fn a_backup_gpt_is_looked_for_at_the_disk_end_when_the_primary_names_an_empty_sector() {
+        let mut disk = protective_disk(512, 200);
+        put_gpt(&mut disk, 512, (1, 150, 2), 4, &[FIRMWARE]);
+        put_gpt(&mut disk, 512, (199, 1, 198), 4, &[FIRMWARE]);
+        let layout = read_disk(disk);
+        assert_eq!(layout.notes, Vec::<String>::new());
+        assert!(has_reserved(&layout, "the backup GPT header (LBA 199)"));
+    }
+
+    #[test]
+    fn the_backup_gpt_the_primary_names_is_used_over_another_at_the_disk_end() {
+        let mut disk = protective_disk(512, 200);
+        put_gpt(&mut disk, 512, (1, 150, 2), 4, &[FIRMWARE]);
+        put_gpt(&mut disk, 512, (150, 1, 149), 4, &[FIRMWARE]);
+        // Left by an earlier table: not the backup of this one.
+        put_gpt(&mut disk, 512, (199, 1, 198), 4, &[FIRMWARE, EXTRA]);
+        let layout = read_disk(disk);
+        assert_eq!(layout.notes, Vec::<String>::new());
+        assert!(has_reserved(&layout, "the backup GPT header (LBA 150)"));
+        assert!(!has_reserved(&layout, "the backup GPT header (LBA 199)"));
+        assert_eq!(extents(&layout), [(1, 5120, 5120)]);
+    }
+
+    #[test]
+    fn a_gpt_copy_is_read_from_lba_1_to_the_last_sector_with_its_array_inside_the_image() {
+        let mut disk = protective_disk(512, 10);
+        // Header at the last LBA, its one-sector array just before it.
+        put_gpt(&mut disk, 512, (9, 1, 8), 4, &[]);
+        put_gpt(&mut disk, 512, (1, 9, 2), 4, &[]);
+        let size = disk.len() as u64;
+        let mut cursor = std::io::Cursor::new(disk.clone());
+        let mut at = |lba| read_gpt_copy(&mut cursor, size, 512, lba).map(|(h, _)| h.my_lba);
+        assert_eq!(at(1), Ok(1));
+        assert_eq!(at(9), Ok(9));
+        assert_eq!(at(0), Err("LBA 0 is outside the image".to_string()));
+        assert_eq!(at(10), Err("LBA 10 is outside the image".to_string()));
+        // The array in the last sector, ending with the image; then one sector further.
+        for (entries_lba, expected) in [
+            (9, Ok(1)),
+            (
+                10,
+                Err("its entry array at LBA 10 runs past the end of the image".to_string()),
+            ),
+        ] {
+            let mut disk = protective_disk(512, 11);
+            put_gpt(&mut disk, 512, (1, 9, entries_lba), 4, &[]);
+            disk.truncate(10 * 512);
+            let got = read_gpt_copy(&mut std::io::Cursor::new(disk), size, 512, 1);
+            assert_eq!(
+                got.map(|(h, _)| h.my_lba),
+                expected,
+                "array at {entries_lba}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_gpt_with_4096_byte_sectors_is_found_on_an_image_of_six_sectors() {
+        let mut disk = protective_disk(4096, 6);
+        put_gpt(&mut disk, 4096, (1, 5, 2), 32, &[(3, 3)]);
+        put_gpt(&mut disk, 4096, (5, 1, 4), 32, &[(3, 3)]);
+        let layout = read_disk(disk);
+        assert_eq!((layout.scheme, layout.sector_size), (Scheme::Gpt, 4096));
+        assert_eq!(extents(&layout), [(1, 3 * 4096, 4096)]);
+    }
+
+    #[test]
+    fn a_gpt_signature_is_looked_for_only_where_the_image_has_its_eight_bytes() {
+        let mut head = vec![0u8; 520];
+        head[512..].copy_from_slice(gpt::SIGNATURE);
+        assert!(has_signature(&head, 512));
+        assert!(!has_signature(&head[..519], 512));
+        assert!(!has_signature(&head[..100], 512));
+    }
+
+    /// A reader whose first read is interrupted by a signal (EINTR), as a read of a block
+    /// device can be.
+    struct InterruptedOnce(bool, std::io::Cursor<Vec<u8>>);
+
+    impl Read for InterruptedOnce {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if std::mem::replace(&mut self.0, false) {
+                return Err(std::io::ErrorKind::Interrupted.into());
+            }
+            self.1.read(buf)
+        }
+    }
+
+    impl Seek for InterruptedOnce {
+        fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+            self.1.seek(to)
+        }
+    }
+
+    #[test]
+    fn an_interrupted_read_is_retried_and_the_end_of_data_zero_filled() {
+        let mut disk = InterruptedOnce(true, std::io::Cursor::new(vec![1, 2, 3]));
+        let mut buf = [9u8; 4];
+        assert_eq!(read_at(&mut disk, 1, &mut buf).unwrap(), 2);
+        assert_eq!(buf, [2, 3, 0, 0]);
     }
 }
