@@ -1054,7 +1054,7 @@ fn json_refusal_is_machine_readable() {
 }
 
 #[test]
-fn vendored_crate_is_our_source_and_builds_offline_on_its_own() {
+fn vendored_crate_is_our_source_and_builds_and_passes_its_tests_offline_on_its_own() {
     let files = flakesmith::rockchip_vendor::vendored_sources();
     let names: Vec<&str> = files.iter().map(|(p, _, _)| p.as_str()).collect();
     for expected in [
@@ -1128,6 +1128,21 @@ fn vendored_crate_is_our_source_and_builds_offline_on_its_own() {
         fs::read(root.join("Cargo.lock")).unwrap(),
         lock_before,
         "cargo rewrote Cargo.lock"
+    );
+    // Its unit tests build and pass there too: they may use nothing but std (and programs).
+    let out = Command::new(env!("CARGO"))
+        .args(["test", "--offline", "--locked", "--quiet"])
+        .current_dir(&root)
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .env("RUSTFLAGS", "-D warnings")
+        .env_remove("CARGO_BUILD_TARGET_DIR")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the vendored crate's tests failed:\n{}{}",
+        stdout(&out),
+        stderr(&out)
     );
 
     // The vendored binary says exactly what ours says about the same image.
