@@ -1111,14 +1111,18 @@ fn vendored_crate_is_our_source_and_builds_and_passes_its_tests_offline_on_its_o
     }
     let lock_before = fs::read(root.join("Cargo.lock")).unwrap();
     let target_dir = dir.path().join("target");
-    let out = Command::new(env!("CARGO"))
-        .args(["build", "--offline", "--locked", "--quiet"])
-        .current_dir(&root)
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .env("RUSTFLAGS", "-D warnings")
-        .env_remove("CARGO_BUILD_TARGET_DIR")
-        .output()
-        .unwrap();
+    // Offline, with the lock file as it is, warnings as errors, in a target directory of its own.
+    let cargo = |command: &str| {
+        Command::new(env!("CARGO"))
+            .args([command, "--offline", "--locked", "--quiet"])
+            .current_dir(&root)
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .env("RUSTFLAGS", "-D warnings")
+            .env_remove("CARGO_BUILD_TARGET_DIR")
+            .output()
+            .unwrap()
+    };
+    let out = cargo("build");
     assert!(
         out.status.success(),
         "vendored rk-inject did not build:\n{}",
@@ -1130,14 +1134,7 @@ fn vendored_crate_is_our_source_and_builds_and_passes_its_tests_offline_on_its_o
         "cargo rewrote Cargo.lock"
     );
     // Its unit tests build and pass there too: they may use nothing but std (and programs).
-    let out = Command::new(env!("CARGO"))
-        .args(["test", "--offline", "--locked", "--quiet"])
-        .current_dir(&root)
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .env("RUSTFLAGS", "-D warnings")
-        .env_remove("CARGO_BUILD_TARGET_DIR")
-        .output()
-        .unwrap();
+    let out = cargo("test");
     assert!(
         out.status.success(),
         "the vendored crate's tests failed:\n{}{}",
