@@ -68,10 +68,17 @@ impl Sha256 {
 
     pub fn finish(mut self) -> [u8; 32] {
         let bits = self.length.wrapping_mul(8);
-        self.update(&[0x80]);
-        while self.filled != 56 {
-            self.update(&[0]);
-        }
+        // 0x80, then zeros to 56 bytes into a block (the next one if fewer than 9 bytes are
+        // left in this one), then the length: in one piece, so no fault in `update` can make
+        // padding run forever.
+        let mut padding = [0u8; 64];
+        padding[0] = 0x80;
+        let len = if self.filled < 56 {
+            56 - self.filled
+        } else {
+            120 - self.filled
+        };
+        self.update(&padding[..len]);
         self.update(&bits.to_be_bytes());
         let mut out = [0u8; 32];
         for (word, bytes) in self.state.iter().zip(out.chunks_exact_mut(4)) {
