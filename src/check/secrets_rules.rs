@@ -18,6 +18,11 @@ const SECRETS_DIR: &str = "secrets/";
 /// Files larger than this are not searched for keys (disk images, bootloader blobs).
 const MAX_SCANNED_BYTES: u64 = 16 * 1024 * 1024;
 
+/// A key file (an age identity, an SSH private key) is a few hundred bytes: a file in keys/, or
+/// in a store copy of it, larger than this is not one and is not read (a hostile repository may
+/// commit a file of gigabytes there).
+const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
+
 /// Every file under secrets/ is sops-encrypted (empty and comment-only files hold nothing).
 pub fn plaintext_secrets(files: &RepoFiles, _: &Answers) -> Result<Vec<Finding>> {
     let mut findings = Vec::new();
@@ -401,7 +406,11 @@ fn keys_in_store_dir(files: &RepoFiles, store: &std::path::Path) -> Result<Vec<F
     let keys_prefix = format!("{KEYS_DIR}/");
     let mut secrets: Vec<(String, String)> = Vec::new();
     for path in files.files.iter().filter(|p| p.starts_with(&keys_prefix)) {
-        let Ok(text) = fs_err::read_to_string(files.path(path)) else {
+        let full = files.path(path);
+        if fs_err::metadata(&full).map_or(true, |m| m.len() > MAX_KEY_FILE_BYTES) {
+            continue;
+        }
+        let Ok(text) = fs_err::read_to_string(full) else {
             continue;
         };
         for fragment in private_key::find_fragments(&text) {
@@ -436,7 +445,9 @@ fn keys_in_store_dir(files: &RepoFiles, store: &std::path::Path) -> Result<Vec<F
             };
             for key in keys.flatten() {
                 if !key.file_type().is_ok_and(|t| t.is_file())
-                    || key.metadata().map_or(true, |m| m.len() > 64 * 1024)
+                    || key
+                        .metadata()
+                        .map_or(true, |m| m.len() > MAX_KEY_FILE_BYTES)
                 {
                     continue;
                 }
@@ -483,22 +494,22 @@ mod tests {
     /// A whole OpenSSH private key block, as `find_complete` wants it.
     const SSH_KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n-----END OPENSSH PRIVATE KEY-----\n";
 
-    /// `SSH_KEY` at the start of a file of `len` bytes, the rest a hole (reads as zeros).
-    fn key_file_of_len(files: &RepoFiles, path: &str, len: u64) {
-        fs_err::write(files.path(path), SSH_KEY).unwrap();
-        fs_err::File::options()
-            .write(true)
-            .open(files.path(path))
-            .unwrap()
-            .set_len(len)
-            .unwrap();
+    /// `text` at the start of a file of `len` bytes, the rest a hole (reads as zeros).
+    fn text_then_hole(path: &std::path::Path, text: &str, len: u64) {
+        fs_err::write(path, text).unwrap();
+        let file = fs_err::File::options().write(true).open(path).unwrap();
+        file.set_len(len).unwrap();
     }
 
     #[test]
     fn a_file_of_16_mib_is_searched_for_keys_and_a_larger_one_is_not() {
         let (_dir, files) = RepoFiles::of(&[("at-bound.img", ""), ("above-bound.img", "")]);
-        key_file_of_len(&files, "at-bound.img", 16 * 1024 * 1024);
-        key_file_of_len(&files, "above-bound.img", 16 * 1024 * 1024 + 1);
+        text_then_hole(&files.path("at-bound.img"), SSH_KEY, 16 * 1024 * 1024);
+        text_then_hole(
+            &files.path("above-bound.img"),
+            SSH_KEY,
+            16 * 1024 * 1024 + 1,
+        );
         assert_eq!(
             private_keys(&files, &Answers::default()).unwrap(),
             vec![Finding::new(
@@ -673,13 +684,7 @@ mod tests {
     fn store_copy(store: &std::path::Path, entry: &str, len: u64) -> std::path::PathBuf {
         let key = store.join(entry).join("keys/n1.age");
         fs_err::create_dir_all(key.parent().unwrap()).unwrap();
-        fs_err::write(&key, format!("{AGE_SECRET}\n")).unwrap();
-        fs_err::File::options()
-            .write(true)
-            .open(&key)
-            .unwrap()
-            .set_len(len)
-            .unwrap();
+        text_then_hole(&key, &format!("{AGE_SECRET}\n"), len);
         key
     }
 
@@ -702,6 +707,28 @@ mod tests {
             keys_in_store_dir(&files, store.path()).unwrap(),
             vec![store_finding(&at_bound, &store.path().join("aaaa-source"))]
         );
+    }
+
+    #[test]
+    fn a_key_file_of_64_kib_is_read_and_a_larger_one_is_not() {
+        // Its secret first, then a hole: the store copy is small, so only the repository's
+        // side of the bound decides.
+        for (len, found) in [(64 * 1024, true), (64 * 1024 + 1, false)] {
+            let (_dir, files) = RepoFiles::of(&[("keys/n1.age", "")]);
+            text_then_hole(&files.path("keys/n1.age"), &format!("{AGE_SECRET}\n"), len);
+            let store = tempfile::tempdir().unwrap();
+            let copy = store_copy(store.path(), "eeee-source", 100);
+            let expected = if found {
+                vec![store_finding(&copy, &store.path().join("eeee-source"))]
+            } else {
+                Vec::new()
+            };
+            assert_eq!(
+                keys_in_store_dir(&files, store.path()).unwrap(),
+                expected,
+                "{len}"
+            );
+        }
     }
 
     #[test]
