@@ -3,12 +3,19 @@
 
 use std::{
     collections::BTreeSet,
+    io::Read,
     path::{Path, PathBuf},
     process::Command,
 };
 
 use anyhow::{Context, Result};
 use walkdir::WalkDir;
+
+use crate::error::UsageError;
+
+/// The most `check` reads of one text file it parses: Nix files, secrets and .sops.yaml are
+/// kilobytes, and a hostile repository may commit gigabytes under such a name.
+const MAX_TEXT_BYTES: u64 = 16 << 20;
 
 /// Folders that are not the user's sources: git's, flakesmith's base record (copies of
 /// generated files, checked through the originals), cargo's and nix's build output.
@@ -82,8 +89,19 @@ impl RepoFiles {
             .filter(move |p| p.ends_with(ext))
     }
 
+    /// The text of a file the rules parse (Nix, sops files, .sops.yaml), read through a bound:
+    /// a file over [`MAX_TEXT_BYTES`] is bad input, not something to hold in memory.
     pub fn read_text(&self, relative: &str) -> Result<String> {
-        let bytes = fs_err::read(self.path(relative))?;
+        let file = fs_err::File::open(self.path(relative))?;
+        let mut bytes = Vec::new();
+        file.take(MAX_TEXT_BYTES + 1).read_to_end(&mut bytes)?;
+        if bytes.len() as u64 > MAX_TEXT_BYTES {
+            return Err(UsageError::new(format!(
+                "{relative}: larger than the {} MiB `flakesmith check` reads of a text file it parses",
+                MAX_TEXT_BYTES >> 20
+            ))
+            .into());
+        }
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
@@ -124,4 +142,34 @@ fn git_files(root: &Path, which: &[&str]) -> Option<BTreeSet<String>> {
             .map(|p| String::from_utf8_lossy(p).into_owned())
             .collect(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_text_file_of_16_mib_is_read_and_a_larger_one_is_bad_input() {
+        let (_dir, files) = RepoFiles::of(&[("at.nix", ""), ("above.nix", "")]);
+        for (path, len) in [
+            ("at.nix", MAX_TEXT_BYTES),
+            ("above.nix", MAX_TEXT_BYTES + 1),
+        ] {
+            let file = fs_err::File::options()
+                .write(true)
+                .open(files.path(path))
+                .unwrap();
+            file.set_len(len).unwrap();
+        }
+        assert_eq!(
+            files.read_text("at.nix").unwrap().len() as u64,
+            MAX_TEXT_BYTES
+        );
+        let error = files.read_text("above.nix").unwrap_err();
+        assert!(error.is::<UsageError>(), "{error:?}");
+        assert_eq!(
+            error.to_string(),
+            "above.nix: larger than the 16 MiB `flakesmith check` reads of a text file it parses"
+        );
+    }
 }
