@@ -249,12 +249,12 @@ fn guid_at(bytes: &[u8], at: usize) -> [u8; 16] {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A 512-byte header sector at LBA 1 (128 entries of 128 bytes at LBA 2, usable 34..=1000),
     /// changed by `edit`, then summed over the header size it ends up with (when that fits).
-    fn sector_with(edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    pub(crate) fn sector_with(edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
         let mut sector = vec![0u8; 512];
         sector[..8].copy_from_slice(SIGNATURE);
         sector[8..12].copy_from_slice(&0x0001_0000u32.to_le_bytes());
@@ -277,11 +277,11 @@ mod tests {
         sector
     }
 
-    fn set32(at: usize, value: u32) -> impl FnOnce(&mut Vec<u8>) {
+    pub(crate) fn set32(at: usize, value: u32) -> impl FnOnce(&mut Vec<u8>) {
         move |sector| sector[at..at + 4].copy_from_slice(&value.to_le_bytes())
     }
 
-    fn set64(at: usize, value: u64) -> impl FnOnce(&mut Vec<u8>) {
+    pub(crate) fn set64(at: usize, value: u64) -> impl FnOnce(&mut Vec<u8>) {
         move |sector| sector[at..at + 8].copy_from_slice(&value.to_le_bytes())
     }
 
@@ -373,9 +373,10 @@ mod tests {
         );
     }
 
-    /// An entry array of four 128-byte entries, and a header that describes it.
-    fn array_of(entries: &[(usize, u64, u64, &str)]) -> (Vec<u8>, GptHeader) {
-        let mut array = vec![0u8; 4 * 128];
+    /// An entry array of `count` 128-byte entries, `entries` (slot, first LBA, last LBA, name)
+    /// in use; each entry's unique GUID is its slot number, repeated.
+    pub(crate) fn entry_array(count: usize, entries: &[(usize, u64, u64, &str)]) -> Vec<u8> {
+        let mut array = vec![0u8; count * 128];
         for &(slot, first, last, name) in entries {
             let raw = &mut array[slot * 128..(slot + 1) * 128];
             raw[..16].copy_from_slice(&[0xaf; 16]);
@@ -386,6 +387,12 @@ mod tests {
                 raw[56 + 2 * i..58 + 2 * i].copy_from_slice(&unit.to_le_bytes());
             }
         }
+        array
+    }
+
+    /// An entry array of four 128-byte entries, and a header that describes it.
+    fn array_of(entries: &[(usize, u64, u64, &str)]) -> (Vec<u8>, GptHeader) {
+        let array = entry_array(4, entries);
         let header = parse_header(
             &sector_with(|s| {
                 set32(80, 4)(s);

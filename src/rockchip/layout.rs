@@ -618,7 +618,7 @@ mod tests {
 
     /// Writes one GPT copy into `disk`, whose sectors are `ss` bytes: the header at `my_lba`
     /// naming `alternate`, and at `entries_lba` an array of `count` 128-byte entries listing
-    /// `parts` (first and last LBA), with both CRCs right.
+    /// `parts` (first and last LBA) in slots 1, 2, …, with both CRCs right.
     fn put_gpt(
         disk: &mut [u8],
         ss: usize,
@@ -626,34 +626,21 @@ mod tests {
         count: u32,
         parts: &[(u64, u64)],
     ) {
-        let mut array = vec![0u8; count as usize * 128];
-        for (i, &(first, last)) in parts.iter().enumerate() {
-            let entry = &mut array[i * 128..(i + 1) * 128];
-            entry[..16].fill(0x11);
-            entry[16..32].fill(0x20 + i as u8);
-            entry[32..40].copy_from_slice(&first.to_le_bytes());
-            entry[40..48].copy_from_slice(&last.to_le_bytes());
-        }
+        use gpt::tests::{sector_with, set32, set64};
+        let slots: Vec<_> = (parts.iter().enumerate())
+            .map(|(slot, &(first, last))| (slot, first, last, ""))
+            .collect();
+        let array = gpt::tests::entry_array(count as usize, &slots);
         let at = entries_lba as usize * ss;
         disk[at..at + array.len()].copy_from_slice(&array);
-        let mut header = vec![0u8; ss];
-        header[..8].copy_from_slice(gpt::SIGNATURE);
-        let fields: [(usize, &[u8]); 8] = [
-            (8, &0x0001_0000u32.to_le_bytes()),
-            (12, &92u32.to_le_bytes()),
-            (24, &my_lba.to_le_bytes()),
-            (32, &alternate.to_le_bytes()),
-            (56, &[0x42; 16]),
-            (72, &entries_lba.to_le_bytes()),
-            (80, &count.to_le_bytes()),
-            (84, &128u32.to_le_bytes()),
-        ];
-        for (at, bytes) in fields {
-            header[at..at + bytes.len()].copy_from_slice(bytes);
-        }
-        header[88..92].copy_from_slice(&gpt::crc32(&array).to_le_bytes());
-        let crc = gpt::crc32(&header[..92]);
-        header[16..20].copy_from_slice(&crc.to_le_bytes());
+        let header = sector_with(|h| {
+            h.resize(ss, 0);
+            set64(24, my_lba)(h);
+            set64(32, alternate)(h);
+            set64(72, entries_lba)(h);
+            set32(80, count)(h);
+            set32(88, gpt::crc32(&array))(h);
+        });
         let at = my_lba as usize * ss;
         disk[at..at + ss].copy_from_slice(&header);
     }
