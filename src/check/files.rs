@@ -144,6 +144,15 @@ fn git_files(root: &Path, which: &[&str]) -> Option<BTreeSet<String>> {
     )
 }
 
+/// Writes `text` at the start of a file of `len` bytes at `path`, the rest a hole (reads as
+/// zeros): a file of any size at the cost of its text. For the rules' unit tests.
+#[cfg(test)]
+pub(crate) fn text_then_hole(path: &Path, text: &str, len: u64) {
+    fs_err::write(path, text).unwrap();
+    let file = fs_err::File::options().write(true).open(path).unwrap();
+    file.set_len(len).unwrap();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,16 +160,8 @@ mod tests {
     #[test]
     fn a_text_file_of_16_mib_is_read_and_a_larger_one_is_bad_input() {
         let (_dir, files) = RepoFiles::of(&[("at.nix", ""), ("above.nix", "")]);
-        for (path, len) in [
-            ("at.nix", MAX_TEXT_BYTES),
-            ("above.nix", MAX_TEXT_BYTES + 1),
-        ] {
-            let file = fs_err::File::options()
-                .write(true)
-                .open(files.path(path))
-                .unwrap();
-            file.set_len(len).unwrap();
-        }
+        text_then_hole(&files.path("at.nix"), "", MAX_TEXT_BYTES);
+        text_then_hole(&files.path("above.nix"), "", MAX_TEXT_BYTES + 1);
         assert_eq!(
             files.read_text("at.nix").unwrap().len() as u64,
             MAX_TEXT_BYTES

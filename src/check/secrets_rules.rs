@@ -474,6 +474,7 @@ fn keys_in_store_dir(files: &RepoFiles, store: &std::path::Path) -> Result<Vec<F
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::check::files::text_then_hole;
 
     #[test]
     fn sops_metadata_is_recognised_per_format() {
@@ -493,13 +494,6 @@ mod tests {
 
     /// A whole OpenSSH private key block, as `find_complete` wants it.
     const SSH_KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n-----END OPENSSH PRIVATE KEY-----\n";
-
-    /// `text` at the start of a file of `len` bytes, the rest a hole (reads as zeros).
-    fn text_then_hole(path: &std::path::Path, text: &str, len: u64) {
-        fs_err::write(path, text).unwrap();
-        let file = fs_err::File::options().write(true).open(path).unwrap();
-        file.set_len(len).unwrap();
-    }
 
     #[test]
     fn a_file_of_16_mib_is_searched_for_keys_and_a_larger_one_is_not() {
