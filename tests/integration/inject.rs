@@ -634,15 +634,7 @@ fn damaged_primary_gpt_falls_back_to_the_backup() {
         "label: gpt\nstart=8M, size=30M, name=firmware\n",
     );
     // Break the primary header's CRC.
-    let mut file = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&image)
-        .unwrap();
-    use std::io::{Seek, SeekFrom, Write};
-    file.seek(SeekFrom::Start(512 + 40)).unwrap();
-    file.write_all(&[0xff]).unwrap();
-    drop(file);
+    write_region(&image, 512 + 40, &[0xff]);
 
     let err = combined_write_is_refused(&image, &p.combined);
     assert!(err.contains("partition 1 (GPT \"firmware\""), "{}", err);
@@ -662,10 +654,7 @@ fn damaged_primary_gpt_falls_back_to_the_backup() {
 
     // Both copies broken: nothing can be trusted, so nothing is written.
     let last = 64 * MIB - 512;
-    let mut file = fs::OpenOptions::new().write(true).open(&image).unwrap();
-    file.seek(SeekFrom::Start(last + 40)).unwrap();
-    file.write_all(&[0xff]).unwrap();
-    drop(file);
+    write_region(&image, last + 40, &[0xff]);
     let err = combined_write_is_refused(&image, &p.combined);
     assert!(err.contains("no valid GPT"), "{err}");
 }
@@ -1194,11 +1183,7 @@ fn leftover_gpt_signature_under_a_valid_mbr_is_ignored_with_a_note() {
         64,
         "label: dos\nstart=16M, type=83\n",
     );
-    let mut file = fs::OpenOptions::new().write(true).open(&image).unwrap();
-    use std::io::{Seek, SeekFrom, Write};
-    file.seek(SeekFrom::Start(512)).unwrap();
-    file.write_all(b"EFI PART").unwrap();
-    drop(file);
+    write_region(&image, 512, b"EFI PART");
     let out = write_combined(path_str(&image), path_str(&p.combined), &["--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let report = json(&out);
@@ -1307,11 +1292,7 @@ fn verify_names_each_stage_by_its_bytes_and_a_damaged_one_by_its_digest() {
     let at = IDB + stages[1].0 + 100;
     let mut byte = region(&sd.path, at, 1);
     byte[0] ^= 0xff;
-    let mut file = fs::OpenOptions::new().write(true).open(&sd.path).unwrap();
-    use std::io::{Seek, SeekFrom, Write};
-    file.seek(SeekFrom::Start(at)).unwrap();
-    file.write_all(&byte).unwrap();
-    drop(file);
+    write_region(&sd.path, at, &byte);
     let (code, text, err) = verify(&[]);
     assert_eq!(code, Some(1), "{text}");
     assert_eq!(err, "rk-inject: the image has problems (listed above)\n");

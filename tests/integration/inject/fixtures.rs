@@ -267,6 +267,13 @@ pub fn region(path: &Path, start: u64, len: u64) -> Vec<u8> {
     out
 }
 
+/// Writes `bytes` at `start` in the file at `path`, in place (the file is not truncated).
+pub fn write_region(path: &Path, start: u64, bytes: &[u8]) {
+    let mut file = fs::OpenOptions::new().write(true).open(path).unwrap();
+    file.seek(SeekFrom::Start(start)).unwrap();
+    file.write_all(bytes).unwrap();
+}
+
 /// SHA-256 of a whole file, streamed.
 pub fn digest(path: &Path) -> Vec<u8> {
     let mut file = fs::File::open(path).unwrap();
